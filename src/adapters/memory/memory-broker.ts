@@ -1,0 +1,159 @@
+import type { Backlog, Broker, Capabilities, Producer, Subscription } from '../../core/broker.js';
+import { ClosedError, ConfigError, isMqError, PublishError } from '../../core/errors.js';
+import type { Handler, OutgoingMessage, SendResult } from '../../core/message.js';
+import {
+  type ProducerOptions,
+  type ResolvedProducerOptions,
+  resolveProducerOptions,
+  resolveSubscribeOptions,
+  type SubscribeOptions,
+  topicName,
+} from '../../core/options.js';
+import { encodeMessage, H, type WireMessage } from '../../core/wire.js';
+import { MemoryGroup } from './memory-group.js';
+import type { MemoryState } from './memory-state.js';
+import { MemorySubscription } from './memory-subscription.js';
+
+const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+export const memoryCapabilities: Capabilities = Object.freeze({
+  replay: true,
+  brokerSideTagFilter: true,
+  partitions: true,
+  nativeDelay: true,
+  durable: false,
+  acks: Object.freeze(['all', 'leader', 'none'] as const),
+  maxMessageBytes: MAX_MESSAGE_BYTES,
+});
+
+/** A connection to an embedded broker. Every acks level is immediate: the log is in this process. */
+export class MemoryBroker implements Broker {
+  readonly kind = 'memory';
+  readonly capabilities = memoryCapabilities;
+  private readonly subscriptions = new Set<MemorySubscription>();
+  private readonly producers = new Set<MemoryProducer>();
+  private closed = false;
+
+  constructor(private readonly state: MemoryState) {}
+
+  producer(options?: ProducerOptions): Producer {
+    this.assertOpen();
+    const producer = new MemoryProducer(this.state, resolveProducerOptions(options), (p) =>
+      this.producers.delete(p),
+    );
+    this.producers.add(producer);
+    return producer;
+  }
+
+  async subscribe<T>(options: SubscribeOptions<T>, handler: Handler<T>): Promise<Subscription> {
+    this.assertOpen();
+    const resolved = resolveSubscribeOptions(options as SubscribeOptions<unknown>);
+    if (typeof handler !== 'function') throw new ConfigError('handler', 'must be a function');
+    const topic = this.state.topic(resolved.topic);
+    const groupKey = `${resolved.topic}\u0000${resolved.group}`;
+    let group = this.state.groups.get(groupKey);
+    if (group === undefined) {
+      group = new MemoryGroup(topic, resolved.group, resolved.startFrom, resolved.mode === 'broadcasting');
+      this.state.groups.set(groupKey, group);
+    }
+    const subscription = new MemorySubscription(
+      this.state,
+      group,
+      resolved,
+      handler as Handler<unknown>,
+      (s) => {
+        this.subscriptions.delete(s);
+        if (group.ephemeral && group.members.length === 0) this.state.groups.delete(groupKey);
+      },
+    );
+    this.subscriptions.add(subscription);
+    group.join(subscription);
+    return subscription;
+  }
+
+  async ensureTopic(topic: string, options: { partitions?: number } = {}): Promise<void> {
+    this.assertOpen();
+    const name = topicName(topic, 'ensureTopic.topic');
+    const partitions = options.partitions ?? 1;
+    if (!Number.isInteger(partitions) || partitions < 1) {
+      throw new ConfigError('ensureTopic.partitions', `must be an integer >= 1 (got ${String(partitions)})`);
+    }
+    this.state.topic(name, partitions);
+  }
+
+  async backlog(topic: string, group: string): Promise<Backlog> {
+    const t = this.state.topics.get(topicName(topic, 'backlog.topic'));
+    const g = this.state.groups.get(`${topic}\u0000${group}`);
+    const partitions = (t?.partitions ?? []).map((log, partition) => {
+      const committed = g === undefined ? log.start : g.committed(partition);
+      return { partition, backlog: log.end - committed, committed: String(committed), end: String(log.end) };
+    });
+    return { topic, group, total: partitions.reduce((sum, p) => sum + p.backlog, 0), partitions };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.subscriptions].map((s) => s.close()));
+    await Promise.all([...this.producers].map((p) => p.close()));
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ClosedError('memory broker connection is closed');
+  }
+}
+
+class MemoryProducer implements Producer {
+  private closed = false;
+  private readonly reported = new Set<string>();
+
+  constructor(
+    private readonly state: MemoryState,
+    private readonly options: ResolvedProducerOptions,
+    private readonly onClose: (p: MemoryProducer) => void,
+  ) {}
+
+  async send<T>(message: OutgoingMessage<T>): Promise<SendResult> {
+    return this.write(message as OutgoingMessage<unknown>);
+  }
+
+  async sendBatch(messages: readonly OutgoingMessage<unknown>[]): Promise<SendResult[]> {
+    if (!Array.isArray(messages)) throw new ConfigError('sendBatch.messages', 'must be an array');
+    const wires = messages.map((m) => encodeMessage(m, MAX_MESSAGE_BYTES)); // all valid before any is stored
+    return wires.map((w) => this.store(w));
+  }
+
+  sendOneWay<T>(message: OutgoingMessage<T>): void {
+    try {
+      this.write(message as OutgoingMessage<unknown>);
+    } catch (error) {
+      const e = isMqError(error) ? error : new PublishError(String(error), { cause: error });
+      if (this.options.onError) this.options.onError(e, message as OutgoingMessage<unknown>);
+      else if (!this.reported.has(e.code)) {
+        this.reported.add(e.code);
+        process.stderr.write(`mqkit: sendOneWay failed (${e.code}): ${e.message}\n`);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.onClose(this);
+  }
+
+  private write(message: OutgoingMessage<unknown>): SendResult {
+    if (this.closed) throw new ClosedError('producer is closed');
+    return this.store(encodeMessage(message, MAX_MESSAGE_BYTES));
+  }
+
+  private store(wire: WireMessage): SendResult {
+    if (wire.delayMs > 0) {
+      const headers = { ...wire.headers, [H.timestamp]: String(Date.now()) };
+      // The embedded broker lives and dies with the process; so do its pending delays.
+      setTimeout(() => this.state.append(wire, headers), wire.delayMs).unref();
+      return { id: wire.id, topic: wire.topic };
+    }
+    const { partition, record } = this.state.append(wire);
+    return { id: wire.id, topic: wire.topic, partition, offset: String(record.offset) };
+  }
+}

@@ -1,0 +1,232 @@
+import type { Subscription } from '../../core/broker.js';
+import { dispatch, type Outcome } from '../../core/dispatch.js';
+import { KeyedExecutor } from '../../core/keyed-executor.js';
+import type { Handler } from '../../core/message.js';
+import { OffsetTracker } from '../../core/offset-tracker.js';
+import type { ResolvedSubscribeOptions } from '../../core/options.js';
+import { H } from '../../core/wire.js';
+import type { MemoryGroup } from './memory-group.js';
+import type { MemoryState } from './memory-state.js';
+import type { StoredRecord } from './partition-log.js';
+
+/** This member's hold on one partition. */
+interface PartitionRun {
+  readonly partition: number;
+  readonly tracker: OffsetTracker;
+  /** Next offset to hand to the executor. */
+  cursor: number;
+  /** Handlers running now (retries waiting on a timer are not counted). */
+  running: number;
+  /** Aborted on revoke or close: retry waits end, their messages stay uncommitted. */
+  readonly stop: AbortController;
+  readonly timers: Set<NodeJS.Timeout>;
+  idle: (() => void) | undefined;
+}
+
+/** One member of a group: pulls records of its partitions through a keyed executor. */
+export class MemorySubscription implements Subscription {
+  readonly topic: string;
+  readonly group: string;
+  private readonly owned = new Map<number, PartitionRun>();
+  private readonly executor: KeyedExecutor;
+  private readonly prefetch: number;
+  /** Aborts handlers' `signal` when a drain timed out. */
+  private readonly shutdown = new AbortController();
+  /** Aborted when close starts: retry waits end early and leave their messages uncommitted. */
+  private readonly closing = new AbortController();
+  private pumpScheduled = false;
+  private closed: Promise<void> | undefined;
+
+  constructor(
+    private readonly state: MemoryState,
+    private readonly memoryGroup: MemoryGroup,
+    private readonly options: ResolvedSubscribeOptions,
+    private readonly handler: Handler<unknown>,
+    private readonly onClosed: (s: MemorySubscription) => void,
+  ) {
+    this.topic = options.topic;
+    this.group = options.group;
+    this.executor = new KeyedExecutor(options.concurrency);
+    this.prefetch = Math.max(64, options.concurrency * 4);
+  }
+
+  assign(partition: number, from: number): void {
+    if (this.closed !== undefined) return;
+    this.owned.set(partition, {
+      partition,
+      tracker: new OffsetTracker(from),
+      cursor: from,
+      running: 0,
+      stop: new AbortController(),
+      timers: new Set(),
+      idle: undefined,
+    });
+    this.wake();
+  }
+
+  /** Stops reading `partition` and resolves when its running handlers finished (bounded). */
+  async revoke(partition: number): Promise<void> {
+    const run = this.owned.get(partition);
+    if (run === undefined) return;
+    this.owned.delete(partition);
+    run.stop.abort();
+    for (const timer of run.timers) clearTimeout(timer);
+    if (run.running > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => {
+          run.idle = resolve;
+        }),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(() => {
+            this.shutdown.abort();
+            resolve();
+          }, this.options.closeTimeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+  }
+
+  wake(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    queueMicrotask(this.pump);
+  }
+
+  private readonly pump = (): void => {
+    this.pumpScheduled = false;
+    if (this.closed !== undefined) return;
+    const topic = this.memoryGroup.topic;
+    let progressed = true;
+    while (progressed && this.executor.size < this.prefetch) {
+      progressed = false;
+      for (const run of this.owned.values()) {
+        const log = topic.partitions[run.partition];
+        if (log === undefined || run.cursor >= log.end) continue;
+        if (run.cursor < log.start) run.cursor = log.start; // released under us: retention won
+        const record = log.get(run.cursor) as StoredRecord;
+        run.cursor++;
+        run.tracker.start(record.offset);
+        this.submit(run, record);
+        progressed = true;
+        if (this.executor.size >= this.prefetch) break;
+      }
+    }
+  };
+
+  private lane(run: PartitionRun, record: StoredRecord): string | undefined {
+    switch (this.options.order) {
+      case 'partition':
+        return String(run.partition);
+      case 'key':
+        return record.key === undefined ? undefined : `${run.partition}:${record.key}`;
+      default:
+        return undefined;
+    }
+  }
+
+  private submit(run: PartitionRun, record: StoredRecord): void {
+    this.executor.submit(this.lane(run, record), () => this.process(run, record));
+  }
+
+  private async process(run: PartitionRun, record: StoredRecord): Promise<void> {
+    run.running++;
+    try {
+      const attemptKey = `${run.partition}:${record.offset}`;
+      for (;;) {
+        if (run.stop.signal.aborted) return;
+        const outcome: Outcome = await dispatch(
+          {
+            topic: this.topic,
+            payload: record.payload,
+            headers: record.headers,
+            key: record.key,
+            timestamp: record.timestamp,
+            partition: run.partition,
+            offset: String(record.offset),
+            attempt: this.memoryGroup.attempts.get(attemptKey) ?? 1,
+          },
+          this.options,
+          this.handler,
+          this.shutdown.signal,
+        );
+        if (run.stop.signal.aborted) return; // revoked meanwhile: the next owner redelivers
+        if (outcome.kind === 'retry') {
+          this.memoryGroup.attempts.set(attemptKey, outcome.attempt);
+          if (this.options.order === 'concurrent') {
+            // Free the slot while waiting, so other messages keep flowing.
+            const timer = setTimeout(() => {
+              run.timers.delete(timer);
+              if (!run.stop.signal.aborted && !this.closing.signal.aborted) this.submit(run, record);
+            }, outcome.delayMs);
+            run.timers.add(timer);
+            return;
+          }
+          // Ordered: hold the key (or partition) while waiting, so later messages wait too.
+          if (!(await sleep(outcome.delayMs, AbortSignal.any([run.stop.signal, this.closing.signal]))))
+            return;
+          continue;
+        }
+        if (outcome.kind === 'dead-letter' && outcome.topic !== undefined) {
+          this.state.append(
+            {
+              topic: outcome.topic,
+              id: record.headers[H.id] ?? '',
+              key: record.key,
+              tag: undefined,
+              headers: outcome.headers,
+              payload: record.payload,
+              delayMs: 0,
+            },
+            outcome.headers,
+          );
+        }
+        this.memoryGroup.attempts.delete(attemptKey);
+        run.tracker.finish(record.offset);
+        this.memoryGroup.commit(run.partition, run.tracker.committable());
+        return;
+      }
+    } finally {
+      run.running--;
+      if (run.running === 0) run.idle?.();
+      this.wake();
+    }
+  }
+
+  close(options: { timeoutMs?: number } = {}): Promise<void> {
+    this.closed ??= (async () => {
+      const timeoutMs = options.timeoutMs ?? this.options.closeTimeoutMs;
+      this.closing.abort();
+      for (const run of this.owned.values()) for (const timer of run.timers) clearTimeout(timer);
+      let timer: NodeJS.Timeout | undefined;
+      const drained = await Promise.race([
+        this.executor.onIdle().then(() => true),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), timeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (!drained) this.shutdown.abort();
+      await this.memoryGroup.leave(this);
+      this.onClosed(this);
+    })();
+    return this.closed;
+  }
+}
+
+/** Resolves true after `ms`, or false as soon as `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}

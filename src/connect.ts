@@ -1,0 +1,70 @@
+import type { MemoryBrokerOptions } from './adapters/memory/index.js';
+import type { Broker } from './core/broker.js';
+import { ConfigError } from './core/errors.js';
+
+/** Creates a broker connection for a URL. Adapters export one; register third-party ones with `registerAdapter`. */
+export type AdapterFactory = (url: URL, options: object | undefined) => Promise<Broker>;
+
+/**
+ * Built-in adapters, loaded on first use so a RabbitMQ-only service never loads kafkajs and the
+ * other way round. Each entry also names the option key its adapter reads from `ConnectOptions`.
+ */
+const builtins: Record<string, { option: string; load: () => Promise<AdapterFactory> }> = {
+  'memory:': {
+    option: 'memory',
+    load: async () => (await import('./adapters/memory/index.js')).createMemoryBroker as AdapterFactory,
+  },
+};
+
+const registered = new Map<string, AdapterFactory>();
+
+/** Registers an adapter for a URL scheme such as `'nats:'`. */
+export function registerAdapter(scheme: string, factory: AdapterFactory): void {
+  if (!/^[a-z][a-z0-9+.-]*:$/.test(scheme))
+    throw new ConfigError('registerAdapter.scheme', "must look like 'name:'");
+  registered.set(scheme, factory);
+}
+
+/** Options of `connect`; each adapter reads its own key and refuses keys it does not know. */
+export interface ConnectOptions {
+  memory?: MemoryBrokerOptions;
+  [adapter: string]: object | undefined;
+}
+
+/**
+ * Connects to the broker a URL names: `memory://[name]`, `kafka://h1:9092,h2:9092`,
+ * `amqp://user:pass@host:5672/vhost` or `amqps://...`. Without a URL, `MQ_URL` is used, and
+ * without that the embedded `memory://`.
+ *
+ * Throws `ConfigError` (bad URL or options, naming the field) or `ConnectionError`.
+ */
+export async function connect(url?: string, options: ConnectOptions = {}): Promise<Broker> {
+  const text = url ?? process.env.MQ_URL ?? 'memory://';
+  let parsed: URL;
+  try {
+    parsed = new URL(text);
+  } catch (error) {
+    throw new ConfigError(
+      'url',
+      `not a URL: ${JSON.stringify(redact(text))}; expected e.g. memory://, kafka://127.0.0.1:9092 or amqp://guest:guest@127.0.0.1:5672`,
+      { cause: error },
+    );
+  }
+  const custom = registered.get(parsed.protocol);
+  if (custom) return custom(parsed, options[parsed.protocol.slice(0, -1)]);
+  const builtin = builtins[parsed.protocol];
+  if (builtin === undefined) {
+    const known = [...Object.keys(builtins), ...registered.keys()].join(' ');
+    throw new ConfigError(
+      'url',
+      `unknown scheme ${parsed.protocol} in ${JSON.stringify(redact(text))}; use one of ${known}`,
+    );
+  }
+  const factory = await builtin.load();
+  return factory(parsed, options[builtin.option]);
+}
+
+/** The URL with its password replaced, for error messages and logs. */
+export function redact(url: string): string {
+  return url.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@');
+}

@@ -1,0 +1,99 @@
+/**
+ * Every error mqkit throws is an {@link MqError}. Branch on `code` (a closed union that only
+ * grows in minor versions) and `retriable`, never on `message`, which is for humans.
+ */
+export type MqErrorCode =
+  | 'CONFIG'
+  | 'CONNECTION'
+  | 'PUBLISH'
+  | 'DECODE'
+  | 'UNSUPPORTED'
+  | 'TIMEOUT'
+  | 'CLOSED';
+
+export interface MqErrorOptions {
+  cause?: unknown;
+  /** Overrides the code's default: whether trying the same call again later can succeed. */
+  retriable?: boolean;
+}
+
+/** Base class of every mqkit error. */
+export class MqError extends Error {
+  readonly code: MqErrorCode;
+  /** True when the same operation may succeed if tried again (after a reconnect, a back-off). */
+  readonly retriable: boolean;
+
+  constructor(code: MqErrorCode, message: string, retriable: boolean, options: MqErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.retriable = options.retriable ?? retriable;
+  }
+}
+
+/** Bad options or URL. The message names the field and the fix. Never retriable. */
+export class ConfigError extends MqError {
+  /** Dotted path of the offending option, e.g. `retry.attempts`. */
+  readonly field: string;
+  constructor(field: string, message: string, options?: MqErrorOptions) {
+    super('CONFIG', `${field}: ${message}`, false, options);
+    this.field = field;
+  }
+}
+
+/** The broker cannot be reached or the connection dropped. Retriable by default. */
+export class ConnectionError extends MqError {
+  constructor(message: string, options?: MqErrorOptions) {
+    super('CONNECTION', message, true, options);
+  }
+}
+
+/**
+ * The broker did not accept a message. `retriable` says whether sending again can help
+ * (a leader change, a dropped connection) or not (message too large, unroutable).
+ * When thrown by `send`, the message may or may not have been stored: at-least-once, not exactly-once.
+ */
+export class PublishError extends MqError {
+  constructor(message: string, options?: MqErrorOptions) {
+    super('PUBLISH', message, true, options);
+  }
+}
+
+/** A payload could not be decoded or failed its schema. Never retriable: the bytes will not change. */
+export class DecodeError extends MqError {
+  /** Issues reported by a Standard Schema validator, when that was the cause. */
+  readonly issues: readonly { message: string; path?: readonly PropertyKey[] }[];
+  constructor(
+    message: string,
+    options: MqErrorOptions & { issues?: readonly { message: string; path?: readonly PropertyKey[] }[] } = {},
+  ) {
+    super('DECODE', message, false, options);
+    this.issues = options.issues ?? [];
+  }
+}
+
+/** The broker (or this adapter) cannot do what was asked; see `Broker.capabilities`. */
+export class UnsupportedError extends MqError {
+  constructor(message: string, options?: MqErrorOptions) {
+    super('UNSUPPORTED', message, false, options);
+  }
+}
+
+/** An operation did not finish in time. Retriable by default; the outcome may be unknown. */
+export class TimeoutError extends MqError {
+  constructor(message: string, options?: MqErrorOptions) {
+    super('TIMEOUT', message, true, options);
+  }
+}
+
+/** The broker, producer or subscription was closed before or during the call. */
+export class ClosedError extends MqError {
+  constructor(message: string, options?: MqErrorOptions) {
+    super('CLOSED', message, false, options);
+  }
+}
+
+/** Type guard that also narrows by code: `isMqError(e, 'PUBLISH')`. */
+export function isMqError(error: unknown, code?: MqErrorCode): error is MqError {
+  return error instanceof MqError && (code === undefined || error.code === code);
+}

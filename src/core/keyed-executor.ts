@@ -1,0 +1,122 @@
+type Task = () => Promise<void>;
+
+interface Lane {
+  queue: Task[];
+  head: number;
+  running: boolean;
+}
+
+/**
+ * Runs tasks with at most `concurrency` at once. Tasks submitted with the same lane run one at
+ * a time in submission order; tasks without a lane, and tasks of different lanes, run in
+ * parallel. This is how `order: 'key' | 'partition'` keeps order while using concurrency.
+ *
+ * Tasks must not throw; a rejection is a bug in the caller and is re-thrown asynchronously.
+ */
+export class KeyedExecutor {
+  private running = 0;
+  private queued = 0;
+  private readonly ready: Task[] = [];
+  private readyHead = 0;
+  private readonly lanes = new Map<string, Lane>();
+  private idleWaiters: (() => void)[] = [];
+  private spaceWaiters: { below: number; resolve: () => void }[] = [];
+
+  constructor(private readonly concurrency: number) {}
+
+  /** Tasks queued or running. */
+  get size(): number {
+    return this.running + this.queued;
+  }
+
+  submit(lane: string | undefined, task: Task): void {
+    this.queued++;
+    if (lane === undefined) {
+      this.ready.push(task);
+    } else {
+      let l = this.lanes.get(lane);
+      if (l === undefined) {
+        l = { queue: [], head: 0, running: false };
+        this.lanes.set(lane, l);
+      }
+      if (l.running || l.head < l.queue.length) {
+        l.queue.push(task);
+      } else {
+        l.running = true;
+        this.ready.push(this.inLane(lane, l, task));
+      }
+    }
+    this.pump();
+  }
+
+  /** Resolves when nothing is queued or running. */
+  onIdle(): Promise<void> {
+    if (this.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Resolves when fewer than `limit` tasks are queued or running (for bounded prefetch). */
+  onSizeBelow(limit: number): Promise<void> {
+    if (this.size < limit) return Promise.resolve();
+    return new Promise((resolve) => this.spaceWaiters.push({ below: limit, resolve }));
+  }
+
+  private inLane(name: string, lane: Lane, task: Task): Task {
+    return async () => {
+      try {
+        await task();
+      } finally {
+        if (lane.head < lane.queue.length) {
+          const next = lane.queue[lane.head] as Task;
+          lane.queue[lane.head++] = undefined as unknown as Task;
+          if (lane.head > 1024 && lane.head * 2 > lane.queue.length) {
+            lane.queue.splice(0, lane.head);
+            lane.head = 0;
+          }
+          this.ready.push(this.inLane(name, lane, next));
+        } else {
+          lane.running = false;
+          this.lanes.delete(name);
+        }
+      }
+    };
+  }
+
+  private pump(): void {
+    while (this.running < this.concurrency && this.readyHead < this.ready.length) {
+      const task = this.ready[this.readyHead] as Task;
+      this.ready[this.readyHead++] = undefined as unknown as Task;
+      if (this.readyHead === this.ready.length) {
+        this.ready.length = 0;
+        this.readyHead = 0;
+      }
+      this.running++;
+      this.queued--;
+      task().then(this.done, (error: unknown) => {
+        this.done();
+        queueMicrotask(() => {
+          throw error;
+        });
+      });
+    }
+  }
+
+  private readonly done = (): void => {
+    this.running--;
+    this.pump();
+    const size = this.size;
+    if (this.spaceWaiters.length > 0) {
+      const waiting = this.spaceWaiters;
+      this.spaceWaiters = [];
+      for (const w of waiting) {
+        if (size < w.below) w.resolve();
+        else this.spaceWaiters.push(w);
+      }
+    }
+    if (size === 0 && this.idleWaiters.length > 0) {
+      const waiting = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const resolve of waiting) resolve();
+    }
+  };
+}

@@ -1,0 +1,79 @@
+import type { TopicSpec } from './codec.js';
+
+/** String headers carried with a message. Names starting with `mq-` are reserved for mqkit. */
+export type Headers = Record<string, string>;
+
+/** A topic by name (JSON or bytes body) or a typed topic made with `defineTopic`. */
+export type TopicRef<T = unknown> = string | TopicSpec<T>;
+
+/** A message to send. */
+export interface OutgoingMessage<T = unknown> {
+  topic: TopicRef<T>;
+  /**
+   * The payload. Encoded with the topic's codec; without one, a `Uint8Array` passes through as
+   * bytes and anything else is JSON.
+   */
+  body: T;
+  /** Ordering and partitioning key: one key always lands on the same partition (murmur2, as Kafka). */
+  key?: string;
+  /** Second-level type within a topic (RocketMQ's tag), used by `subscribe({ tags })`. */
+  tag?: string;
+  headers?: Headers;
+  /** Identity used for de-duplication. Default: a new UUIDv7. Keep it when you re-send. */
+  id?: string;
+  /** Deliver no earlier than this many milliseconds from now. Default 0. */
+  delayMs?: number;
+}
+
+/** A message handed to a subscription's handler. */
+export interface Delivery<T = unknown> {
+  readonly topic: string;
+  readonly body: T;
+  readonly key: string | undefined;
+  readonly tag: string | undefined;
+  /** Application headers; mqkit's own `mq-*` headers are removed. */
+  readonly headers: Headers;
+  readonly id: string;
+  /** 1 on first delivery, then 2, 3, ... across retries and redeliveries. */
+  readonly attempt: number;
+  /** When the message was first produced (ms since the epoch). */
+  readonly timestamp: number;
+  /** Partition or partition queue number, where the broker has one. */
+  readonly partition: number | undefined;
+  /** Position in the partition, as a decimal string, where the broker has one. */
+  readonly offset: string | undefined;
+  /** Set on messages read from a dead-letter topic: why and where the message failed. */
+  readonly deadLetter: DeadLetterInfo | undefined;
+  /**
+   * Aborted when the subscription is closing and its drain timeout has passed: stop work and
+   * throw; the message is not acknowledged and will be delivered again.
+   */
+  readonly signal: AbortSignal;
+}
+
+/** Why a message was dead-lettered, as recorded in its `mq-error-*` and `mq-original-*` headers. */
+export interface DeadLetterInfo {
+  /** An `MqErrorCode` (e.g. 'DECODE'), or 'HANDLER' for an error thrown by the handler. */
+  errorCode: string;
+  errorName: string;
+  errorMessage: string;
+  originalTopic: string;
+  originalGroup: string;
+  originalPartition: number | undefined;
+  originalOffset: string | undefined;
+  /** Deliveries made before giving up. */
+  attempts: number;
+  /** ISO 8601 time of the last failure. */
+  failedAt: string;
+}
+
+/** What `send` resolves with once the broker acknowledged the message. */
+export interface SendResult {
+  id: string;
+  topic: string;
+  partition?: number;
+  offset?: string;
+}
+
+/** Handler of a subscription. Resolving acknowledges the message; throwing applies the retry policy. */
+export type Handler<T = unknown> = (delivery: Delivery<T>) => Promise<void> | void;

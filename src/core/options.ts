@@ -1,0 +1,283 @@
+import type { Acks } from './broker.js';
+import type { TopicSpec } from './codec.js';
+import { ConfigError, type MqError } from './errors.js';
+import type { OutgoingMessage, TopicRef } from './message.js';
+
+/** Producer options. Every field is optional; defaults are the safe choice. */
+export interface ProducerOptions {
+  /** Default 'all': every in-sync replica (Kafka), publisher confirm of a persistent message (RabbitMQ). */
+  acks?: Acks;
+  /** How long `send` waits for the broker's acknowledgement. Default 30 000 ms. */
+  timeoutMs?: number;
+  /**
+   * Kafka's idempotent producer (no duplicates from producer retries). Default true with
+   * acks 'all'; requires acks 'all'.
+   */
+  idempotent?: boolean;
+  /** Where errors of `sendOneWay` go. Default: written to stderr once per distinct error code. */
+  onError?: (error: MqError, message: OutgoingMessage<unknown>) => void;
+}
+
+export interface BackoffOptions {
+  /** Delay before the second attempt. Default 1000 ms. */
+  initialMs?: number;
+  /** Each further delay is the previous times this. Default 2. */
+  multiplier?: number;
+  /** Upper bound of a delay. Default 60 000 ms. */
+  maxMs?: number;
+}
+
+export interface RetryOptions {
+  /** Deliveries in all, the first included, before the message goes to the dead-letter topic. Default 5. */
+  attempts?: number;
+  backoff?: BackoffOptions;
+}
+
+export type StartFrom = 'earliest' | 'latest' | { timestamp: number | Date };
+
+/**
+ * Options of `Broker.subscribe`.
+ *
+ * Ordering (`order`):
+ * - `'key'` (default): messages with the same key are handled one at a time, in the order they
+ *   were stored; different keys run in parallel up to `concurrency`. A failing message holds up
+ *   only its own key while it retries. Messages without a key have no order between them.
+ * - `'partition'`: one message at a time per partition; partitions run in parallel.
+ * - `'concurrent'`: no order; up to `concurrency` handlers at once; retries do not block others.
+ */
+export interface SubscribeOptions<T = unknown> {
+  topic: TopicRef<T>;
+  /** Consumer group. Required in clustering mode; in broadcasting mode a name prefix. */
+  group?: string;
+  /**
+   * 'clustering' (default): members of one group share the messages, every group gets them all.
+   * 'broadcasting': this subscription gets every message, whatever else subscribes.
+   */
+  mode?: 'clustering' | 'broadcasting';
+  order?: 'concurrent' | 'key' | 'partition';
+  /** Handlers running at once in this subscription. Default 1. */
+  concurrency?: number;
+  /** Only messages with one of these tags. Default: all messages, tagged or not. */
+  tags?: readonly string[];
+  /**
+   * Where a group without a committed position starts. Default 'earliest' in clustering mode
+   * (nothing already stored is lost to a new group) and 'latest' in broadcasting mode (a new
+   * instance gets what is sent from now on). Ignored once the group has committed. On RabbitMQ
+   * a group's queue holds only what was sent after it was first declared.
+   */
+  startFrom?: StartFrom;
+  retry?: RetryOptions;
+  /**
+   * Where a message goes when its attempts are exhausted or it cannot be decoded.
+   * Default: topic `<topic>.<group>.dlq`. `'discard'` drops it (unsafe, opt-in).
+   */
+  deadLetter?: { topic?: string } | 'discard';
+  /** Default wait of `close()` for handlers in flight. Default 30 000 ms. */
+  closeTimeoutMs?: number;
+}
+
+/** Subscribe options after defaults and validation. For adapters; not part of the public API. */
+export interface ResolvedSubscribeOptions {
+  topic: string;
+  spec: TopicSpec<unknown> | undefined;
+  group: string;
+  mode: 'clustering' | 'broadcasting';
+  order: 'concurrent' | 'key' | 'partition';
+  concurrency: number;
+  tags: ReadonlySet<string> | undefined;
+  startFrom: 'earliest' | 'latest' | { timestamp: number };
+  retry: { attempts: number; initialMs: number; multiplier: number; maxMs: number };
+  deadLetterTopic: string | undefined;
+  closeTimeoutMs: number;
+}
+
+export interface ResolvedProducerOptions {
+  acks: Acks;
+  timeoutMs: number;
+  idempotent: boolean;
+  onError: ((error: MqError, message: OutgoingMessage<unknown>) => void) | undefined;
+}
+
+const NAME = /^[A-Za-z0-9._-]{1,200}$/;
+
+export function topicName(ref: TopicRef<unknown>, field = 'topic'): string {
+  const name = typeof ref === 'string' ? ref : ref?.name;
+  if (typeof name !== 'string' || !NAME.test(name)) {
+    throw new ConfigError(
+      field,
+      `must be 1-200 characters of A-Z a-z 0-9 . _ - (got ${JSON.stringify(name)})`,
+    );
+  }
+  return name;
+}
+
+export function topicSpec(ref: TopicRef<unknown>): TopicSpec<unknown> | undefined {
+  return typeof ref === 'string' ? undefined : ref;
+}
+
+/** Refuses keys of `value` not in `allowed`, naming the field. */
+export function refuseUnknownKeys(value: object, allowed: readonly string[], path: string): void {
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) {
+      throw new ConfigError(`${path}${key}`, `unknown option; expected one of ${allowed.join(', ')}`);
+    }
+  }
+}
+
+function int(value: unknown, field: string, min: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    throw new ConfigError(field, `must be an integer >= ${min} (got ${String(value)})`);
+  }
+  return value;
+}
+
+function oneOf<T extends string>(value: unknown, field: string, allowed: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (!allowed.includes(value as T)) {
+    throw new ConfigError(
+      field,
+      `must be one of ${allowed.map((a) => `'${a}'`).join(', ')} (got ${String(value)})`,
+    );
+  }
+  return value as T;
+}
+
+export function resolveProducerOptions(options: ProducerOptions = {}): ResolvedProducerOptions {
+  refuseUnknownKeys(options, ['acks', 'timeoutMs', 'idempotent', 'onError'], 'producer.');
+  const acks = oneOf(options.acks, 'producer.acks', ['all', 'leader', 'none'], 'all');
+  if (options.idempotent === true && acks !== 'all') {
+    throw new ConfigError(
+      'producer.idempotent',
+      `requires acks 'all' (got acks '${acks}'); drop idempotent or set acks 'all'`,
+    );
+  }
+  return {
+    acks,
+    timeoutMs: int(options.timeoutMs, 'producer.timeoutMs', 1, 30_000),
+    idempotent: options.idempotent ?? acks === 'all',
+    onError: options.onError,
+  };
+}
+
+let broadcastSequence = 0;
+
+export function resolveSubscribeOptions(options: SubscribeOptions<unknown>): ResolvedSubscribeOptions {
+  if (typeof options !== 'object' || options === null)
+    throw new ConfigError('subscribe', 'options object required');
+  refuseUnknownKeys(
+    options,
+    [
+      'topic',
+      'group',
+      'mode',
+      'order',
+      'concurrency',
+      'tags',
+      'startFrom',
+      'retry',
+      'deadLetter',
+      'closeTimeoutMs',
+    ],
+    'subscribe.',
+  );
+  const topic = topicName(options.topic, 'subscribe.topic');
+  const mode = oneOf(options.mode, 'subscribe.mode', ['clustering', 'broadcasting'], 'clustering');
+  let group: string;
+  if (mode === 'clustering') {
+    if (options.group === undefined) {
+      throw new ConfigError(
+        'subscribe.group',
+        "required in 'clustering' mode; name the consumer group, e.g. 'billing'",
+      );
+    }
+    group = topicName(options.group, 'subscribe.group');
+  } else {
+    const prefix = options.group === undefined ? 'broadcast' : topicName(options.group, 'subscribe.group');
+    group = `${prefix}.${process.pid}-${Date.now().toString(36)}-${++broadcastSequence}`;
+  }
+
+  let tags: Set<string> | undefined;
+  if (options.tags !== undefined) {
+    if (
+      !Array.isArray(options.tags) ||
+      options.tags.length === 0 ||
+      options.tags.some((t) => typeof t !== 'string' || t === '')
+    ) {
+      throw new ConfigError(
+        'subscribe.tags',
+        'must be a non-empty array of non-empty strings; omit it to receive every tag',
+      );
+    }
+    tags = new Set(options.tags);
+  }
+
+  let startFrom: ResolvedSubscribeOptions['startFrom'] = mode === 'broadcasting' ? 'latest' : 'earliest';
+  const sf = options.startFrom;
+  if (sf === 'earliest' || sf === 'latest') startFrom = sf;
+  else if (typeof sf === 'object' && sf !== null && 'timestamp' in sf) {
+    const ts = sf.timestamp instanceof Date ? sf.timestamp.getTime() : sf.timestamp;
+    if (typeof ts !== 'number' || !Number.isFinite(ts) || ts < 0) {
+      throw new ConfigError(
+        'subscribe.startFrom.timestamp',
+        'must be a Date or milliseconds since the epoch',
+      );
+    }
+    startFrom = { timestamp: ts };
+  } else if (sf !== undefined) {
+    throw new ConfigError('subscribe.startFrom', "must be 'earliest', 'latest' or { timestamp }");
+  }
+
+  const retry = options.retry ?? {};
+  refuseUnknownKeys(retry, ['attempts', 'backoff'], 'subscribe.retry.');
+  const backoff = retry.backoff ?? {};
+  refuseUnknownKeys(backoff, ['initialMs', 'multiplier', 'maxMs'], 'subscribe.retry.backoff.');
+  const initialMs = int(backoff.initialMs, 'subscribe.retry.backoff.initialMs', 0, 1000);
+  const maxMs = int(backoff.maxMs, 'subscribe.retry.backoff.maxMs', 0, 60_000);
+  if (maxMs < initialMs) {
+    throw new ConfigError('subscribe.retry.backoff.maxMs', `must be >= initialMs (${initialMs})`);
+  }
+  const multiplier = backoff.multiplier ?? 2;
+  if (typeof multiplier !== 'number' || !(multiplier >= 1)) {
+    throw new ConfigError('subscribe.retry.backoff.multiplier', 'must be a number >= 1');
+  }
+
+  let deadLetterTopic: string | undefined;
+  const dl = options.deadLetter;
+  if (dl === 'discard') deadLetterTopic = undefined;
+  else if (dl === undefined) deadLetterTopic = `${topic}.${options.group ?? 'broadcast'}.dlq`;
+  else if (typeof dl === 'object' && dl !== null) {
+    refuseUnknownKeys(dl, ['topic'], 'subscribe.deadLetter.');
+    deadLetterTopic =
+      dl.topic === undefined
+        ? `${topic}.${options.group ?? 'broadcast'}.dlq`
+        : topicName(dl.topic, 'subscribe.deadLetter.topic');
+  } else {
+    throw new ConfigError('subscribe.deadLetter', "must be { topic? } or 'discard'");
+  }
+  if (deadLetterTopic === topic) {
+    throw new ConfigError(
+      'subscribe.deadLetter.topic',
+      'must differ from the subscribed topic, or failures would loop',
+    );
+  }
+
+  return {
+    topic,
+    spec: topicSpec(options.topic),
+    group,
+    mode,
+    order: oneOf(options.order, 'subscribe.order', ['concurrent', 'key', 'partition'], 'key'),
+    concurrency: int(options.concurrency, 'subscribe.concurrency', 1, 1),
+    tags,
+    startFrom,
+    retry: { attempts: int(retry.attempts, 'subscribe.retry.attempts', 1, 5), initialMs, multiplier, maxMs },
+    deadLetterTopic,
+    closeTimeoutMs: int(options.closeTimeoutMs, 'subscribe.closeTimeoutMs', 0, 30_000),
+  };
+}
+
+/** Delay before attempt `attempt + 1`, given the one that just failed (1-based). */
+export function backoffDelay(retry: ResolvedSubscribeOptions['retry'], attempt: number): number {
+  return Math.min(retry.maxMs, Math.round(retry.initialMs * retry.multiplier ** (attempt - 1)));
+}

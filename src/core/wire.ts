@@ -1,0 +1,143 @@
+import { encodeBody } from './codec.js';
+import { ConfigError, DecodeError, isMqError, type MqError } from './errors.js';
+import type { DeadLetterInfo, Headers, OutgoingMessage } from './message.js';
+import { topicName, topicSpec } from './options.js';
+import { uuidv7 } from './uuid.js';
+
+/**
+ * Header names mqkit writes on the wire. They are plain string headers, readable by any client
+ * of the broker; the README documents them. Application headers must not start with `mq-`.
+ */
+export const H = {
+  id: 'mq-id',
+  tag: 'mq-tag',
+  key: 'mq-key',
+  contentType: 'content-type',
+  /** Set on a retried copy: the attempt it will be. */
+  attempt: 'mq-attempt',
+  /** Original produce time (ms) on retried and delayed copies. */
+  timestamp: 'mq-timestamp',
+  /** Delayed and retried copies: topic (and for retries, group) to deliver to, and when. */
+  targetTopic: 'mq-target-topic',
+  targetGroup: 'mq-target-group',
+  deliverAt: 'mq-deliver-at',
+  /** Dead-letter records. */
+  errorCode: 'mq-error-code',
+  errorName: 'mq-error-name',
+  errorMessage: 'mq-error-message',
+  originalTopic: 'mq-original-topic',
+  originalGroup: 'mq-original-group',
+  originalPartition: 'mq-original-partition',
+  originalOffset: 'mq-original-offset',
+  failedAt: 'mq-failed-at',
+} as const;
+
+/** A message encoded for any broker: the bytes plus string headers (mqkit's and the application's). */
+export interface WireMessage {
+  topic: string;
+  id: string;
+  key: string | undefined;
+  tag: string | undefined;
+  /** Application headers plus `mq-id`, `content-type` and, when set, `mq-tag`. */
+  headers: Headers;
+  payload: Uint8Array;
+  delayMs: number;
+}
+
+const ALLOWED = ['topic', 'body', 'key', 'tag', 'headers', 'id', 'delayMs'];
+
+/** Validates and encodes one outgoing message. Throws `ConfigError` or `DecodeError` (bad body). */
+export function encodeMessage(message: OutgoingMessage<unknown>, maxBytes: number): WireMessage {
+  if (typeof message !== 'object' || message === null) throw new ConfigError('message', 'must be an object');
+  for (const k in message) {
+    if (!ALLOWED.includes(k))
+      throw new ConfigError(`message.${k}`, `unknown field; expected one of ${ALLOWED.join(', ')}`);
+  }
+  const topic = topicName(message.topic, 'message.topic');
+  const { payload, contentType } = encodeBody(message.body, topicSpec(message.topic));
+  if (payload.byteLength > maxBytes) {
+    throw new DecodeError(
+      `message to ${topic} is ${payload.byteLength} bytes; this broker accepts at most ${maxBytes}`,
+    );
+  }
+  const id = message.id ?? uuidv7();
+  if (typeof id !== 'string' || id === '') throw new ConfigError('message.id', 'must be a non-empty string');
+  const { key, tag } = message;
+  if (key !== undefined && typeof key !== 'string') throw new ConfigError('message.key', 'must be a string');
+  if (tag !== undefined && (typeof tag !== 'string' || !/^[A-Za-z0-9_-]{1,100}$/.test(tag))) {
+    throw new ConfigError(
+      'message.tag',
+      'must be 1-100 characters of A-Z a-z 0-9 _ - (dots are routing separators)',
+    );
+  }
+  const headers: Headers = { [H.id]: id, [H.contentType]: contentType };
+  if (tag !== undefined) headers[H.tag] = tag;
+  if (message.headers !== undefined) {
+    for (const name in message.headers) {
+      const value = message.headers[name];
+      if (name.startsWith('mq-'))
+        throw new ConfigError(`message.headers.${name}`, "names starting with 'mq-' are reserved");
+      if (typeof value !== 'string') throw new ConfigError(`message.headers.${name}`, 'must be a string');
+      if (name !== H.contentType) headers[name] = value;
+    }
+  }
+  const delayMs = message.delayMs ?? 0;
+  if (typeof delayMs !== 'number' || !Number.isFinite(delayMs) || delayMs < 0) {
+    throw new ConfigError('message.delayMs', 'must be a number of milliseconds >= 0');
+  }
+  return { topic, id, key, tag, headers, payload, delayMs };
+}
+
+/** Application headers of a received message: everything but mqkit's `mq-*` and `content-type`. */
+export function applicationHeaders(headers: Headers): Headers {
+  const out: Headers = {};
+  for (const name in headers) {
+    if (!name.startsWith('mq-') && name !== H.contentType) out[name] = headers[name] as string;
+  }
+  return out;
+}
+
+/** Headers recording why a message was dead-lettered, added to its original headers. */
+export function deadLetterHeaders(
+  headers: Headers,
+  error: unknown,
+  origin: {
+    topic: string;
+    group: string;
+    partition?: number | undefined;
+    offset?: string | undefined;
+    attempts: number;
+  },
+): Headers {
+  const out: Headers = { ...headers };
+  const err = error instanceof Error ? error : new Error(String(error));
+  out[H.errorCode] = isMqError(err) ? (err as MqError).code : 'HANDLER';
+  out[H.errorName] = err.name;
+  out[H.errorMessage] = err.message.slice(0, 1000);
+  out[H.originalTopic] = origin.topic;
+  out[H.originalGroup] = origin.group;
+  if (origin.partition !== undefined) out[H.originalPartition] = String(origin.partition);
+  if (origin.offset !== undefined) out[H.originalOffset] = origin.offset;
+  out[H.attempt] = String(origin.attempts);
+  out[H.failedAt] = new Date().toISOString();
+  delete out[H.targetTopic];
+  delete out[H.targetGroup];
+  delete out[H.deliverAt];
+  return out;
+}
+
+/** Parses the dead-letter headers written by `deadLetterHeaders`. */
+export function deadLetterInfo(headers: Headers): DeadLetterInfo {
+  const partition = headers[H.originalPartition];
+  return {
+    errorCode: headers[H.errorCode] ?? 'HANDLER',
+    errorName: headers[H.errorName] ?? 'Error',
+    errorMessage: headers[H.errorMessage] ?? '',
+    originalTopic: headers[H.originalTopic] ?? '',
+    originalGroup: headers[H.originalGroup] ?? '',
+    originalPartition: partition === undefined ? undefined : Number(partition),
+    originalOffset: headers[H.originalOffset],
+    attempts: Number(headers[H.attempt] ?? 1),
+    failedAt: headers[H.failedAt] ?? '',
+  };
+}

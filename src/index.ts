@@ -1,0 +1,38 @@
+export type { MemoryBrokerOptions } from './adapters/memory/index.js';
+export type { AdapterFactory, ConnectOptions } from './connect.js';
+export { connect, redact, registerAdapter } from './connect.js';
+
+export type { Acks, Admin, Backlog, Broker, Capabilities, Producer, Subscription } from './core/broker.js';
+export type { Codec, TopicSpec } from './core/codec.js';
+export { bytesCodec, defineTopic, jsonCodec } from './core/codec.js';
+export type { MqErrorCode } from './core/errors.js';
+export {
+  ClosedError,
+  ConfigError,
+  ConnectionError,
+  DecodeError,
+  isMqError,
+  MqError,
+  PublishError,
+  TimeoutError,
+  UnsupportedError,
+} from './core/errors.js';
+export type {
+  DeadLetterInfo,
+  Delivery,
+  Handler,
+  Headers,
+  OutgoingMessage,
+  SendResult,
+  TopicRef,
+} from './core/message.js';
+export type {
+  BackoffOptions,
+  ProducerOptions,
+  RetryOptions,
+  StartFrom,
+  SubscribeOptions,
+} from './core/options.js';
+export { murmur2, partitionForKey } from './core/partitioner.js';
+export { uuidv7 } from './core/uuid.js';
+export { H as HEADERS } from './core/wire.js';

@@ -1,0 +1,589 @@
+import type { StandardSchemaV1 } from '@standard-schema/spec';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Acks, Broker, Capabilities, Subscription } from '../core/broker.js';
+import { bytesCodec, type Codec, defineTopic } from '../core/codec.js';
+import { isMqError } from '../core/errors.js';
+import type { Delivery } from '../core/message.js';
+import { H } from '../core/wire.js';
+import { Collector, uniqueName, waitFor } from './wait-for.js';
+
+export interface ConformanceOptions {
+  /** Shown in test names, e.g. 'kafka'. */
+  name: string;
+  /** Opens a new connection to the broker under test. Called once per test file and by some tests. */
+  connect: () => Promise<Broker>;
+  /**
+   * What the adapter claims. Where a flag is false the suite asserts the operation is refused
+   * with `UnsupportedError` instead of asserting it works; nothing is skipped.
+   */
+  capabilities: Capabilities;
+  /** Longest wait for one condition. Default 30 000 ms. */
+  timeoutMs?: number;
+}
+
+/** A minimal Standard Schema validator, so the suite does not depend on any schema library. */
+const orderSchema: StandardSchemaV1<unknown, { orderId: string; amount: number }> = {
+  '~standard': {
+    version: 1,
+    vendor: 'mqkit-conformance',
+    validate(value) {
+      const v = value as { orderId?: unknown; amount?: unknown } | null;
+      if (
+        typeof v === 'object' &&
+        v !== null &&
+        typeof v.orderId === 'string' &&
+        typeof v.amount === 'number'
+      ) {
+        return { value: v as { orderId: string; amount: number } };
+      }
+      return { issues: [{ message: 'expected { orderId: string, amount: number }', path: ['amount'] }] };
+    },
+  },
+};
+
+/** Encodes anything as bytes that claim to be JSON but are not: a producer bug, seen from the consumer. */
+const brokenJson: Codec<unknown> = {
+  contentType: 'application/json',
+  encode: () => new TextEncoder().encode('{"not json'),
+  decode: () => undefined,
+};
+
+/**
+ * The one conformance suite every adapter runs unchanged: a function of a broker factory and
+ * its capabilities. Call it inside a vitest test file.
+ */
+export function conformanceSuite(options: ConformanceOptions): void {
+  const caps = options.capabilities;
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const testTimeout = timeoutMs * 3;
+
+  describe(`conformance: ${options.name}`, () => {
+    let broker: Broker;
+    const open: Subscription[] = [];
+
+    beforeAll(async () => {
+      broker = await options.connect();
+      expect(broker.capabilities).toEqual(caps);
+    }, testTimeout);
+
+    afterAll(async () => {
+      await Promise.allSettled(open.map((s) => s.close({ timeoutMs: 1000 })));
+      await broker?.close();
+    }, testTimeout);
+
+    async function subscribe<T>(
+      sub: Parameters<Broker['subscribe']>[0],
+      handler: (d: Delivery<T>) => Promise<void> | void,
+    ): Promise<Subscription> {
+      const s = await broker.subscribe(
+        sub as Parameters<Broker['subscribe']>[0],
+        handler as (d: Delivery) => void,
+      );
+      open.push(s);
+      return s;
+    }
+
+    async function topicWith(partitions: number): Promise<string> {
+      const topic = uniqueName('conf');
+      await broker.ensureTopic(topic, { partitions });
+      return topic;
+    }
+
+    it(
+      'round-trips headers, key, tag, id, binary, unicode, empty and 1 MiB bodies',
+      async () => {
+        const topic = await topicWith(1);
+        const bytesTopic = defineTopic(topic, { codec: bytesCodec });
+        const got = new Collector<unknown>();
+        await subscribe({ topic: bytesTopic, group: 'g', order: 'partition' }, got.handler());
+        const producer = broker.producer();
+        const big = Buffer.alloc(1024 * 1024);
+        for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
+        const binary = Buffer.from([0, 255, 1, 254, 0, 0, 10, 13]);
+        const unicode = Buffer.from('订单 ✓ ünïcødé 🚀', 'utf8');
+        const sent = [
+          await producer.send({
+            topic: bytesTopic,
+            body: binary,
+            key: 'order-1',
+            tag: 'created',
+            headers: { 'x-trace': 'abc', 'x-unicode': 'é✓' },
+          }),
+          await producer.send({ topic: bytesTopic, body: unicode }),
+          await producer.send({ topic: bytesTopic, body: Buffer.alloc(0), id: 'my-own-id' }),
+          await producer.send({ topic: bytesTopic, body: big }),
+        ];
+        const [a, b, c, d] = await got.waitForCount(4, timeoutMs);
+        expect(Buffer.from(a?.body as Uint8Array)).toEqual(binary);
+        expect(a?.key).toBe('order-1');
+        expect(a?.tag).toBe('created');
+        expect(a?.headers).toEqual({ 'x-trace': 'abc', 'x-unicode': 'é✓' });
+        expect(a?.id).toBe(sent[0]?.id);
+        expect(a?.attempt).toBe(1);
+        expect(a?.topic).toBe(topic);
+        expect(typeof a?.timestamp).toBe('number');
+        expect(Math.abs((a?.timestamp ?? 0) - Date.now())).toBeLessThan(10 * 60_000);
+        expect(Buffer.from(b?.body as Uint8Array).toString('utf8')).toBe('订单 ✓ ünïcødé 🚀');
+        expect(c?.body).toHaveLength(0);
+        expect(c?.id).toBe('my-own-id');
+        expect(Buffer.compare(Buffer.from(d?.body as Uint8Array), big)).toBe(0);
+        expect(sent[0]?.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      },
+      testTimeout,
+    );
+
+    it(
+      'JSON is the default body encoding, unicode included',
+      async () => {
+        const topic = await topicWith(1);
+        const got = new Collector();
+        await subscribe({ topic, group: 'g' }, got.handler());
+        const body = { name: '订单', emoji: '🚀', n: 1.5, list: [1, null, true], nested: { empty: '' } };
+        await broker.producer().send({ topic, body });
+        await got.waitForCount(1, timeoutMs);
+        expect(got.bodies[0]).toEqual(body);
+      },
+      testTimeout,
+    );
+
+    it(
+      'sendBatch keeps per-key order and sendOneWay delivers',
+      async () => {
+        const topic = await topicWith(2);
+        const got = new Collector<{ n: number }>();
+        await subscribe({ topic, group: 'g', order: 'key' }, got.handler());
+        const producer = broker.producer();
+        const results = await producer.sendBatch(
+          Array.from({ length: 50 }, (_, n) => ({ topic, key: `k${n % 3}`, body: { n } })),
+        );
+        expect(results).toHaveLength(50);
+        producer.sendOneWay({ topic, key: 'one-way', body: { n: 50 } });
+        await got.waitForIds(51, timeoutMs);
+        for (const key of ['k0', 'k1', 'k2']) {
+          const ns = got.deliveries.filter((d) => d.key === key).map((d) => d.body.n);
+          expect(ns).toEqual([...ns].sort((x, y) => x - y));
+        }
+      },
+      testTimeout,
+    );
+
+    it(
+      'many publishers and subscribers at once lose nothing',
+      async () => {
+        const topic = await topicWith(4);
+        const got = new Collector<{ p: number; i: number }>();
+        for (let m = 0; m < 3; m++) {
+          await subscribe({ topic, group: 'workers', order: 'concurrent', concurrency: 4 }, got.handler());
+        }
+        const producers = Array.from({ length: 4 }, () => broker.producer());
+        await Promise.all(
+          producers.map(async (producer, p) => {
+            const sends = [];
+            for (let i = 0; i < 100; i++)
+              sends.push(producer.send({ topic, key: `p${p}-${i % 7}`, body: { p, i } }));
+            await Promise.all(sends);
+          }),
+        );
+        await got.waitForIds(400, timeoutMs);
+        const seen = new Set(got.bodies.map((b) => `${b.p}:${b.i}`));
+        expect(seen.size).toBe(400);
+      },
+      testTimeout,
+    );
+
+    it(
+      'keeps topics isolated',
+      async () => {
+        const [t1, t2] = [await topicWith(1), await topicWith(1)];
+        const got1 = new Collector<{ t: number }>();
+        const got2 = new Collector<{ t: number }>();
+        await subscribe({ topic: t1, group: 'g' }, got1.handler());
+        await subscribe({ topic: t2, group: 'g' }, got2.handler());
+        const producer = broker.producer();
+        for (let i = 0; i < 5; i++) {
+          await producer.send({ topic: t1, body: { t: 1 } });
+          await producer.send({ topic: t2, body: { t: 2 } });
+        }
+        await got1.waitForCount(5, timeoutMs);
+        await got2.waitForCount(5, timeoutMs);
+        expect(got1.bodies.every((b) => b.t === 1)).toBe(true);
+        expect(got2.bodies.every((b) => b.t === 2)).toBe(true);
+        expect(got1.deliveries.every((d) => d.topic === t1)).toBe(true);
+      },
+      testTimeout,
+    );
+
+    it(
+      'every group gets every message while members of one group share them',
+      async () => {
+        const topic = await topicWith(4);
+        const stock = [new Collector<{ i: number }>(), new Collector<{ i: number }>()];
+        const coupons = new Collector<{ i: number }>();
+        for (const c of stock) await subscribe({ topic, group: 'stock', concurrency: 2 }, c.handler());
+        await subscribe({ topic, group: 'coupons' }, coupons.handler());
+        const producer = broker.producer();
+        await Promise.all(
+          Array.from({ length: 200 }, (_, i) => producer.send({ topic, key: `order-${i}`, body: { i } })),
+        );
+        await coupons.waitForIds(200, timeoutMs);
+        await waitFor(() => new Set([...stock[0]!.ids, ...stock[1]!.ids]).size === 200, {
+          timeoutMs,
+          message: 'stock group did not get all 200',
+        });
+        expect(stock[0]!.deliveries.length).toBeGreaterThan(0);
+        expect(stock[1]!.deliveries.length).toBeGreaterThan(0);
+        // Shared, not copied: together the members saw each message about once.
+        expect(stock[0]!.deliveries.length + stock[1]!.deliveries.length).toBeLessThan(300);
+      },
+      testTimeout,
+    );
+
+    it(
+      'broadcasting delivers every message to every instance',
+      async () => {
+        const topic = await topicWith(2);
+        const instances = [new Collector(), new Collector(), new Collector()];
+        for (const c of instances)
+          await subscribe({ topic, group: 'cache', mode: 'broadcasting' }, c.handler());
+        const producer = broker.producer();
+        for (let i = 0; i < 20; i++) await producer.send({ topic, key: `k${i}`, body: { i } });
+        for (const c of instances) await c.waitForIds(20, timeoutMs);
+      },
+      testTimeout,
+    );
+
+    it(
+      'filters by tag',
+      async () => {
+        const topic = await topicWith(2);
+        const paid = new Collector();
+        const all = new Collector();
+        await subscribe({ topic, group: 'paid-only', tags: ['paid', 'refunded'] }, paid.handler());
+        await subscribe({ topic, group: 'everything' }, all.handler());
+        const producer = broker.producer();
+        const tags = ['created', 'paid', undefined, 'refunded', 'shipped', 'paid'];
+        for (const [i, tag] of tags.entries()) await producer.send({ topic, key: `o${i}`, tag, body: { i } });
+        await all.waitForCount(6, timeoutMs);
+        await paid.waitForCount(3, timeoutMs);
+        // Sent after everything else: once it arrives, no stray tag can still be on its way.
+        await producer.send({ topic, key: 'o0', tag: 'paid', body: { last: true } });
+        await paid.waitForCount(4, timeoutMs);
+        expect(paid.deliveries.map((d) => d.tag).sort()).toEqual(['paid', 'paid', 'paid', 'refunded']);
+      },
+      testTimeout,
+    );
+
+    it(
+      'redelivers a failed message with its attempt count',
+      async () => {
+        const topic = await topicWith(1);
+        const attempts: number[] = [];
+        await subscribe<{ id: number }>(
+          { topic, group: 'g', retry: { attempts: 5, backoff: { initialMs: 50, maxMs: 200 } } },
+          (d) => {
+            attempts.push(d.attempt);
+            if (d.attempt < 3) throw new Error(`transient failure ${d.attempt}`);
+          },
+        );
+        await broker.producer().send({ topic, body: { id: 1 } });
+        await waitFor(() => attempts.length >= 3, { timeoutMs, message: () => `attempts ${attempts}` });
+        expect(attempts.slice(0, 3)).toEqual([1, 2, 3]);
+      },
+      testTimeout,
+    );
+
+    it(
+      'dead-letters a message whose attempts are exhausted, with the error recorded, while the rest flow',
+      async () => {
+        const topic = await topicWith(2);
+        const dead = new Collector();
+        const dlq = `${topic}.g.dlq`;
+        await broker.ensureTopic(dlq, { partitions: 1 });
+        await subscribe({ topic: dlq, group: 'dlq-reader' }, dead.handler());
+        const ok = new Collector<{ n: number }>();
+        const tries = new Map<number, number>();
+        await subscribe<{ n: number; poison?: boolean }>(
+          {
+            topic,
+            group: 'g',
+            order: 'concurrent',
+            concurrency: 2,
+            retry: { attempts: 3, backoff: { initialMs: 20, maxMs: 100 } },
+          },
+          async (d) => {
+            tries.set(d.body.n, (tries.get(d.body.n) ?? 0) + 1);
+            if (d.body.poison) throw new Error('cannot ship to the moon');
+            ok.deliveries.push(d as Delivery<{ n: number }>);
+          },
+        );
+        const producer = broker.producer();
+        await producer.send({
+          topic,
+          key: 'poison',
+          body: { n: 0, poison: true },
+          headers: { 'x-origin': 'test' },
+        });
+        for (let n = 1; n <= 20; n++) await producer.send({ topic, key: `k${n}`, body: { n } });
+        await ok.waitForIds(20, timeoutMs);
+        const [d] = await dead.waitForCount(1, timeoutMs);
+        expect(d?.body).toEqual({ n: 0, poison: true });
+        expect(d?.headers['x-origin']).toBe('test');
+        expect(tries.get(0)).toBe(3);
+        expect(d?.key).toBe('poison');
+        expect(d?.headers[H.errorMessage]).toBeUndefined(); // mqkit's headers are parsed, not passed through
+        expect(d?.deadLetter).toMatchObject({
+          errorCode: 'HANDLER',
+          errorName: 'Error',
+          originalTopic: topic,
+          originalGroup: 'g',
+          attempts: 3,
+        });
+        expect(d?.deadLetter?.errorMessage).toContain('cannot ship to the moon');
+        expect(Number.isNaN(Date.parse(d?.deadLetter?.failedAt ?? ''))).toBe(false);
+      },
+      testTimeout,
+    );
+
+    it(
+      'sends an undecodable or schema-invalid message to dead-letter with a DecodeError and keeps going',
+      async () => {
+        const topic = await topicWith(1);
+        const typed = defineTopic(topic, { schema: orderSchema });
+        const dlq = `${topic}.billing.dlq`;
+        await broker.ensureTopic(dlq, { partitions: 1 });
+        const dead = new Collector();
+        await subscribe(
+          { topic: defineTopic(dlq, { codec: bytesCodec }), group: 'dlq-reader' },
+          dead.handler(),
+        );
+        const ok = new Collector<{ orderId: string; amount: number }>();
+        await subscribe({ topic: typed, group: 'billing', order: 'partition' }, ok.handler());
+        const producer = broker.producer();
+        await producer.send({ topic, body: { orderId: 'a', amount: 1 } });
+        await producer.send({ topic, body: { orderId: 'b', amount: 'lots' } }); // schema-invalid
+        await producer.send({ topic: defineTopic(topic, { codec: brokenJson }), body: null }); // undecodable
+        await producer.send({ topic, body: { orderId: 'c', amount: 3 } });
+        await ok.waitForCount(2, timeoutMs);
+        expect(ok.bodies.map((b) => b.orderId)).toEqual(['a', 'c']);
+        const dl = await dead.waitForCount(2, timeoutMs);
+        expect(dl.map((d) => d.deadLetter?.errorCode)).toEqual(['DECODE', 'DECODE']);
+        expect(dl[0]?.deadLetter?.errorMessage).toContain('schema');
+        expect(Buffer.from(dl[1]?.body as Uint8Array).toString()).toBe('{"not json');
+        // A typed producer refuses an invalid body before it reaches the broker.
+        await expect(producer.send({ topic: typed, body: { orderId: 'x' } as never })).rejects.toMatchObject({
+          code: 'DECODE',
+        });
+      },
+      testTimeout,
+    );
+
+    it(
+      'keeps per-key order with concurrency > 1 while a member joins and another leaves',
+      async () => {
+        const topic = await topicWith(4);
+        const keys = 20;
+        const perKey = 60;
+        const last = new Map<string, number>();
+        const seen = new Set<string>();
+        let violations = 0;
+        let duplicates = 0;
+        const handler = async (d: Delivery<{ seq: number }>) => {
+          // Work of uneven length first, so that unordered processing would finish out of order.
+          await new Promise((resolve) => setTimeout(resolve, (d.body.seq * 7 + Number(d.key?.slice(4))) % 3));
+          if (seen.has(d.id)) {
+            duplicates++;
+            return;
+          }
+          const previous = last.get(d.key as string) ?? -1;
+          if (d.body.seq !== previous + 1) violations++;
+          last.set(d.key as string, d.body.seq);
+          seen.add(d.id);
+        };
+        const sub = { topic, group: 'ordered', order: 'key' as const, concurrency: 4 };
+        const first = await subscribe(sub, handler);
+        const producer = broker.producer();
+        const sendRound = async (seq: number) => {
+          await producer.sendBatch(
+            Array.from({ length: keys }, (_, k) => ({ topic, key: `key-${k}`, body: { seq } })),
+          );
+        };
+        for (let seq = 0; seq < perKey / 3; seq++) await sendRound(seq);
+        await subscribe(sub, handler);
+        for (let seq = perKey / 3; seq < (2 * perKey) / 3; seq++) await sendRound(seq);
+        await first.close();
+        for (let seq = (2 * perKey) / 3; seq < perKey; seq++) await sendRound(seq);
+        await waitFor(() => seen.size === keys * perKey, {
+          timeoutMs: timeoutMs * 2,
+          message: () => `received ${seen.size} of ${keys * perKey} (${duplicates} duplicates)`,
+        });
+        expect(violations).toBe(0);
+        for (let k = 0; k < keys; k++) expect(last.get(`key-${k}`)).toBe(perKey - 1);
+      },
+      testTimeout * 2,
+    );
+
+    it(
+      'close lets in-flight handlers finish; a consumer closed and reopened loses nothing',
+      async () => {
+        const topic = await topicWith(2);
+        const done = new Set<number>();
+        let inFlight = 0;
+        let release: () => void = () => {};
+        const gate = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        const handler = async (d: Delivery<{ i: number }>) => {
+          inFlight++;
+          if (d.body.i === 5) await gate; // held until close has begun
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          done.add(d.body.i);
+          inFlight--;
+        };
+        const sub = { topic, group: 'restart', concurrency: 3, order: 'concurrent' as const };
+        const first = await broker.subscribe(sub, handler);
+        const producer = broker.producer();
+        await Promise.all(
+          Array.from({ length: 100 }, (_, i) => producer.send({ topic, key: `k${i}`, body: { i } })),
+        );
+        await waitFor(() => inFlight > 0 && done.size >= 10, { timeoutMs });
+        const closing = first.close({ timeoutMs: timeoutMs });
+        setTimeout(release, 50);
+        await closing;
+        expect(inFlight).toBe(0);
+        expect(done.has(5)).toBe(true);
+        const second = await subscribe(sub, handler);
+        await waitFor(() => done.size === 100, {
+          timeoutMs,
+          message: () => `${done.size} of 100 after reopen`,
+        });
+        await second.close();
+      },
+      testTimeout,
+    );
+
+    it(
+      'reports backlog as sent minus consumed',
+      async () => {
+        const topic = await topicWith(2);
+        const got = new Collector();
+        const sub = await subscribe({ topic, group: 'lagging' }, got.handler());
+        const producer = broker.producer();
+        for (let i = 0; i < 10; i++) await producer.send({ topic, key: `k${i}`, body: { i } });
+        await got.waitForIds(10, timeoutMs);
+        await sub.close();
+        for (let i = 0; i < 7; i++) await producer.send({ topic, key: `k${i}`, body: { i } });
+        const backlog = await waitFor(
+          async () => {
+            const b = await broker.backlog(topic, 'lagging');
+            return b.total === 7 ? b : undefined;
+          },
+          { timeoutMs, message: 'backlog never reached 7' },
+        );
+        expect(backlog.partitions.reduce((sum, p) => sum + p.backlog, 0)).toBe(7);
+        expect(backlog.topic).toBe(topic);
+        expect(backlog.group).toBe('lagging');
+      },
+      testTimeout,
+    );
+
+    it(
+      caps.replay ? 'replays from a timestamp' : 'refuses replay from a timestamp with UnsupportedError',
+      async () => {
+        const topic = await topicWith(2);
+        if (!caps.replay) {
+          await expect(
+            broker.subscribe({ topic, group: 'replay', startFrom: { timestamp: Date.now() } }, () => {}),
+          ).rejects.toMatchObject({ code: 'UNSUPPORTED' });
+          return;
+        }
+        const producer = broker.producer();
+        for (let i = 0; i < 5; i++)
+          await producer.send({ topic, key: `k${i}`, body: { i, phase: 'before' } });
+        const cut = Date.now() + 20;
+        await waitFor(() => Date.now() > cut + 20, { intervalMs: 5 });
+        for (let i = 0; i < 5; i++) await producer.send({ topic, key: `k${i}`, body: { i, phase: 'after' } });
+        const fromCut = new Collector<{ phase: string }>();
+        await subscribe({ topic, group: 'replay-cut', startFrom: { timestamp: cut } }, fromCut.handler());
+        const all = new Collector<{ phase: string }>();
+        await subscribe({ topic, group: 'replay-all', startFrom: 'earliest' }, all.handler());
+        await fromCut.waitForCount(5, timeoutMs);
+        await all.waitForCount(10, timeoutMs);
+        expect(fromCut.bodies.every((b) => b.phase === 'after')).toBe(true);
+      },
+      testTimeout,
+    );
+
+    it(
+      'delays delivery by delayMs',
+      async () => {
+        const topic = await topicWith(1);
+        const got = new Collector<{ sentAt: number }>();
+        await subscribe({ topic, group: 'g' }, got.handler());
+        const producer = broker.producer();
+        const sentAt = Date.now();
+        await producer.send({ topic, body: { sentAt }, delayMs: 1500 });
+        await producer.send({ topic, body: { sentAt: 0 } });
+        const [first, second] = await got.waitForCount(2, timeoutMs);
+        expect(first?.body.sentAt).toBe(0); // the undelayed one overtakes
+        const receivedAt = Date.now();
+        expect(second?.body.sentAt).toBe(sentAt);
+        expect(receivedAt - sentAt).toBeGreaterThanOrEqual(1500);
+      },
+      testTimeout,
+    );
+
+    it(
+      'honours each acks level it claims and refuses the others with UnsupportedError',
+      async () => {
+        const topic = await topicWith(1);
+        const got = new Collector<{ acks: Acks }>();
+        await subscribe({ topic, group: 'g' }, got.handler());
+        const levels: Acks[] = ['all', 'leader', 'none'];
+        for (const acks of levels) {
+          if (!caps.acks.includes(acks)) {
+            expect(() => broker.producer({ acks })).toThrow(expect.objectContaining({ code: 'UNSUPPORTED' }));
+            continue;
+          }
+          const producer = broker.producer({ acks });
+          await producer.send({ topic, body: { acks } });
+          await producer.close();
+        }
+        await got.waitForCount(caps.acks.length, timeoutMs);
+        expect(got.bodies.map((b) => b.acks).sort()).toEqual([...caps.acks].sort());
+      },
+      testTimeout,
+    );
+
+    it('refuses bad options with a ConfigError naming the field', async () => {
+      const topic = uniqueName('conf');
+      const cases: [() => unknown, string][] = [
+        [
+          () => broker.subscribe({ topic, group: 'g', concurency: 2 } as never, () => {}),
+          'subscribe.concurency',
+        ],
+        [() => broker.subscribe({ topic } as never, () => {}), 'subscribe.group'],
+        [
+          () => broker.subscribe({ topic, group: 'g', retry: { attempts: 0 } }, () => {}),
+          'subscribe.retry.attempts',
+        ],
+        [() => broker.producer({ acks: 'none', idempotent: true }), 'producer.idempotent'],
+        [
+          () => broker.producer().send({ topic, body: 1, headers: { 'mq-id': 'x' } }),
+          'message.headers.mq-id',
+        ],
+        [() => broker.producer().send({ topic: 'bad topic!', body: 1 }), 'message.topic'],
+      ];
+      for (const [call, field] of cases) {
+        let error: unknown;
+        try {
+          await call();
+        } catch (e) {
+          error = e;
+        }
+        expect(isMqError(error, 'CONFIG'), `${field}: ${String(error)}`).toBe(true);
+        expect((error as { field: string }).field).toBe(field);
+        expect((error as Error).message).toContain(field);
+      }
+    });
+  });
+}
