@@ -78,12 +78,13 @@ export function encodeBody(body: unknown, spec: TopicSpec<unknown> | undefined):
 /**
  * Decodes a payload read from the broker. Throws `DecodeError` when the bytes do not parse or
  * the schema rejects them. A missing content type is read as JSON (the default codec).
+ * Returns a promise only when the schema validates asynchronously.
  */
-export async function decodeBody(
+export function decodeBody(
   payload: Uint8Array,
   contentType: string | undefined,
   spec: TopicSpec<unknown> | undefined,
-): Promise<unknown> {
+): unknown {
   let value: unknown;
   try {
     if (spec?.codec) value = spec.codec.decode(payload);
@@ -95,8 +96,13 @@ export async function decodeBody(
     });
   }
   if (!spec?.schema) return value;
-  let result = spec.schema['~standard'].validate(value);
-  if (result instanceof Promise) result = await result;
+  const result = spec.schema['~standard'].validate(value);
+  if (result instanceof Promise) {
+    return result.then((r) => {
+      if (r.issues) throw schemaError(spec.name, r.issues);
+      return r.value;
+    });
+  }
   if (result.issues) throw schemaError(spec.name, result.issues);
   return result.value;
 }

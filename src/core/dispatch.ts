@@ -28,6 +28,9 @@ export type Outcome =
   /** Publish to `topic` with `headers` (the error recorded), then acknowledge. No topic: discard. */
   | { kind: 'dead-letter'; topic: string | undefined; headers: Headers; error: unknown };
 
+const ACK: Outcome = Object.freeze({ kind: 'ack' });
+const SKIP: Outcome = Object.freeze({ kind: 'skip' });
+
 /**
  * The broker-neutral part of consuming one record: tag filter, decode, run the handler, and
  * decide between ack, retry (with back-off) and dead-letter. Never throws.
@@ -40,10 +43,11 @@ export async function dispatch(
 ): Promise<Outcome> {
   const headers = record.headers;
   const tag = headers[H.tag];
-  if (options.tags !== undefined && (tag === undefined || !options.tags.has(tag))) return { kind: 'skip' };
+  if (options.tags !== undefined && (tag === undefined || !options.tags.has(tag))) return SKIP;
   let body: unknown;
   try {
-    body = await decodeBody(record.payload, headers[H.contentType], options.spec);
+    body = decodeBody(record.payload, headers[H.contentType], options.spec);
+    if (body instanceof Promise) body = await body;
   } catch (error) {
     return deadLetter(record, options, error);
   }
@@ -62,8 +66,9 @@ export async function dispatch(
     signal,
   };
   try {
-    await handler(delivery);
-    return { kind: 'ack' };
+    const result = handler(delivery);
+    if (result instanceof Promise) await result;
+    return ACK;
   } catch (error) {
     if (record.attempt >= options.retry.attempts) return deadLetter(record, options, error);
     return {

@@ -90,12 +90,17 @@ export function encodeMessage(message: OutgoingMessage<unknown>, maxBytes: numbe
 
 /** Application headers of a received message: everything but mqkit's `mq-*` and `content-type`. */
 export function applicationHeaders(headers: Headers): Headers {
-  const out: Headers = {};
+  let out: Headers | undefined;
   for (const name in headers) {
-    if (!name.startsWith('mq-') && name !== H.contentType) out[name] = headers[name] as string;
+    if (!name.startsWith('mq-') && name !== H.contentType) {
+      out ??= {};
+      out[name] = headers[name] as string;
+    }
   }
-  return out;
+  return out ?? NO_HEADERS;
 }
+
+const NO_HEADERS: Headers = Object.freeze({}) as Headers;
 
 /** Headers recording why a message was dead-lettered, added to its original headers. */
 export function deadLetterHeaders(

@@ -1,4 +1,4 @@
-import type { MemoryTopic } from './memory-state.js';
+import { type MemoryTopic, releaseConsumed } from './memory-state.js';
 import type { MemorySubscription } from './memory-subscription.js';
 
 /**
@@ -13,6 +13,7 @@ export class MemoryGroup {
   private readonly positions: number[] = [];
   private readonly owners: (MemorySubscription | undefined)[] = [];
   private readonly handovers: Promise<void>[] = [];
+  private commitsSinceRelease = 0;
 
   constructor(
     readonly topic: MemoryTopic,
@@ -40,6 +41,10 @@ export class MemoryGroup {
 
   commit(partition: number, offset: number): void {
     this.positions[partition] = offset;
+    if (++this.commitsSinceRelease >= 1024) {
+      this.commitsSinceRelease = 0;
+      releaseConsumed(this.topic);
+    }
   }
 
   notify(partition: number): void {

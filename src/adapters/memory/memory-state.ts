@@ -6,6 +6,8 @@ import { PartitionLog, type StoredRecord } from './partition-log.js';
 
 export interface MemoryTopic {
   readonly name: string;
+  /** Consumed records kept per partition for replay; older consumed ones are released. */
+  readonly retention: number;
   readonly partitions: PartitionLog[];
   /** Groups reading this topic; told when records arrive or partitions are added. */
   readonly groups: Set<MemoryGroup>;
@@ -31,7 +33,7 @@ export class MemoryState {
   topic(name: string, partitions = this.defaultPartitions): MemoryTopic {
     let topic = this.topics.get(name);
     if (topic === undefined) {
-      topic = { name, partitions: [], groups: new Set(), nextPartition: 0 };
+      topic = { name, retention: this.retention, partitions: [], groups: new Set(), nextPartition: 0 };
       this.topics.set(name, topic);
     }
     if (topic.partitions.length < partitions) {
@@ -53,24 +55,25 @@ export class MemoryState {
     const record = log.append(message.key, headers, message.payload);
     if (++this.appendsSinceTrim >= 1024) {
       this.appendsSinceTrim = 0;
-      this.trim(topic);
+      releaseConsumed(topic);
     }
     for (const group of topic.groups) group.notify(partition);
     return { partition, record };
   }
+}
 
-  /**
-   * Releases records every group has consumed, keeping the last `retention` per partition for
-   * replay. A topic nobody reads keeps at most `retention` records per partition.
-   */
-  trim(topic: MemoryTopic): void {
-    topic.partitions.forEach((log, partition) => {
-      if (log.size <= this.retention) return;
-      let limit = log.end - this.retention;
-      for (const group of topic.groups) limit = Math.min(limit, group.committed(partition));
-      log.releaseBefore(limit);
-    });
-  }
+/**
+ * Releases records every group has consumed, keeping the last `retention` per partition for
+ * replay. A topic nobody reads keeps at most `retention` records per partition. Called as
+ * records are appended and as groups commit, so memory stays bounded either way.
+ */
+export function releaseConsumed(topic: MemoryTopic): void {
+  topic.partitions.forEach((log, partition) => {
+    if (log.size <= topic.retention) return;
+    let limit = log.end - topic.retention;
+    for (const group of topic.groups) limit = Math.min(limit, group.committed(partition));
+    log.releaseBefore(limit);
+  });
 }
 
 const states = new Map<string, MemoryState>();

@@ -1,0 +1,25 @@
+import { parseArgs } from 'node:util';
+
+/**
+ * `npm run bench -- --url <url> [--messages N] [--size BYTES]`: picks the workload for the
+ * URL's broker. Network brokers run mqkit and the raw client side by side in this process.
+ */
+const { values } = parseArgs({
+  options: { url: { type: 'string' }, messages: { type: 'string' }, size: { type: 'string' } },
+});
+const url = values.url ?? process.env.MQ_URL ?? 'memory://';
+const scheme = new URL(url).protocol;
+const args = {
+  url,
+  messages: values.messages === undefined ? undefined : Number(values.messages),
+  size: values.size === undefined ? undefined : Number(values.size),
+};
+const workloads: Record<string, () => Promise<{ main: (a: typeof args) => Promise<void> }>> = {
+  'memory:': () => import('./memory.js'),
+};
+const load = workloads[scheme];
+if (load === undefined) {
+  process.stderr.write(`bench: no workload for ${scheme}; known: ${Object.keys(workloads).join(' ')}\n`);
+  process.exit(2);
+}
+await (await load()).main(args);

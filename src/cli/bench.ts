@@ -1,0 +1,146 @@
+import { performance } from 'node:perf_hooks';
+import type { Acks, Broker } from '../core/broker.js';
+import { bytesCodec, defineTopic } from '../core/codec.js';
+import type { OutgoingMessage } from '../core/message.js';
+
+/** One measured run. Rates are messages per second; latencies are send-to-handler, in ms. */
+export interface BenchResult {
+  label: string;
+  messages: number;
+  size: number;
+  produceRate: number;
+  endToEndRate: number;
+  p50Ms: number;
+  p99Ms: number;
+  seconds: number;
+}
+
+export interface BenchOptions {
+  label: string;
+  messages: number;
+  /** Body size in bytes (at least 8: the send time travels in the body). */
+  size: number;
+  acks: Acks;
+  partitions: number;
+  /** Messages per `sendBatch` call. */
+  batch: number;
+  /** `sendBatch` calls in flight at once. */
+  inflight: number;
+  /** Handler concurrency of the subscription. */
+  concurrency: number;
+  /** Reuse a topic (and its group 'bench') across runs; default a new topic per run. */
+  topic?: string;
+}
+
+export const benchDefaults: Omit<BenchOptions, 'label'> = {
+  messages: 100_000,
+  size: 100,
+  acks: 'all',
+  partitions: 4,
+  batch: 500,
+  inflight: 4,
+  concurrency: 16,
+};
+
+/**
+ * Produces `messages` bodies of `size` bytes through mqkit and consumes them in one group,
+ * both in this process. The body carries its send time, so latency needs no clock agreement.
+ * The same shape is used for the raw-client baselines under bench/ so the ratio is fair.
+ */
+export async function benchBroker(broker: Broker, options: BenchOptions): Promise<BenchResult> {
+  const name = options.topic ?? `bench-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
+  const topic = defineTopic(name, { codec: bytesCodec });
+  await broker.ensureTopic(topic.name, { partitions: options.partitions });
+  const latencies = new Float64Array(options.messages);
+  let received = 0;
+  let finish: () => void = () => {};
+  const allReceived = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  const subscription = await broker.subscribe(
+    { topic, group: 'bench', order: 'partition', concurrency: options.concurrency, deadLetter: 'discard' },
+    (d) => {
+      const body = d.body as Buffer;
+      if (received < options.messages) latencies[received] = performance.now() - body.readDoubleLE(0);
+      if (++received === options.messages) finish();
+    },
+  );
+  const producer = broker.producer({ acks: options.acks });
+  const template = Buffer.alloc(Math.max(8, options.size), 0x61);
+  const started = performance.now();
+  let next = 0;
+  const lane = async () => {
+    while (next < options.messages) {
+      const count = Math.min(options.batch, options.messages - next);
+      next += count;
+      const batch: OutgoingMessage<unknown>[] = new Array(count);
+      for (let i = 0; i < count; i++) {
+        const body = Buffer.from(template);
+        body.writeDoubleLE(performance.now(), 0);
+        batch[i] = { topic, body };
+      }
+      await producer.sendBatch(batch);
+    }
+  };
+  await Promise.all(Array.from({ length: options.inflight }, lane));
+  const produced = performance.now();
+  await allReceived;
+  const ended = performance.now();
+  await subscription.close();
+  await producer.close();
+  return summarize(options, latencies, started, produced, ended);
+}
+
+/** Turns raw timings into a result; shared with the raw-client baselines. */
+export function summarize(
+  options: Pick<BenchOptions, 'label' | 'messages' | 'size'>,
+  latencies: Float64Array,
+  started: number,
+  produced: number,
+  ended: number,
+): BenchResult {
+  const sorted = Float64Array.from(latencies).sort();
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+  return {
+    label: options.label,
+    messages: options.messages,
+    size: options.size,
+    produceRate: options.messages / ((produced - started) / 1000),
+    endToEndRate: options.messages / ((ended - started) / 1000),
+    p50Ms: at(0.5),
+    p99Ms: at(0.99),
+    seconds: (ended - started) / 1000,
+  };
+}
+
+/** Prints results as an aligned table; with a baseline, adds each row's end-to-end ratio to it. */
+export function formatResults(results: readonly BenchResult[], baseline?: BenchResult): string {
+  const rows = [
+    [
+      'run',
+      'messages',
+      'bytes',
+      'produce msg/s',
+      'end-to-end msg/s',
+      'p50 ms',
+      'p99 ms',
+      ...(baseline ? ['vs raw'] : []),
+    ],
+    ...results.map((r) => [
+      r.label,
+      String(r.messages),
+      String(r.size),
+      Math.round(r.produceRate).toLocaleString('en-US'),
+      Math.round(r.endToEndRate).toLocaleString('en-US'),
+      r.p50Ms.toFixed(2),
+      r.p99Ms.toFixed(2),
+      ...(baseline ? [(r.endToEndRate / baseline.endToEndRate).toFixed(2)] : []),
+    ]),
+  ];
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
+  return rows
+    .map((row) =>
+      row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  '),
+    )
+    .join('\n');
+}
