@@ -32,8 +32,7 @@ export class PartitionLog {
 
   append(key: string | undefined, headers: Headers, payload: Uint8Array): StoredRecord {
     // Timestamps never go backwards inside a partition, so replay-by-time can binary search.
-    const now = Date.now();
-    this.lastTimestamp = now > this.lastTimestamp ? now : this.lastTimestamp;
+    this.lastTimestamp = Math.max(Date.now(), this.lastTimestamp);
     const record: StoredRecord = { offset: this.end, timestamp: this.lastTimestamp, key, headers, payload };
     this.records.push(record);
     return record;
