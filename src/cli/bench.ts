@@ -28,6 +28,11 @@ export interface BenchOptions {
   inflight: number;
   /** Handler concurrency of the subscription. */
   concurrency: number;
+  /**
+   * Producers wait while more than this many messages are sent but not yet handled, so the
+   * latency figures measure the pipeline, not an ever-growing queue. 0 = no limit.
+   */
+  maxLag: number;
   /** Reuse a topic (and its group 'bench') across runs; default a new topic per run. */
   topic?: string;
 }
@@ -40,6 +45,7 @@ export const benchDefaults: Omit<BenchOptions, 'label'> = {
   batch: 500,
   inflight: 4,
   concurrency: 16,
+  maxLag: 50_000,
 };
 
 /**
@@ -54,6 +60,7 @@ export async function benchBroker(broker: Broker, options: BenchOptions): Promis
   const latencies = new Float64Array(options.messages);
   let received = 0;
   let finish: () => void = () => {};
+  let wakeProducers: (() => void) | undefined;
   const allReceived = new Promise<void>((resolve) => {
     finish = resolve;
   });
@@ -63,6 +70,10 @@ export async function benchBroker(broker: Broker, options: BenchOptions): Promis
       const body = d.body as Buffer;
       if (received < options.messages) latencies[received] = performance.now() - body.readDoubleLE(0);
       if (++received === options.messages) finish();
+      if (wakeProducers !== undefined && next - received <= options.maxLag / 2) {
+        wakeProducers();
+        wakeProducers = undefined;
+      }
     },
   );
   const producer = broker.producer({ acks: options.acks });
@@ -71,6 +82,15 @@ export async function benchBroker(broker: Broker, options: BenchOptions): Promis
   let next = 0;
   const lane = async () => {
     while (next < options.messages) {
+      while (options.maxLag > 0 && next - received > options.maxLag) {
+        await new Promise<void>((resolve) => {
+          const previous = wakeProducers;
+          wakeProducers = () => {
+            previous?.();
+            resolve();
+          };
+        });
+      }
       const count = Math.min(options.batch, options.messages - next);
       next += count;
       const batch: OutgoingMessage<unknown>[] = new Array(count);

@@ -14,6 +14,7 @@ Commands:
   bench   produce and consume through mqkit; prints throughput and p50/p99 latency
           --messages N (default ${benchDefaults.messages})  --size BYTES (default ${benchDefaults.size})
           --acks all|leader|none  --partitions N  --batch N  --inflight N  --concurrency N
+          --max-lag N (producers wait while this many are unhandled; default ${benchDefaults.maxLag})
   lag     backlog of a group on a topic, per partition
           --topic NAME --group NAME
 
@@ -33,6 +34,7 @@ async function main(argv: string[]): Promise<number> {
       batch: { type: 'string' },
       inflight: { type: 'string' },
       concurrency: { type: 'string' },
+      'max-lag': { type: 'string' },
       topic: { type: 'string' },
       group: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -59,6 +61,7 @@ async function main(argv: string[]): Promise<number> {
         batch: intOption(values.batch, 'batch', benchDefaults.batch),
         inflight: intOption(values.inflight, 'inflight', benchDefaults.inflight),
         concurrency: intOption(values.concurrency, 'concurrency', benchDefaults.concurrency),
+        maxLag: intOption(values['max-lag'], 'max-lag', benchDefaults.maxLag),
       };
       process.stdout.write(`${formatResults([await benchBroker(broker, options)])}\n`);
     } else {
