@@ -9,7 +9,8 @@ export type MqErrorCode =
   | 'DECODE'
   | 'UNSUPPORTED'
   | 'TIMEOUT'
-  | 'CLOSED';
+  | 'CLOSED'
+  | 'CONFLICT';
 
 export interface MqErrorOptions {
   cause?: unknown;
@@ -90,6 +91,13 @@ export class TimeoutError extends MqError {
 export class ClosedError extends MqError {
   constructor(message: string, options?: MqErrorOptions) {
     super('CLOSED', message, false, options);
+  }
+}
+
+/** Someone else holds what this call needs right now (e.g. an idempotency lease). Retriable. */
+export class ConflictError extends MqError {
+  constructor(message: string, options?: MqErrorOptions) {
+    super('CONFLICT', message, true, options);
   }
 }
 

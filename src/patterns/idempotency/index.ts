@@ -1,0 +1,10 @@
+export { type IdempotentOptions, idempotent } from './idempotent-handler.js';
+export { MemoryIdempotencyStore } from './memory-store.js';
+export {
+  ensureLedger,
+  type TransactionalHandler,
+  type TransactionalOptions,
+  transactional,
+} from './postgres-consumer.js';
+export { RedisIdempotencyStore } from './redis-store.js';
+export type { ClaimResult, IdempotencyStore } from './store.js';
