@@ -1,0 +1,111 @@
+import { join } from 'node:path';
+import { LOOPBACK } from './net-utils.js';
+
+/** One combined broker+controller node of a local cluster. */
+export interface NodeSpec {
+  id: number;
+  brokerPort: number;
+  controllerPort: number;
+  dir: string;
+}
+
+/**
+ * JVM flags shared by the broker and the storage tool: `heap` first, then G1
+ * tuned like Kafka's own scripts, headless, and logging to `<node dir>/server.log`.
+ */
+export function jvmFlags(spec: NodeSpec, heap: readonly string[]): string[] {
+  return [
+    ...heap,
+    '-XX:+UseG1GC',
+    '-XX:MaxGCPauseMillis=20',
+    '-XX:InitiatingHeapOccupancyPercent=35',
+    '-XX:+ExplicitGCInvokesConcurrent',
+    '-Djava.awt.headless=true',
+    // Both are set so the same flags work for 3.x (reload4j) and 4.x (log4j2).
+    `-Dlog4j.configuration=file:${join(spec.dir, 'log4j.properties')}`,
+    `-Dlog4j2.configurationFile=${join(spec.dir, 'log4j2.properties')}`,
+    '-Dlog4j2.shutdownHookEnabled=false',
+    `-Dkafka.logs.dir=${spec.dir}`,
+  ];
+}
+
+/**
+ * server.properties of one node: KRaft combined mode, static quorum `voters`,
+ * listeners on 127.0.0.1, settings sized for a 2-core machine; with 3 brokers,
+ * replication factor 3 and min.insync.replicas 2.
+ */
+export function serverProperties(spec: NodeSpec, voters: string, brokers: number): string {
+  const replicated = brokers >= 3;
+  const props: Record<string, string | number | boolean> = {
+    'process.roles': 'broker,controller',
+    'node.id': spec.id,
+    'controller.quorum.voters': voters,
+    listeners: `PLAINTEXT://${LOOPBACK}:${spec.brokerPort},CONTROLLER://${LOOPBACK}:${spec.controllerPort}`,
+    'advertised.listeners': `PLAINTEXT://${LOOPBACK}:${spec.brokerPort}`,
+    'controller.listener.names': 'CONTROLLER',
+    'inter.broker.listener.name': 'PLAINTEXT',
+    'listener.security.protocol.map': 'CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+    'log.dirs': join(spec.dir, 'data'),
+    'num.network.threads': 2,
+    'num.io.threads': 2,
+    'num.recovery.threads.per.data.dir': 1,
+    'background.threads': 2,
+    'num.partitions': 1,
+    'auto.create.topics.enable': true,
+    'delete.topic.enable': true,
+    'default.replication.factor': replicated ? 3 : 1,
+    'min.insync.replicas': replicated ? 2 : 1,
+    'offsets.topic.num.partitions': 1,
+    'offsets.topic.replication.factor': replicated ? 3 : 1,
+    'transaction.state.log.num.partitions': 1,
+    'transaction.state.log.replication.factor': replicated ? 3 : 1,
+    'transaction.state.log.min.isr': replicated ? 2 : 1,
+    // Kafka 4.x share groups; ignored (with a warning) by 3.x.
+    'share.coordinator.state.topic.num.partitions': 1,
+    'share.coordinator.state.topic.replication.factor': replicated ? 3 : 1,
+    'share.coordinator.state.topic.min.isr': replicated ? 2 : 1,
+    'group.initial.rebalance.delay.ms': 0,
+    'log.retention.hours': 1,
+    'log.segment.bytes': 16 * 1024 * 1024,
+    'log.retention.check.interval.ms': 60_000,
+  };
+  return `${Object.entries(props)
+    .map(([k, v]) => `${k}=${v}`)
+    .join('\n')}\n`;
+}
+
+/** reload4j (Kafka 3.x) configuration writing INFO to `file`. */
+export function log4jProperties(file: string): string {
+  return `log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File=${file}
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.kafka.log.LogCleaner=WARN
+log4j.logger.org.apache.kafka.storage=WARN
+log4j.logger.kafka.log=WARN
+`;
+}
+
+/** log4j2 (Kafka 4.x) configuration writing INFO to `file`. */
+export function log4j2Properties(file: string): string {
+  return `status = warn
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = ${file}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.statechange.name = state.change.logger
+logger.statechange.level = WARN
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.storage.name = org.apache.kafka.storage
+logger.storage.level = WARN
+logger.log.name = kafka.log
+logger.log.level = WARN
+`;
+}
