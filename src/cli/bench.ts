@@ -28,6 +28,12 @@ export interface BenchOptions {
   inflight: number;
   /** Handler concurrency of the subscription. */
   concurrency: number;
+  /** Subscription order mode. */
+  order: 'concurrent' | 'key' | 'partition';
+  /** Distinct message keys, round robin; 0 sends without keys. */
+  keys: number;
+  /** Simulated I/O per message in the handler (a timer), in ms; 0 = none. */
+  handlerMs: number;
   /**
    * Producers wait while more than this many messages are sent but not yet handled, so the
    * latency figures measure the pipeline, not an ever-growing queue. 0 = no limit.
@@ -45,6 +51,9 @@ export const benchDefaults: Omit<BenchOptions, 'label'> = {
   batch: 500,
   inflight: 4,
   concurrency: 16,
+  order: 'partition',
+  keys: 0,
+  handlerMs: 0,
   maxLag: 50_000,
 };
 
@@ -65,8 +74,9 @@ export async function benchBroker(broker: Broker, options: BenchOptions): Promis
     finish = resolve;
   });
   const subscription = await broker.subscribe(
-    { topic, group: 'bench', order: 'partition', concurrency: options.concurrency, deadLetter: 'discard' },
-    (d) => {
+    { topic, group: 'bench', order: options.order, concurrency: options.concurrency, deadLetter: 'discard' },
+    async (d) => {
+      if (options.handlerMs > 0) await new Promise((resolve) => setTimeout(resolve, options.handlerMs));
       const body = d.body as Buffer;
       if (received < options.messages) latencies[received] = performance.now() - body.readDoubleLE(0);
       if (++received === options.messages) finish();
@@ -97,7 +107,10 @@ export async function benchBroker(broker: Broker, options: BenchOptions): Promis
       for (let i = 0; i < count; i++) {
         const body = Buffer.from(template);
         body.writeDoubleLE(performance.now(), 0);
-        batch[i] = { topic, body };
+        batch[i] =
+          options.keys > 0
+            ? { topic, body, key: `key-${(next - count + i) % options.keys}` }
+            : { topic, body };
       }
       await producer.sendBatch(batch);
     }

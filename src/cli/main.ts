@@ -53,6 +53,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${formatDemo(summary)}\n`);
     } else if (command === 'bench') {
       const options = {
+        ...benchDefaults,
         label: `mqkit ${broker.kind}`,
         messages: intOption(values.messages, 'messages', benchDefaults.messages),
         size: intOption(values.size, 'size', benchDefaults.size),
