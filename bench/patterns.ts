@@ -12,6 +12,7 @@ import {
   RedisIdempotencyStore,
   transactional,
 } from '../src/patterns/index.js';
+import { testDelivery } from '../src/testing/index.js';
 
 /**
  * Figures for the patterns:
@@ -53,22 +54,7 @@ async function orderModes(url: string): Promise<void> {
   process.stdout.write(`${formatResults(results)}\n`);
 }
 
-function delivery(id: string): Delivery<unknown> {
-  return {
-    topic: 'bench',
-    body: {},
-    key: undefined,
-    tag: undefined,
-    headers: {},
-    id,
-    attempt: 1,
-    timestamp: Date.now(),
-    partition: 0,
-    offset: '0',
-    deadLetter: undefined,
-    signal: new AbortController().signal,
-  };
-}
+const delivery = (id: string) => testDelivery({ id });
 
 async function storeCosts(): Promise<void> {
   const redis = new Redis(values.redis ?? process.env.MQKIT_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', {

@@ -1,4 +1,4 @@
 export type { MemoryBrokerOptions } from '../adapters/memory/index.js';
 export { createMemoryBroker } from '../adapters/memory/index.js';
 export { type ConformanceOptions, conformanceSuite } from './conformance.js';
-export { Collector, uniqueName, waitFor } from './wait-for.js';
+export { Collector, testDelivery, uniqueName, waitFor } from './wait-for.js';

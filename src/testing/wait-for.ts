@@ -63,3 +63,25 @@ export class Collector<T = unknown> {
     return this.ids;
   }
 }
+
+/**
+ * A delivery for unit-testing a handler without a broker: `await handler(testDelivery({ body }))`.
+ * Defaults: a unique id, attempt 1, now as the timestamp, no key, tag or headers.
+ */
+export function testDelivery<T = unknown>(fields: Partial<Delivery<T>> = {}): Delivery<T> {
+  return {
+    topic: 'test',
+    body: undefined as T,
+    key: undefined,
+    tag: undefined,
+    headers: {},
+    id: uniqueName('msg'),
+    attempt: 1,
+    timestamp: Date.now(),
+    partition: undefined,
+    offset: undefined,
+    deadLetter: undefined,
+    signal: new AbortController().signal,
+    ...fields,
+  };
+}

@@ -10,7 +10,7 @@ import {
   RedisIdempotencyStore,
   transactional,
 } from '../../src/patterns/index.js';
-import { uniqueName, waitFor } from '../../src/testing/index.js';
+import { testDelivery, uniqueName, waitFor } from '../../src/testing/index.js';
 
 let redis: Redis;
 let pool: pg.Pool;
@@ -28,22 +28,7 @@ afterAll(async () => {
   await pool?.end();
 });
 
-function delivery(id: string): Delivery<unknown> {
-  return {
-    topic: 't',
-    body: {},
-    key: undefined,
-    tag: undefined,
-    headers: {},
-    id,
-    attempt: 1,
-    timestamp: Date.now(),
-    partition: 0,
-    offset: '0',
-    deadLetter: undefined,
-    signal: new AbortController().signal,
-  };
-}
+const delivery = (id: string) => testDelivery({ id });
 
 const leaseStores: [string, () => IdempotencyStore][] = [
   ['memory', () => new MemoryIdempotencyStore()],
