@@ -1,0 +1,118 @@
+import type { ConsumeMessage, Options } from 'amqplib';
+import type { ReceivedRecord } from '../../core/dispatch.js';
+import type { Headers } from '../../core/message.js';
+import { H } from '../../core/wire.js';
+import { HOP_HEADER_PREFIX } from './delay-route.js';
+
+/**
+ * Header the partition queues' consistent-hash exchange hashes: the key, or a rotating token
+ * for messages without a key so they spread over partitions instead of piling onto one.
+ */
+export const HASH_HEADER = 'mq-hash';
+
+let unkeyed = 0;
+
+/**
+ * AMQP properties for a message whose headers include mqkit's: `mq-id` becomes `messageId`,
+ * `content-type` `contentType`; the produce time is `timestamp` (seconds, as AMQP defines it);
+ * the key travels in `mq-key` and the consistent-hash input in `mq-hash`; every other header
+ * stays a header.
+ */
+export function publishOptions(
+  headers: Headers,
+  key: string | undefined,
+  persistent: boolean,
+  mandatory: boolean,
+  extra?: Headers,
+  timestampSeconds: number = Math.floor(Date.now() / 1000),
+): Options.Publish {
+  const out: Record<string, string> = {};
+  for (const name in headers) {
+    if (name !== H.id && name !== H.contentType) out[name] = headers[name] as string;
+  }
+  if (key !== undefined) out[H.key] = key;
+  out[HASH_HEADER] = key ?? (unkeyed++ & 0xffff).toString(36);
+  if (extra !== undefined) Object.assign(out, extra);
+  return {
+    messageId: headers[H.id],
+    contentType: headers[H.contentType],
+    timestamp: timestampSeconds,
+    persistent,
+    mandatory,
+    headers: out,
+  };
+}
+
+/** Routing key of a message: its tag, or empty. Topic-exchange bindings filter on it. */
+export function routingKey(tag: string | undefined): string {
+  return tag ?? '';
+}
+
+/** Broker-added headers that are not the application's: dead-lettering history, stream offsets. */
+function brokerHeader(name: string): boolean {
+  return (
+    name.startsWith('x-death') ||
+    name.startsWith('x-first-death-') ||
+    name.startsWith('x-last-death-') ||
+    name === 'x-delivery-count' ||
+    name.startsWith('x-stream-') ||
+    name.startsWith(HOP_HEADER_PREFIX) ||
+    name === HASH_HEADER
+  );
+}
+
+/** String headers of a delivery, mqkit's included, with AMQP properties mapped back. */
+export function receivedHeaders(message: ConsumeMessage): Headers {
+  const out: Headers = {};
+  const raw = message.properties.headers;
+  if (raw !== undefined) {
+    for (const name in raw) {
+      if (brokerHeader(name)) continue;
+      const value: unknown = raw[name];
+      if (typeof value === 'string') out[name] = value;
+      else if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
+        out[name] = String(value);
+      else if (Buffer.isBuffer(value)) out[name] = value.toString('utf8');
+    }
+  }
+  const { messageId, contentType } = message.properties;
+  if (out[H.id] === undefined && typeof messageId === 'string' && messageId !== '') out[H.id] = messageId;
+  if (out[H.contentType] === undefined && typeof contentType === 'string') out[H.contentType] = contentType;
+  return out;
+}
+
+/** Numeric header of a delivery (x-delivery-count, x-stream-offset), if present. */
+export function numericHeader(message: ConsumeMessage, name: string): number | undefined {
+  const value: unknown = message.properties.headers?.[name];
+  if (typeof value === 'number') return value;
+  if (typeof value === 'bigint') return Number(value);
+  return undefined;
+}
+
+/**
+ * The record `dispatch` consumes. Attempts: the `mq-attempt` of a retried copy addressed to this
+ * group (a dead-letter copy's `mq-attempt` counts the original's attempts, not the reader's),
+ * plus the broker's `x-delivery-count` on quorum queues, which counts redeliveries.
+ */
+export function toRecord(
+  message: ConsumeMessage,
+  topic: string,
+  group: string,
+  partition: number | undefined,
+  offset: string | undefined,
+): ReceivedRecord {
+  const headers = receivedHeaders(message);
+  const retried = headers[H.targetGroup] === group ? Number(headers[H.attempt]) : Number.NaN;
+  const base = Number.isInteger(retried) && retried > 0 ? retried : 1;
+  const timestamp = message.properties.timestamp;
+  return {
+    topic,
+    payload: message.content,
+    headers,
+    key: headers[H.key],
+    timestamp: typeof timestamp === 'number' && timestamp > 0 ? timestamp * 1000 : Date.now(),
+    partition,
+    offset,
+    attempt: base + (numericHeader(message, 'x-delivery-count') ?? 0),
+  };
+}

@@ -1,0 +1,147 @@
+import type { Backlog, Broker, Capabilities, Producer, Subscription } from '../../core/broker.js';
+import { ClosedError, ConfigError, UnsupportedError } from '../../core/errors.js';
+import type { Handler } from '../../core/message.js';
+import {
+  type ProducerOptions,
+  resolveProducerOptions,
+  resolveSubscribeOptions,
+  type SubscribeOptions,
+  topicName,
+} from '../../core/options.js';
+import type { RabbitConnection } from './connection.js';
+import { names } from './names.js';
+import type { ResolvedRabbitMqOptions } from './options.js';
+import { RabbitMqProducer } from './producer.js';
+import { Publisher } from './publisher.js';
+import { RabbitMqSubscription } from './subscription.js';
+import { Topology } from './topology.js';
+
+const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+export const rabbitMqCapabilities: Capabilities = Object.freeze({
+  replay: false,
+  brokerSideTagFilter: true,
+  partitions: true,
+  nativeDelay: false,
+  durable: true,
+  acks: Object.freeze(['all', 'leader', 'none'] as const),
+  maxMessageBytes: MAX_MESSAGE_BYTES,
+});
+
+/** A connection to RabbitMQ; see index.ts for the topology it declares. */
+export class RabbitMqBroker implements Broker {
+  readonly kind = 'rabbitmq';
+  readonly capabilities = rabbitMqCapabilities;
+  private readonly topology: Topology;
+  /** Confirmed publishes of retried and dead-lettered copies, shared by subscriptions. */
+  private readonly publisher: Publisher;
+  private readonly subscriptions = new Set<RabbitMqSubscription>();
+  private readonly producers = new Set<RabbitMqProducer>();
+  private closed = false;
+
+  constructor(
+    private readonly connection: RabbitConnection,
+    private readonly options: ResolvedRabbitMqOptions,
+  ) {
+    this.topology = new Topology(connection, options);
+    this.publisher = new Publisher(connection, true, 30_000, () => this.topology.forget());
+  }
+
+  producer(options?: ProducerOptions): Producer {
+    this.assertOpen();
+    const resolved = resolveProducerOptions(options);
+    const producer = new RabbitMqProducer(this.connection, this.topology, resolved, MAX_MESSAGE_BYTES, (p) =>
+      this.producers.delete(p),
+    );
+    this.producers.add(producer);
+    return producer;
+  }
+
+  async subscribe<T>(options: SubscribeOptions<T>, handler: Handler<T>): Promise<Subscription> {
+    this.assertOpen();
+    const resolved = resolveSubscribeOptions(options as SubscribeOptions<unknown>);
+    if (typeof handler !== 'function') throw new ConfigError('handler', 'must be a function');
+    if (typeof resolved.startFrom === 'object' && !this.topology.isStream(resolved.topic)) {
+      throw new UnsupportedError(
+        `startFrom { timestamp } needs a retained log: RabbitMQ queues drop what they delivered. Declare '${resolved.topic}' as a stream topic (rabbitmq.streams) to replay it by time`,
+      );
+    }
+    const subscription = new RabbitMqSubscription(
+      {
+        connection: this.connection,
+        topology: this.topology,
+        options: this.options,
+        publisher: this.publisher,
+      },
+      resolved,
+      handler as Handler<unknown>,
+      (s) => this.subscriptions.delete(s),
+    );
+    this.subscriptions.add(subscription);
+    try {
+      await subscription.start();
+    } catch (error) {
+      await subscription.close({ timeoutMs: 0 }).catch(() => {});
+      throw error;
+    }
+    return subscription;
+  }
+
+  async ensureTopic(topic: string, options: { partitions?: number } = {}): Promise<void> {
+    this.assertOpen();
+    const name = topicName(topic, 'ensureTopic.topic');
+    const partitions = options.partitions ?? 1;
+    if (!Number.isInteger(partitions) || partitions < 1) {
+      throw new ConfigError('ensureTopic.partitions', `must be an integer >= 1 (got ${String(partitions)})`);
+    }
+    await this.topology.topic(name);
+    if (options.partitions !== undefined) await this.topology.raisePartitions(name, partitions);
+  }
+
+  /**
+   * Ready messages per queue of the group: its one queue (reported as partition 0) or each
+   * partition queue. AMQP reports ready messages only, so deliveries a live consumer holds
+   * unacknowledged are not counted.
+   */
+  async backlog(topic: string, group: string): Promise<Backlog> {
+    this.assertOpen();
+    const t = topicName(topic, 'backlog.topic');
+    const g = topicName(group, 'backlog.group');
+    const partitions: Backlog['partitions'] = [];
+    const single = await this.readyCount(names.groupQueue(t, g));
+    if (single !== undefined) partitions.push({ partition: 0, backlog: single });
+    else {
+      const count = await this.topology.partitions(t);
+      for (let p = 0; p < count; p++) {
+        const ready = await this.readyCount(names.partitionQueue(t, g, p));
+        if (ready !== undefined) partitions.push({ partition: p, backlog: ready });
+      }
+    }
+    return { topic: t, group: g, total: partitions.reduce((sum, p) => sum + p.backlog, 0), partitions };
+  }
+
+  /** Ready messages of `queue`, or undefined when it does not exist (a passive declare on its own channel). */
+  private async readyCount(queue: string): Promise<number | undefined> {
+    const channel = await this.connection.channel();
+    try {
+      return (await channel.checkQueue(queue)).messageCount;
+    } catch {
+      return undefined; // 404: the failed passive declare closed the channel
+    } finally {
+      await channel.close().catch(() => {});
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.subscriptions].map((s) => s.close()));
+    await Promise.all([...this.producers].map((p) => p.close()));
+    await this.publisher.close();
+    await this.connection.close();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ClosedError('RabbitMQ broker connection is closed');
+  }
+}

@@ -1,0 +1,104 @@
+import type { ConnectionOptions as TlsOptions } from 'node:tls';
+import { ConfigError } from '../../core/errors.js';
+import { refuseUnknownKeys, topicName } from '../../core/options.js';
+
+/** Options of the RabbitMQ adapter (`connect(url, { rabbitmq: { ... } })`). */
+export interface RabbitMqBrokerOptions {
+  /**
+   * Type of group and partition queues. 'quorum' replicates them (use with acks 'all') and sets
+   * `x-delivery-limit`, dead-lettering a message the broker redelivered that often. Broadcasting
+   * queues stay classic (quorum queues cannot be exclusive). Default 'classic'.
+   */
+  queueType?: 'classic' | 'quorum';
+  /** `x-delivery-limit` of quorum queues. Default 20. */
+  deliveryLimit?: number;
+  /** Partition queues of key-ordered groups on a topic never given a count by `ensureTopic`. Default 1. */
+  partitions?: number;
+  /** Unacknowledged deliveries per consumer. Default max(2 × concurrency, 64). */
+  prefetch?: number;
+  /**
+   * Topics stored as RabbitMQ streams (`x-queue-type: stream`): they keep every message and
+   * accept `startFrom: { timestamp }` and `'earliest'`. Each subscription reads the whole stream
+   * itself (a stream has no competing consumers).
+   */
+  streams?: readonly string[];
+  /** Shown in the management UI (`connection_name` client property). Default `mqkit <pid>`. */
+  connectionName?: string;
+  /** Reconnect back-off after a lost connection. Default { initialMs: 100, maxMs: 5000 }. */
+  reconnect?: { initialMs?: number; maxMs?: number };
+  /**
+   * How often members of a key-ordered group announce themselves; a member silent for 3.5 times
+   * this is considered gone and its partitions are reassigned. Default 1000 ms.
+   */
+  memberHeartbeatMs?: number;
+  /** TLS options for `amqps://` (ca, cert, key, servername, ...). */
+  tls?: TlsOptions;
+}
+
+export interface ResolvedRabbitMqOptions {
+  queueType: 'classic' | 'quorum';
+  deliveryLimit: number;
+  partitions: number;
+  prefetch: number | undefined;
+  streams: ReadonlySet<string>;
+  connectionName: string;
+  reconnect: { initialMs: number; maxMs: number };
+  memberHeartbeatMs: number;
+  tls: TlsOptions | undefined;
+}
+
+const KEYS = [
+  'queueType',
+  'deliveryLimit',
+  'partitions',
+  'prefetch',
+  'streams',
+  'connectionName',
+  'reconnect',
+  'memberHeartbeatMs',
+  'tls',
+];
+
+function int(value: unknown, field: string, min: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    throw new ConfigError(field, `must be an integer >= ${min} (got ${String(value)})`);
+  }
+  return value;
+}
+
+export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): ResolvedRabbitMqOptions {
+  if (typeof options !== 'object' || options === null) throw new ConfigError('rabbitmq', 'must be an object');
+  refuseUnknownKeys(options, KEYS, 'rabbitmq.');
+  const queueType = options.queueType ?? 'classic';
+  if (queueType !== 'classic' && queueType !== 'quorum') {
+    throw new ConfigError('rabbitmq.queueType', `must be 'classic' or 'quorum' (got ${String(queueType)})`);
+  }
+  const reconnect = options.reconnect ?? {};
+  refuseUnknownKeys(reconnect, ['initialMs', 'maxMs'], 'rabbitmq.reconnect.');
+  const initialMs = int(reconnect.initialMs, 'rabbitmq.reconnect.initialMs', 1, 100);
+  const maxMs = int(reconnect.maxMs, 'rabbitmq.reconnect.maxMs', initialMs, Math.max(5000, initialMs));
+  if (options.streams !== undefined && !Array.isArray(options.streams)) {
+    throw new ConfigError('rabbitmq.streams', 'must be an array of topic names');
+  }
+  const streams = new Set((options.streams ?? []).map((t, i) => topicName(t, `rabbitmq.streams.${i}`)));
+  if (options.connectionName !== undefined && typeof options.connectionName !== 'string') {
+    throw new ConfigError('rabbitmq.connectionName', 'must be a string');
+  }
+  return {
+    queueType,
+    deliveryLimit: int(options.deliveryLimit, 'rabbitmq.deliveryLimit', 1, 20),
+    partitions: int(options.partitions, 'rabbitmq.partitions', 1, 1),
+    prefetch: options.prefetch === undefined ? undefined : int(options.prefetch, 'rabbitmq.prefetch', 1, 1),
+    streams,
+    connectionName: options.connectionName ?? `mqkit ${process.pid}`,
+    reconnect: { initialMs, maxMs },
+    memberHeartbeatMs: int(options.memberHeartbeatMs, 'rabbitmq.memberHeartbeatMs', 10, 1000),
+    tls: options.tls,
+  };
+}
+
+/** Prefetch of one consumer of a subscription with `concurrency` handlers. */
+export function prefetchFor(options: ResolvedRabbitMqOptions, concurrency: number): number {
+  return options.prefetch ?? Math.max(concurrency * 2, 64);
+}

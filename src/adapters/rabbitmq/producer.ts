@@ -1,0 +1,119 @@
+import type { Producer } from '../../core/broker.js';
+import { ClosedError, ConfigError, isMqError, PublishError } from '../../core/errors.js';
+import type { OutgoingMessage, SendResult } from '../../core/message.js';
+import type { ResolvedProducerOptions } from '../../core/options.js';
+import { encodeMessage, H, type WireMessage } from '../../core/wire.js';
+import { publishOptions, routingKey } from './amqp-wire.js';
+import type { RabbitConnection } from './connection.js';
+import { delayTiers, hopHeaders } from './delay-route.js';
+import { names } from './names.js';
+import { Publisher } from './publisher.js';
+import type { Topology } from './topology.js';
+
+/**
+ * A producer on its own channel: a confirm channel for acks 'all' (persistent messages) and
+ * 'leader' (transient messages: confirmed once enqueued, not once on disk), a plain channel
+ * for 'none'. Messages are published `mandatory`, so a message no queue takes is reported as
+ * an unroutable `PublishError` instead of vanishing. Delayed messages travel through the
+ * delay tiers (see index.ts) and resolve once the first tier took them.
+ */
+export class RabbitMqProducer implements Producer {
+  private readonly publisher: Publisher;
+  private closed = false;
+  private readonly reported = new Set<string>();
+
+  constructor(
+    connection: RabbitConnection,
+    private readonly topology: Topology,
+    private readonly options: ResolvedProducerOptions,
+    private readonly maxBytes: number,
+    private readonly onClose: (p: RabbitMqProducer) => void,
+  ) {
+    this.publisher = new Publisher(connection, options.acks !== 'none', options.timeoutMs, () =>
+      topology.forget(),
+    );
+  }
+
+  send<T>(message: OutgoingMessage<T>): Promise<SendResult> {
+    try {
+      if (this.closed) throw new ClosedError('producer is closed');
+      return this.sendWire(encodeMessage(message as OutgoingMessage<unknown>, this.maxBytes));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  async sendBatch(messages: readonly OutgoingMessage<unknown>[]): Promise<SendResult[]> {
+    if (!Array.isArray(messages)) throw new ConfigError('sendBatch.messages', 'must be an array');
+    if (this.closed) throw new ClosedError('producer is closed');
+    const wires = messages.map((m) => encodeMessage(m, this.maxBytes)); // all valid before any is sent
+    return Promise.all(wires.map((w) => this.sendWire(w)));
+  }
+
+  sendOneWay<T>(message: OutgoingMessage<T>): void {
+    this.send(message).catch((error: unknown) => {
+      const e = isMqError(error) ? error : new PublishError(String(error), { cause: error });
+      if (this.options.onError) this.options.onError(e, message as OutgoingMessage<unknown>);
+      else if (!this.reported.has(e.code)) {
+        this.reported.add(e.code);
+        process.stderr.write(`mqkit: sendOneWay failed (${e.code}): ${e.message}\n`);
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.publisher.close();
+    this.onClose(this);
+  }
+
+  private sendWire(wire: WireMessage): Promise<SendResult> {
+    const result: SendResult = { id: wire.id, topic: wire.topic };
+    if (wire.delayMs > 0) return this.sendDelayed(wire).then(() => result);
+    const content = toBuffer(wire.payload);
+    const options = publishOptions(
+      wire.headers,
+      wire.key,
+      this.options.acks === 'all',
+      this.options.acks !== 'none',
+      // Stream offsets by time have second precision; readers use this to start at the exact ms.
+      this.topology.isStream(wire.topic) ? { [H.timestamp]: String(Date.now()) } : undefined,
+    );
+    const exchange = names.topicExchange(wire.topic);
+    const key = routingKey(wire.tag);
+    if (this.topology.topicReady(wire.topic)) {
+      return this.publisher.publish(exchange, key, content, options).then(() => result);
+    }
+    return this.topology
+      .topic(wire.topic)
+      .then(() => this.publisher.publish(exchange, key, content, options))
+      .then(() => result);
+  }
+
+  private async sendDelayed(wire: WireMessage): Promise<void> {
+    const tiers = delayTiers(wire.delayMs);
+    const exchange = names.topicExchange(wire.topic);
+    await this.topology.topic(wire.topic);
+    await this.topology.delayRoute(tiers, { kind: 'topic', exchange });
+    const now = Date.now();
+    const options = publishOptions(
+      wire.headers,
+      wire.key,
+      this.options.acks === 'all',
+      this.options.acks !== 'none',
+      {
+        ...hopHeaders(tiers, { kind: 'topic', exchange }),
+        [H.timestamp]: String(now),
+        [H.targetTopic]: wire.topic,
+        [H.deliverAt]: String(now + wire.delayMs),
+      },
+    );
+    const first = names.delayTier(tiers[0] as number);
+    await this.publisher.publish(first, routingKey(wire.tag), toBuffer(wire.payload), options);
+  }
+}
+
+export function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}

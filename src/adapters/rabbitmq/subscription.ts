@@ -1,0 +1,411 @@
+import type { ConsumeMessage } from 'amqplib';
+import type { Subscription } from '../../core/broker.js';
+import { dispatch, type Outcome, type ReceivedRecord } from '../../core/dispatch.js';
+import { KeyedExecutor } from '../../core/keyed-executor.js';
+import type { Handler } from '../../core/message.js';
+import type { ResolvedSubscribeOptions } from '../../core/options.js';
+import { H } from '../../core/wire.js';
+import { numericHeader, publishOptions, routingKey, toRecord } from './amqp-wire.js';
+import type { RabbitConnection } from './connection.js';
+import { delayTiers, hopHeaders } from './delay-route.js';
+import { names } from './names.js';
+import { prefetchFor, type ResolvedRabbitMqOptions } from './options.js';
+import { PartitionAssigner, type PartitionHost } from './partition-assigner.js';
+import { toBuffer } from './producer.js';
+import type { Publisher } from './publisher.js';
+import { QueueConsumer } from './queue-consumer.js';
+import type { GroupQueueOptions, Topology } from './topology.js';
+
+/** What a subscription needs from its broker connection. */
+export interface SubscriptionContext {
+  connection: RabbitConnection;
+  topology: Topology;
+  options: ResolvedRabbitMqOptions;
+  /** Confirmed publishes of retried and dead-lettered copies. */
+  publisher: Publisher;
+}
+
+type Kind = 'queue' | 'broadcast' | 'stream' | 'partitioned';
+
+/**
+ * A running subscription. Four shapes, by mode and order (see index.ts for the topology):
+ * - `queue`: order 'concurrent' in clustering mode; members compete on the group's queue.
+ * - `partitioned`: order 'key' | 'partition' in clustering mode; members share partition queues.
+ * - `broadcast`: this subscription's own exclusive queue.
+ * - `stream`: a stream topic, read from `startFrom` by this subscription alone.
+ *
+ * Within one queue, a `KeyedExecutor` runs different keys (or partitions) in parallel up to
+ * `concurrency` and one key at a time in order. A message is acked only after its handler
+ * resolved (or after its retry or dead-letter copy was confirmed). Retries of ordered
+ * subscriptions wait in this process, holding their key; retries of concurrent ones go through
+ * the delay tiers back to this subscription's queue only, freeing the slot meanwhile.
+ */
+export class RabbitMqSubscription implements Subscription, PartitionHost {
+  readonly topic: string;
+  readonly group: string;
+  private readonly kind: Kind;
+  private readonly executor: KeyedExecutor;
+  private readonly prefetch: number;
+  private readonly partitions = new Map<number, QueueConsumer>();
+  private single: QueueConsumer | undefined;
+  private assigner: PartitionAssigner | undefined;
+  /** Aborts handlers' `signal` when a drain timed out. */
+  private readonly shutdown = new AbortController();
+  private readonly closing = new AbortController();
+  private closed: Promise<void> | undefined;
+  /** Stream offset to resume from after a reconnect (one past the last handled). */
+  private streamNext: number | undefined;
+  private resuming: Promise<void> | undefined;
+  private readonly onReconnected = (): void => {
+    this.resuming ??= this.resume().finally(() => {
+      this.resuming = undefined;
+    });
+  };
+
+  constructor(
+    private readonly ctx: SubscriptionContext,
+    private readonly options: ResolvedSubscribeOptions,
+    private readonly handler: Handler<unknown>,
+    private readonly onClosed: (s: RabbitMqSubscription) => void,
+  ) {
+    this.topic = options.topic;
+    this.group = options.group;
+    this.kind = ctx.topology.isStream(options.topic)
+      ? 'stream'
+      : options.mode === 'broadcasting'
+        ? 'broadcast'
+        : options.order === 'concurrent'
+          ? 'queue'
+          : 'partitioned';
+    this.executor = new KeyedExecutor(options.concurrency);
+    this.prefetch = prefetchFor(ctx.options, options.concurrency);
+  }
+
+  /** Declares the topology and starts consuming; resolves once the broker confirmed the consumers. */
+  async start(): Promise<void> {
+    await this.setUp();
+    this.ctx.connection.on('reconnected', this.onReconnected);
+  }
+
+  private get retryInProcess(): boolean {
+    return this.options.order !== 'concurrent' || this.kind === 'stream';
+  }
+
+  private queueOptions(): GroupQueueOptions {
+    const dl = this.options.deadLetterTopic;
+    return { deadLetterExchange: dl === undefined ? undefined : names.topicExchange(dl) };
+  }
+
+  private async setUp(): Promise<void> {
+    const { topology } = this.ctx;
+    const { topic, group, tags } = this.options;
+    await topology.topic(topic);
+    if (this.options.deadLetterTopic !== undefined)
+      await topology.deadLetterTopic(this.options.deadLetterTopic);
+    switch (this.kind) {
+      case 'queue':
+        await topology.groupQueue(topic, group, tags, this.queueOptions());
+        await this.startSingle(names.groupQueue(topic, group));
+        return;
+      case 'broadcast':
+        await topology.broadcastQueue(topic, group, tags);
+        await this.startSingle(names.groupQueue(topic, group));
+        return;
+      case 'stream':
+        await this.startSingle(names.topicQueue(topic), { 'x-stream-offset': this.streamOffset() });
+        return;
+      case 'partitioned': {
+        const partitions = await topology.partitions(topic);
+        await topology.orderedGroup(topic, group, partitions, tags, this.queueOptions());
+        this.assigner = new PartitionAssigner(
+          this.ctx.connection,
+          topology,
+          topic,
+          group,
+          partitions,
+          tags,
+          this.queueOptions(),
+          this.ctx.options.memberHeartbeatMs,
+          this,
+        );
+        await this.assigner.start();
+        return;
+      }
+    }
+  }
+
+  private streamOffset(): unknown {
+    if (this.streamNext !== undefined) return this.streamNext;
+    const from = this.options.startFrom;
+    if (from === 'earliest') return 'first';
+    if (from === 'latest') return 'next';
+    // Stream timestamps are whole seconds; earlier messages of that second are skipped by mq-timestamp.
+    return { '!': 'timestamp', value: Math.floor(from.timestamp / 1000) };
+  }
+
+  private async startSingle(queue: string, args?: Record<string, unknown>): Promise<void> {
+    const consumer = this.newConsumer(queue, undefined, args);
+    this.single = consumer;
+    await consumer.start();
+  }
+
+  private newConsumer(queue: string, partition: number | undefined, args?: Record<string, unknown>) {
+    return new QueueConsumer(
+      this.ctx.connection,
+      queue,
+      partition,
+      this.prefetch,
+      (consumer, message) => this.deliver(consumer, message),
+      (consumer) => this.lost(consumer),
+      args,
+    );
+  }
+
+  owned(): ReadonlySet<number> {
+    return new Set(this.partitions.keys());
+  }
+
+  async startPartition(partition: number): Promise<void> {
+    if (this.closing.signal.aborted || this.partitions.has(partition)) return;
+    const consumer = this.newConsumer(names.partitionQueue(this.topic, this.group, partition), partition);
+    this.partitions.set(partition, consumer);
+    try {
+      await consumer.start();
+    } catch (error) {
+      if (this.partitions.get(partition) === consumer) this.partitions.delete(partition);
+      await consumer.close();
+      throw error;
+    }
+  }
+
+  async stopPartition(partition: number): Promise<void> {
+    const consumer = this.partitions.get(partition);
+    if (consumer === undefined) return;
+    // Not basic.cancel first: the next consumer would become active before this one's unacked
+    // deliveries were back in the queue, and could overtake them.
+    consumer.stop();
+    await consumer.whenIdle(this.options.closeTimeoutMs);
+    await consumer.close();
+    if (this.partitions.get(partition) === consumer) this.partitions.delete(partition);
+  }
+
+  /** Closes whatever consumers and group membership exist now. */
+  private async tearDown(): Promise<void> {
+    await this.assigner?.stop();
+    await Promise.all([...this.partitions.values()].map((c) => c.close()));
+    this.partitions.clear();
+    await this.single?.close();
+  }
+
+  private lost(consumer: QueueConsumer): void {
+    if (consumer.partition !== undefined && this.partitions.get(consumer.partition) === consumer) {
+      this.partitions.delete(consumer.partition);
+    }
+    // A dropped connection closes channels just before it reports itself down: look after that.
+    setImmediate(() => {
+      if (this.closing.signal.aborted || !this.ctx.connection.connected) return; // resume() handles it
+      // The broker cancelled the consumer (its queue was deleted): declare again, consume again.
+      if (consumer === this.single) {
+        this.ctx.topology.forget();
+        this.onReconnected();
+      } else if (consumer.partition !== undefined) void this.assigner?.rebalance();
+    });
+  }
+
+  private async resume(): Promise<void> {
+    for (let delay = 100; !this.closing.signal.aborted; delay = Math.min(delay * 2, 5000)) {
+      try {
+        if (this.assigner !== undefined) {
+          await this.assigner.stop(); // first: a balancing step in flight may still start consumers
+          this.assigner = undefined;
+          for (const c of this.partitions.values()) await c.close();
+          this.partitions.clear();
+        }
+        await this.single?.close();
+        await this.setUp();
+        if (this.closing.signal.aborted) await this.tearDown(); // closed while resuming
+        return;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  }
+
+  private deliver(consumer: QueueConsumer, message: ConsumeMessage): void {
+    const streamOffset = this.kind === 'stream' ? numericHeader(message, 'x-stream-offset') : undefined;
+    const record = toRecord(
+      message,
+      this.topic,
+      this.group,
+      consumer.partition,
+      streamOffset === undefined ? undefined : String(streamOffset),
+    );
+    let lane: string | undefined;
+    if (this.options.order === 'partition') lane = `p${consumer.partition ?? 0}`;
+    else if (this.options.order === 'key' && record.key !== undefined)
+      lane = `${consumer.partition ?? 0}:${record.key}`;
+    this.executor.submit(lane, () => this.process(consumer, message, record, streamOffset));
+  }
+
+  private async process(
+    consumer: QueueConsumer,
+    message: ConsumeMessage,
+    record: ReceivedRecord,
+    streamOffset: number | undefined,
+  ): Promise<void> {
+    if (consumer.stopped) return; // stays unacked: back to the queue when the channel closes
+    const tag = message.fields.deliveryTag;
+    consumer.running++;
+    try {
+      if (streamOffset !== undefined && this.beforeStart(record)) {
+        consumer.ack(tag);
+        return;
+      }
+      for (;;) {
+        const outcome: Outcome = await dispatch(record, this.options, this.handler, this.shutdown.signal);
+        if (consumer.dead) return; // the broker redelivers it
+        if (outcome.kind === 'retry') {
+          if (this.retryInProcess) {
+            const waited = await sleep(outcome.delayMs, consumer.stopping.signal, this.closing.signal);
+            if (!waited) return;
+            record.attempt = outcome.attempt;
+            continue;
+          }
+          await this.forward(consumer, tag, () => this.publishRetry(consumer, message, record, outcome));
+          return;
+        }
+        if (outcome.kind === 'dead-letter' && outcome.topic !== undefined) {
+          const topic = outcome.topic;
+          await this.forward(consumer, tag, () =>
+            this.publishDeadLetter(topic, message, record, outcome.headers),
+          );
+          return;
+        }
+        if (streamOffset !== undefined) this.streamNext = Math.max(this.streamNext ?? 0, streamOffset + 1);
+        consumer.ack(tag);
+        return;
+      }
+    } finally {
+      consumer.finished();
+    }
+  }
+
+  /** Stream reads start at a second's boundary; drop what was produced before the requested ms. */
+  private beforeStart(record: ReceivedRecord): boolean {
+    const from = this.options.startFrom;
+    if (typeof from !== 'object' || this.streamNext !== undefined) return false;
+    const produced = Number(record.headers[H.timestamp] ?? record.timestamp);
+    return produced < from.timestamp;
+  }
+
+  /** Acks the original once its copy was confirmed; if the copy failed, requeues the original. */
+  private async forward(consumer: QueueConsumer, tag: number, publish: () => Promise<void>): Promise<void> {
+    try {
+      await publish();
+      consumer.ack(tag);
+    } catch {
+      if (!consumer.dead) consumer.requeue(tag);
+    }
+  }
+
+  private async publishRetry(
+    consumer: QueueConsumer,
+    message: ConsumeMessage,
+    record: ReceivedRecord,
+    outcome: Extract<Outcome, { kind: 'retry' }>,
+  ): Promise<void> {
+    const extra: Record<string, string> = {
+      [H.attempt]: String(outcome.attempt),
+      [H.timestamp]: record.headers[H.timestamp] ?? String(record.timestamp),
+      [H.targetTopic]: this.topic,
+      [H.targetGroup]: this.group,
+    };
+    const content = toBuffer(record.payload);
+    const tag = routingKey(record.headers[H.tag]);
+    const stamp = message.properties.timestamp as number | undefined;
+    if (outcome.delayMs <= 0) {
+      const options = publishOptions(record.headers, record.key, true, true, extra, stamp);
+      await this.ctx.publisher.publish('', consumer.queue, content, options);
+      return;
+    }
+    const tiers = delayTiers(outcome.delayMs);
+    const target = { kind: 'queue', queue: consumer.queue } as const;
+    await this.ctx.topology.delayRoute(tiers, target);
+    const options = publishOptions(
+      record.headers,
+      record.key,
+      true,
+      true,
+      { ...extra, ...hopHeaders(tiers, target) },
+      stamp,
+    );
+    await this.ctx.publisher.publish(names.delayTier(tiers[0] as number), tag, content, options);
+  }
+
+  private async publishDeadLetter(
+    topic: string,
+    message: ConsumeMessage,
+    record: ReceivedRecord,
+    headers: Record<string, string>,
+  ): Promise<void> {
+    await this.ctx.topology.deadLetterTopic(topic);
+    const options = publishOptions(
+      headers,
+      record.key,
+      true,
+      true,
+      undefined,
+      message.properties.timestamp as number | undefined,
+    );
+    await this.ctx.publisher.publish(
+      names.topicExchange(topic),
+      routingKey(headers[H.tag]),
+      toBuffer(record.payload),
+      options,
+    );
+  }
+
+  close(options: { timeoutMs?: number } = {}): Promise<void> {
+    this.closed ??= (async () => {
+      const timeoutMs = options.timeoutMs ?? this.options.closeTimeoutMs;
+      this.closing.abort();
+      this.ctx.connection.off('reconnected', this.onReconnected);
+      const consumers = [...this.partitions.values(), ...(this.single ? [this.single] : [])];
+      // Partition consumers are not cancelled first, for the reason given in stopPartition.
+      for (const c of this.partitions.values()) c.stop();
+      await this.single?.cancel();
+      let timer: NodeJS.Timeout | undefined;
+      const drained = await Promise.race([
+        this.executor.onIdle().then(() => true),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), timeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (!drained) this.shutdown.abort();
+      await Promise.all(consumers.map((c) => c.close()));
+      await this.tearDown();
+      if (this.kind === 'broadcast')
+        await this.ctx.topology.deleteQueue(names.groupQueue(this.topic, this.group));
+      this.onClosed(this);
+    })();
+    return this.closed;
+  }
+}
+
+/** Resolves true after `ms`, or false as soon as either signal aborts. */
+function sleep(ms: number, a: AbortSignal, b: AbortSignal): Promise<boolean> {
+  if (a.aborted || b.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = (value: boolean) => {
+      clearTimeout(timer);
+      a.removeEventListener('abort', onAbort);
+      b.removeEventListener('abort', onAbort);
+      resolve(value);
+    };
+    const onAbort = () => done(false);
+    const timer = setTimeout(() => done(true), ms);
+    a.addEventListener('abort', onAbort, { once: true });
+    b.addEventListener('abort', onAbort, { once: true });
+  });
+}

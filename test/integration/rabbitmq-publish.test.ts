@@ -1,0 +1,53 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { type Broker, connect, isMqError, type Subscription } from '../../src/index.js';
+import { Collector, uniqueName } from '../../src/testing/index.js';
+
+describe('rabbitmq: publishing', () => {
+  let broker: Broker;
+  const subscriptions: Subscription[] = [];
+
+  beforeAll(async () => {
+    broker = await connect(inject('amqpUrl'));
+  });
+
+  afterAll(async () => {
+    await Promise.all(subscriptions.map((s) => s.close({ timeoutMs: 1000 })));
+    await broker?.close();
+  });
+
+  it('reports a message no queue takes (mandatory return) as a non-retriable PublishError', async () => {
+    const topic = uniqueName('unroutable');
+    await broker.ensureTopic(topic);
+    const producer = broker.producer();
+    const error = await producer.send({ topic, body: { n: 1 } }).catch((e: unknown) => e);
+    expect(isMqError(error, 'PUBLISH')).toBe(true);
+    expect((error as { retriable: boolean }).retriable).toBe(false);
+    expect((error as Error).message).toContain('unroutable');
+
+    // Routable once a group is bound; a tag no group asked for still is not.
+    const got = new Collector();
+    subscriptions.push(await broker.subscribe({ topic, group: 'paid', tags: ['paid'] }, got.handler()));
+    await producer.send({ topic, tag: 'paid', body: { n: 2 } });
+    const untaken = await producer.send({ topic, tag: 'created', body: { n: 3 } }).catch((e: unknown) => e);
+    expect(isMqError(untaken, 'PUBLISH')).toBe(true);
+    await got.waitForCount(1);
+    expect(got.bodies).toEqual([{ n: 2 }]);
+    await producer.close();
+  });
+
+  it('pipelines many sends on one producer and resolves each on its confirm', async () => {
+    const topic = uniqueName('pipeline');
+    await broker.ensureTopic(topic, { partitions: 2 });
+    const got = new Collector<{ i: number }>();
+    subscriptions.push(
+      await broker.subscribe({ topic, group: 'g', order: 'concurrent', concurrency: 8 }, got.handler()),
+    );
+    const producer = broker.producer();
+    const results = await Promise.all(
+      Array.from({ length: 2000 }, (_, i) => producer.send({ topic, key: `k${i % 10}`, body: { i } })),
+    );
+    expect(new Set(results.map((r) => r.id)).size).toBe(2000);
+    await got.waitForIds(2000);
+    await producer.close();
+  });
+});
