@@ -4,6 +4,7 @@ import { KeyedExecutor } from '../../core/keyed-executor.js';
 import type { Handler } from '../../core/message.js';
 import { OffsetTracker } from '../../core/offset-tracker.js';
 import type { ResolvedSubscribeOptions } from '../../core/options.js';
+import { settlesWithin, sleep } from '../../core/timers.js';
 import { H } from '../../core/wire.js';
 import type { MemoryGroup } from './memory-group.js';
 import type { MemoryState } from './memory-state.js';
@@ -72,19 +73,10 @@ export class MemorySubscription implements Subscription {
     run.stop.abort();
     for (const timer of run.timers) clearTimeout(timer);
     if (run.running > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => {
-          run.idle = resolve;
-        }),
-        new Promise<void>((resolve) => {
-          timer = setTimeout(() => {
-            this.shutdown.abort();
-            resolve();
-          }, this.options.closeTimeoutMs);
-        }),
-      ]);
-      clearTimeout(timer);
+      const idle = new Promise<void>((resolve) => {
+        run.idle = resolve;
+      });
+      if (!(await settlesWithin(idle, this.options.closeTimeoutMs))) this.shutdown.abort();
     }
   }
 
@@ -199,34 +191,10 @@ export class MemorySubscription implements Subscription {
       const timeoutMs = options.timeoutMs ?? this.options.closeTimeoutMs;
       this.closing.abort();
       for (const run of this.owned.values()) for (const timer of run.timers) clearTimeout(timer);
-      let timer: NodeJS.Timeout | undefined;
-      const drained = await Promise.race([
-        this.executor.onIdle().then(() => true),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(false), timeoutMs);
-        }),
-      ]);
-      clearTimeout(timer);
-      if (!drained) this.shutdown.abort();
+      if (!(await settlesWithin(this.executor.onIdle(), timeoutMs))) this.shutdown.abort();
       await this.memoryGroup.leave(this);
       this.onClosed(this);
     })();
     return this.closed;
   }
-}
-
-/** Resolves true after `ms`, or false as soon as `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

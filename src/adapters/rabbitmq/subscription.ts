@@ -4,6 +4,7 @@ import { dispatch, type Outcome, type ReceivedRecord } from '../../core/dispatch
 import { KeyedExecutor } from '../../core/keyed-executor.js';
 import type { Handler } from '../../core/message.js';
 import type { ResolvedSubscribeOptions } from '../../core/options.js';
+import { settlesWithin, sleep } from '../../core/timers.js';
 import { H } from '../../core/wire.js';
 import { numericHeader, publishOptions, routingKey, toRecord } from './amqp-wire.js';
 import type { RabbitConnection } from './connection.js';
@@ -374,15 +375,7 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
       // Partition consumers are not cancelled first, for the reason given in stopPartition.
       for (const c of this.partitions.values()) c.stop();
       await this.single?.cancel();
-      let timer: NodeJS.Timeout | undefined;
-      const drained = await Promise.race([
-        this.executor.onIdle().then(() => true),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(false), timeoutMs);
-        }),
-      ]);
-      clearTimeout(timer);
-      if (!drained) this.shutdown.abort();
+      if (!(await settlesWithin(this.executor.onIdle(), timeoutMs))) this.shutdown.abort();
       await Promise.all(consumers.map((c) => c.close()));
       await this.tearDown();
       if (this.kind === 'broadcast')
@@ -391,21 +384,4 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
     })();
     return this.closed;
   }
-}
-
-/** Resolves true after `ms`, or false as soon as either signal aborts. */
-function sleep(ms: number, a: AbortSignal, b: AbortSignal): Promise<boolean> {
-  if (a.aborted || b.aborted) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const done = (value: boolean) => {
-      clearTimeout(timer);
-      a.removeEventListener('abort', onAbort);
-      b.removeEventListener('abort', onAbort);
-      resolve(value);
-    };
-    const onAbort = () => done(false);
-    const timer = setTimeout(() => done(true), ms);
-    a.addEventListener('abort', onAbort, { once: true });
-    b.addEventListener('abort', onAbort, { once: true });
-  });
 }
