@@ -1,5 +1,8 @@
 type Task = () => Promise<void>;
 
+/** Returned by the internal resume task of `releaseWhile`: its slot belongs to the resumed task. */
+const RESUMED = Promise.resolve();
+
 interface Lane {
   queue: Task[];
   head: number;
@@ -49,6 +52,30 @@ export class KeyedExecutor {
     this.pump();
   }
 
+  /**
+   * Called from inside a running task: gives its concurrency slot to other tasks while `wait`
+   * is pending, then queues for a slot again (behind tasks already waiting). The task keeps its
+   * lane, so a key retrying with back-off holds up only that key. Parked tasks are not counted
+   * in `size`.
+   */
+  async releaseWhile<T>(wait: Promise<T>): Promise<T> {
+    this.running--;
+    this.pump();
+    this.notify();
+    try {
+      return await wait;
+    } finally {
+      await new Promise<void>((resume) => {
+        this.queued++;
+        this.ready.push(() => {
+          resume();
+          return RESUMED;
+        });
+        this.pump();
+      });
+    }
+  }
+
   /** Resolves when nothing is queued or running. */
   onIdle(): Promise<void> {
     if (this.size === 0) return Promise.resolve();
@@ -92,7 +119,9 @@ export class KeyedExecutor {
       }
       this.running++;
       this.queued--;
-      task().then(this.done, (error: unknown) => {
+      const result = task();
+      if (result === RESUMED) continue; // the parked task runs on in this slot and ends it
+      result.then(this.done, (error: unknown) => {
         this.done();
         queueMicrotask(() => {
           throw error;
@@ -104,6 +133,10 @@ export class KeyedExecutor {
   private readonly done = (): void => {
     this.running--;
     this.pump();
+    this.notify();
+  };
+
+  private notify(): void {
     const size = this.size;
     if (this.spaceWaiters.length > 0) {
       const waiting = this.spaceWaiters;
@@ -118,5 +151,5 @@ export class KeyedExecutor {
       this.idleWaiters = [];
       for (const resolve of waiting) resolve();
     }
-  };
+  }
 }

@@ -124,10 +124,19 @@ export function refuseUnknownKeys(value: object, allowed: readonly string[], pat
   }
 }
 
-function int(value: unknown, field: string, min: number, fallback: number): number {
+/** Longest timer Node honours (~24.8 days); longer ones fire at once. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+function int(
+  value: unknown,
+  field: string,
+  min: number,
+  fallback: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    throw new ConfigError(field, `must be an integer >= ${min} (got ${String(value)})`);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(field, `must be an integer from ${min} to ${max} (got ${String(value)})`);
   }
   return value;
 }
@@ -154,7 +163,7 @@ export function resolveProducerOptions(options: ProducerOptions = {}): ResolvedP
   }
   return {
     acks,
-    timeoutMs: int(options.timeoutMs, 'producer.timeoutMs', 1, 30_000),
+    timeoutMs: int(options.timeoutMs, 'producer.timeoutMs', 1, 30_000, MAX_TIMER_MS),
     idempotent: options.idempotent ?? acks === 'all',
     onError: options.onError,
   };
@@ -232,8 +241,8 @@ export function resolveSubscribeOptions(options: SubscribeOptions<unknown>): Res
   refuseUnknownKeys(retry, ['attempts', 'backoff'], 'subscribe.retry.');
   const backoff = retry.backoff ?? {};
   refuseUnknownKeys(backoff, ['initialMs', 'multiplier', 'maxMs'], 'subscribe.retry.backoff.');
-  const initialMs = int(backoff.initialMs, 'subscribe.retry.backoff.initialMs', 0, 1000);
-  const maxMs = int(backoff.maxMs, 'subscribe.retry.backoff.maxMs', 0, 60_000);
+  const initialMs = int(backoff.initialMs, 'subscribe.retry.backoff.initialMs', 0, 1000, MAX_TIMER_MS);
+  const maxMs = int(backoff.maxMs, 'subscribe.retry.backoff.maxMs', 0, 60_000, MAX_TIMER_MS);
   if (maxMs < initialMs) {
     throw new ConfigError('subscribe.retry.backoff.maxMs', `must be >= initialMs (${initialMs})`);
   }
@@ -273,7 +282,7 @@ export function resolveSubscribeOptions(options: SubscribeOptions<unknown>): Res
     startFrom,
     retry: { attempts: int(retry.attempts, 'subscribe.retry.attempts', 1, 5), initialMs, multiplier, maxMs },
     deadLetterTopic,
-    closeTimeoutMs: int(options.closeTimeoutMs, 'subscribe.closeTimeoutMs', 0, 30_000),
+    closeTimeoutMs: int(options.closeTimeoutMs, 'subscribe.closeTimeoutMs', 0, 30_000, MAX_TIMER_MS),
   };
 }
 

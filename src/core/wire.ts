@@ -1,7 +1,7 @@
 import { encodeBody } from './codec.js';
 import { ConfigError, DecodeError, isMqError, type MqError } from './errors.js';
 import type { DeadLetterInfo, Headers, OutgoingMessage } from './message.js';
-import { topicName, topicSpec } from './options.js';
+import { MAX_TIMER_MS, topicName, topicSpec } from './options.js';
 import { uuidv7 } from './uuid.js';
 
 /**
@@ -82,8 +82,11 @@ export function encodeMessage(message: OutgoingMessage<unknown>, maxBytes: numbe
     }
   }
   const delayMs = message.delayMs ?? 0;
-  if (typeof delayMs !== 'number' || !Number.isFinite(delayMs) || delayMs < 0) {
-    throw new ConfigError('message.delayMs', 'must be a number of milliseconds >= 0');
+  if (typeof delayMs !== 'number' || !(delayMs >= 0 && delayMs <= MAX_TIMER_MS)) {
+    throw new ConfigError(
+      'message.delayMs',
+      `must be a number of milliseconds from 0 to ${MAX_TIMER_MS} (24.8 days)`,
+    );
   }
   return { topic, id, key, tag, headers, payload, delayMs };
 }

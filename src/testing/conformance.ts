@@ -462,6 +462,68 @@ export function conformanceSuite(options: ConformanceOptions): void {
     );
 
     it(
+      'with order key and concurrency 1, a retrying message holds up only its own key',
+      async () => {
+        const topic = await topicWith(1);
+        const handled: string[] = [];
+        let poisonAttempts = 0;
+        await subscribe<{ k: string; n: number }>(
+          {
+            topic,
+            group: 'g',
+            order: 'key',
+            retry: { attempts: 3, backoff: { initialMs: 300, maxMs: 300 } },
+          },
+          (d) => {
+            if (d.body.k === 'poison') {
+              poisonAttempts++;
+              throw new Error('always fails');
+            }
+            handled.push(`${d.body.k}${d.body.n}${poisonAttempts < 3 ? ' during' : ''}`);
+          },
+        );
+        const producer = broker.producer();
+        await producer.send({ topic, key: 'poison', body: { k: 'poison', n: 0 } });
+        await producer.send({ topic, key: 'poison', body: { k: 'p', n: 1 } });
+        for (let n = 0; n < 3; n++) await producer.send({ topic, key: 'healthy', body: { k: 'h', n } });
+        await waitFor(() => handled.some((h) => h.startsWith('p1')), { timeoutMs });
+        // The healthy key ran while the poison key was still retrying; the poison key's next
+        // message waited until the failing one was dead-lettered.
+        expect(handled.filter((h) => h.startsWith('h'))).toEqual(['h0 during', 'h1 during', 'h2 during']);
+        expect(handled.find((h) => h.startsWith('p1'))).toBe('p1');
+        expect(poisonAttempts).toBe(3);
+      },
+      testTimeout,
+    );
+
+    it(
+      'aborts the signal of a handler still running when close times out, and delivers its message again',
+      async () => {
+        const topic = await topicWith(1);
+        const sub = { topic, group: 'stuck', closeTimeoutMs: 300 };
+        let sawAbort = false;
+        let started = false;
+        const first = await broker.subscribe(sub, async (d) => {
+          started = true;
+          await new Promise<void>((resolve) =>
+            d.signal.addEventListener('abort', () => resolve(), { once: true }),
+          );
+          sawAbort = true;
+          throw new Error('gave up on shutdown');
+        });
+        const { id } = await broker.producer().send({ topic, body: { stuck: true } });
+        await waitFor(() => started, { timeoutMs });
+        await first.close();
+        expect(sawAbort).toBe(true);
+        const again = new Collector();
+        await subscribe(sub, again.handler());
+        const [d] = await again.waitForCount(1, timeoutMs);
+        expect(d?.id).toBe(id);
+      },
+      testTimeout,
+    );
+
+    it(
       'reports backlog as sent minus consumed',
       async () => {
         const topic = await topicWith(2);

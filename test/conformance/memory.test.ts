@@ -1,6 +1,6 @@
 import { memoryCapabilities } from '../../src/adapters/memory/memory-broker.js';
 import { connect } from '../../src/index.js';
-import { conformanceSuite } from '../../src/testing/index.js';
+import { conformanceSuite } from '../../src/testing/conformance.js';
 
 conformanceSuite({
   name: 'memory',

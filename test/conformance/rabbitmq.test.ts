@@ -1,7 +1,7 @@
 import { inject } from 'vitest';
 import { rabbitMqCapabilities } from '../../src/adapters/rabbitmq/index.js';
 import { connect } from '../../src/index.js';
-import { conformanceSuite } from '../../src/testing/index.js';
+import { conformanceSuite } from '../../src/testing/conformance.js';
 
 conformanceSuite({
   name: 'rabbitmq',

@@ -118,6 +118,7 @@ class MemoryProducer implements Producer {
   }
 
   async sendBatch(messages: readonly OutgoingMessage<unknown>[]): Promise<SendResult[]> {
+    if (this.closed) throw new ClosedError('producer is closed');
     if (!Array.isArray(messages)) throw new ConfigError('sendBatch.messages', 'must be an array');
     const wires = messages.map((m) => encodeMessage(m, MAX_MESSAGE_BYTES)); // all valid before any is stored
     return wires.map((w) => this.store(w));

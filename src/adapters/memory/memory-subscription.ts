@@ -20,6 +20,8 @@ interface PartitionRun {
   running: number;
   /** Aborted on revoke or close: retry waits end, their messages stay uncommitted. */
   readonly stop: AbortController;
+  /** The handlers' `signal`: aborted when a revoke or close gave up waiting for them. */
+  readonly abandon: AbortController;
   readonly timers: Set<NodeJS.Timeout>;
   idle: (() => void) | undefined;
 }
@@ -31,12 +33,12 @@ export class MemorySubscription implements Subscription {
   private readonly owned = new Map<number, PartitionRun>();
   private readonly executor: KeyedExecutor;
   private readonly prefetch: number;
-  /** Aborts handlers' `signal` when a drain timed out. */
-  private readonly shutdown = new AbortController();
   /** Aborted when close starts: retry waits end early and leave their messages uncommitted. */
   private readonly closing = new AbortController();
   private pumpScheduled = false;
   private closed: Promise<void> | undefined;
+  /** How long a revoke waits for running handlers; close lowers it to what its timeout left. */
+  private revokeTimeoutMs: number;
 
   constructor(
     private readonly state: MemoryState,
@@ -49,6 +51,7 @@ export class MemorySubscription implements Subscription {
     this.group = options.group;
     this.executor = new KeyedExecutor(options.concurrency);
     this.prefetch = Math.max(64, options.concurrency * 4);
+    this.revokeTimeoutMs = options.closeTimeoutMs;
   }
 
   assign(partition: number, from: number): void {
@@ -59,6 +62,7 @@ export class MemorySubscription implements Subscription {
       cursor: from,
       running: 0,
       stop: new AbortController(),
+      abandon: new AbortController(),
       timers: new Set(),
       idle: undefined,
     });
@@ -76,7 +80,7 @@ export class MemorySubscription implements Subscription {
       const idle = new Promise<void>((resolve) => {
         run.idle = resolve;
       });
-      if (!(await settlesWithin(idle, this.options.closeTimeoutMs))) this.shutdown.abort();
+      if (!(await settlesWithin(idle, this.revokeTimeoutMs))) run.abandon.abort();
     }
   }
 
@@ -127,7 +131,8 @@ export class MemorySubscription implements Subscription {
     try {
       const attemptKey = `${run.partition}:${record.offset}`;
       for (;;) {
-        if (run.stop.signal.aborted) return;
+        // Revoked or closing: leave it uncommitted for the next owner.
+        if (run.stop.signal.aborted || this.closing.signal.aborted) return;
         const outcome: Outcome = await dispatch(
           {
             topic: this.topic,
@@ -141,9 +146,10 @@ export class MemorySubscription implements Subscription {
           },
           this.options,
           this.handler,
-          this.shutdown.signal,
+          run.abandon.signal,
         );
-        if (run.stop.signal.aborted) return; // revoked meanwhile: the next owner redelivers
+        // Given up on (revoke or close timed out): not acknowledged, the next owner redelivers.
+        if (run.abandon.signal.aborted) return;
         if (outcome.kind === 'retry') {
           this.memoryGroup.attempts.set(attemptKey, outcome.attempt);
           if (this.options.order === 'concurrent') {
@@ -155,9 +161,9 @@ export class MemorySubscription implements Subscription {
             run.timers.add(timer);
             return;
           }
-          // Ordered: hold the key (or partition) while waiting, so later messages wait too.
-          if (!(await sleep(outcome.delayMs, AbortSignal.any([run.stop.signal, this.closing.signal]))))
-            return;
+          // Ordered: hold the key (or partition) but not a concurrency slot while waiting.
+          const waited = sleep(outcome.delayMs, run.stop.signal, this.closing.signal);
+          if (!(await this.executor.releaseWhile(waited))) return;
           continue;
         }
         if (outcome.kind === 'dead-letter' && outcome.topic !== undefined) {
@@ -191,7 +197,9 @@ export class MemorySubscription implements Subscription {
       const timeoutMs = options.timeoutMs ?? this.options.closeTimeoutMs;
       this.closing.abort();
       for (const run of this.owned.values()) for (const timer of run.timers) clearTimeout(timer);
-      if (!(await settlesWithin(this.executor.onIdle(), timeoutMs))) this.shutdown.abort();
+      const deadline = Date.now() + timeoutMs;
+      const drained = await settlesWithin(this.executor.onIdle(), timeoutMs);
+      this.revokeTimeoutMs = drained ? Math.max(0, deadline - Date.now()) : 0;
       await this.memoryGroup.leave(this);
       this.onClosed(this);
     })();

@@ -267,7 +267,9 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
         if (consumer.dead) return; // the broker redelivers it
         if (outcome.kind === 'retry') {
           if (this.retryInProcess) {
-            const waited = await sleep(outcome.delayMs, consumer.stopping.signal, this.closing.signal);
+            const waited = await this.executor.releaseWhile(
+              sleep(outcome.delayMs, consumer.stopping.signal, this.closing.signal),
+            );
             if (!waited) return;
             record.attempt = outcome.attempt;
             continue;

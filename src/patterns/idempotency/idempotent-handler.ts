@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { ConflictError } from '../../core/errors.js';
 import type { Delivery, Handler } from '../../core/message.js';
 import { refuseUnknownKeys } from '../../core/options.js';
-import type { IdempotencyStore } from './store.js';
+import { sleep } from '../../core/timers.js';
+import type { ClaimResult, IdempotencyStore } from './store.js';
 
 export interface IdempotentOptions<T> {
   store: IdempotencyStore;
@@ -19,8 +20,9 @@ export interface IdempotentOptions<T> {
 /**
  * Wraps a handler so each message's effect happens once per key, on any broker:
  * - already done: the delivery is acknowledged without running the handler;
- * - another consumer is processing the same key now: this delivery fails with a retriable
- *   error and comes back after the retry back-off, when the other has finished or died;
+ * - another consumer is processing the same key now: this delivery waits (polling the store,
+ *   up to one lease) until the other finishes (then it is a duplicate) or its lease expires
+ *   (then this one does the work); past that it fails with a retriable `ConflictError`;
  * - the handler throws: the claim is released and the error propagates, so the retry proceeds;
  * - the store is unreachable: the handler does not run and the error propagates, so the
  *   message is not acknowledged and comes back.
@@ -37,13 +39,15 @@ export function idempotent<T>(handler: Handler<T>, options: IdempotentOptions<T>
   return async (delivery) => {
     const k = key(delivery);
     const token = randomUUID();
-    const claim = await store.claim(k, token, leaseMs);
+    const claim = await claimWithin(store, k, token, leaseMs, delivery.signal);
     if (claim === 'done') {
       onDuplicate?.(delivery);
       return;
     }
     if (claim === 'busy') {
-      throw new ConflictError(`message ${k} is being processed by another consumer`);
+      throw new ConflictError(
+        `message ${k} is still being processed by another consumer after ${leaseMs} ms`,
+      );
     }
     try {
       await handler(delivery);
@@ -53,4 +57,22 @@ export function idempotent<T>(handler: Handler<T>, options: IdempotentOptions<T>
     }
     await store.complete(k, token, ttlMs);
   };
+}
+
+/** Claims `key`, waiting while another consumer's live lease holds it (at most `leaseMs`). */
+async function claimWithin(
+  store: IdempotencyStore,
+  key: string,
+  token: string,
+  leaseMs: number,
+  signal: AbortSignal,
+): Promise<ClaimResult> {
+  const deadline = Date.now() + leaseMs;
+  let pause = 10;
+  for (;;) {
+    const claim = await store.claim(key, token, leaseMs);
+    if (claim !== 'busy' || Date.now() >= deadline) return claim;
+    if (!(await sleep(Math.min(pause, deadline - Date.now()), signal))) return claim;
+    pause = Math.min(pause * 2, 500);
+  }
 }

@@ -61,7 +61,12 @@ export function transactional<T>(
         return;
       }
       await handler(delivery, tx);
-      await tx.query('COMMIT');
+      // A statement that failed inside the handler (and was caught there) aborted the
+      // transaction: PostgreSQL then answers COMMIT with ROLLBACK, and nothing was written.
+      const commit = await tx.query('COMMIT');
+      if (commit.command !== 'COMMIT') {
+        throw new Error('the handler’s transaction was rolled back: a statement in it failed');
+      }
     } catch (error) {
       await tx.query('ROLLBACK').catch(() => {
         broken = true;
