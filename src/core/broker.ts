@@ -45,7 +45,9 @@ export interface Backlog {
 export interface Producer {
   /**
    * Resolves once the broker acknowledged the message per `acks` ('none' resolves once written
-   * to the socket). Rejects with `PublishError` (see `retriable`), `TimeoutError` or `ClosedError`.
+   * to the socket). Rejects, before anything is sent, with `ConfigError` (a malformed message)
+   * or `DecodeError` (a body its codec or schema refuses); then with `PublishError` (see
+   * `retriable`; too large or unroutable are not retriable), `TimeoutError` or `ClosedError`.
    * A rejection does not prove the message was not stored: retrying may duplicate, which the
    * message id lets consumers absorb.
    */

@@ -67,7 +67,7 @@ export async function dispatch(
   };
   try {
     const result = handler(delivery);
-    if (result instanceof Promise) await result;
+    if (result !== undefined) await result; // a thenable of any kind, not only a native Promise
     return ACK;
   } catch (error) {
     if (record.attempt >= options.retry.attempts) return deadLetter(record, options, error);

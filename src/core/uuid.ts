@@ -5,8 +5,8 @@ const pool = Buffer.allocUnsafe(16 * POOL_IDS);
 let poolOffset = pool.length;
 
 /**
- * A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then random bits. Ids sort by creation time,
- * which keeps de-duplication indexes (B-trees, Redis scans) local. Random bytes come from a
+ * A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then random bits. Ids sort by creation time
+ * to the millisecond (not within one), which keeps de-duplication indexes (B-trees) local. Random bytes come from a
  * pooled CSPRNG fill because this sits on the send hot path.
  */
 export function uuidv7(now: number = Date.now()): string {

@@ -1,5 +1,5 @@
 import { encodeBody } from './codec.js';
-import { ConfigError, DecodeError, isMqError, type MqError } from './errors.js';
+import { ConfigError, isMqError, type MqError, PublishError } from './errors.js';
 import type { DeadLetterInfo, Headers, OutgoingMessage } from './message.js';
 import { MAX_TIMER_MS, topicName, topicSpec } from './options.js';
 import { uuidv7 } from './uuid.js';
@@ -46,7 +46,7 @@ export interface WireMessage {
 
 const ALLOWED = ['topic', 'body', 'key', 'tag', 'headers', 'id', 'delayMs'];
 
-/** Validates and encodes one outgoing message. Throws `ConfigError` or `DecodeError` (bad body). */
+/** Validates and encodes one outgoing message. Throws `ConfigError`, `DecodeError` (bad body) or a non-retriable `PublishError` (too large). */
 export function encodeMessage(message: OutgoingMessage<unknown>, maxBytes: number): WireMessage {
   if (typeof message !== 'object' || message === null) throw new ConfigError('message', 'must be an object');
   for (const k in message) {
@@ -56,8 +56,9 @@ export function encodeMessage(message: OutgoingMessage<unknown>, maxBytes: numbe
   const topic = topicName(message.topic, 'message.topic');
   const { payload, contentType } = encodeBody(message.body, topicSpec(message.topic));
   if (payload.byteLength > maxBytes) {
-    throw new DecodeError(
+    throw new PublishError(
       `message to ${topic} is ${payload.byteLength} bytes; this broker accepts at most ${maxBytes}`,
+      { retriable: false },
     );
   }
   const id = message.id ?? uuidv7();
