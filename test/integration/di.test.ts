@@ -32,6 +32,8 @@ describe('DI: the same service class on different brokers, only MQ_URL changed',
     const sent = await service.placeOrder({ orderId: `o-${group}`, sku: 'sku-1', quantity: 2 });
     await got.waitForCount(1);
     expect(got.deliveries[0]).toMatchObject({ id: sent.id, key: `o-${group}`, tag: 'placed' });
-    await container.unbindAll();
+    await container.unbindAllAsync();
+    // Deactivation closed the broker the module opened.
+    expect(() => broker.producer()).toThrow(expect.objectContaining({ code: 'CLOSED' }));
   });
 });
