@@ -8,7 +8,7 @@ const { values } = parseArgs({
   options: { url: { type: 'string' }, messages: { type: 'string' }, size: { type: 'string' } },
 });
 const url = values.url ?? process.env.MQ_URL ?? 'memory://';
-const scheme = new URL(url).protocol;
+const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0].toLowerCase() ?? ''; // new URL() rejects kafka host lists
 const args = {
   url,
   messages: values.messages === undefined ? undefined : Number(values.messages),
@@ -16,6 +16,7 @@ const args = {
 };
 const workloads: Record<string, () => Promise<{ main: (a: typeof args) => Promise<void> }>> = {
   'memory:': () => import('./memory.js'),
+  'kafka:': () => import('./kafka.js'),
 };
 const load = workloads[scheme];
 if (load === undefined) {

@@ -1,3 +1,4 @@
+import type { KafkaBrokerOptions } from './adapters/kafka/index.js';
 import type { MemoryBrokerOptions } from './adapters/memory/index.js';
 import type { Broker } from './core/broker.js';
 import { ConfigError } from './core/errors.js';
@@ -14,6 +15,18 @@ const builtins: Record<string, { option: string; load: () => Promise<AdapterFact
     option: 'memory',
     load: async () => (await import('./adapters/memory/index.js')).createMemoryBroker as AdapterFactory,
   },
+  'kafka:': {
+    option: 'kafka',
+    load: async () => (await import('./adapters/kafka/index.js')).createKafkaBroker as AdapterFactory,
+  },
+  'amqp:': {
+    option: 'rabbitmq',
+    load: async () => (await import('./adapters/rabbitmq/index.js')).createRabbitMqBroker as AdapterFactory,
+  },
+  'amqps:': {
+    option: 'rabbitmq',
+    load: async () => (await import('./adapters/rabbitmq/index.js')).createRabbitMqBroker as AdapterFactory,
+  },
 };
 
 const registered = new Map<string, AdapterFactory>();
@@ -28,6 +41,7 @@ export function registerAdapter(scheme: string, factory: AdapterFactory): void {
 /** Options of `connect`; each adapter reads its own key and refuses keys it does not know. */
 export interface ConnectOptions {
   memory?: MemoryBrokerOptions;
+  kafka?: KafkaBrokerOptions;
   [adapter: string]: object | undefined;
 }
 
@@ -42,7 +56,7 @@ export async function connect(url?: string, options: ConnectOptions = {}): Promi
   const text = url ?? process.env.MQ_URL ?? 'memory://';
   let parsed: URL;
   try {
-    parsed = new URL(text);
+    parsed = parseUrl(text);
   } catch (error) {
     throw new ConfigError(
       'url',
@@ -62,6 +76,19 @@ export async function connect(url?: string, options: ConnectOptions = {}): Promi
   }
   const factory = await builtin.load();
   return factory(parsed, options[builtin.option]);
+}
+
+/**
+ * `new URL` rejects a host list such as `kafka://h1:9092,h2:9092` (a port cannot hold a comma):
+ * the colons of a multi-host authority are percent-encoded, so `url.host` reads
+ * `h1%3A9092,h2%3A9092` and an adapter decodes it.
+ */
+function parseUrl(text: string): URL {
+  const m = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)(.*)$/is.exec(text);
+  if (m === null || !(m[2] as string).includes(',')) return new URL(text);
+  const authority = m[2] as string;
+  const at = authority.lastIndexOf('@') + 1;
+  return new URL(`${m[1]}${authority.slice(0, at)}${authority.slice(at).replaceAll(':', '%3A')}${m[3]}`);
 }
 
 /** The URL with its password replaced, for error messages and logs. */

@@ -1,4 +1,6 @@
+export type { KafkaBrokerOptions } from './adapters/kafka/index.js';
 export type { MemoryBrokerOptions } from './adapters/memory/index.js';
+export type { RabbitMqBrokerOptions } from './adapters/rabbitmq/index.js';
 export type { AdapterFactory, ConnectOptions } from './connect.js';
 export { connect, redact, registerAdapter } from './connect.js';
 

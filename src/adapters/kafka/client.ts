@@ -1,0 +1,168 @@
+import type { MqError } from '../../core/errors.js';
+import type { Headers } from '../../core/message.js';
+
+/**
+ * The seam between the adapter and a Kafka client library. Everything else in this folder talks
+ * to Kafka through these interfaces only; `kafkajs-client.ts` implements them with kafkajs, and
+ * another client (node-rdkafka, @confluentinc/kafka-javascript, ...) can replace it by
+ * implementing them too. Implementations throw (and reject with) `MqError`s only.
+ */
+export interface KafkaClient {
+  readonly admin: AdminClient;
+  /** An idempotent producer needs acks all (-1) on every send. */
+  producer(options: { idempotent: boolean }): ProducerClient;
+  consumer(config: ConsumerConfig): ConsumerClient;
+  /**
+   * Partitions were added to `topic`, which now has `count`: this client's producers re-read
+   * its metadata before placing records there, so keys spread over the new count at once.
+   */
+  partitionsAdded(topic: string, count: number): void;
+  /** Disconnects the admin connection. Producers and consumers are closed by their owners. */
+  close(): Promise<void>;
+}
+
+export type KafkaClientFactory = (config: KafkaClientConfig) => KafkaClient;
+
+export interface KafkaClientConfig {
+  /** `host:port` bootstrap servers. */
+  brokers: string[];
+  clientId: string;
+  ssl: boolean;
+  sasl:
+    | { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string }
+    | undefined;
+  connectionTimeoutMs: number;
+  requestTimeoutMs: number;
+  /** How often cached partition metadata is re-read (new partitions are seen after this). */
+  metadataMaxAgeMs: number;
+  logLevel: 'nothing' | 'error' | 'warn' | 'info' | 'debug';
+}
+
+/** Kafka's acks: -1 every in-sync replica, 1 the leader, 0 none. */
+export type KafkaAcks = -1 | 1 | 0;
+
+export type Compression = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd';
+
+/** A record to produce. Without a partition, keyed records go to murmur2(key) % partitions. */
+export interface OutgoingRecord {
+  topic: string;
+  key: string | undefined;
+  value: Uint8Array;
+  headers: Headers;
+}
+
+/** Where a produced record was stored. `offset` is undefined with acks 0. */
+export interface RecordPosition {
+  partition: number;
+  offset: number | undefined;
+}
+
+export interface ProducerClient {
+  /**
+   * Produces the records with one produce request per partition leader and resolves with each
+   * record's position, in input order. Not atomic. Rejects with `PublishError`, `ConnectionError`
+   * or `TimeoutError`; after a rejection some records may have been stored.
+   */
+  send(
+    records: readonly OutgoingRecord[],
+    options: { acks: KafkaAcks; compression: Compression; timeoutMs: number },
+  ): Promise<RecordPosition[]>;
+  disconnect(): Promise<void>;
+}
+
+export interface TopicPartition {
+  topic: string;
+  partition: number;
+}
+
+export interface ConsumerConfig {
+  groupId: string;
+  /** `fromBeginning` applies to partitions the group has no committed offset for. */
+  topics: readonly { topic: string; fromBeginning: boolean }[];
+  sessionTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  rebalanceTimeoutMs: number;
+  maxWaitTimeMs: number;
+  maxBytesPerPartition: number;
+  /** Batches (of different partitions) handed to `ConsumerListener.batch` at once. */
+  concurrentBatches: number;
+}
+
+/** A record as fetched. Keys and header values are read as UTF-8; of repeated headers the last wins. */
+export interface FetchedRecord {
+  offset: number;
+  key: string | undefined;
+  value: Uint8Array;
+  headers: Headers;
+  /** The record's timestamp, ms since the epoch. */
+  timestamp: number;
+}
+
+/** Records of one partition, in offset order. */
+export interface FetchedBatch extends TopicPartition {
+  records: readonly FetchedRecord[];
+}
+
+/** Callbacks of a running consumer. They must not throw. */
+export interface ConsumerListener {
+  /**
+   * Takes records of a batch and returns the highest offset taken (undefined: none). The client
+   * fetches from the next offset after it; untaken records are fetched again later. Returning
+   * does not commit anything.
+   */
+  batch(batch: FetchedBatch): Promise<number | undefined> | number | undefined;
+  /** A join completed: these are all the partitions this member owns now. Called before fetching. */
+  assigned(partitions: readonly TopicPartition[]): void;
+  /** The group started rebalancing: the current assignment is about to be revoked. */
+  rebalancing(): void;
+  /** The consumer failed and left the group; `restarting`: it rejoins by itself after a pause. */
+  crashed(error: MqError, restarting: boolean): void;
+}
+
+export interface ConsumerClient {
+  /**
+   * Connects, joins the group and starts fetching. Resolves once the first join completed
+   * (`assigned` was called) or failed (`crashed` was called).
+   */
+  run(listener: ConsumerListener): Promise<void>;
+  /** Stops fetching these partitions until resumed. Survives rebalances and restarts. */
+  pause(partitions: readonly TopicPartition[]): void;
+  resume(partitions: readonly TopicPartition[]): void;
+  /** Fetches an assigned partition from `offset` next (called from `assigned`, before fetching). */
+  seek(partition: TopicPartition & { offset: number }): void;
+  /** Commits next-offsets-to-read for the group, as the current member. */
+  commit(offsets: readonly (TopicPartition & { offset: number })[]): Promise<void>;
+  /** Stops fetching, leaves the group and disconnects. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Offsets of one partition: `low` is the first retained, `high` the next to be written. */
+export interface PartitionOffsets {
+  partition: number;
+  low: number;
+  high: number;
+}
+
+export interface AdminClient {
+  /** Number of brokers in the cluster. */
+  brokerCount(): Promise<number>;
+  /** Partition count of `topic`, or undefined when it does not exist. */
+  partitionCount(topic: string): Promise<number | undefined>;
+  /** Creates a topic; resolves false when it already existed. */
+  createTopic(
+    topic: string,
+    options: { partitions: number; replicationFactor: number; config: Readonly<Record<string, string>> },
+  ): Promise<boolean>;
+  /**
+   * Raises the partition count to `count`, resolving once the metadata shows it; a topic that
+   * has that many or more already is left as it is.
+   */
+  createPartitions(topic: string, count: number): Promise<void>;
+  topicOffsets(topic: string): Promise<PartitionOffsets[]>;
+  /** Committed offsets of `group` on `topic`, by partition; partitions without one are absent. */
+  committedOffsets(group: string, topic: string): Promise<Map<number, number>>;
+  /** Per partition, the first offset whose timestamp is >= `timestamp` (the end offset if none). */
+  offsetsForTimestamp(topic: string, timestamp: number): Promise<Map<number, number>>;
+  /** Deletes a group without members; a missing group is not an error. */
+  deleteGroup(group: string): Promise<void>;
+}

@@ -1,0 +1,165 @@
+import type { Backlog, Broker, Capabilities, Producer, Subscription } from '../../core/broker.js';
+import { ClosedError, ConfigError } from '../../core/errors.js';
+import type { Handler } from '../../core/message.js';
+import {
+  type ProducerOptions,
+  resolveProducerOptions,
+  resolveSubscribeOptions,
+  type SubscribeOptions,
+} from '../../core/options.js';
+import type { KafkaClient, OutgoingRecord, ProducerClient, RecordPosition } from './client.js';
+import { DelayForwarder } from './delay-forwarder.js';
+import { DELAY_TIERS, TIER_PARTITIONS, tierTopic } from './delay-tiers.js';
+import type { KafkaContext } from './kafka-context.js';
+import type { ResolvedKafkaOptions } from './kafka-options.js';
+import { KafkaProducer, MAX_MESSAGE_BYTES } from './kafka-producer.js';
+import { KafkaSubscription } from './kafka-subscription.js';
+import { SendQueue } from './send-queue.js';
+import { TopicAdmin } from './topic-admin.js';
+
+export const kafkaCapabilities: Capabilities = Object.freeze({
+  replay: true,
+  brokerSideTagFilter: false,
+  partitions: true,
+  nativeDelay: false,
+  durable: true,
+  acks: Object.freeze(['all', 'leader', 'none'] as const),
+  maxMessageBytes: MAX_MESSAGE_BYTES,
+});
+
+/** Tier records wait at most an hour between hops; a week covers a forwarder being down a while. */
+const TIER_TOPIC_CONFIG = { 'retention.ms': String(7 * 24 * 3600 * 1000) };
+
+/** A connection to a Kafka cluster. See the module documentation in `index.ts`. */
+export class KafkaBroker implements Broker, KafkaContext {
+  readonly kind = 'kafka';
+  readonly capabilities = kafkaCapabilities;
+  readonly topics: TopicAdmin;
+  private readonly producerClients = new Map<boolean, ProducerClient>();
+  private readonly producers = new Set<KafkaProducer>();
+  private readonly subscriptions = new Set<KafkaSubscription>();
+  private internal: SendQueue | undefined;
+  private forwarder: DelayForwarder | undefined;
+  private tiers: Promise<void> | undefined;
+  private readonly reported = new Set<string>();
+  private closed = false;
+
+  constructor(
+    readonly client: KafkaClient,
+    readonly options: ResolvedKafkaOptions,
+  ) {
+    this.topics = new TopicAdmin(client.admin, (topic, count) => client.partitionsAdded(topic, count));
+  }
+
+  producer(options?: ProducerOptions): Producer {
+    this.assertOpen();
+    const producer = new KafkaProducer(this, resolveProducerOptions(options), (p) =>
+      this.producers.delete(p),
+    );
+    this.producers.add(producer);
+    return producer;
+  }
+
+  async subscribe<T>(options: SubscribeOptions<T>, handler: Handler<T>): Promise<Subscription> {
+    this.assertOpen();
+    const resolved = resolveSubscribeOptions(options as SubscribeOptions<unknown>);
+    if (typeof handler !== 'function') throw new ConfigError('handler', 'must be a function');
+    const subscription = await KafkaSubscription.start(this, resolved, handler as Handler<unknown>, (s) =>
+      this.subscriptions.delete(s),
+    );
+    this.subscriptions.add(subscription);
+    if (this.closed) await subscription.close();
+    return subscription;
+  }
+
+  async ensureTopic(topic: string, options: { partitions?: number } = {}): Promise<void> {
+    this.assertOpen();
+    await this.topics.ensureTopic(topic, options.partitions);
+  }
+
+  backlog(topic: string, group: string): Promise<Backlog> {
+    this.assertOpen();
+    return this.topics.backlog(topic, group);
+  }
+
+  producerClient(idempotent: boolean): ProducerClient {
+    let client = this.producerClients.get(idempotent);
+    if (client === undefined) {
+      client = this.client.producer({ idempotent });
+      this.producerClients.set(idempotent, client);
+    }
+    return client;
+  }
+
+  publish(record: OutgoingRecord): Promise<RecordPosition> {
+    if (this.internal === undefined) {
+      const client = this.producerClient(true);
+      const { batchSize, compression } = this.options.producer;
+      const timeoutMs = this.options.client.requestTimeoutMs;
+      this.internal = new SendQueue((records) => client.send(records, { acks: -1, compression, timeoutMs }), {
+        lingerMs: 0,
+        batchSize,
+        maxInFlight: 1,
+      });
+    }
+    return this.internal.push(record);
+  }
+
+  prepareDelays(): Promise<void> {
+    this.startForwarder();
+    return this.ensureTiers();
+  }
+
+  startForwarder(): void {
+    if (!this.options.delay.forward || this.closed || this.forwarder !== undefined) return;
+    const forwarder = new DelayForwarder(this);
+    this.forwarder = forwarder;
+    forwarder
+      .start(() => this.ensureTiers())
+      .catch((error: Error) => {
+        this.report(`delay forwarder not started: ${error.message}`);
+        if (this.forwarder === forwarder) this.forwarder = undefined; // the next delayed send tries again
+      });
+  }
+
+  private ensureTiers(): Promise<void> {
+    this.tiers ??= Promise.all(
+      DELAY_TIERS.map((tier) =>
+        this.topics.ensureOnce(
+          tierTopic(this.options.delay.topicPrefix, tier),
+          TIER_PARTITIONS,
+          TIER_TOPIC_CONFIG,
+        ),
+      ),
+    ).then(
+      () => {},
+      (error: unknown) => {
+        this.tiers = undefined;
+        throw error;
+      },
+    );
+    return this.tiers;
+  }
+
+  report(text: string): void {
+    if (this.reported.has(text)) return;
+    if (this.reported.size >= 1000) this.reported.clear();
+    this.reported.add(text);
+    process.stderr.write(`mqkit kafka: ${text}\n`);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.subscriptions].map((s) => s.close()));
+    await Promise.all([...this.producers].map((p) => p.close()));
+    await this.internal?.drained();
+    await this.forwarder?.stop();
+    await Promise.all([...this.producerClients.values()].map((p) => p.disconnect()));
+    await this.client.close();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ClosedError('kafka broker connection is closed');
+  }
+}

@@ -1,0 +1,241 @@
+import { ConfigError } from '../../core/errors.js';
+import { refuseUnknownKeys, topicName } from '../../core/options.js';
+import type { Compression, KafkaClientConfig } from './client.js';
+
+/**
+ * Options of the Kafka adapter (`connect(url, { kafka: {...} })`). Every field is optional.
+ * `clientId`, `ssl`, `saslMechanism` and `logLevel` can also be URL query parameters, and SASL
+ * credentials the URL's user info: `kafka://user:pass@h1:9092,h2:9092?ssl=true&saslMechanism=scram-sha-512`.
+ */
+export interface KafkaBrokerOptions {
+  /** Sent to the brokers with every request. Default 'mqkit'. */
+  clientId?: string;
+  /** TLS to the brokers. Default false. */
+  ssl?: boolean;
+  /** SASL authentication. Default: none, or PLAIN with the URL's user info. */
+  sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string };
+  /** Default 3000 ms. */
+  connectionTimeoutMs?: number;
+  /** Default 30 000 ms. */
+  requestTimeoutMs?: number;
+  /** Partition metadata is re-read this often; consumers see added partitions after it. Default 300 000 ms. */
+  metadataMaxAgeMs?: number;
+  /** kafkajs log lines written to stderr at this level and above. Default 'error'. */
+  logLevel?: 'nothing' | 'error' | 'warn' | 'info' | 'debug';
+  producer?: {
+    /**
+     * How long `send` waits for more sends to share its produce request. Default 0: sends made
+     * in the same tick, and those made while a request is in flight, share the next one.
+     */
+    lingerMs?: number;
+    /** Most records per produce request made of coalesced `send` calls. Default 1000. */
+    batchSize?: number;
+    /**
+     * Default 'none'. 'gzip' is built in; 'snappy', 'lz4' and 'zstd' need a codec registered
+     * with kafkajs's `CompressionCodecs` before connecting.
+     */
+    compression?: Compression;
+  };
+  consumer?: {
+    /** A member not heard from for this long is removed from its group. Default 30 000 ms. */
+    sessionTimeoutMs?: number;
+    /** Heartbeat period; also how soon a member notices a rebalance. Default 500 ms. */
+    heartbeatIntervalMs?: number;
+    /** How long the group waits for members to rejoin in a rebalance. Default 60 000 ms. */
+    rebalanceTimeoutMs?: number;
+    /** Longest wait of a fetch for new records. Default 200 ms. */
+    maxWaitTimeMs?: number;
+    /** Bytes fetched per partition per request. Default 1 MiB. */
+    maxBytesPerPartition?: number;
+    /**
+     * Records fetched ahead per partition and not yet committable; the partition is paused at
+     * this many and resumed at half. Default 10 000.
+     */
+    prefetch?: number;
+    /** Finished offsets are committed at most this often. Default 100 ms. */
+    commitIntervalMs?: number;
+  };
+  delay?: {
+    /** Prefix of the delay-tier topics and of the group that forwards them. Default 'mq.delay'. */
+    topicPrefix?: string;
+    /**
+     * Run a forwarder of the delay tiers on this connection once it sends a delayed message or
+     * subscribes. Default true. At least one running process must forward.
+     */
+    forward?: boolean;
+  };
+}
+
+export interface ResolvedKafkaOptions {
+  client: KafkaClientConfig;
+  producer: { lingerMs: number; batchSize: number; compression: Compression };
+  consumer: {
+    sessionTimeoutMs: number;
+    heartbeatIntervalMs: number;
+    rebalanceTimeoutMs: number;
+    maxWaitTimeMs: number;
+    maxBytesPerPartition: number;
+    prefetch: number;
+    commitIntervalMs: number;
+  };
+  delay: { topicPrefix: string; forward: boolean };
+}
+
+const LOG_LEVELS = ['nothing', 'error', 'warn', 'info', 'debug'] as const;
+const MECHANISMS = ['plain', 'scram-sha-256', 'scram-sha-512'] as const;
+const COMPRESSIONS = ['none', 'gzip', 'snappy', 'lz4', 'zstd'] as const;
+
+/** Reads `kafka://[user:pass@]h1:9092,h2:9092[?query]` and the options; options win over the URL. */
+export function resolveKafkaOptions(url: URL, options: KafkaBrokerOptions = {}): ResolvedKafkaOptions {
+  if (typeof options !== 'object' || options === null) throw new ConfigError('kafka', 'must be an object');
+  refuseUnknownKeys(
+    options,
+    [
+      'clientId',
+      'ssl',
+      'sasl',
+      'connectionTimeoutMs',
+      'requestTimeoutMs',
+      'metadataMaxAgeMs',
+      'logLevel',
+      'producer',
+      'consumer',
+      'delay',
+    ],
+    'kafka.',
+  );
+  const query = Object.fromEntries(url.searchParams);
+  refuseUnknownKeys(query, ['clientId', 'ssl', 'saslMechanism', 'logLevel'], 'kafka:// query parameter ');
+
+  const hosts = decodeURIComponent(url.host);
+  if (hosts === '') {
+    throw new ConfigError('url', 'names no broker; expected kafka://host:port[,host:port...]');
+  }
+  const brokers = hosts.split(',').map((h) => {
+    const host = h.trim();
+    if (!/^(\[[0-9a-fA-F:.]+\]|[^:[\]]+)(:\d{1,5})?$/.test(host)) {
+      throw new ConfigError('url', `bad broker address ${JSON.stringify(host)}; expected host:port`);
+    }
+    return /:\d+$/.test(host) ? host : `${host}:9092`;
+  });
+
+  let sasl = options.sasl;
+  if (sasl !== undefined) {
+    if (typeof sasl !== 'object' || sasl === null) throw new ConfigError('kafka.sasl', 'must be an object');
+    refuseUnknownKeys(sasl, ['mechanism', 'username', 'password'], 'kafka.sasl.');
+    oneOf(sasl.mechanism, 'kafka.sasl.mechanism', MECHANISMS, 'plain');
+  } else if (url.username !== '') {
+    sasl = {
+      mechanism: oneOf(query.saslMechanism, 'kafka:// query parameter saslMechanism', MECHANISMS, 'plain'),
+      username: decodeURIComponent(url.username),
+      password: decodeURIComponent(url.password),
+    };
+  }
+
+  const producer = section(options.producer, 'producer', ['lingerMs', 'batchSize', 'compression']);
+  const consumer = section(options.consumer, 'consumer', [
+    'sessionTimeoutMs',
+    'heartbeatIntervalMs',
+    'rebalanceTimeoutMs',
+    'maxWaitTimeMs',
+    'maxBytesPerPartition',
+    'prefetch',
+    'commitIntervalMs',
+  ]);
+  const delay = section(options.delay, 'delay', ['topicPrefix', 'forward']);
+
+  const sessionTimeoutMs = int(consumer.sessionTimeoutMs, 'kafka.consumer.sessionTimeoutMs', 1000, 30_000);
+  const heartbeatIntervalMs = int(
+    consumer.heartbeatIntervalMs,
+    'kafka.consumer.heartbeatIntervalMs',
+    10,
+    500,
+  );
+  if (heartbeatIntervalMs * 3 > sessionTimeoutMs) {
+    throw new ConfigError(
+      'kafka.consumer.heartbeatIntervalMs',
+      `must be at most a third of sessionTimeoutMs (${sessionTimeoutMs})`,
+    );
+  }
+  const topicPrefix =
+    delay.topicPrefix === undefined
+      ? 'mq.delay'
+      : topicName(delay.topicPrefix as string, 'kafka.delay.topicPrefix');
+
+  return {
+    client: {
+      brokers,
+      clientId: str(options.clientId ?? query.clientId, 'kafka.clientId', 'mqkit'),
+      ssl: bool(options.ssl ?? query.ssl, 'kafka.ssl', false),
+      sasl,
+      connectionTimeoutMs: int(options.connectionTimeoutMs, 'kafka.connectionTimeoutMs', 1, 3000),
+      requestTimeoutMs: int(options.requestTimeoutMs, 'kafka.requestTimeoutMs', 1, 30_000),
+      metadataMaxAgeMs: int(options.metadataMaxAgeMs, 'kafka.metadataMaxAgeMs', 0, 300_000),
+      logLevel: oneOf(options.logLevel ?? query.logLevel, 'kafka.logLevel', LOG_LEVELS, 'error'),
+    },
+    producer: {
+      lingerMs: int(producer.lingerMs, 'kafka.producer.lingerMs', 0, 0),
+      batchSize: int(producer.batchSize, 'kafka.producer.batchSize', 1, 1000),
+      compression: oneOf(producer.compression, 'kafka.producer.compression', COMPRESSIONS, 'none'),
+    },
+    consumer: {
+      sessionTimeoutMs,
+      heartbeatIntervalMs,
+      rebalanceTimeoutMs: int(consumer.rebalanceTimeoutMs, 'kafka.consumer.rebalanceTimeoutMs', 1000, 60_000),
+      maxWaitTimeMs: int(consumer.maxWaitTimeMs, 'kafka.consumer.maxWaitTimeMs', 0, 200),
+      maxBytesPerPartition: int(
+        consumer.maxBytesPerPartition,
+        'kafka.consumer.maxBytesPerPartition',
+        1024,
+        1 << 20,
+      ),
+      prefetch: int(consumer.prefetch, 'kafka.consumer.prefetch', 1, 10_000),
+      commitIntervalMs: int(consumer.commitIntervalMs, 'kafka.consumer.commitIntervalMs', 0, 100),
+    },
+    delay: { topicPrefix, forward: bool(delay.forward, 'kafka.delay.forward', true) },
+  };
+}
+
+function section<K extends string>(
+  value: Partial<Record<K, unknown>> | undefined,
+  name: string,
+  keys: readonly K[],
+): Partial<Record<K, unknown>> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null)
+    throw new ConfigError(`kafka.${name}`, 'must be an object');
+  refuseUnknownKeys(value, keys, `kafka.${name}.`);
+  return value;
+}
+
+function int(value: unknown, field: string, min: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    throw new ConfigError(field, `must be an integer >= ${min} (got ${String(value)})`);
+  }
+  return value;
+}
+
+function bool(value: unknown, field: string, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (value === true || value === 'true') return true;
+  if (value === false || value === 'false') return false;
+  throw new ConfigError(field, `must be true or false (got ${String(value)})`);
+}
+
+function str(value: unknown, field: string, fallback: string): string {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string' || value === '') throw new ConfigError(field, 'must be a non-empty string');
+  return value;
+}
+
+function oneOf<T extends string>(value: unknown, field: string, allowed: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (!allowed.includes(value as T)) {
+    throw new ConfigError(
+      field,
+      `must be one of ${allowed.map((a) => `'${a}'`).join(', ')} (got ${String(value)})`,
+    );
+  }
+  return value as T;
+}

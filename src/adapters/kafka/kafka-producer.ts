@@ -1,0 +1,123 @@
+import type { Producer } from '../../core/broker.js';
+import { ClosedError, ConfigError, isMqError, type MqError, PublishError } from '../../core/errors.js';
+import type { OutgoingMessage, SendResult } from '../../core/message.js';
+import type { ResolvedProducerOptions } from '../../core/options.js';
+import { encodeMessage, H, type WireMessage } from '../../core/wire.js';
+import type { KafkaAcks, OutgoingRecord, RecordPosition } from './client.js';
+import { delayedRecord, type KafkaContext } from './kafka-context.js';
+import { SendQueue } from './send-queue.js';
+
+/** Largest body accepted: topics created by this adapter allow 2 MiB records, leaving room for headers. */
+export const MAX_MESSAGE_BYTES = 1024 * 1024;
+
+const ACKS: Record<ResolvedProducerOptions['acks'], KafkaAcks> = { all: -1, leader: 1, none: 0 };
+
+/**
+ * A producer on a Kafka connection. Records are plain Kafka records: key = message key,
+ * value = encoded body, headers = mqkit's wire headers plus the application's.
+ *
+ * Sends made at the same time, or while this producer's previous request is in flight, share
+ * one produce request (see `kafka.producer.lingerMs` and `batchSize`); a `sendBatch` is never
+ * split across requests. Neither `send` nor `sendBatch` is atomic. A delayed message
+ * (`delayMs`) is written to a delay-tier topic and resolves once stored there.
+ */
+export class KafkaProducer implements Producer {
+  private readonly queue: SendQueue;
+  private readonly oneWay: SendQueue;
+  private readonly reported = new Set<string>();
+  private closed = false;
+
+  constructor(
+    private readonly context: KafkaContext,
+    private readonly options: ResolvedProducerOptions,
+    private readonly onClose: (producer: KafkaProducer) => void,
+  ) {
+    const { lingerMs, batchSize, compression } = context.options.producer;
+    const acks = ACKS[options.acks];
+    const client = context.producerClient(options.idempotent);
+    this.queue = new SendQueue(
+      (records) => client.send(records, { acks, compression, timeoutMs: options.timeoutMs }),
+      {
+        lingerMs,
+        batchSize,
+        maxInFlight: options.idempotent ? 1 : 5,
+      },
+    );
+    const plain = context.producerClient(false);
+    this.oneWay = new SendQueue(
+      (records) => plain.send(records, { acks: 0, compression, timeoutMs: options.timeoutMs }),
+      { lingerMs, batchSize, maxInFlight: 5 },
+    );
+  }
+
+  async send<T>(message: OutgoingMessage<T>): Promise<SendResult> {
+    this.assertOpen();
+    const wire = encodeMessage(message as OutgoingMessage<unknown>, MAX_MESSAGE_BYTES);
+    if (wire.delayMs > 0) await this.context.prepareDelays();
+    return result(wire, await this.queue.push(this.record(wire)));
+  }
+
+  async sendBatch(messages: readonly OutgoingMessage<unknown>[]): Promise<SendResult[]> {
+    this.assertOpen();
+    if (!Array.isArray(messages)) throw new ConfigError('sendBatch.messages', 'must be an array');
+    const wires = messages.map((m) => encodeMessage(m, MAX_MESSAGE_BYTES)); // all valid before any is sent
+    if (wires.length === 0) return [];
+    if (wires.some((w) => w.delayMs > 0)) await this.context.prepareDelays();
+    const positions = await this.queue.pushGroup(wires.map((w) => this.record(w)));
+    return wires.map((w, i) => result(w, positions[i] as RecordPosition));
+  }
+
+  sendOneWay<T>(message: OutgoingMessage<T>): void {
+    const fail = (error: unknown) => {
+      const e = isMqError(error) ? error : new PublishError(String(error), { cause: error });
+      this.reportOneWay(e, message as OutgoingMessage<unknown>);
+    };
+    try {
+      this.assertOpen();
+      const wire = encodeMessage(message as OutgoingMessage<unknown>, MAX_MESSAGE_BYTES);
+      const sent =
+        wire.delayMs > 0
+          ? this.context.prepareDelays().then(() => this.oneWay.push(this.record(wire)))
+          : this.oneWay.push(this.record(wire));
+      sent.catch(fail);
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([this.queue.drained(), this.oneWay.drained()]);
+    this.onClose(this);
+  }
+
+  /** The record to write: to the topic itself, or (delayed) to the first delay tier. */
+  private record(wire: WireMessage): OutgoingRecord {
+    const record = { topic: wire.topic, key: wire.key, value: wire.payload, headers: wire.headers };
+    if (wire.delayMs === 0) return record;
+    const now = Date.now();
+    return delayedRecord(this.context, record, wire.topic, now + wire.delayMs, {
+      [H.timestamp]: String(now),
+    });
+  }
+
+  private reportOneWay(error: MqError, message: OutgoingMessage<unknown>): void {
+    if (this.options.onError) this.options.onError(error, message);
+    else if (!this.reported.has(error.code)) {
+      this.reported.add(error.code);
+      process.stderr.write(`mqkit: sendOneWay failed (${error.code}): ${error.message}\n`);
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ClosedError('producer is closed');
+  }
+}
+
+function result(wire: WireMessage, position: RecordPosition): SendResult {
+  if (wire.delayMs > 0) return { id: wire.id, topic: wire.topic };
+  return position.offset === undefined
+    ? { id: wire.id, topic: wire.topic, partition: position.partition }
+    : { id: wire.id, topic: wire.topic, partition: position.partition, offset: String(position.offset) };
+}

@@ -1,0 +1,688 @@
+import kafkajs, {
+  type Consumer,
+  type EachBatchPayload,
+  type IHeaders,
+  type Kafka,
+  type KafkaConfig,
+  type KafkaMessage,
+  type Message,
+  type PartitionAssigner,
+  type Producer,
+  type RecordMetadata,
+} from 'kafkajs';
+import {
+  ConfigError,
+  ConnectionError,
+  isMqError,
+  type MqError,
+  PublishError,
+  TimeoutError,
+} from '../../core/errors.js';
+import type { Headers } from '../../core/message.js';
+import type {
+  AdminClient,
+  Compression,
+  ConsumerClient,
+  ConsumerConfig,
+  ConsumerListener,
+  FetchedRecord,
+  KafkaAcks,
+  KafkaClient,
+  KafkaClientConfig,
+  OutgoingRecord,
+  PartitionOffsets,
+  ProducerClient,
+  RecordPosition,
+  TopicPartition,
+} from './client.js';
+
+// kafkajs is CommonJS; Node detects only some of its exports as named ESM exports.
+const { AssignerProtocol, CompressionCodecs, CompressionTypes, logLevel, PartitionAssigners, Partitioners } =
+  kafkajs;
+
+/** The kafkajs implementation of the client seam: the only file of mqkit that imports kafkajs. */
+export function createKafkajsClient(config: KafkaClientConfig): KafkaClient {
+  const kafka = new kafkajs.Kafka(kafkaConfig(config));
+  const admin = new KafkajsAdmin(kafka, config.requestTimeoutMs);
+  const minimums: PartitionMinimums = new Map();
+  return {
+    admin,
+    producer: (options) => new KafkajsProducer(kafka, config, options.idempotent, minimums),
+    // A Kafka instance of its own per consumer: kafkajs shares committed-offset bookkeeping
+    // between the consumers of one instance by group id, and a rejoin of one clears the
+    // other's, which crashes it when several subscriptions use the same group.
+    consumer: (consumerConfig) =>
+      new KafkajsConsumer(
+        new kafkajs.Kafka(kafkaConfig(config)),
+        consumerConfig,
+        config.metadataMaxAgeMs,
+        config.requestTimeoutMs,
+      ),
+    partitionsAdded: (topic, count) => {
+      minimums.set(topic, { count, until: Date.now() + PARTITIONS_ADDED_GRACE_MS });
+    },
+    close: () => admin.close(),
+  };
+}
+
+/** Refuses a compression codec kafkajs has no implementation registered for. */
+export function checkCompression(compression: Compression, field: string): void {
+  if (compression === 'none' || compression === 'gzip') return;
+  try {
+    (CompressionCodecs as Record<number, () => unknown>)[COMPRESSION[compression]]?.();
+  } catch (error) {
+    throw new ConfigError(
+      field,
+      `kafkajs has no ${compression} codec registered; use 'gzip' (built in) or register one before connecting, e.g. CompressionCodecs[CompressionTypes.Snappy] = require('kafkajs-snappy')`,
+      { cause: error },
+    );
+  }
+}
+
+const COMPRESSION: Record<Compression, kafkajs.CompressionTypes> = {
+  none: CompressionTypes.None,
+  gzip: CompressionTypes.GZIP,
+  snappy: CompressionTypes.Snappy,
+  lz4: CompressionTypes.LZ4,
+  zstd: CompressionTypes.ZSTD,
+};
+
+const LOG_LEVELS: Record<KafkaClientConfig['logLevel'], kafkajs.logLevel> = {
+  nothing: logLevel.NOTHING,
+  error: logLevel.ERROR,
+  warn: logLevel.WARN,
+  info: logLevel.INFO,
+  debug: logLevel.DEBUG,
+};
+
+function kafkaConfig(config: KafkaClientConfig): KafkaConfig {
+  return {
+    clientId: config.clientId,
+    brokers: config.brokers,
+    ssl: config.ssl,
+    sasl: config.sasl as KafkaConfig['sasl'],
+    connectionTimeout: config.connectionTimeoutMs,
+    requestTimeout: config.requestTimeoutMs,
+    logLevel: LOG_LEVELS[config.logLevel],
+    logCreator:
+      () =>
+      ({ namespace, level, label, log }) => {
+        const { message, timestamp: _timestamp, ...extra } = log;
+        if (level === logLevel.ERROR && duplicatesThrownError(namespace, message)) return;
+        const detail = Object.keys(extra).length > 0 ? ` ${JSON.stringify(extra)}` : '';
+        process.stderr.write(`mqkit kafka ${label} [${namespace}] ${message}${detail}\n`);
+      },
+  };
+}
+
+/**
+ * kafkajs logs, at level error, failed responses and produce attempts that it retries; what
+ * finally fails is thrown to the caller (and reported by the adapter if nobody awaits it).
+ */
+function duplicatesThrownError(namespace: string, message: string): boolean {
+  return (
+    (namespace === 'Connection' && message.startsWith('Response ')) ||
+    (namespace === 'Producer' && message.startsWith('Failed to send messages'))
+  );
+}
+
+const CONNECTION_ERRORS = new Set([
+  'KafkaJSConnectionError',
+  'KafkaJSConnectionClosedError',
+  'KafkaJSBrokerNotFound',
+  'KafkaJSNoBrokerAvailableError',
+  'KafkaJSGroupCoordinatorNotFound',
+  'KafkaJSMetadataNotLoaded',
+  'KafkaJSTopicMetadataNotLoaded',
+]);
+const TIMEOUT_ERRORS = new Set([
+  'KafkaJSRequestTimeoutError',
+  'KafkaJSTimeout',
+  'KafkaJSLockTimeout',
+  'KafkaJSNumberOfRetriesExceeded',
+]);
+/** Protocol errors about the records themselves: sending them again cannot succeed. */
+const BAD_RECORD_ERRORS = new Set([
+  'MESSAGE_TOO_LARGE',
+  'RECORD_LIST_TOO_LARGE',
+  'INVALID_RECORD',
+  'CORRUPT_MESSAGE',
+  'INVALID_TOPIC_EXCEPTION',
+  'TOPIC_AUTHORIZATION_FAILED',
+]);
+
+interface KafkajsErrorShape {
+  name?: string;
+  message?: string;
+  type?: string;
+  retriable?: boolean;
+}
+
+/**
+ * Maps a kafkajs error to an `MqError`: timeouts and exhausted retries to `TimeoutError`,
+ * connection trouble to `ConnectionError`, and the rest to `PublishError` (when sending) or
+ * `ConnectionError`, keeping kafkajs's `retriable`.
+ */
+export function toMqError(error: unknown, context: string, publishing = false): MqError {
+  if (isMqError(error)) return error;
+  const e = (typeof error === 'object' && error !== null ? error : {}) as KafkajsErrorShape;
+  const name = e.name ?? '';
+  const message = `${context}: ${e.message ?? String(error)}${e.type ? ` (${e.type})` : ''}`;
+  if (TIMEOUT_ERRORS.has(name) || e.type === 'REQUEST_TIMED_OUT') {
+    return new TimeoutError(message, { cause: error });
+  }
+  if (CONNECTION_ERRORS.has(name)) return new ConnectionError(message, { cause: error });
+  if (name === 'KafkaJSSASLAuthenticationError')
+    return new ConnectionError(message, { cause: error, retriable: false });
+  const retriable = e.type !== undefined && BAD_RECORD_ERRORS.has(e.type) ? false : e.retriable !== false;
+  return publishing
+    ? new PublishError(message, { cause: error, retriable })
+    : new ConnectionError(message, { cause: error, retriable });
+}
+
+/**
+ * Runs `action` until it stops failing with UNKNOWN_TOPIC_OR_PARTITION or LEADER_NOT_AVAILABLE,
+ * for up to `timeoutMs`: what one broker answers right after a topic was created or grown, until
+ * the change reached its metadata cache.
+ */
+async function untilKnown<T>(timeoutMs: number, action: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (let wait = 25; ; wait = Math.min(wait * 2, 500)) {
+    try {
+      return await action();
+    } catch (error) {
+      const type = (error as KafkajsErrorShape).type;
+      const unknown = type === 'UNKNOWN_TOPIC_OR_PARTITION' || type === 'LEADER_NOT_AVAILABLE';
+      if (!unknown || Date.now() + wait > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function toBuffer(value: Uint8Array): Buffer {
+  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+function readHeaders(headers: IHeaders | undefined): Headers {
+  const out: Headers = {};
+  if (headers === undefined) return out;
+  for (const name in headers) {
+    let value = headers[name];
+    if (Array.isArray(value)) value = value[value.length - 1];
+    out[name] = value === undefined || value === null ? '' : value.toString();
+  }
+  return out;
+}
+
+function readRecord(message: KafkaMessage): FetchedRecord {
+  return {
+    offset: Number(message.offset),
+    key: message.key === null || message.key === undefined ? undefined : message.key.toString(),
+    value: message.value ?? EMPTY,
+    headers: readHeaders(message.headers),
+    timestamp: Number(message.timestamp),
+  };
+}
+
+/** Where the partitioner put a message (kafkajs ignores other fields), so `send` can report it. */
+const PLACED = Symbol('mqkit.partition');
+type PlacedMessage = Message & { [PLACED]?: number };
+
+/** Partition counts topics are known to have (since `until`), whatever older metadata says. */
+type PartitionMinimums = Map<string, { count: number; until: number }>;
+
+/** kafkajs's error for missing metadata: its producer re-reads the metadata and tries again. */
+const MetadataNotLoaded = kafkajs.KafkaJSMetadataNotLoaded as unknown as new (message: string) => Error;
+
+/** How long after a partition increase metadata showing fewer partitions counts as stale. */
+const PARTITIONS_ADDED_GRACE_MS = 60_000;
+
+/**
+ * kafkajs's Java-compatible DefaultPartitioner (murmur2 of the key, round-robin without one),
+ * sticky per message: a retried request keeps each message on the partition it first chose.
+ * Metadata showing fewer partitions than the topic is known to have (`partitionsAdded`) is
+ * refused as not loaded, which makes kafkajs re-read it and try again.
+ */
+function placingPartitioner(minimums: PartitionMinimums) {
+  const inner = Partitioners.DefaultPartitioner();
+  return (args: Parameters<typeof inner>[0]): number => {
+    const minimum = minimums.get(args.topic);
+    if (minimum !== undefined && args.partitionMetadata.length < minimum.count) {
+      if (Date.now() < minimum.until) {
+        throw new MetadataNotLoaded(
+          `metadata of ${args.topic} shows ${args.partitionMetadata.length} partitions, not ${minimum.count}`,
+        );
+      }
+      minimums.delete(args.topic);
+    }
+    const message = args.message as PlacedMessage;
+    const previous = message[PLACED];
+    if (previous !== undefined && previous < args.partitionMetadata.length) return previous;
+    const partition = inner(args);
+    message[PLACED] = partition;
+    return partition;
+  };
+}
+
+const NO_USER_DATA = Buffer.alloc(0);
+
+/**
+ * Round-robin over the members subscribed to each topic. kafkajs's own round-robin assigner
+ * deals every topic of the leader's subscription to all members, which breaks groups whose
+ * members read different topics (one group name used for several topics, as mqkit allows).
+ * Topics are dealt in name order, each starting one member further, to spread small topics.
+ */
+const subscriptionAssigner: PartitionAssigner = ({ cluster }) => ({
+  name: 'MqkitRoundRobinAssigner',
+  version: 0,
+  async assign({ members }) {
+    const readers = new Map<string, string[]>();
+    for (const { memberId, memberMetadata } of members) {
+      for (const topic of AssignerProtocol.MemberMetadata.decode(memberMetadata)?.topics ?? []) {
+        const list = readers.get(topic);
+        if (list === undefined) readers.set(topic, [memberId]);
+        else list.push(memberId);
+      }
+    }
+    const topics = [...readers.keys()].sort();
+    await cluster.addMultipleTargetTopics(topics);
+    const assignment = new Map<string, Record<string, number[]>>();
+    topics.forEach((topic, t) => {
+      const memberIds = (readers.get(topic) as string[]).sort();
+      for (const { partitionId } of cluster.findTopicPartitionMetadata(topic)) {
+        const memberId = memberIds[(partitionId + t) % memberIds.length] as string;
+        let own = assignment.get(memberId);
+        if (own === undefined) {
+          own = {};
+          assignment.set(memberId, own);
+        }
+        const partitions = own[topic];
+        if (partitions === undefined) own[topic] = [partitionId];
+        else partitions.push(partitionId);
+      }
+    });
+    return [...assignment].map(([memberId, own]) => ({
+      memberId,
+      memberAssignment: AssignerProtocol.MemberAssignment.encode({
+        version: 0,
+        assignment: own,
+        userData: NO_USER_DATA,
+      }),
+    }));
+  },
+  protocol({ topics }) {
+    return {
+      name: 'MqkitRoundRobinAssigner',
+      metadata: AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: NO_USER_DATA }),
+    };
+  },
+});
+
+class KafkajsProducer implements ProducerClient {
+  private readonly producer: Producer;
+  private readonly connected: Promise<void>;
+
+  constructor(kafka: Kafka, config: KafkaClientConfig, idempotent: boolean, minimums: PartitionMinimums) {
+    this.producer = kafka.producer({
+      idempotent,
+      // The idempotent producer keeps one request in flight per broker (KIP-98); kafkajs also
+      // serialises its produce requests per broker, so concurrent sends are coalesced upstream.
+      maxInFlightRequests: idempotent ? 1 : undefined,
+      createPartitioner: () => placingPartitioner(minimums),
+      metadataMaxAge: config.metadataMaxAgeMs,
+      allowAutoTopicCreation: true,
+    });
+    this.connected = this.producer.connect();
+    this.connected.catch(() => {}); // surfaced by the sends that await it
+  }
+
+  async send(
+    records: readonly OutgoingRecord[],
+    options: { acks: KafkaAcks; compression: Compression; timeoutMs: number },
+  ): Promise<RecordPosition[]> {
+    const messages: Message[] = new Array(records.length);
+    const byTopic = new Map<string, Message[]>();
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i] as OutgoingRecord;
+      const message: Message = {
+        key: record.key ?? null,
+        value: toBuffer(record.value),
+        headers: record.headers,
+      };
+      messages[i] = message;
+      const list = byTopic.get(record.topic);
+      if (list === undefined) byTopic.set(record.topic, [message]);
+      else list.push(message);
+    }
+    const context = `send to ${[...byTopic.keys()].join(', ')}`;
+    const sending = this.connected.then(() =>
+      this.producer.sendBatch({
+        acks: options.acks,
+        timeout: options.timeoutMs,
+        compression: COMPRESSION[options.compression],
+        topicMessages: [...byTopic].map(([topic, list]) => ({ topic, messages: list })),
+      }),
+    );
+    sending.catch(() => {}); // after a timeout nobody awaits it
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new TimeoutError(
+              `${context}: not acknowledged within ${options.timeoutMs} ms; the records may still be stored`,
+            ),
+          ),
+        options.timeoutMs,
+      );
+    });
+    try {
+      return positions(records, messages, await Promise.race([sending, timedOut]));
+    } catch (error) {
+      throw toMqError(error, context, true);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async disconnect(): Promise<void> {
+    await this.producer.disconnect().catch(() => {});
+  }
+}
+
+/** Offsets per message: the response gives one base offset per partition, messages follow in order. */
+function positions(
+  records: readonly OutgoingRecord[],
+  messages: readonly Message[],
+  metadata: readonly RecordMetadata[],
+): RecordPosition[] {
+  // Per topic, per partition: the offset the next message placed there got.
+  const next = new Map<string, number[]>();
+  for (const m of metadata) {
+    if (m.baseOffset === undefined) continue;
+    let byPartition = next.get(m.topicName);
+    if (byPartition === undefined) {
+      byPartition = [];
+      next.set(m.topicName, byPartition);
+    }
+    byPartition[m.partition] = Number(m.baseOffset);
+  }
+  const out = new Array<RecordPosition>(records.length);
+  for (let i = 0; i < records.length; i++) {
+    const partition = (messages[i] as PlacedMessage)[PLACED] ?? 0;
+    const byPartition = next.get((records[i] as OutgoingRecord).topic);
+    const offset = byPartition?.[partition];
+    if (byPartition !== undefined && offset !== undefined) byPartition[partition] = offset + 1;
+    out[i] = { partition, offset };
+  }
+  return out;
+}
+
+class KafkajsConsumer implements ConsumerClient {
+  private readonly consumer: Consumer;
+  private readonly paused = new Map<string, TopicPartition>();
+  private stopped: Promise<void> | undefined;
+
+  constructor(
+    kafka: Kafka,
+    private readonly config: ConsumerConfig,
+    metadataMaxAgeMs: number,
+    private readonly requestTimeoutMs: number,
+  ) {
+    this.consumer = kafka.consumer({
+      groupId: config.groupId,
+      sessionTimeout: config.sessionTimeoutMs,
+      heartbeatInterval: config.heartbeatIntervalMs,
+      rebalanceTimeout: config.rebalanceTimeoutMs,
+      maxWaitTimeInMs: config.maxWaitTimeMs,
+      maxBytesPerPartition: config.maxBytesPerPartition,
+      metadataMaxAge: metadataMaxAgeMs,
+      allowAutoTopicCreation: false,
+      // kafkajs's assigner second, for groups shared with plain kafkajs consumers.
+      partitionAssigners: [subscriptionAssigner, PartitionAssigners.roundRobin],
+    });
+  }
+
+  async run(listener: ConsumerListener): Promise<void> {
+    const c = this.consumer;
+    c.on(c.events.GROUP_JOIN, (event) => {
+      const assignment = event.payload.memberAssignment;
+      const partitions: TopicPartition[] = [];
+      for (const topic in assignment) {
+        for (const partition of assignment[topic] ?? []) partitions.push({ topic, partition });
+      }
+      // A restarted kafkajs consumer forgets its paused partitions; this seam promises they stay.
+      const again = partitions.filter((tp) => this.paused.has(`${tp.partition}:${tp.topic}`));
+      if (again.length > 0) this.apply('pause', again);
+      listener.assigned(partitions);
+    });
+    c.on(c.events.REBALANCING, () => listener.rebalancing());
+    c.on(c.events.CRASH, (event) => {
+      listener.crashed(
+        toMqError(event.payload.error, `consumer ${this.config.groupId}`),
+        event.payload.restart,
+      );
+    });
+    try {
+      await c.connect();
+      for (const { topic, fromBeginning } of this.config.topics) {
+        await untilKnown(this.requestTimeoutMs, () => c.subscribe({ topic, fromBeginning }));
+      }
+    } catch (error) {
+      throw toMqError(error, `consumer ${this.config.groupId}`);
+    }
+    await c.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: this.config.concurrentBatches,
+      eachBatch: async ({ batch, resolveOffset }: EachBatchPayload) => {
+        const records = new Array<FetchedRecord>(batch.messages.length);
+        for (let i = 0; i < records.length; i++) records[i] = readRecord(batch.messages[i] as KafkaMessage);
+        const taken = await listener.batch({ topic: batch.topic, partition: batch.partition, records });
+        if (taken !== undefined) resolveOffset(String(taken));
+      },
+    });
+  }
+
+  pause(partitions: readonly TopicPartition[]): void {
+    for (const tp of partitions) this.paused.set(`${tp.partition}:${tp.topic}`, tp);
+    this.apply('pause', partitions);
+  }
+
+  resume(partitions: readonly TopicPartition[]): void {
+    for (const tp of partitions) this.paused.delete(`${tp.partition}:${tp.topic}`);
+    this.apply('resume', partitions);
+  }
+
+  private apply(action: 'pause' | 'resume', partitions: readonly TopicPartition[]): void {
+    const byTopic = new Map<string, number[]>();
+    for (const { topic, partition } of partitions) {
+      const list = byTopic.get(topic);
+      if (list === undefined) byTopic.set(topic, [partition]);
+      else list.push(partition);
+    }
+    try {
+      this.consumer[action]([...byTopic].map(([topic, list]) => ({ topic, partitions: list })));
+    } catch {
+      // Not running (restarting after a crash): re-applied from `paused` when it rejoins.
+    }
+  }
+
+  seek({ topic, partition, offset }: TopicPartition & { offset: number }): void {
+    this.consumer.seek({ topic, partition, offset: String(offset) });
+  }
+
+  async commit(offsets: readonly (TopicPartition & { offset: number })[]): Promise<void> {
+    try {
+      await this.consumer.commitOffsets(
+        offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset: String(offset) })),
+      );
+    } catch (error) {
+      throw toMqError(error, `commit of group ${this.config.groupId}`);
+    }
+  }
+
+  stop(): Promise<void> {
+    this.stopped ??= this.consumer.disconnect().catch(() => {});
+    return this.stopped;
+  }
+}
+
+class KafkajsAdmin implements AdminClient {
+  private readonly admin;
+  private connected: Promise<void> | undefined;
+  private brokers: number | undefined;
+
+  constructor(
+    kafka: Kafka,
+    private readonly requestTimeoutMs: number,
+  ) {
+    this.admin = kafka.admin();
+  }
+
+  private async ready(): Promise<ReturnType<Kafka['admin']>> {
+    this.connected ??= this.admin.connect().catch((error: unknown) => {
+      this.connected = undefined;
+      throw toMqError(error, 'admin connection');
+    });
+    await this.connected;
+    return this.admin;
+  }
+
+  /**
+   * Runs an admin request, trying again a few times on retriable protocol errors that kafkajs
+   * gives up on at once (NOT_LEADER_FOR_PARTITION from a topic created a moment ago, ...).
+   */
+  private async call<T>(
+    context: string,
+    action: (admin: ReturnType<Kafka['admin']>) => Promise<T>,
+  ): Promise<T> {
+    const admin = await this.ready();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await action(admin);
+      } catch (error) {
+        const e = error as KafkajsErrorShape;
+        if (attempt >= 6 || e.name !== 'KafkaJSProtocolError' || e.retriable !== true) {
+          throw toMqError(error, context);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt));
+      }
+    }
+  }
+
+  async brokerCount(): Promise<number> {
+    this.brokers ??= await this.call(
+      'describe cluster',
+      async (a) => (await a.describeCluster()).brokers.length,
+    );
+    return this.brokers;
+  }
+
+  async partitionCount(topic: string): Promise<number | undefined> {
+    return this.call(`metadata of ${topic}`, async (a) => {
+      try {
+        const { topics } = await a.fetchTopicMetadata({ topics: [topic] });
+        return topics[0]?.partitions.length;
+      } catch (error) {
+        if ((error as KafkajsErrorShape).type === 'UNKNOWN_TOPIC_OR_PARTITION') return undefined;
+        throw error;
+      }
+    });
+  }
+
+  async createTopic(
+    topic: string,
+    options: { partitions: number; replicationFactor: number; config: Readonly<Record<string, string>> },
+  ): Promise<boolean> {
+    const created = await this.call(`create topic ${topic}`, (a) =>
+      a.createTopics({
+        // kafkajs's own wait gives up on UNKNOWN_TOPIC_OR_PARTITION, which KRaft brokers answer
+        // until the new topic reached their metadata cache.
+        waitForLeaders: false,
+        topics: [
+          {
+            topic,
+            numPartitions: options.partitions,
+            replicationFactor: options.replicationFactor,
+            configEntries: Object.entries(options.config).map(([name, value]) => ({ name, value })),
+          },
+        ],
+      }),
+    );
+    await this.waitForPartitions(topic, options.partitions, `create topic ${topic}`);
+    return created;
+  }
+
+  /** Until the metadata shows at least `count` partitions of `topic`, each with a leader. */
+  private async waitForPartitions(topic: string, count: number, context: string): Promise<void> {
+    try {
+      await untilKnown(this.requestTimeoutMs, async () => {
+        const { topics } = await this.admin.fetchTopicMetadata({ topics: [topic] });
+        const partitions = topics[0]?.partitions ?? [];
+        if (partitions.length < count || partitions.some((p) => p.leader < 0)) {
+          throw Object.assign(new Error(`${topic} has ${partitions.length} partitions with leaders`), {
+            type: 'LEADER_NOT_AVAILABLE',
+          });
+        }
+      });
+    } catch (error) {
+      throw toMqError(error, context);
+    }
+  }
+
+  async createPartitions(topic: string, count: number): Promise<void> {
+    await this.call(`add partitions to ${topic}`, async (a) => {
+      try {
+        await a.createPartitions({ topicPartitions: [{ topic, count }] });
+      } catch (error) {
+        // The topic has `count` or more already (raised by someone else, or metadata that lagged).
+        if ((error as KafkajsErrorShape).type !== 'INVALID_PARTITIONS') throw error;
+      }
+    });
+    await this.waitForPartitions(topic, count, `add partitions to ${topic}`);
+  }
+
+  async topicOffsets(topic: string): Promise<PartitionOffsets[]> {
+    const offsets = await this.call(`offsets of ${topic}`, (a) => a.fetchTopicOffsets(topic));
+    return offsets.map((o) => ({ partition: o.partition, low: Number(o.low), high: Number(o.high) }));
+  }
+
+  async committedOffsets(group: string, topic: string): Promise<Map<number, number>> {
+    const result = await this.call(`committed offsets of ${group}`, (a) =>
+      a.fetchOffsets({ groupId: group, topics: [topic] }),
+    );
+    const out = new Map<number, number>();
+    for (const p of result[0]?.partitions ?? []) {
+      const offset = Number(p.offset);
+      if (offset >= 0) out.set(p.partition, offset);
+    }
+    return out;
+  }
+
+  async offsetsForTimestamp(topic: string, timestamp: number): Promise<Map<number, number>> {
+    const offsets = await this.call(`offsets of ${topic} by time`, (a) =>
+      a.fetchTopicOffsetsByTimestamp(topic, timestamp),
+    );
+    return new Map(offsets.map((o) => [o.partition, Number(o.offset)]));
+  }
+
+  async deleteGroup(group: string): Promise<void> {
+    await this.call(`delete group ${group}`, async (a) => {
+      try {
+        await a.deleteGroups([group]);
+      } catch (error) {
+        const groups = (error as { groups?: { errorCode?: number; error?: { type?: string } }[] }).groups;
+        if (groups?.every((g) => g.error?.type === 'GROUP_ID_NOT_FOUND')) return;
+        throw error;
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.connected === undefined) return;
+    await this.admin.disconnect().catch(() => {});
+  }
+}
