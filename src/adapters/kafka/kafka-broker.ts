@@ -17,6 +17,10 @@ import { KafkaSubscription } from './kafka-subscription.js';
 import { SendQueue } from './send-queue.js';
 import { TopicAdmin } from './topic-admin.js';
 
+/**
+ * What the Kafka adapter does: replay (by offsets and timestamps), partitions, durability and
+ * every acks level; tags are filtered in the client and delays go through delay-tier topics.
+ */
 export const kafkaCapabilities: Capabilities = Object.freeze({
   replay: true,
   brokerSideTagFilter: false,
