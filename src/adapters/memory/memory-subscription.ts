@@ -94,12 +94,15 @@ export class MemorySubscription implements Subscription {
     this.pumpScheduled = false;
     if (this.closed !== undefined) return;
     const topic = this.memoryGroup.topic;
+    // A share of the prefetch per partition, so one busy partition cannot fill it and starve
+    // the others (with order 'partition' that would serialise the whole subscription).
+    const perPartition = Math.max(8, Math.ceil(this.prefetch / Math.max(1, this.owned.size)));
     let progressed = true;
     while (progressed && this.executor.size < this.prefetch) {
       progressed = false;
       for (const run of this.owned.values()) {
         const log = topic.partitions[run.partition];
-        if (log === undefined || run.cursor >= log.end) continue;
+        if (log === undefined || run.cursor >= log.end || run.tracker.inFlight >= perPartition) continue;
         if (run.cursor < log.start) run.cursor = log.start; // released under us: retention won
         const record = log.get(run.cursor) as StoredRecord;
         run.cursor++;
