@@ -30,6 +30,7 @@ const { values } = parseArgs({
   },
 });
 const messages = Number(values.messages ?? 20_000);
+const delivery = (id: string) => testDelivery({ id });
 
 if (values.stores) await storeCosts();
 else await orderModes(values.url ?? process.env.MQ_URL ?? 'memory://');
@@ -53,8 +54,6 @@ async function orderModes(url: string): Promise<void> {
   await broker.close();
   process.stdout.write(`${formatResults(results)}\n`);
 }
-
-const delivery = (id: string) => testDelivery({ id });
 
 async function storeCosts(): Promise<void> {
   const redis = new Redis(values.redis ?? process.env.MQKIT_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', {
