@@ -1,6 +1,5 @@
-import { performance } from 'node:perf_hooks';
 import { connect } from 'amqplib';
-import { type BenchOptions, type BenchResult, summarize } from '../src/cli/bench.js';
+import { type BenchOptions, type BenchResult, runWorkload } from '../src/cli/bench.js';
 
 /**
  * The raw amqplib baseline for `benchBroker`: the same workload shape with nothing but
@@ -31,36 +30,8 @@ export async function benchRawAmqplib(
     queues.push(queue);
   }
 
-  const latencies = new Float64Array(options.messages);
-  let received = 0;
-  let next = 0;
-  let wakeProducers: (() => void) | undefined;
-  let finish: () => void = () => {};
-  const allReceived = new Promise<void>((resolve) => {
-    finish = resolve;
-  });
-  const consumers = await Promise.all(
-    queues.map(async (queue) => {
-      const channel = await connection.createChannel();
-      await channel.prefetch(options.prefetch);
-      await channel.consume(queue, (message) => {
-        if (message === null) return;
-        if (received < options.messages)
-          latencies[received] = performance.now() - message.content.readDoubleLE(0);
-        channel.ack(message);
-        if (++received === options.messages) finish();
-        if (wakeProducers !== undefined && next - received <= options.maxLag / 2) {
-          wakeProducers();
-          wakeProducers = undefined;
-        }
-      });
-      return channel;
-    }),
-  );
-
+  const channels: Awaited<ReturnType<typeof connection.createChannel>>[] = [];
   const channel = await connection.createConfirmChannel();
-  const template = Buffer.alloc(Math.max(8, options.size), 0x61);
-  const started = performance.now();
   let unkeyed = 0;
   const publish = (body: Buffer, key: string | undefined) =>
     new Promise<void>((resolve, reject) => {
@@ -70,41 +41,29 @@ export async function benchRawAmqplib(
         error ? reject(error) : resolve(),
       );
     });
-  const lane = async () => {
-    while (next < options.messages) {
-      while (options.maxLag > 0 && next - received > options.maxLag) {
-        await new Promise<void>((resolve) => {
-          const previous = wakeProducers;
-          wakeProducers = () => {
-            previous?.();
-            resolve();
-          };
+  return runWorkload(options, {
+    consume: async (received) => {
+      for (const queue of queues) {
+        const consumer = await connection.createChannel();
+        await consumer.prefetch(options.prefetch);
+        await consumer.consume(queue, (message) => {
+          if (message === null) return;
+          consumer.ack(message);
+          received(message.content);
         });
+        channels.push(consumer);
       }
-      const count = Math.min(options.batch, options.messages - next);
-      next += count;
-      const confirms: Promise<void>[] = new Array(count);
-      for (let i = 0; i < count; i++) {
-        const body = Buffer.from(template);
-        body.writeDoubleLE(performance.now(), 0);
-        confirms[i] = publish(
-          body,
-          options.keys > 0 ? `key-${(next - count + i) % options.keys}` : undefined,
-        );
-      }
-      await Promise.all(confirms);
-    }
-  };
-  await Promise.all(Array.from({ length: options.inflight }, lane));
-  const produced = performance.now();
-  await allReceived;
-  const ended = performance.now();
-
-  await Promise.all(consumers.map((c) => c.close()));
-  await channel.close();
-  for (const queue of queues) await admin.deleteQueue(queue);
-  await admin.deleteExchange(hash);
-  await admin.deleteExchange(name);
-  await connection.close();
-  return summarize(options, latencies, started, produced, ended);
+    },
+    send: async (batch) => {
+      await Promise.all(batch.map(({ body, key }) => publish(body, key)));
+    },
+    close: async () => {
+      await Promise.all(channels.map((c) => c.close()));
+      await channel.close();
+      for (const queue of queues) await admin.deleteQueue(queue);
+      await admin.deleteExchange(hash);
+      await admin.deleteExchange(name);
+      await connection.close();
+    },
+  });
 }

@@ -1,7 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import type { Acks, Broker } from '../core/broker.js';
+import type { Acks, Broker, Subscription } from '../core/broker.js';
 import { bytesCodec, defineTopic } from '../core/codec.js';
-import type { OutgoingMessage } from '../core/message.js';
 
 /** One measured run. Rates are messages per second; latencies are send-to-handler, in ms. */
 export interface BenchResult {
@@ -57,39 +56,48 @@ export const benchDefaults: Omit<BenchOptions, 'label'> = {
   maxLag: 50_000,
 };
 
+/** One message of a benchmark batch. */
+export interface BenchMessage {
+  body: Buffer;
+  key: string | undefined;
+}
+
 /**
- * Produces `messages` bodies of `size` bytes through mqkit and consumes them in one group,
- * both in this process. The body carries its send time, so latency needs no clock agreement.
- * The same shape is used for the raw-client baselines under bench/ so the ratio is fair.
+ * What a benchmark drives: mqkit or a raw client. `runWorkload` is the one workload every
+ * run goes through, so mqkit and the raw baselines differ only in their transport.
  */
-export async function benchBroker(broker: Broker, options: BenchOptions): Promise<BenchResult> {
-  const name = options.topic ?? `bench-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
-  const topic = defineTopic(name, { codec: bytesCodec });
-  await broker.ensureTopic(topic.name, { partitions: options.partitions });
+export interface BenchTransport {
+  /** Starts consuming, resolving once ready; calls `received(body)` after each message is handled. */
+  consume(received: (body: Buffer) => void): Promise<void>;
+  /** Sends one batch and resolves once the broker acknowledged it. */
+  send(batch: BenchMessage[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Sends `messages` bodies of `size` bytes in batches of `batch`, `inflight` batches at once,
+ * waiting while more than `maxLag` are sent but not handled, and consumes them in the same
+ * process. The body carries its send time, so latency needs no clock agreement.
+ */
+export async function runWorkload(options: BenchOptions, transport: BenchTransport): Promise<BenchResult> {
   const latencies = new Float64Array(options.messages);
   let received = 0;
+  let next = 0;
   let finish: () => void = () => {};
   let wakeProducers: (() => void) | undefined;
   const allReceived = new Promise<void>((resolve) => {
     finish = resolve;
   });
-  const subscription = await broker.subscribe(
-    { topic, group: 'bench', order: options.order, concurrency: options.concurrency, deadLetter: 'discard' },
-    async (d) => {
-      if (options.handlerMs > 0) await new Promise((resolve) => setTimeout(resolve, options.handlerMs));
-      const body = d.body as Buffer;
-      if (received < options.messages) latencies[received] = performance.now() - body.readDoubleLE(0);
-      if (++received === options.messages) finish();
-      if (wakeProducers !== undefined && next - received <= options.maxLag / 2) {
-        wakeProducers();
-        wakeProducers = undefined;
-      }
-    },
-  );
-  const producer = broker.producer({ acks: options.acks });
+  await transport.consume((body) => {
+    if (received < options.messages) latencies[received] = performance.now() - body.readDoubleLE(0);
+    if (++received === options.messages) finish();
+    if (wakeProducers !== undefined && next - received <= options.maxLag / 2) {
+      wakeProducers();
+      wakeProducers = undefined;
+    }
+  });
   const template = Buffer.alloc(Math.max(8, options.size), 0x61);
   const started = performance.now();
-  let next = 0;
   const lane = async () => {
     while (next < options.messages) {
       while (options.maxLag > 0 && next - received > options.maxLag) {
@@ -102,30 +110,62 @@ export async function benchBroker(broker: Broker, options: BenchOptions): Promis
         });
       }
       const count = Math.min(options.batch, options.messages - next);
+      const first = next;
       next += count;
-      const batch: OutgoingMessage<unknown>[] = new Array(count);
+      const batch: BenchMessage[] = new Array(count);
       for (let i = 0; i < count; i++) {
         const body = Buffer.from(template);
         body.writeDoubleLE(performance.now(), 0);
-        batch[i] =
-          options.keys > 0
-            ? { topic, body, key: `key-${(next - count + i) % options.keys}` }
-            : { topic, body };
+        batch[i] = { body, key: options.keys > 0 ? `key-${(first + i) % options.keys}` : undefined };
       }
-      await producer.sendBatch(batch);
+      await transport.send(batch);
     }
   };
   await Promise.all(Array.from({ length: options.inflight }, lane));
   const produced = performance.now();
   await allReceived;
   const ended = performance.now();
-  await subscription.close();
-  await producer.close();
+  await transport.close();
   return summarize(options, latencies, started, produced, ended);
 }
 
-/** Turns raw timings into a result; shared with the raw-client baselines. */
-export function summarize(
+/** The workload through mqkit: one group, `order` and `concurrency` as given, bytes bodies. */
+export async function benchBroker(broker: Broker, options: BenchOptions): Promise<BenchResult> {
+  const name = options.topic ?? `bench-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
+  const topic = defineTopic(name, { codec: bytesCodec });
+  await broker.ensureTopic(topic.name, { partitions: options.partitions });
+  const producer = broker.producer({ acks: options.acks });
+  let subscription: Subscription | undefined;
+  return runWorkload(options, {
+    consume: async (received) => {
+      subscription = await broker.subscribe(
+        {
+          topic,
+          group: 'bench',
+          order: options.order,
+          concurrency: options.concurrency,
+          deadLetter: 'discard',
+        },
+        async (d) => {
+          if (options.handlerMs > 0) await new Promise((resolve) => setTimeout(resolve, options.handlerMs));
+          received(d.body as Buffer);
+        },
+      );
+    },
+    send: async (batch) => {
+      await producer.sendBatch(
+        batch.map(({ body, key }) => (key === undefined ? { topic, body } : { topic, body, key })),
+      );
+    },
+    close: async () => {
+      await subscription?.close();
+      await producer.close();
+    },
+  });
+}
+
+/** Turns raw timings into a result. */
+function summarize(
   options: Pick<BenchOptions, 'label' | 'messages' | 'size'>,
   latencies: Float64Array,
   started: number,
