@@ -127,7 +127,8 @@ export function refuseUnknownKeys(value: object, allowed: readonly string[], pat
 /** Longest timer Node honours (~24.8 days); longer ones fire at once. */
 export const MAX_TIMER_MS = 2_147_483_647;
 
-function int(
+/** Validates an optional integer option: `fallback` when absent, a `ConfigError` naming `field` when out of range. */
+export function intOption(
   value: unknown,
   field: string,
   min: number,
@@ -136,12 +137,19 @@ function int(
 ): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new ConfigError(field, `must be an integer from ${min} to ${max} (got ${String(value)})`);
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
+    throw new ConfigError(field, `must be an integer ${range} (got ${String(value)})`);
   }
   return value;
 }
 
-function oneOf<T extends string>(value: unknown, field: string, allowed: readonly T[], fallback: T): T {
+/** Validates an optional string-union option: `fallback` when absent, else one of `allowed`. */
+export function oneOf<T extends string>(
+  value: unknown,
+  field: string,
+  allowed: readonly T[],
+  fallback: T,
+): T {
   if (value === undefined) return fallback;
   if (!allowed.includes(value as T)) {
     throw new ConfigError(
@@ -163,7 +171,7 @@ export function resolveProducerOptions(options: ProducerOptions = {}): ResolvedP
   }
   return {
     acks,
-    timeoutMs: int(options.timeoutMs, 'producer.timeoutMs', 1, 30_000, MAX_TIMER_MS),
+    timeoutMs: intOption(options.timeoutMs, 'producer.timeoutMs', 1, 30_000, MAX_TIMER_MS),
     idempotent: options.idempotent ?? acks === 'all',
     onError: options.onError,
   };
@@ -241,8 +249,8 @@ export function resolveSubscribeOptions(options: SubscribeOptions<unknown>): Res
   refuseUnknownKeys(retry, ['attempts', 'backoff'], 'subscribe.retry.');
   const backoff = retry.backoff ?? {};
   refuseUnknownKeys(backoff, ['initialMs', 'multiplier', 'maxMs'], 'subscribe.retry.backoff.');
-  const initialMs = int(backoff.initialMs, 'subscribe.retry.backoff.initialMs', 0, 1000, MAX_TIMER_MS);
-  const maxMs = int(backoff.maxMs, 'subscribe.retry.backoff.maxMs', 0, 60_000, MAX_TIMER_MS);
+  const initialMs = intOption(backoff.initialMs, 'subscribe.retry.backoff.initialMs', 0, 1000, MAX_TIMER_MS);
+  const maxMs = intOption(backoff.maxMs, 'subscribe.retry.backoff.maxMs', 0, 60_000, MAX_TIMER_MS);
   if (maxMs < initialMs) {
     throw new ConfigError('subscribe.retry.backoff.maxMs', `must be >= initialMs (${initialMs})`);
   }
@@ -277,12 +285,17 @@ export function resolveSubscribeOptions(options: SubscribeOptions<unknown>): Res
     group,
     mode,
     order: oneOf(options.order, 'subscribe.order', ['concurrent', 'key', 'partition'], 'key'),
-    concurrency: int(options.concurrency, 'subscribe.concurrency', 1, 1),
+    concurrency: intOption(options.concurrency, 'subscribe.concurrency', 1, 1),
     tags,
     startFrom,
-    retry: { attempts: int(retry.attempts, 'subscribe.retry.attempts', 1, 5), initialMs, multiplier, maxMs },
+    retry: {
+      attempts: intOption(retry.attempts, 'subscribe.retry.attempts', 1, 5),
+      initialMs,
+      multiplier,
+      maxMs,
+    },
     deadLetterTopic,
-    closeTimeoutMs: int(options.closeTimeoutMs, 'subscribe.closeTimeoutMs', 0, 30_000, MAX_TIMER_MS),
+    closeTimeoutMs: intOption(options.closeTimeoutMs, 'subscribe.closeTimeoutMs', 0, 30_000, MAX_TIMER_MS),
   };
 }
 

@@ -1,5 +1,5 @@
 import { ConfigError } from '../../core/errors.js';
-import { refuseUnknownKeys, topicName } from '../../core/options.js';
+import { intOption, oneOf, refuseUnknownKeys, topicName } from '../../core/options.js';
 import type { Compression, KafkaClientConfig } from './client.js';
 
 /**
@@ -144,8 +144,13 @@ export function resolveKafkaOptions(url: URL, options: KafkaBrokerOptions = {}):
   ]);
   const delay = section(options.delay, 'delay', ['topicPrefix', 'forward']);
 
-  const sessionTimeoutMs = int(consumer.sessionTimeoutMs, 'kafka.consumer.sessionTimeoutMs', 1000, 30_000);
-  const heartbeatIntervalMs = int(
+  const sessionTimeoutMs = intOption(
+    consumer.sessionTimeoutMs,
+    'kafka.consumer.sessionTimeoutMs',
+    1000,
+    30_000,
+  );
+  const heartbeatIntervalMs = intOption(
     consumer.heartbeatIntervalMs,
     'kafka.consumer.heartbeatIntervalMs',
     10,
@@ -168,29 +173,34 @@ export function resolveKafkaOptions(url: URL, options: KafkaBrokerOptions = {}):
       clientId: str(options.clientId ?? query.clientId, 'kafka.clientId', 'mqkit'),
       ssl: bool(options.ssl ?? query.ssl, 'kafka.ssl', false),
       sasl,
-      connectionTimeoutMs: int(options.connectionTimeoutMs, 'kafka.connectionTimeoutMs', 1, 3000),
-      requestTimeoutMs: int(options.requestTimeoutMs, 'kafka.requestTimeoutMs', 1, 30_000),
-      metadataMaxAgeMs: int(options.metadataMaxAgeMs, 'kafka.metadataMaxAgeMs', 0, 300_000),
+      connectionTimeoutMs: intOption(options.connectionTimeoutMs, 'kafka.connectionTimeoutMs', 1, 3000),
+      requestTimeoutMs: intOption(options.requestTimeoutMs, 'kafka.requestTimeoutMs', 1, 30_000),
+      metadataMaxAgeMs: intOption(options.metadataMaxAgeMs, 'kafka.metadataMaxAgeMs', 0, 300_000),
       logLevel: oneOf(options.logLevel ?? query.logLevel, 'kafka.logLevel', LOG_LEVELS, 'error'),
     },
     producer: {
-      lingerMs: int(producer.lingerMs, 'kafka.producer.lingerMs', 0, 0),
-      batchSize: int(producer.batchSize, 'kafka.producer.batchSize', 1, 1000),
+      lingerMs: intOption(producer.lingerMs, 'kafka.producer.lingerMs', 0, 0),
+      batchSize: intOption(producer.batchSize, 'kafka.producer.batchSize', 1, 1000),
       compression: oneOf(producer.compression, 'kafka.producer.compression', COMPRESSIONS, 'none'),
     },
     consumer: {
       sessionTimeoutMs,
       heartbeatIntervalMs,
-      rebalanceTimeoutMs: int(consumer.rebalanceTimeoutMs, 'kafka.consumer.rebalanceTimeoutMs', 1000, 60_000),
-      maxWaitTimeMs: int(consumer.maxWaitTimeMs, 'kafka.consumer.maxWaitTimeMs', 0, 200),
-      maxBytesPerPartition: int(
+      rebalanceTimeoutMs: intOption(
+        consumer.rebalanceTimeoutMs,
+        'kafka.consumer.rebalanceTimeoutMs',
+        1000,
+        60_000,
+      ),
+      maxWaitTimeMs: intOption(consumer.maxWaitTimeMs, 'kafka.consumer.maxWaitTimeMs', 0, 200),
+      maxBytesPerPartition: intOption(
         consumer.maxBytesPerPartition,
         'kafka.consumer.maxBytesPerPartition',
         1024,
         1 << 20,
       ),
-      prefetch: int(consumer.prefetch, 'kafka.consumer.prefetch', 1, 10_000),
-      commitIntervalMs: int(consumer.commitIntervalMs, 'kafka.consumer.commitIntervalMs', 0, 100),
+      prefetch: intOption(consumer.prefetch, 'kafka.consumer.prefetch', 1, 10_000),
+      commitIntervalMs: intOption(consumer.commitIntervalMs, 'kafka.consumer.commitIntervalMs', 0, 100),
     },
     delay: { topicPrefix, forward: bool(delay.forward, 'kafka.delay.forward', true) },
   };
@@ -208,14 +218,6 @@ function section<K extends string>(
   return value;
 }
 
-function int(value: unknown, field: string, min: number, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    throw new ConfigError(field, `must be an integer >= ${min} (got ${String(value)})`);
-  }
-  return value;
-}
-
 function bool(value: unknown, field: string, fallback: boolean): boolean {
   if (value === undefined) return fallback;
   if (value === true || value === 'true') return true;
@@ -227,15 +229,4 @@ function str(value: unknown, field: string, fallback: string): string {
   if (value === undefined) return fallback;
   if (typeof value !== 'string' || value === '') throw new ConfigError(field, 'must be a non-empty string');
   return value;
-}
-
-function oneOf<T extends string>(value: unknown, field: string, allowed: readonly T[], fallback: T): T {
-  if (value === undefined) return fallback;
-  if (!allowed.includes(value as T)) {
-    throw new ConfigError(
-      field,
-      `must be one of ${allowed.map((a) => `'${a}'`).join(', ')} (got ${String(value)})`,
-    );
-  }
-  return value as T;
 }

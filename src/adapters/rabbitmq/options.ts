@@ -1,6 +1,6 @@
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import { ConfigError } from '../../core/errors.js';
-import { refuseUnknownKeys, topicName } from '../../core/options.js';
+import { intOption, refuseUnknownKeys, topicName } from '../../core/options.js';
 
 /** Options of the RabbitMQ adapter (`connect(url, { rabbitmq: { ... } })`). */
 export interface RabbitMqBrokerOptions {
@@ -59,14 +59,6 @@ const KEYS = [
   'tls',
 ];
 
-function int(value: unknown, field: string, min: number, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    throw new ConfigError(field, `must be an integer >= ${min} (got ${String(value)})`);
-  }
-  return value;
-}
-
 export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): ResolvedRabbitMqOptions {
   if (typeof options !== 'object' || options === null) throw new ConfigError('rabbitmq', 'must be an object');
   refuseUnknownKeys(options, KEYS, 'rabbitmq.');
@@ -76,8 +68,8 @@ export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): Res
   }
   const reconnect = options.reconnect ?? {};
   refuseUnknownKeys(reconnect, ['initialMs', 'maxMs'], 'rabbitmq.reconnect.');
-  const initialMs = int(reconnect.initialMs, 'rabbitmq.reconnect.initialMs', 1, 100);
-  const maxMs = int(reconnect.maxMs, 'rabbitmq.reconnect.maxMs', initialMs, Math.max(5000, initialMs));
+  const initialMs = intOption(reconnect.initialMs, 'rabbitmq.reconnect.initialMs', 1, 100);
+  const maxMs = intOption(reconnect.maxMs, 'rabbitmq.reconnect.maxMs', initialMs, Math.max(5000, initialMs));
   if (options.streams !== undefined && !Array.isArray(options.streams)) {
     throw new ConfigError('rabbitmq.streams', 'must be an array of topic names');
   }
@@ -87,13 +79,14 @@ export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): Res
   }
   return {
     queueType,
-    deliveryLimit: int(options.deliveryLimit, 'rabbitmq.deliveryLimit', 1, 20),
-    partitions: int(options.partitions, 'rabbitmq.partitions', 1, 1),
-    prefetch: options.prefetch === undefined ? undefined : int(options.prefetch, 'rabbitmq.prefetch', 1, 1),
+    deliveryLimit: intOption(options.deliveryLimit, 'rabbitmq.deliveryLimit', 1, 20),
+    partitions: intOption(options.partitions, 'rabbitmq.partitions', 1, 1),
+    prefetch:
+      options.prefetch === undefined ? undefined : intOption(options.prefetch, 'rabbitmq.prefetch', 1, 1),
     streams,
     connectionName: options.connectionName ?? `mqkit ${process.pid}`,
     reconnect: { initialMs, maxMs },
-    memberHeartbeatMs: int(options.memberHeartbeatMs, 'rabbitmq.memberHeartbeatMs', 10, 1000),
+    memberHeartbeatMs: intOption(options.memberHeartbeatMs, 'rabbitmq.memberHeartbeatMs', 10, 1000),
     tls: options.tls,
   };
 }
