@@ -1,3 +1,5 @@
+import { oneLine } from './exec-utils.js';
+import { waitUntil } from './net-utils.js';
 /** A server made available for tests by one of the `ensure*` functions. */
 export interface EnsuredService {
   /** Connection URL for clients, always on 127.0.0.1 unless taken from an env variable. */
@@ -44,4 +46,30 @@ export function envUrl(name: string): string | undefined {
 export function errorMessage(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
   return message.replace(/\s+/g, ' ').trim();
+}
+
+/**
+ * Polls `problem` (undefined or '' when the server answers) until it clears; past `timeoutMs`
+ * throws one line: `failure`, the last problem seen, and `hint` (how to provide the server).
+ */
+export async function waitUntilAnswering(
+  name: string,
+  problem: () => Promise<string | undefined>,
+  options: { timeoutMs: number; intervalMs: number; failure: string; hint: string },
+): Promise<void> {
+  let last = '';
+  try {
+    await waitUntil(
+      name,
+      async () => {
+        last = (await problem()) ?? '';
+        return last === '';
+      },
+      { timeoutMs: options.timeoutMs, intervalMs: options.intervalMs },
+    );
+  } catch {
+    throw new Error(
+      `${options.failure} within ${Math.round(options.timeoutMs / 1000)}s (${oneLine(last, 120)}); ${options.hint}`,
+    );
+  }
 }

@@ -7,9 +7,10 @@ import {
   errorMessage,
   reused,
   startedService,
+  waitUntilAnswering,
 } from './ensured-service.js';
 import { oneLine, redactUrl, run, which } from './exec-utils.js';
-import { LOOPBACK, tcpAnswers, waitUntil } from './net-utils.js';
+import { LOOPBACK, tcpAnswers } from './net-utils.js';
 
 /** URL of the local server: user postgres, trust auth on 127.0.0.1, database postgres. */
 export const DEFAULT_PG_URL = `postgres://postgres@${LOOPBACK}:5432/postgres`;
@@ -95,20 +96,13 @@ async function selectOneProblem(url: string): Promise<string | undefined> {
   }
 }
 
-async function waitForSelectOne(timeoutMs: number, failure: string): Promise<void> {
-  let last = '';
-  try {
-    await waitUntil(
-      'PostgreSQL',
-      async () => {
-        last = (await selectOneProblem(DEFAULT_PG_URL)) ?? '';
-        return last === '';
-      },
-      { timeoutMs, intervalMs: 500 },
-    );
-  } catch {
-    throw new Error(`${failure} within ${Math.round(timeoutMs / 1000)}s (${oneLine(last, 120)}); ${HINT}`);
-  }
+function waitForSelectOne(timeoutMs: number, failure: string): Promise<void> {
+  return waitUntilAnswering('PostgreSQL', () => selectOneProblem(DEFAULT_PG_URL), {
+    timeoutMs,
+    intervalMs: 500,
+    failure,
+    hint: HINT,
+  });
 }
 
 /** Newest version directory under /etc/postgresql that has a `main` cluster, e.g. `15`. */

@@ -7,9 +7,10 @@ import {
   errorMessage,
   reused,
   startedService,
+  waitUntilAnswering,
 } from './ensured-service.js';
 import { aptInstall, oneLine, redactUrl, run, tail, which } from './exec-utils.js';
-import { LOOPBACK, tcpAnswers, waitUntil } from './net-utils.js';
+import { LOOPBACK, tcpAnswers } from './net-utils.js';
 
 /** URL of the local broker: Debian's default guest user, which may only log in from loopback. */
 export const DEFAULT_AMQP_URL = `amqp://guest:guest@${LOOPBACK}:5672`;
@@ -105,20 +106,13 @@ async function amqpProblem(url: string): Promise<string | undefined> {
   }
 }
 
-async function waitForAmqp(url: string, timeoutMs: number, failure: string): Promise<void> {
-  let last = '';
-  try {
-    await waitUntil(
-      'RabbitMQ',
-      async () => {
-        last = (await amqpProblem(url)) ?? '';
-        return last === '';
-      },
-      { timeoutMs, intervalMs: 500 },
-    );
-  } catch {
-    throw new Error(`${failure} within ${Math.round(timeoutMs / 1000)}s (${oneLine(last, 120)}); ${HINT}`);
-  }
+function waitForAmqp(url: string, timeoutMs: number, failure: string): Promise<void> {
+  return waitUntilAnswering('RabbitMQ', () => amqpProblem(url), {
+    timeoutMs,
+    intervalMs: 500,
+    failure,
+    hint: HINT,
+  });
 }
 
 /**

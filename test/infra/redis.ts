@@ -10,6 +10,7 @@ import {
   errorMessage,
   reused,
   startedService,
+  waitUntilAnswering,
 } from './ensured-service.js';
 import { aptInstall, oneLine, redactUrl, run, which } from './exec-utils.js';
 import { LOOPBACK, tcpAnswers, waitUntil } from './net-utils.js';
@@ -133,20 +134,13 @@ async function pingProblem(url: string): Promise<string | undefined> {
   }
 }
 
-async function waitForPing(timeoutMs: number, failure: string): Promise<void> {
-  let last = '';
-  try {
-    await waitUntil(
-      'Redis',
-      async () => {
-        last = (await pingProblem(DEFAULT_REDIS_URL)) ?? '';
-        return last === '';
-      },
-      { timeoutMs, intervalMs: 250 },
-    );
-  } catch {
-    throw new Error(`${failure} within ${Math.round(timeoutMs / 1000)}s (${oneLine(last, 120)}); ${HINT}`);
-  }
+function waitForPing(timeoutMs: number, failure: string): Promise<void> {
+  return waitUntilAnswering('Redis', () => pingProblem(DEFAULT_REDIS_URL), {
+    timeoutMs,
+    intervalMs: 250,
+    failure,
+    hint: HINT,
+  });
 }
 
 /** Debian's data and log dirs when writable (creating them if needed), else a temp dir. */
