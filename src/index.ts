@@ -10,6 +10,7 @@ export { bytesCodec, defineTopic, jsonCodec } from './core/codec.js';
 export type { MqErrorCode } from './core/errors.js';
 export {
   ClosedError,
+  ConflictError,
   ConfigError,
   ConnectionError,
   DecodeError,
