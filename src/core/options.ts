@@ -1,7 +1,7 @@
 import type { Acks } from './broker.js';
 import type { TopicSpec } from './codec.js';
 import { ConfigError, type MqError } from './errors.js';
-import type { OutgoingMessage, TopicRef } from './message.js';
+import type { Handler, OutgoingMessage, TopicRef } from './message.js';
 
 /** Producer options. Every field is optional; defaults are the safe choice. */
 export interface ProducerOptions {
@@ -297,6 +297,16 @@ export function resolveSubscribeOptions(options: SubscribeOptions<unknown>): Res
     deadLetterTopic,
     closeTimeoutMs: intOption(options.closeTimeoutMs, 'subscribe.closeTimeoutMs', 0, 30_000, MAX_TIMER_MS),
   };
+}
+
+/** What every adapter's `subscribe` checks first: the options (resolved) and the handler. */
+export function resolveSubscription<T>(
+  options: SubscribeOptions<T>,
+  handler: Handler<T>,
+): { options: ResolvedSubscribeOptions; handler: Handler<unknown> } {
+  const resolved = resolveSubscribeOptions(options as SubscribeOptions<unknown>);
+  if (typeof handler !== 'function') throw new ConfigError('handler', 'must be a function');
+  return { options: resolved, handler: handler as Handler<unknown> };
 }
 
 /** Delay before attempt `attempt + 1`, given the one that just failed (1-based). */

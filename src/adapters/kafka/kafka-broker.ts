@@ -1,10 +1,10 @@
 import type { Backlog, Broker, Capabilities, Producer, Subscription } from '../../core/broker.js';
-import { ClosedError, ConfigError } from '../../core/errors.js';
+import { ClosedError } from '../../core/errors.js';
 import type { Handler } from '../../core/message.js';
 import {
   type ProducerOptions,
   resolveProducerOptions,
-  resolveSubscribeOptions,
+  resolveSubscription,
   type SubscribeOptions,
 } from '../../core/options.js';
 import type { KafkaClient, OutgoingRecord, ProducerClient, RecordPosition } from './client.js';
@@ -66,9 +66,8 @@ export class KafkaBroker implements Broker, KafkaContext {
 
   async subscribe<T>(options: SubscribeOptions<T>, handler: Handler<T>): Promise<Subscription> {
     this.assertOpen();
-    const resolved = resolveSubscribeOptions(options as SubscribeOptions<unknown>);
-    if (typeof handler !== 'function') throw new ConfigError('handler', 'must be a function');
-    const subscription = await KafkaSubscription.start(this, resolved, handler as Handler<unknown>, (s) =>
+    const { options: resolved, handler: checked } = resolveSubscription(options, handler);
+    const subscription = await KafkaSubscription.start(this, resolved, checked, (s) =>
       this.subscriptions.delete(s),
     );
     this.subscriptions.add(subscription);

@@ -1,6 +1,5 @@
 import type { Backlog } from '../../core/broker.js';
-import { ConfigError } from '../../core/errors.js';
-import { topicName } from '../../core/options.js';
+import { intOption, topicName } from '../../core/options.js';
 import type { AdminClient } from './client.js';
 
 /**
@@ -26,9 +25,7 @@ export class TopicAdmin {
     config: Record<string, string> = {},
   ): Promise<void> {
     const name = topicName(topic, 'ensureTopic.topic');
-    if (partitions !== undefined && (!Number.isInteger(partitions) || partitions < 1)) {
-      throw new ConfigError('ensureTopic.partitions', `must be an integer >= 1 (got ${String(partitions)})`);
-    }
+    if (partitions !== undefined) intOption(partitions, 'ensureTopic.partitions', 1, 1);
     // Looked up first: creating needs a permission that reading an existing topic does not.
     let count = await this.admin.partitionCount(name);
     if (count === undefined) {

@@ -2,10 +2,11 @@ import type { Backlog, Broker, Capabilities, Producer, Subscription } from '../.
 import { ClosedError, ConfigError, isMqError, PublishError } from '../../core/errors.js';
 import type { Handler, OutgoingMessage, SendResult } from '../../core/message.js';
 import {
+  intOption,
   type ProducerOptions,
   type ResolvedProducerOptions,
   resolveProducerOptions,
-  resolveSubscribeOptions,
+  resolveSubscription,
   type SubscribeOptions,
   topicName,
 } from '../../core/options.js';
@@ -47,8 +48,7 @@ export class MemoryBroker implements Broker {
 
   async subscribe<T>(options: SubscribeOptions<T>, handler: Handler<T>): Promise<Subscription> {
     this.assertOpen();
-    const resolved = resolveSubscribeOptions(options as SubscribeOptions<unknown>);
-    if (typeof handler !== 'function') throw new ConfigError('handler', 'must be a function');
+    const { options: resolved, handler: checked } = resolveSubscription(options, handler);
     const topic = this.state.topic(resolved.topic);
     const groupKey = `${resolved.topic}\u0000${resolved.group}`;
     let group = this.state.groups.get(groupKey);
@@ -56,16 +56,10 @@ export class MemoryBroker implements Broker {
       group = new MemoryGroup(topic, resolved.group, resolved.startFrom, resolved.mode === 'broadcasting');
       this.state.groups.set(groupKey, group);
     }
-    const subscription = new MemorySubscription(
-      this.state,
-      group,
-      resolved,
-      handler as Handler<unknown>,
-      (s) => {
-        this.subscriptions.delete(s);
-        if (group.ephemeral && group.members.length === 0) this.state.groups.delete(groupKey);
-      },
-    );
+    const subscription = new MemorySubscription(this.state, group, resolved, checked, (s) => {
+      this.subscriptions.delete(s);
+      if (group.ephemeral && group.members.length === 0) this.state.groups.delete(groupKey);
+    });
     this.subscriptions.add(subscription);
     group.join(subscription);
     return subscription;
@@ -74,10 +68,7 @@ export class MemoryBroker implements Broker {
   async ensureTopic(topic: string, options: { partitions?: number } = {}): Promise<void> {
     this.assertOpen();
     const name = topicName(topic, 'ensureTopic.topic');
-    const partitions = options.partitions ?? 1;
-    if (!Number.isInteger(partitions) || partitions < 1) {
-      throw new ConfigError('ensureTopic.partitions', `must be an integer >= 1 (got ${String(partitions)})`);
-    }
+    const partitions = intOption(options.partitions, 'ensureTopic.partitions', 1, 1);
     this.state.topic(name, partitions);
   }
 

@@ -1,10 +1,11 @@
 import type { Backlog, Broker, Capabilities, Producer, Subscription } from '../../core/broker.js';
-import { ClosedError, ConfigError, UnsupportedError } from '../../core/errors.js';
+import { ClosedError, UnsupportedError } from '../../core/errors.js';
 import type { Handler } from '../../core/message.js';
 import {
+  intOption,
   type ProducerOptions,
   resolveProducerOptions,
-  resolveSubscribeOptions,
+  resolveSubscription,
   type SubscribeOptions,
   topicName,
 } from '../../core/options.js';
@@ -59,8 +60,7 @@ export class RabbitMqBroker implements Broker {
 
   async subscribe<T>(options: SubscribeOptions<T>, handler: Handler<T>): Promise<Subscription> {
     this.assertOpen();
-    const resolved = resolveSubscribeOptions(options as SubscribeOptions<unknown>);
-    if (typeof handler !== 'function') throw new ConfigError('handler', 'must be a function');
+    const { options: resolved, handler: checked } = resolveSubscription(options, handler);
     if (typeof resolved.startFrom === 'object' && !this.topology.isStream(resolved.topic)) {
       throw new UnsupportedError(
         `startFrom { timestamp } needs a retained log: RabbitMQ queues drop what they delivered. Declare '${resolved.topic}' as a stream topic (rabbitmq.streams) to replay it by time`,
@@ -74,7 +74,7 @@ export class RabbitMqBroker implements Broker {
         publisher: this.publisher,
       },
       resolved,
-      handler as Handler<unknown>,
+      checked,
       (s) => this.subscriptions.delete(s),
     );
     this.subscriptions.add(subscription);
@@ -90,10 +90,7 @@ export class RabbitMqBroker implements Broker {
   async ensureTopic(topic: string, options: { partitions?: number } = {}): Promise<void> {
     this.assertOpen();
     const name = topicName(topic, 'ensureTopic.topic');
-    const partitions = options.partitions ?? 1;
-    if (!Number.isInteger(partitions) || partitions < 1) {
-      throw new ConfigError('ensureTopic.partitions', `must be an integer >= 1 (got ${String(partitions)})`);
-    }
+    const partitions = intOption(options.partitions, 'ensureTopic.partitions', 1, 1);
     await this.topology.topic(name);
     if (options.partitions !== undefined) await this.topology.raisePartitions(name, partitions);
   }
