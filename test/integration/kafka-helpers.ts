@@ -1,5 +1,22 @@
 import kafkajs, { type Consumer, type KafkaMessage } from 'kafkajs';
+import { afterAll, beforeAll } from 'vitest';
+import { type Broker, connect } from '../../src/index.js';
 import { waitFor } from '../../src/testing/wait-for.js';
+
+/** One mqkit connection for the enclosing describe block, opened before and closed after its tests. */
+export function brokerForSuite(url: string): () => Broker {
+  let broker: Broker | undefined;
+  beforeAll(async () => {
+    broker = await connect(url);
+  });
+  afterAll(async () => {
+    await broker?.close();
+  });
+  return () => {
+    if (broker === undefined) throw new Error('brokerForSuite: used outside a test');
+    return broker;
+  };
+}
 
 /** A plain kafkajs client on the cluster behind a `kafka://h1:p1,h2:p2` URL, as another application would use. */
 export function plainKafka(url: string): InstanceType<typeof kafkajs.Kafka> {

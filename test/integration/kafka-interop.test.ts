@@ -1,28 +1,23 @@
 import kafkajs from 'kafkajs';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type Broker, connect, partitionForKey } from '../../src/index.js';
+import { describe, expect, inject, it } from 'vitest';
+import { connect, partitionForKey } from '../../src/index.js';
 import { Collector, uniqueName } from '../../src/testing/index.js';
-import { plainKafka, readPlain } from './kafka-helpers.js';
+import { brokerForSuite, plainKafka, readPlain } from './kafka-helpers.js';
 
 describe('kafka: records are plain Kafka records, both ways', () => {
   const url = inject('kafkaUrl');
-  let broker: Broker;
-
-  beforeAll(async () => {
-    broker = await connect(url);
-  });
-  afterAll(async () => {
-    await broker?.close();
-  });
+  const broker = brokerForSuite(url);
 
   it('a plain kafkajs consumer reads key, value and the documented headers of an mqkit record', async () => {
     const topic = uniqueName('interop-out');
-    await broker.ensureTopic(topic, { partitions: 3 });
+    await broker().ensureTopic(topic, { partitions: 3 });
     const body = { orderId: 'order-7', amount: 12.5, note: 'ünïcødé ✓' };
-    const sent = await broker
+    const sent = await broker()
       .producer()
       .send({ topic, key: 'order-7', tag: 'paid', headers: { 'x-trace': 't-1' }, body });
-    const bytes = await broker.producer().send({ topic, key: 'bin', body: Buffer.from([0, 1, 255]) });
+    const bytes = await broker()
+      .producer()
+      .send({ topic, key: 'bin', body: Buffer.from([0, 1, 255]) });
 
     const records = await readPlain(url, [topic], (r) => r.length >= 2);
     const json = records.find((r) => r.key === 'order-7');
@@ -66,7 +61,7 @@ describe('kafka: records are plain Kafka records, both ways', () => {
 
   it('consumes records a plain kafkajs producer wrote: JSON without content-type, bytes, keys, headers', async () => {
     const topic = uniqueName('interop-in');
-    await broker.ensureTopic(topic, { partitions: 1 });
+    await broker().ensureTopic(topic, { partitions: 1 });
     const producer = plainKafka(url).producer({ createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
     await producer.connect();
     await producer.send({
@@ -81,7 +76,7 @@ describe('kafka: records are plain Kafka records, both ways', () => {
     await producer.disconnect();
 
     const got = new Collector();
-    await broker.subscribe({ topic, group: 'reader', order: 'partition' }, got.handler());
+    await broker().subscribe({ topic, group: 'reader', order: 'partition' }, got.handler());
     const [first, second, third] = await got.waitForCount(3);
     expect(first).toMatchObject({
       topic,

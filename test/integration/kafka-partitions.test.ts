@@ -1,8 +1,8 @@
 import kafkajs, { type PartitionMetadata } from 'kafkajs';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type Broker, connect, partitionForKey } from '../../src/index.js';
+import { describe, expect, inject, it } from 'vitest';
+import { partitionForKey } from '../../src/index.js';
 import { uniqueName, waitFor } from '../../src/testing/index.js';
-import { plainKafka } from './kafka-helpers.js';
+import { brokerForSuite, plainKafka } from './kafka-helpers.js';
 
 const KEYS = [
   'order-1',
@@ -29,14 +29,7 @@ function metadata(count: number): PartitionMetadata[] {
 
 describe('kafka: partitions', () => {
   const url = inject('kafkaUrl');
-  let broker: Broker;
-
-  beforeAll(async () => {
-    broker = await connect(url);
-  });
-  afterAll(async () => {
-    await broker?.close();
-  });
+  const broker = brokerForSuite(url);
 
   it("kafkajs's DefaultPartitioner (Java murmur2) and partitionForKey pick the same partition", () => {
     const partitioner = kafkajs.Partitioners.DefaultPartitioner();
@@ -51,8 +44,8 @@ describe('kafka: partitions', () => {
 
   it('a keyed send lands on partitionForKey(key, partitions), where a plain kafkajs producer puts it too', async () => {
     const topic = uniqueName('keys');
-    await broker.ensureTopic(topic, { partitions: 5 });
-    const producer = broker.producer();
+    await broker().ensureTopic(topic, { partitions: 5 });
+    const producer = broker().producer();
     const plain = plainKafka(url).producer({ createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
     await plain.connect();
     try {
@@ -69,19 +62,19 @@ describe('kafka: partitions', () => {
 
   it('ensureTopic raises the partition count, never lowers it, and keys then spread over the new count', async () => {
     const topic = uniqueName('grow');
-    await broker.ensureTopic(topic, { partitions: 2 });
-    const producer = broker.producer();
+    await broker().ensureTopic(topic, { partitions: 2 });
+    const producer = broker().producer();
     for (const key of KEYS.slice(0, 10)) {
       expect((await producer.send({ topic, key, body: 1 })).partition).toBe(partitionForKey(key, 2));
     }
 
-    await broker.ensureTopic(topic, { partitions: 6 });
-    await broker.ensureTopic(topic, { partitions: 3 }); // lower: ignored
-    await broker.ensureTopic(topic); // no count: ignored
+    await broker().ensureTopic(topic, { partitions: 6 });
+    await broker().ensureTopic(topic, { partitions: 3 }); // lower: ignored
+    await broker().ensureTopic(topic); // no count: ignored
     const admin = plainKafka(url).admin();
     await admin.connect();
     try {
-      // Any broker answers; one may take a moment to learn of the new partitions.
+      // Any broker() answers; one may take a moment to learn of the new partitions.
       await waitFor(async () => {
         const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
         return topics[0]?.partitions.length === 6;
@@ -89,7 +82,7 @@ describe('kafka: partitions', () => {
     } finally {
       await admin.disconnect();
     }
-    const backlog = await broker.backlog(topic, 'nobody');
+    const backlog = await broker().backlog(topic, 'nobody');
     expect(backlog.partitions.map((p) => p.partition)).toEqual([0, 1, 2, 3, 4, 5]);
     expect(backlog.total).toBe(10);
 

@@ -1,25 +1,18 @@
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type Broker, connect, type Delivery } from '../../src/index.js';
+import { describe, expect, inject, it } from 'vitest';
+import type { Delivery } from '../../src/index.js';
 import { Collector, uniqueName, waitFor } from '../../src/testing/index.js';
-import { plainKafka, readPlain } from './kafka-helpers.js';
+import { brokerForSuite, plainKafka, readPlain } from './kafka-helpers.js';
 
 describe('kafka: retry, dead letter, delay and broadcast topics and groups', () => {
   const url = inject('kafkaUrl');
-  let broker: Broker;
-
-  beforeAll(async () => {
-    broker = await connect(url);
-  });
-  afterAll(async () => {
-    await broker?.close();
-  });
+  const broker = brokerForSuite(url);
 
   it('order concurrent retries through <topic>.<group>.retry; the dead letter records the error; a plain consumer reads both', async () => {
     const topic = uniqueName('retry');
-    await broker.ensureTopic(topic, { partitions: 2 });
-    await broker.ensureTopic(`${topic}.billing.dlq`); // so that the plain consumer can subscribe now
+    await broker().ensureTopic(topic, { partitions: 2 });
+    await broker().ensureTopic(`${topic}.billing.dlq`); // so that the plain consumer can subscribe now
     const seen: Delivery<{ poison: boolean }>[] = [];
-    await broker.subscribe<{ poison: boolean }>(
+    await broker().subscribe<{ poison: boolean }>(
       {
         topic,
         group: 'billing',
@@ -32,7 +25,7 @@ describe('kafka: retry, dead letter, delay and broadcast topics and groups', () 
         if (d.body.poison) throw new TypeError('card declined');
       },
     );
-    const sent = await broker
+    const sent = await broker()
       .producer()
       .send({ topic, key: 'p', body: { poison: true }, headers: { 'x-origin': 'test' } });
 
@@ -80,10 +73,10 @@ describe('kafka: retry, dead letter, delay and broadcast topics and groups', () 
 
   it('order key retries in place: the failing key waits, other keys keep flowing', async () => {
     const topic = uniqueName('hold');
-    await broker.ensureTopic(topic, { partitions: 1 });
+    await broker().ensureTopic(topic, { partitions: 1 });
     const handled: string[] = [];
     let otherKeyDone = false;
-    await broker.subscribe<{ n: string }>(
+    await broker().subscribe<{ n: string }>(
       {
         topic,
         group: 'g',
@@ -98,11 +91,13 @@ describe('kafka: retry, dead letter, delay and broadcast topics and groups', () 
         handled.push(`${d.body.n}@${d.attempt}`);
       },
     );
-    await broker.producer().sendBatch([
-      { topic, key: 'a', body: { n: 'a1' } },
-      { topic, key: 'a', body: { n: 'a2' } },
-      { topic, key: 'b', body: { n: 'b1' } },
-    ]);
+    await broker()
+      .producer()
+      .sendBatch([
+        { topic, key: 'a', body: { n: 'a1' } },
+        { topic, key: 'a', body: { n: 'a2' } },
+        { topic, key: 'b', body: { n: 'b1' } },
+      ]);
     await waitFor(() => handled.length === 3, { message: () => `handled ${handled}` });
     expect(handled[0]).toBe('b1@1');
     expect(handled[1]).toMatch(/^a1@([2-9]|[1-4]\d)$/);
@@ -111,11 +106,13 @@ describe('kafka: retry, dead letter, delay and broadcast topics and groups', () 
 
   it('a delayed message waits in a delay-tier topic with its target and due time, then reaches its topic', async () => {
     const topic = uniqueName('later');
-    await broker.ensureTopic(topic, { partitions: 1 });
+    await broker().ensureTopic(topic, { partitions: 1 });
     const got = new Collector<{ n: number }>();
-    await broker.subscribe({ topic, group: 'g' }, got.handler());
+    await broker().subscribe({ topic, group: 'g' }, got.handler());
     const sentAt = Date.now();
-    const sent = await broker.producer().send({ topic, key: 'k', body: { n: 1 }, delayMs: 2_500 });
+    const sent = await broker()
+      .producer()
+      .send({ topic, key: 'k', body: { n: 1 }, delayMs: 2_500 });
     // 2.5 s: the first hop is the 2 s tier.
     const tier = await readPlain(url, ['mq.delay.2s'], (r) => r.some((x) => x.headers['mq-id'] === sent.id));
     const first = tier.find((x) => x.headers['mq-id'] === sent.id);
@@ -130,11 +127,11 @@ describe('kafka: retry, dead letter, delay and broadcast topics and groups', () 
 
   it('a broadcasting instance has a group of its own, deleted when it closes', async () => {
     const topic = uniqueName('bcast');
-    await broker.ensureTopic(topic, { partitions: 2 });
+    await broker().ensureTopic(topic, { partitions: 2 });
     const got = new Collector();
-    const sub = await broker.subscribe({ topic, group: 'cache', mode: 'broadcasting' }, got.handler());
+    const sub = await broker().subscribe({ topic, group: 'cache', mode: 'broadcasting' }, got.handler());
     expect(sub.group).toMatch(/^cache\./);
-    await broker.producer().send({ topic, body: 1 });
+    await broker().producer().send({ topic, body: 1 });
     await got.waitForCount(1);
     const admin = plainKafka(url).admin();
     await admin.connect();
