@@ -10,8 +10,8 @@ export { bytesCodec, defineTopic, jsonCodec } from './core/codec.js';
 export type { MqErrorCode } from './core/errors.js';
 export {
   ClosedError,
-  ConflictError,
   ConfigError,
+  ConflictError,
   ConnectionError,
   DecodeError,
   isMqError,
