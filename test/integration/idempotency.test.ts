@@ -37,7 +37,16 @@ const leaseStores: [string, () => IdempotencyStore][] = [
 
 describe.each(leaseStores)('idempotent handler on the %s store', (_name, makeStore) => {
   it('runs the effect once when two deliveries of one message arrive at once', async () => {
-    const store = makeStore();
+    const inner = makeStore();
+    let claims = 0;
+    const store: IdempotencyStore = {
+      claim: (...args) => {
+        claims++;
+        return inner.claim(...args);
+      },
+      complete: (...args) => inner.complete(...args),
+      release: (...args) => inner.release(...args),
+    };
     let effects = 0;
     let release: () => void = () => {};
     const gate = new Promise<void>((resolve) => {
@@ -56,8 +65,8 @@ describe.each(leaseStores)('idempotent handler on the %s store', (_name, makeSto
     const second = Promise.resolve(handler(delivery('m1'))).then(() => {
       secondDone = true;
     });
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(secondDone).toBe(false); // waits on the first one's lease instead of running
+    await waitFor(() => claims >= 3); // the second delivery has found the key busy twice
+    expect(secondDone).toBe(false); // it waits on the first one's lease instead of running
     release();
     await Promise.all([first, second]);
     expect(effects).toBe(1);
@@ -77,6 +86,32 @@ describe.each(leaseStores)('idempotent handler on the %s store', (_name, makeSto
     expect(effects).toBe(1);
     await handler(delivery('m2'));
     expect(effects).toBe(1);
+  });
+
+  it('reports a handler that outlived its lease, and still marks the key done', async () => {
+    const store = makeStore();
+    let effects = 0;
+    let lost = 0;
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const handler = idempotent(
+      async () => {
+        if (++effects === 1) await gate;
+      },
+      { store, leaseMs: 100, onLeaseLost: () => lost++ },
+    );
+    const slow = handler(delivery('m7'));
+    await waitFor(() => effects === 1);
+    await handler(delivery('m7')); // the slow one's lease expires, so this one runs the effect
+    expect(lost).toBe(0);
+    release();
+    await slow;
+    expect(effects).toBe(2);
+    expect(lost).toBe(1);
+    await handler(delivery('m7'));
+    expect(effects).toBe(2);
   });
 
   it('gives up with a retriable ConflictError when another consumer holds the key past one lease', async () => {
@@ -268,5 +303,23 @@ describe.each([
     expect([...effects.memory.values(), ...effects.redis.values()].every((n) => n === 1)).toBe(true);
     await Promise.all(subs.map((s) => s.close()));
     await broker.close();
+  });
+});
+
+describe('idempotent options', () => {
+  it('refuses unknown keys, bad durations and a done TTL shorter than the lease, naming the field', () => {
+    const store = new MemoryIdempotencyStore();
+    const field = (options: object) => {
+      try {
+        idempotent(() => {}, { store, ...options } as never);
+      } catch (error) {
+        return isMqError(error, 'CONFIG') ? ((error as { field?: string }).field ?? error.message) : 'other';
+      }
+      return 'accepted';
+    };
+    expect(field({ leaseMS: 10 })).toContain('leaseMS');
+    expect(field({ leaseMs: 0 })).toContain('idempotent.leaseMs');
+    expect(field({ leaseMs: 60_000, ttlMs: 1000 })).toContain('idempotent.ttlMs');
+    expect(field({ leaseMs: 1000, ttlMs: 60_000 })).toBe('accepted');
   });
 });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { ConflictError } from '../../core/errors.js';
+import { ConfigError, ConflictError } from '../../core/errors.js';
 import type { Delivery, Handler } from '../../core/message.js';
-import { refuseUnknownKeys } from '../../core/options.js';
+import { intOption, MAX_TIMER_MS, refuseUnknownKeys } from '../../core/options.js';
 import { sleep } from '../../core/timers.js';
 import type { ClaimResult, IdempotencyStore } from './store.js';
 
@@ -15,6 +15,12 @@ export interface IdempotentOptions<T> {
   ttlMs?: number;
   /** Called for each duplicate absorbed (for metrics). */
   onDuplicate?: (delivery: Delivery<T>) => void;
+  /**
+   * Called when the handler finished after its lease had expired and another delivery had
+   * claimed the key: the effect may have run twice. The key is marked done all the same.
+   * Seeing this means `leaseMs` is shorter than the handler's run time.
+   */
+  onLeaseLost?: (delivery: Delivery<T>) => void;
 }
 
 /**
@@ -28,14 +34,20 @@ export interface IdempotentOptions<T> {
  *   message is not acknowledged and comes back.
  */
 export function idempotent<T>(handler: Handler<T>, options: IdempotentOptions<T>): Handler<T> {
-  refuseUnknownKeys(options, ['store', 'key', 'leaseMs', 'ttlMs', 'onDuplicate'], 'idempotent.');
-  const {
-    store,
-    key = (d: Delivery<T>) => d.id,
-    leaseMs = 30_000,
-    ttlMs = 7 * 24 * 3600_000,
-    onDuplicate,
-  } = options;
+  refuseUnknownKeys(
+    options,
+    ['store', 'key', 'leaseMs', 'ttlMs', 'onDuplicate', 'onLeaseLost'],
+    'idempotent.',
+  );
+  const { store, key = (d: Delivery<T>) => d.id, onDuplicate, onLeaseLost } = options;
+  const leaseMs = intOption(options.leaseMs, 'idempotent.leaseMs', 1, 30_000, MAX_TIMER_MS);
+  const ttlMs = intOption(options.ttlMs, 'idempotent.ttlMs', 1, 7 * 24 * 3600_000);
+  if (ttlMs < leaseMs) {
+    throw new ConfigError(
+      'idempotent.ttlMs',
+      `must be at least leaseMs (${leaseMs}); a done key must outlive a lease`,
+    );
+  }
   return async (delivery) => {
     const k = key(delivery);
     const token = randomUUID();
@@ -55,7 +67,7 @@ export function idempotent<T>(handler: Handler<T>, options: IdempotentOptions<T>
       await store.release(k, token).catch(() => {}); // the lease expiring does the same, later
       throw error;
     }
-    await store.complete(k, token, ttlMs);
+    if (!(await store.complete(k, token, ttlMs))) onLeaseLost?.(delivery);
   };
 }
 

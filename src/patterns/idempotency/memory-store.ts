@@ -22,8 +22,11 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     return 'claimed';
   }
 
-  async complete(key: string, _token: string, ttlMs: number): Promise<void> {
+  async complete(key: string, token: string, ttlMs: number): Promise<boolean> {
+    const entry = this.entries.get(key);
+    const held = entry === undefined || entry.token === token || entry.expiresAt <= Date.now();
     this.set(key, { token: undefined, expiresAt: Date.now() + ttlMs });
+    return held;
   }
 
   async release(key: string, token: string): Promise<void> {

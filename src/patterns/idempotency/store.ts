@@ -17,8 +17,12 @@ export type ClaimResult =
  */
 export interface IdempotencyStore {
   claim(key: string, token: string, leaseMs: number): Promise<ClaimResult>;
-  /** Marks the key done for `ttlMs`. */
-  complete(key: string, token: string, ttlMs: number): Promise<void>;
+  /**
+   * Marks the key done for `ttlMs`, whoever holds it now: the effect has happened. Resolves
+   * `false` when this caller's lease had already expired (another delivery may have claimed
+   * the key and run the effect too), `true` otherwise.
+   */
+  complete(key: string, token: string, ttlMs: number): Promise<boolean>;
   /** Drops this caller's claim (the handler failed), so a retry can claim it at once. */
   release(key: string, token: string): Promise<void>;
 }
