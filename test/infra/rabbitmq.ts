@@ -95,7 +95,7 @@ export async function ensureRabbitMQ(opts: EnsureOptions = {}): Promise<EnsuredS
 }
 
 /** Returns undefined when an AMQP connection to `url` succeeds, else why it failed. */
-async function amqpProblem(url: string): Promise<string | undefined> {
+export async function amqpProblem(url: string): Promise<string | undefined> {
   try {
     const conn = await connect(url, { timeout: 3000 });
     conn.on('error', () => {});

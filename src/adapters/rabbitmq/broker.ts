@@ -40,18 +40,25 @@ export class RabbitMqBroker implements Broker {
   private readonly producers = new Set<RabbitMqProducer>();
   private closed = false;
 
+  /**
+   * @param connection consumers, acks and declarations
+   * @param publishing producers and the retry / dead-letter publisher. RabbitMQ blocks a
+   *   connection that publishes during a memory or disk alarm; were acks on it too, consumers
+   *   could not drain the queues whose size raised the alarm.
+   */
   constructor(
     private readonly connection: RabbitConnection,
+    private readonly publishing: RabbitConnection,
     private readonly options: ResolvedRabbitMqOptions,
   ) {
     this.topology = new Topology(connection, options);
-    this.publisher = new Publisher(connection, true, 30_000, () => this.topology.forget());
+    this.publisher = new Publisher(publishing, true, 30_000, () => this.topology.forget());
   }
 
   producer(options?: ProducerOptions): Producer {
     this.assertOpen();
     const resolved = resolveProducerOptions(options);
-    const producer = new RabbitMqProducer(this.connection, this.topology, resolved, MAX_MESSAGE_BYTES, (p) =>
+    const producer = new RabbitMqProducer(this.publishing, this.topology, resolved, MAX_MESSAGE_BYTES, (p) =>
       this.producers.delete(p),
     );
     this.producers.add(producer);
@@ -69,6 +76,7 @@ export class RabbitMqBroker implements Broker {
     const subscription = new RabbitMqSubscription(
       {
         connection: this.connection,
+        publishing: this.publishing,
         topology: this.topology,
         options: this.options,
         publisher: this.publisher,
@@ -135,7 +143,7 @@ export class RabbitMqBroker implements Broker {
     await Promise.all([...this.subscriptions].map((s) => s.close()));
     await Promise.all([...this.producers].map((p) => p.close()));
     await this.publisher.close();
-    await this.connection.close();
+    await Promise.all([this.connection.close(), this.publishing.close()]);
   }
 
   private assertOpen(): void {

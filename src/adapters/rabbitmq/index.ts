@@ -69,8 +69,10 @@
  * Reconnect: after a dropped connection or broker restart the adapter reconnects with back-off,
  * declares the topology again and resumes consumers. Publishes not confirmed when the connection
  * dropped are published again in order (possible duplicates), or fail with a retriable
- * `PublishError` once `timeoutMs` passed; a send never resolves unless the broker confirmed it.
- * While the broker blocks the connection (resource alarm), publishes wait instead of piling up.
+ * `TimeoutError` once `timeoutMs` passed; a send never resolves unless the broker confirmed it.
+ * While the broker blocks publishing (memory or disk alarm), publishes wait instead of piling up
+ * and time out with a retriable `TimeoutError`. Publishes use a connection of their own, so an
+ * alarm never stops consumers from acking and draining the queues.
  *
  * @module
  */
@@ -95,5 +97,10 @@ export async function createRabbitMqBroker(url: URL, options?: RabbitMqBrokerOpt
   }
   const resolved = resolveRabbitMqOptions(options);
   const connection = await RabbitConnection.open(url, resolved);
-  return new RabbitMqBroker(connection, resolved);
+  try {
+    return new RabbitMqBroker(connection, await RabbitConnection.open(url, resolved), resolved);
+  } catch (error) {
+    await connection.close();
+    throw error;
+  }
 }

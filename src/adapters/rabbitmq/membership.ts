@@ -20,10 +20,13 @@ export class GroupMembership {
   readonly id = randomUUID();
   private readonly seen = new Map<string, number>();
   private channel: Channel | undefined;
+  /** Announcements go out on the publishing connection, so a resource alarm never blocks the consuming one. */
+  private announcer: Promise<Channel> | undefined;
   private readonly exchange: string;
 
   constructor(
     private readonly connection: RabbitConnection,
+    private readonly publishing: RabbitConnection,
     private readonly topology: Topology,
     private readonly topic: string,
     private readonly group: string,
@@ -73,18 +76,40 @@ export class GroupMembership {
   }
 
   async leave(): Promise<void> {
-    this.announce('bye');
     const channel = this.channel;
     this.channel = undefined;
+    const announcer = this.announcer;
+    this.announcer = undefined;
+    await announcer
+      ?.then((a) => {
+        a.publish(this.exchange, '', this.announcement('bye'));
+        return a.close();
+      })
+      .catch(() => {});
     await channel?.close().catch(() => {});
   }
 
+  private announcement(type: Announcement['type']): Buffer {
+    return Buffer.from(JSON.stringify({ type, id: this.id }));
+  }
+
   private announce(type: Announcement['type']): void {
-    try {
-      this.channel?.publish(this.exchange, '', Buffer.from(JSON.stringify({ type, id: this.id })));
-    } catch {
-      // channel gone: the next join announces again
-    }
+    if (this.channel === undefined) return; // not joined
+    this.announcer ??= this.openAnnouncer();
+    this.announcer.then((a) => a.publish(this.exchange, '', this.announcement(type))).catch(() => {}); // channel gone: openAnnouncer forgot it, the next beat opens another
+  }
+
+  private openAnnouncer(): Promise<Channel> {
+    const opening: Promise<Channel> = this.publishing.channel().then((channel) => {
+      channel.on('close', () => {
+        if (this.announcer === opening) this.announcer = undefined;
+      });
+      return channel;
+    });
+    opening.catch(() => {
+      if (this.announcer === opening) this.announcer = undefined;
+    });
+    return opening;
   }
 
   private receive(content: Buffer): void {

@@ -38,6 +38,7 @@ export class PartitionAssigner {
 
   constructor(
     private readonly connection: RabbitConnection,
+    publishing: RabbitConnection,
     private readonly topology: Topology,
     private readonly topic: string,
     private readonly group: string,
@@ -47,7 +48,7 @@ export class PartitionAssigner {
     private readonly heartbeatMs: number,
     private readonly host: PartitionHost,
   ) {
-    this.membership = new GroupMembership(connection, topology, topic, group, heartbeatMs, () =>
+    this.membership = new GroupMembership(connection, publishing, topology, topic, group, heartbeatMs, () =>
       this.rebalance(),
     );
   }

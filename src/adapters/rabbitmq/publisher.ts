@@ -246,15 +246,11 @@ export class Publisher {
       if (p.settled || p.deadline > now) continue;
       p.settled = true;
       p.reject(
-        p.published
-          ? new PublishError(
-              `not confirmed within ${this.timeoutMs} ms: the connection to RabbitMQ was lost after it was sent, so it may or may not be stored`,
-              { retriable: true },
-            )
-          : new PublishError(
-              `not sent within ${this.timeoutMs} ms: ${this.connection.blocked ? 'RabbitMQ blocked the connection (memory or disk alarm)' : 'no connection to RabbitMQ'}`,
-              { retriable: true },
-            ),
+        new TimeoutError(
+          p.published
+            ? `not confirmed within ${this.timeoutMs} ms: the connection to RabbitMQ was lost after it was sent, so it may or may not be stored`
+            : `not sent within ${this.timeoutMs} ms: ${this.connection.blocked ? 'RabbitMQ blocked the connection (memory or disk alarm)' : 'no connection to RabbitMQ'}`,
+        ),
       );
     }
     for (const p of this.unconfirmed.values()) {

@@ -19,7 +19,10 @@ import type { GroupQueueOptions, Topology } from './topology.js';
 
 /** What a subscription needs from its broker connection. */
 export interface SubscriptionContext {
+  /** Consumers, acks and declarations. */
   connection: RabbitConnection;
+  /** Publishes only (see index.ts: a resource alarm blocks publishing connections). */
+  publishing: RabbitConnection;
   topology: Topology;
   options: ResolvedRabbitMqOptions;
   /** Confirmed publishes of retried and dead-lettered copies. */
@@ -120,6 +123,7 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
         await topology.orderedGroup(topic, group, partitions, tags, this.queueOptions());
         this.assigner = new PartitionAssigner(
           this.ctx.connection,
+          this.ctx.publishing,
           topology,
           topic,
           group,

@@ -1,0 +1,181 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { access, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { errorMessage } from './ensured-service.js';
+import { lineSplitter, oneLine, run, tail } from './exec-utils.js';
+import { freePorts, LOOPBACK, tcpAnswers, waitUntil } from './net-utils.js';
+import { amqpProblem } from './rabbitmq.js';
+
+/**
+ * A RabbitMQ node of the test's own, for what must not be done to the shared broker: killing
+ * it, restarting it, raising a resource alarm. It runs Debian's RabbitMQ from its install
+ * directory with its own node name, ports, data directory and Erlang cookie, bound to
+ * 127.0.0.1, with only the consistent-hash plugin. Start-up takes about 5 s.
+ */
+export interface PrivateRabbitNode {
+  /** `amqp://guest:guest@127.0.0.1:<port>`. */
+  readonly url: string;
+  /** SIGKILLs the node: no clean shutdown, as in a crash or power loss. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port and data directory (durable queues and persistent messages recover). */
+  start(): Promise<void>;
+  /** Raises (`true`) or clears a memory alarm; while raised the broker blocks publishing connections. */
+  memoryAlarm(raised: boolean): Promise<void>;
+  /** Kills the node and removes its directory. Idempotent. */
+  stop(): Promise<void>;
+}
+
+const ROOT = join(tmpdir(), 'mqkit-rabbitmq-nodes');
+const CANDIDATES = ['/usr/lib/rabbitmq/bin', '/usr/local/lib/rabbitmq/bin'];
+const HINT =
+  "install Debian's rabbitmq-server package (apt-get install rabbitmq-server); these tests start a private node and kill it, so the shared broker cannot stand in";
+
+/**
+ * Starts a private node and waits until it accepts AMQP connections.
+ * @throws Error with one line naming what is missing when no RabbitMQ install is found or the node does not come up within 60 s
+ */
+export async function startPrivateRabbitNode(): Promise<PrivateRabbitNode> {
+  const bin = await rabbitBin();
+  await reapOrphans();
+  const [port = 0, distPort = 0] = await freePorts(2);
+  const id = randomUUID().slice(0, 8);
+  const dir = join(ROOT, id);
+  await mkdir(join(dir, 'home'), { recursive: true });
+  await writeFile(join(dir, 'owner.pid'), String(process.pid));
+  await writeFile(join(dir, 'enabled_plugins'), '[rabbitmq_consistent_hash_exchange].\n');
+  const nodeName = `mqkit-${id}@localhost`;
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    HOME: join(dir, 'home'), // its own Erlang cookie
+    RABBITMQ_NODENAME: nodeName,
+    RABBITMQ_NODE_IP_ADDRESS: LOOPBACK,
+    RABBITMQ_NODE_PORT: String(port),
+    RABBITMQ_DIST_PORT: String(distPort),
+    RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
+    RABBITMQ_LOG_BASE: join(dir, 'log'),
+    RABBITMQ_PID_FILE: join(dir, 'rabbitmq.pid'),
+    RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
+    RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq'),
+    RABBITMQ_ADVANCED_CONFIG_FILE: join(dir, 'advanced.config'),
+  };
+  const url = `amqp://guest:guest@${LOOPBACK}:${port}`;
+  let child: ChildProcess | undefined;
+  const output: string[] = [];
+
+  const kill = async (): Promise<void> => {
+    const running = child;
+    child = undefined;
+    if (running?.pid === undefined || running.exitCode !== null) return;
+    const exited = new Promise((resolve) => running.once('exit', resolve));
+    // The start script runs beam.smp as a child: kill the whole process group.
+    process.kill(-running.pid, 'SIGKILL');
+    await exited;
+    // Its port closes with the process; wait for that so a restart can bind it again.
+    await waitUntil(
+      `RabbitMQ private node ${nodeName} gone after SIGKILL`,
+      async () => !(await tcpAnswers(LOOPBACK, port)),
+      {
+        timeoutMs: 10_000,
+        intervalMs: 50,
+      },
+    );
+  };
+  const onExit = (): void => {
+    if (child?.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+  };
+
+  const start = async (): Promise<void> => {
+    if (child !== undefined) return;
+    const spawned = spawn(join(bin, 'rabbitmq-server'), [], {
+      cwd: dir,
+      env,
+      detached: true, // its own process group, so kill() reaches beam.smp
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child = spawned;
+    const onLine = lineSplitter((line) => {
+      output.push(line);
+      if (output.length > 100) output.shift();
+    });
+    spawned.stdout?.on('data', onLine);
+    spawned.stderr?.on('data', onLine);
+    spawned.once('error', (error) => output.push(`spawn error: ${error.message}`));
+    await waitUntil(
+      `RabbitMQ private node ${nodeName} on port ${port}`,
+      async () => (await amqpProblem(url)) === undefined,
+      {
+        timeoutMs: 60_000,
+        intervalMs: 100,
+        abort: () =>
+          spawned.exitCode !== null || spawned.signalCode !== null
+            ? new Error(`RabbitMQ private node exited: ${oneLine(tail(output.join('\n'), 5), 300)}; ${HINT}`)
+            : undefined,
+      },
+    );
+  };
+
+  const ctl = async (args: string[]): Promise<void> => {
+    const result = await run(join(bin, 'rabbitmqctl'), ['-n', nodeName, ...args], { env, timeoutMs: 60_000 });
+    if (result.code !== 0)
+      throw new Error(`rabbitmqctl ${args.join(' ')}: ${oneLine(result.stderr || result.stdout, 300)}`);
+  };
+
+  process.once('exit', onExit);
+  try {
+    await start();
+  } catch (error) {
+    await kill().catch(() => {});
+    throw new Error(`RabbitMQ private node: ${errorMessage(error)}`);
+  }
+  let stopped: Promise<void> | undefined;
+  return {
+    url,
+    kill,
+    start,
+    memoryAlarm: (raised) => ctl(['set_vm_memory_high_watermark', raised ? '0' : '0.4']),
+    stop: () => {
+      stopped ??= (async () => {
+        process.off('exit', onExit);
+        await kill();
+        await rm(dir, { recursive: true, force: true });
+      })();
+      return stopped;
+    },
+  };
+}
+
+async function rabbitBin(): Promise<string> {
+  for (const dir of CANDIDATES) {
+    try {
+      await access(join(dir, 'rabbitmq-server'));
+      return dir;
+    } catch {
+      // next
+    }
+  }
+  throw new Error(`RabbitMQ private node: no rabbitmq-server under ${CANDIDATES.join(' or ')}; ${HINT}`);
+}
+
+/** Kills nodes left by test processes that died without stopping them, and removes their directories. */
+async function reapOrphans(): Promise<void> {
+  const entries = await readdir(ROOT).catch(() => [] as string[]);
+  for (const entry of entries) {
+    const dir = join(ROOT, entry);
+    const owner = Number(await readFile(join(dir, 'owner.pid'), 'utf8').catch(() => 'NaN'));
+    if (Number.isInteger(owner) && alive(owner)) continue;
+    const beam = Number(await readFile(join(dir, 'rabbitmq.pid'), 'utf8').catch(() => 'NaN'));
+    if (Number.isInteger(beam) && alive(beam)) process.kill(beam, 'SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
