@@ -102,14 +102,18 @@ const NAME = /^[A-Za-z0-9._-]{1,200}$/;
 
 export function topicName(ref: TopicRef<unknown>, field = 'topic'): string {
   const name = typeof ref === 'string' ? ref : ref?.name;
+  if (name === lastValidName) return name; // the send hot path names one topic over and over
   if (typeof name !== 'string' || !NAME.test(name)) {
     throw new ConfigError(
       field,
       `must be 1-200 characters of A-Z a-z 0-9 . _ - (got ${JSON.stringify(name)})`,
     );
   }
+  lastValidName = name;
   return name;
 }
+
+let lastValidName: string | undefined;
 
 export function topicSpec(ref: TopicRef<unknown>): TopicSpec<unknown> | undefined {
   return typeof ref === 'string' ? undefined : ref;

@@ -45,12 +45,13 @@ export interface WireMessage {
 }
 
 const ALLOWED = ['topic', 'body', 'key', 'tag', 'headers', 'id', 'delayMs'];
+const ALLOWED_SET: ReadonlySet<string> = new Set(ALLOWED);
 
 /** Validates and encodes one outgoing message. Throws `ConfigError`, `DecodeError` (bad body) or a non-retriable `PublishError` (too large). */
 export function encodeMessage(message: OutgoingMessage<unknown>, maxBytes: number): WireMessage {
   if (typeof message !== 'object' || message === null) throw new ConfigError('message', 'must be an object');
   for (const k in message) {
-    if (!ALLOWED.includes(k))
+    if (!ALLOWED_SET.has(k))
       throw new ConfigError(`message.${k}`, `unknown field; expected one of ${ALLOWED.join(', ')}`);
   }
   const topic = topicName(message.topic, 'message.topic');
@@ -71,7 +72,8 @@ export function encodeMessage(message: OutgoingMessage<unknown>, maxBytes: numbe
       'must be 1-100 characters of A-Z a-z 0-9 _ - (dots are routing separators)',
     );
   }
-  const headers: Headers = { [H.id]: id, [H.contentType]: contentType };
+  // Literal keys (H.id, H.contentType): V8 builds this shape faster than computed ones.
+  const headers: Headers = { 'mq-id': id, 'content-type': contentType };
   if (tag !== undefined) headers[H.tag] = tag;
   if (message.headers !== undefined) {
     for (const name in message.headers) {

@@ -26,6 +26,10 @@ interface PartitionRun {
   idle: (() => void) | undefined;
 }
 
+function attemptKey(run: PartitionRun, record: StoredRecord): string {
+  return `${run.partition}:${record.offset}`;
+}
+
 /** One member of a group: pulls records of its partitions through a keyed executor. */
 export class MemorySubscription implements Subscription {
   readonly topic: string;
@@ -132,7 +136,8 @@ export class MemorySubscription implements Subscription {
   private async process(run: PartitionRun, record: StoredRecord): Promise<void> {
     run.running++;
     try {
-      const attemptKey = `${run.partition}:${record.offset}`;
+      // Attempt keys are built only while some retry is pending: most messages never need one.
+      const attempts = this.memoryGroup.attempts;
       for (;;) {
         // Revoked or closing: leave it uncommitted for the next owner.
         if (run.stop.signal.aborted || this.closing.signal.aborted) return;
@@ -145,7 +150,7 @@ export class MemorySubscription implements Subscription {
             timestamp: record.timestamp,
             partition: run.partition,
             offset: String(record.offset),
-            attempt: this.memoryGroup.attempts.get(attemptKey) ?? 1,
+            attempt: attempts.size === 0 ? 1 : (attempts.get(attemptKey(run, record)) ?? 1),
           },
           this.options,
           this.handler,
@@ -154,7 +159,7 @@ export class MemorySubscription implements Subscription {
         // Given up on (revoke or close timed out): not acknowledged, the next owner redelivers.
         if (run.abandon.signal.aborted) return;
         if (outcome.kind === 'retry') {
-          this.memoryGroup.attempts.set(attemptKey, outcome.attempt);
+          attempts.set(attemptKey(run, record), outcome.attempt);
           if (this.options.order === 'concurrent') {
             // Free the slot while waiting, so other messages keep flowing.
             const timer = setTimeout(() => {
@@ -183,7 +188,7 @@ export class MemorySubscription implements Subscription {
             outcome.headers,
           );
         }
-        this.memoryGroup.attempts.delete(attemptKey);
+        if (attempts.size > 0) attempts.delete(attemptKey(run, record));
         run.tracker.finish(record.offset);
         this.memoryGroup.commit(run.partition, run.tracker.committable());
         return;
