@@ -42,8 +42,10 @@ export async function startPrivateRabbitNode(): Promise<PrivateRabbitNode> {
   const [port = 0, distPort = 0] = await freePorts(2);
   const id = randomUUID().slice(0, 8);
   const dir = join(ROOT, id);
-  await mkdir(join(dir, 'home'), { recursive: true });
+  await mkdir(ROOT, { recursive: true });
+  await mkdir(dir); // reapOrphans leaves a directory without owner.pid alone
   await writeFile(join(dir, 'owner.pid'), String(process.pid));
+  await mkdir(join(dir, 'home'));
   await writeFile(join(dir, 'enabled_plugins'), '[rabbitmq_consistent_hash_exchange].\n');
   const nodeName = `mqkit-${id}@localhost`;
   const env: NodeJS.ProcessEnv = {
@@ -67,11 +69,15 @@ export async function startPrivateRabbitNode(): Promise<PrivateRabbitNode> {
   const kill = async (): Promise<void> => {
     const running = child;
     child = undefined;
-    if (running?.pid === undefined || running.exitCode !== null) return;
+    if (running?.pid === undefined) return;
     const exited = new Promise((resolve) => running.once('exit', resolve));
-    // The start script runs beam.smp as a child: kill the whole process group.
-    process.kill(-running.pid, 'SIGKILL');
-    await exited;
+    try {
+      // The start script runs beam.smp as a child: kill the whole process group.
+      process.kill(-running.pid, 'SIGKILL');
+    } catch {
+      // the group is gone already
+    }
+    if (running.exitCode === null && running.signalCode === null) await exited;
     // Its port closes with the process; wait for that so a restart can bind it again.
     await waitUntil(
       `RabbitMQ private node ${nodeName} gone after SIGKILL`,
@@ -83,7 +89,11 @@ export async function startPrivateRabbitNode(): Promise<PrivateRabbitNode> {
     );
   };
   const onExit = (): void => {
-    if (child?.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+    try {
+      if (child?.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
   };
 
   const start = async (): Promise<void> => {
@@ -122,11 +132,27 @@ export async function startPrivateRabbitNode(): Promise<PrivateRabbitNode> {
       throw new Error(`rabbitmqctl ${args.join(' ')}: ${oneLine(result.stderr || result.stdout, 300)}`);
   };
 
+  /** `rabbitmq-diagnostics check_local_alarms` fails while an alarm is in effect. */
+  const alarmed = async (): Promise<boolean> => {
+    const result = await run(
+      join(bin, 'rabbitmq-diagnostics'),
+      ['-q', '-n', nodeName, 'check_local_alarms'],
+      {
+        env,
+        timeoutMs: 60_000,
+      },
+    );
+    if (result.notFound || result.timedOut) throw new Error('rabbitmq-diagnostics did not run');
+    return result.code !== 0;
+  };
+
   process.once('exit', onExit);
   try {
     await start();
   } catch (error) {
+    process.off('exit', onExit);
     await kill().catch(() => {});
+    await rm(dir, { recursive: true, force: true });
     throw new Error(`RabbitMQ private node: ${errorMessage(error)}`);
   }
   let stopped: Promise<void> | undefined;
@@ -134,7 +160,15 @@ export async function startPrivateRabbitNode(): Promise<PrivateRabbitNode> {
     url,
     kill,
     start,
-    memoryAlarm: (raised) => ctl(['set_vm_memory_high_watermark', raised ? '0' : '0.4']),
+    memoryAlarm: async (raised) => {
+      await ctl(['set_vm_memory_high_watermark', raised ? '0' : '0.4']);
+      // The memory monitor raises or clears the alarm on its own schedule: wait for it.
+      await waitUntil(
+        `RabbitMQ private node ${nodeName}: memory alarm ${raised ? 'raised' : 'cleared'}`,
+        async () => (await alarmed()) === raised,
+        { timeoutMs: 30_000, intervalMs: 100 },
+      );
+    },
     stop: () => {
       stopped ??= (async () => {
         process.off('exit', onExit);
@@ -158,15 +192,27 @@ async function rabbitBin(): Promise<string> {
   throw new Error(`RabbitMQ private node: no rabbitmq-server under ${CANDIDATES.join(' or ')}; ${HINT}`);
 }
 
-/** Kills nodes left by test processes that died without stopping them, and removes their directories. */
+/**
+ * Kills nodes left by test processes that died without stopping them, and removes their
+ * directories. A pid is killed only if its command line names that node: pids get reused.
+ */
 async function reapOrphans(): Promise<void> {
   const entries = await readdir(ROOT).catch(() => [] as string[]);
   for (const entry of entries) {
     const dir = join(ROOT, entry);
     const owner = Number(await readFile(join(dir, 'owner.pid'), 'utf8').catch(() => 'NaN'));
-    if (Number.isInteger(owner) && alive(owner)) continue;
+    if (!Number.isInteger(owner) || alive(owner)) continue; // being set up, or still in use
     const beam = Number(await readFile(join(dir, 'rabbitmq.pid'), 'utf8').catch(() => 'NaN'));
-    if (Number.isInteger(beam) && alive(beam)) process.kill(beam, 'SIGKILL');
+    const cmdline = Number.isInteger(beam)
+      ? await readFile(`/proc/${beam}/cmdline`, 'utf8').catch(() => '')
+      : '';
+    if (cmdline.includes(`mqkit-${entry}@`)) {
+      try {
+        process.kill(beam, 'SIGKILL');
+      } catch {
+        // exited meanwhile
+      }
+    }
     await rm(dir, { recursive: true, force: true });
   }
 }

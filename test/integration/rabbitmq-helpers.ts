@@ -21,22 +21,31 @@ export async function managementGet<T>(amqpUrl: string, path: string): Promise<T
 }
 
 /**
- * Waits until the broker lists the connections whose client-provided name is `name`, and
+ * Waits until the broker lists the connections of a broker opened with `connectionName: name`
+ * (`which`: its consuming one `name`, its publishing one `name (publishing)`, or both), and
  * returns a function that closes them from the server side (as an operator's force-close or a
  * broker-side failure would).
  */
-export async function serverSideCloser(amqpUrl: string, name: string): Promise<() => Promise<void>> {
+export async function serverSideCloser(
+  amqpUrl: string,
+  name: string,
+  which: 'both' | 'consuming' | 'publishing' = 'both',
+): Promise<() => Promise<void>> {
   const { base, authorization } = management(amqpUrl);
+  const wanted = [
+    ...(which !== 'publishing' ? [name] : []),
+    ...(which !== 'consuming' ? [`${name} (publishing)`] : []),
+  ];
   const found = await waitFor(
     async () => {
       const list = await managementGet<{ name: string; user_provided_name?: string }[]>(
         amqpUrl,
         '/connections?columns=name,user_provided_name',
       );
-      const mine = list.filter((c) => c.user_provided_name === name);
-      return mine.length > 0 ? mine : undefined;
+      const mine = list.filter((c) => wanted.includes(c.user_provided_name ?? ''));
+      return mine.length === wanted.length ? mine : undefined;
     },
-    { timeoutMs: 30_000, intervalMs: 200, message: `no connection named ${name} listed` },
+    { timeoutMs: 30_000, intervalMs: 200, message: `connections ${wanted.join(', ')} not all listed` },
   );
   return async () => {
     for (const c of found) {

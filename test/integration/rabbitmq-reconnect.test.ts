@@ -19,53 +19,56 @@ describe('rabbitmq: reconnect after the server dropped the connection', () => {
     return broker;
   }
 
-  it('resumes publishing and consuming; every send it confirmed is delivered, the rest fail retriably', async () => {
-    const name = uniqueName('mqkit-reconnect');
-    const b = await open(name);
-    const topic = uniqueName('reconnect');
-    await b.ensureTopic(topic, { partitions: 2 });
-    const concurrent = new Collector<{ i: number }>();
-    const ordered = new Collector<{ i: number }>();
-    subscriptions.push(
-      await b.subscribe({ topic, group: 'c', order: 'concurrent', concurrency: 4 }, concurrent.handler()),
-    );
-    subscriptions.push(
-      await b.subscribe({ topic, group: 'o', order: 'key', concurrency: 4 }, ordered.handler()),
-    );
-    const producer = b.producer({ timeoutMs: 20_000 });
-    const confirmed = new Set<string>();
-    for (let i = 0; i < 20; i++)
-      confirmed.add((await producer.send({ topic, key: `k${i % 5}`, body: { i } })).id);
-    await concurrent.waitForIds(20);
-    await ordered.waitForIds(20);
+  it.each(['both', 'consuming', 'publishing'] as const)(
+    'after dropping %s connection(s): resumes publishing and consuming; every send it confirmed is delivered, the rest fail retriably',
+    async (which) => {
+      const name = uniqueName('mqkit-reconnect');
+      const b = await open(name);
+      const topic = uniqueName('reconnect');
+      await b.ensureTopic(topic, { partitions: 2 });
+      const concurrent = new Collector<{ i: number }>();
+      const ordered = new Collector<{ i: number }>();
+      subscriptions.push(
+        await b.subscribe({ topic, group: 'c', order: 'concurrent', concurrency: 4 }, concurrent.handler()),
+      );
+      subscriptions.push(
+        await b.subscribe({ topic, group: 'o', order: 'key', concurrency: 4 }, ordered.handler()),
+      );
+      const producer = b.producer({ timeoutMs: 20_000 });
+      const confirmed = new Set<string>();
+      for (let i = 0; i < 20; i++)
+        confirmed.add((await producer.send({ topic, key: `k${i % 5}`, body: { i } })).id);
+      await concurrent.waitForIds(20);
+      await ordered.waitForIds(20);
 
-    const dropConnection = await serverSideCloser(inject('amqpUrl'), name);
-    const inFlight = Array.from({ length: 500 }, (_, i) =>
-      producer.send({ topic, key: `k${i % 5}`, body: { i: 100 + i } }).then(
-        (r) => ({ id: r.id }),
-        (error: unknown) => ({ error }),
-      ),
-    );
-    await dropConnection();
-    const outcomes = await Promise.all(inFlight);
-    for (const o of outcomes) {
-      if ('id' in o) confirmed.add(o.id);
-      else expect(isMqError(o.error) && o.error.retriable, String(o.error)).toBe(true);
-    }
-    // After the drop: sends go out on the new connection.
-    for (let i = 0; i < 20; i++)
-      confirmed.add((await producer.send({ topic, key: `k${i % 5}`, body: { i: 1000 + i } })).id);
+      const dropConnection = await serverSideCloser(inject('amqpUrl'), name, which);
+      const inFlight = Array.from({ length: 500 }, (_, i) =>
+        producer.send({ topic, key: `k${i % 5}`, body: { i: 100 + i } }).then(
+          (r) => ({ id: r.id }),
+          (error: unknown) => ({ error }),
+        ),
+      );
+      await dropConnection();
+      const outcomes = await Promise.all(inFlight);
+      for (const o of outcomes) {
+        if ('id' in o) confirmed.add(o.id);
+        else expect(isMqError(o.error) && o.error.retriable, String(o.error)).toBe(true);
+      }
+      // After the drop: sends go out on the new connection.
+      for (let i = 0; i < 20; i++)
+        confirmed.add((await producer.send({ topic, key: `k${i % 5}`, body: { i: 1000 + i } })).id);
 
-    const missing = (c: Collector<unknown>) => [...confirmed].filter((id) => !c.ids.has(id)).length;
-    await waitFor(
-      () => missing(concurrent as Collector<unknown>) === 0 && missing(ordered as Collector<unknown>) === 0,
-      {
-        message: () =>
-          `missing: concurrent ${missing(concurrent as Collector<unknown>)}, ordered ${missing(ordered as Collector<unknown>)} of ${confirmed.size}`,
-      },
-    );
-    expect(confirmed.size).toBeGreaterThanOrEqual(40);
-  });
+      const missing = (c: Collector<unknown>) => [...confirmed].filter((id) => !c.ids.has(id)).length;
+      await waitFor(
+        () => missing(concurrent as Collector<unknown>) === 0 && missing(ordered as Collector<unknown>) === 0,
+        {
+          message: () =>
+            `missing: concurrent ${missing(concurrent as Collector<unknown>)}, ordered ${missing(ordered as Collector<unknown>)} of ${confirmed.size}`,
+        },
+      );
+      expect(confirmed.size).toBeGreaterThanOrEqual(40);
+    },
+  );
 
   it('declares its topology again after reconnecting', async () => {
     const name = uniqueName('mqkit-redeclare');

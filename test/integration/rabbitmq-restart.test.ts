@@ -83,37 +83,52 @@ describe('rabbitmq: broker crash, restart and resource alarms (private node)', (
       openGate = resolve;
     });
     const got = new Collector<{ n: number }>();
+    const ordered = new Collector<{ n: number }>();
     subscriptions.push(
       await b.subscribe(
         { topic, group: 'g', concurrency: 8 },
         got.handler(() => gate),
       ),
+      await b.subscribe(
+        { topic, group: 'k', order: 'key', concurrency: 8 },
+        ordered.handler(() => gate),
+      ),
     );
     const patient = b.producer({ timeoutMs: 60_000 });
     const hasty = b.producer({ timeoutMs: 1_500 });
     const queued = 500; // more than the prefetch: draining them needs the broker to read acks
-    await patient.sendBatch(Array.from({ length: queued }, (_, n) => ({ topic, body: { n } })));
+    await patient.sendBatch(
+      Array.from({ length: queued }, (_, n) => ({ topic, key: `k${n % 50}`, body: { n } })),
+    );
 
     await node.memoryAlarm(true);
     try {
+      // The broker blocks a connection when it next publishes: the first send may slip through.
+      const outcome = (sent: Promise<unknown>) =>
+        sent.then(
+          () => 'sent',
+          (error: unknown) => error,
+        );
+      const first = await outcome(hasty.send({ topic, body: { n: -2 } }));
+      if (first !== 'sent') expect(isMqError(first, 'TIMEOUT'), String(first)).toBe(true);
       let held = true;
       const waiting = patient.send({ topic, body: { n: -1 } }).finally(() => {
         held = false;
       });
-      const timedOut = await hasty.send({ topic, body: { n: -2 } }).then(
-        () => undefined,
-        (error: unknown) => error,
-      );
+      waiting.catch(() => {}); // awaited below; a failure must not also surface as unhandled
+      const timedOut = await outcome(hasty.send({ topic, body: { n: -3 } }));
       expect(isMqError(timedOut, 'TIMEOUT'), String(timedOut)).toBe(true);
       expect((timedOut as { retriable: boolean }).retriable).toBe(true);
       expect(held).toBe(true); // still held 1.5 s into the alarm
       // Publishing is blocked, yet the consumers ack and drain what was queued.
       openGate();
       await got.waitForCount(queued, 60_000);
+      await ordered.waitForCount(queued, 60_000);
       expect(held).toBe(true);
       await node.memoryAlarm(false);
       await waiting;
     } finally {
+      openGate();
       await node.memoryAlarm(false);
     }
     await waitFor(() => got.bodies.some((body) => body.n === -1));

@@ -51,7 +51,7 @@ export class RabbitMqBroker implements Broker {
     private readonly publishing: RabbitConnection,
     private readonly options: ResolvedRabbitMqOptions,
   ) {
-    this.topology = new Topology(connection, options);
+    this.topology = new Topology(connection, publishing, options);
     this.publisher = new Publisher(publishing, true, 30_000, () => this.topology.forget());
   }
 

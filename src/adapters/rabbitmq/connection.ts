@@ -71,15 +71,26 @@ export class RabbitConnection extends EventEmitter<ConnectionEvents> {
     model.on('error', () => {}); // reported through disconnect
   }
 
-  /** Connects, failing fast with `ConnectionError` if the first attempt fails. */
-  static async open(url: URL, options: ResolvedRabbitMqOptions): Promise<RabbitConnection> {
+  /**
+   * Connects, failing fast with `ConnectionError` if the first attempt fails. The publishing
+   * connection is named `<connectionName> (publishing)` in the broker's connection list.
+   */
+  static async open(
+    url: URL,
+    options: ResolvedRabbitMqOptions,
+    role: 'consuming' | 'publishing',
+  ): Promise<RabbitConnection> {
     const target = new URL(url.href);
     // Detect a dead peer in ~20 s rather than the server's suggested 60 s.
     if (!target.searchParams.has('heartbeat')) target.searchParams.set('heartbeat', '10');
     try {
       const model = await amqpConnect(target.href, {
         ...options.tls,
-        clientProperties: { connection_name: options.connectionName, product: 'mqkit' },
+        clientProperties: {
+          connection_name:
+            role === 'publishing' ? `${options.connectionName} (publishing)` : options.connectionName,
+          product: 'mqkit',
+        },
         recovery: {
           initialDelay: options.reconnect.initialMs,
           maxDelay: options.reconnect.maxMs,

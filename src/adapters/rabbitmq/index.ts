@@ -96,9 +96,9 @@ export async function createRabbitMqBroker(url: URL, options?: RabbitMqBrokerOpt
     throw new ConfigError('url', `expected amqp:// or amqps://, got ${url.protocol}//`);
   }
   const resolved = resolveRabbitMqOptions(options);
-  const connection = await RabbitConnection.open(url, resolved);
+  const connection = await RabbitConnection.open(url, resolved, 'consuming');
   try {
-    return new RabbitMqBroker(connection, await RabbitConnection.open(url, resolved), resolved);
+    return new RabbitMqBroker(connection, await RabbitConnection.open(url, resolved, 'publishing'), resolved);
   } catch (error) {
     await connection.close();
     throw error;

@@ -15,13 +15,19 @@ interface Announcement {
  * `here`), `here` every `heartbeatMs`, `bye` on leaving. A member silent for 3.5 heartbeats is
  * dropped. Views may briefly differ between members; that only affects balance, never order,
  * because partition queues are single-active-consumer.
+ *
+ * Announcements go out on the publishing connection, so a resource alarm never blocks the
+ * consuming one. While that connection is down or blocked nobody's heartbeats get through (an
+ * alarm blocks every publisher), so silence is not held against peers until it is back.
  */
 export class GroupMembership {
   readonly id = randomUUID();
   private readonly seen = new Map<string, number>();
   private channel: Channel | undefined;
-  /** Announcements go out on the publishing connection, so a resource alarm never blocks the consuming one. */
-  private announcer: Promise<Channel> | undefined;
+  /** The open announcing channel on the publishing connection, if any. */
+  private announcer: Channel | undefined;
+  private openingAnnouncer = false;
+  private muted = false;
   private readonly exchange: string;
 
   constructor(
@@ -64,6 +70,15 @@ export class GroupMembership {
   beat(): void {
     const now = Date.now();
     this.seen.set(this.id, now);
+    if (!this.publishing.connected || this.publishing.blocked) {
+      this.muted = true;
+      return;
+    }
+    if (this.muted) {
+      // Back from an outage or alarm: everyone gets a fresh 3.5 heartbeats to be heard again.
+      this.muted = false;
+      for (const id of this.seen.keys()) this.seen.set(id, now);
+    }
     this.announce('here');
     let changed = false;
     for (const [id, at] of this.seen) {
@@ -75,41 +90,52 @@ export class GroupMembership {
     if (changed) this.onChange();
   }
 
+  /** Says `bye` if it can right away (never waits on the publishing connection) and stops listening. */
   async leave(): Promise<void> {
-    const channel = this.channel;
-    this.channel = undefined;
+    this.announce('bye');
     const announcer = this.announcer;
     this.announcer = undefined;
-    await announcer
-      ?.then((a) => {
-        a.publish(this.exchange, '', this.announcement('bye'));
-        return a.close();
-      })
-      .catch(() => {});
+    const channel = this.channel;
+    this.channel = undefined;
+    if (announcer !== undefined) void announcer.close().catch(() => {});
     await channel?.close().catch(() => {});
-  }
-
-  private announcement(type: Announcement['type']): Buffer {
-    return Buffer.from(JSON.stringify({ type, id: this.id }));
   }
 
   private announce(type: Announcement['type']): void {
     if (this.channel === undefined) return; // not joined
-    this.announcer ??= this.openAnnouncer();
-    this.announcer.then((a) => a.publish(this.exchange, '', this.announcement(type))).catch(() => {}); // channel gone: openAnnouncer forgot it, the next beat opens another
+    const announcer = this.announcer;
+    if (announcer === undefined) {
+      this.openAnnouncer();
+      return; // the next heartbeat is heard instead
+    }
+    if (this.publishing.blocked) return; // it would only queue up in the socket
+    try {
+      announcer.publish(this.exchange, '', Buffer.from(JSON.stringify({ type, id: this.id })));
+    } catch {
+      this.announcer = undefined; // closed under us; reopened on the next announcement
+    }
   }
 
-  private openAnnouncer(): Promise<Channel> {
-    const opening: Promise<Channel> = this.publishing.channel().then((channel) => {
-      channel.on('close', () => {
-        if (this.announcer === opening) this.announcer = undefined;
-      });
-      return channel;
-    });
-    opening.catch(() => {
-      if (this.announcer === opening) this.announcer = undefined;
-    });
-    return opening;
+  private openAnnouncer(): void {
+    if (this.openingAnnouncer) return;
+    this.openingAnnouncer = true;
+    this.publishing.channel().then(
+      (channel) => {
+        this.openingAnnouncer = false;
+        if (this.channel === undefined) {
+          void channel.close().catch(() => {}); // left meanwhile
+          return;
+        }
+        channel.on('close', () => {
+          if (this.announcer === channel) this.announcer = undefined;
+        });
+        this.announcer = channel;
+        this.announce('hello');
+      },
+      () => {
+        this.openingAnnouncer = false;
+      },
+    );
   }
 
   private receive(content: Buffer): void {

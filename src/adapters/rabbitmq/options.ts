@@ -22,7 +22,11 @@ export interface RabbitMqBrokerOptions {
    * itself (a stream has no competing consumers).
    */
   streams?: readonly string[];
-  /** Shown in the management UI (`connection_name` client property). Default `mqkit <pid>`. */
+  /**
+   * Shown in the management UI (`connection_name` client property). Default `mqkit <pid>`.
+   * A broker holds two connections: this name (consuming, acks, declarations) and
+   * `<name> (publishing)`.
+   */
   connectionName?: string;
   /** Reconnect back-off after a lost connection. Default { initialMs: 100, maxMs: 5000 }. */
   reconnect?: { initialMs?: number; maxMs?: number };

@@ -1,5 +1,6 @@
 import type { Channel } from 'amqplib';
-import { TimeoutError } from '../../core/errors.js';
+import { isMqError, TimeoutError } from '../../core/errors.js';
+import { settlesWithin } from '../../core/timers.js';
 import { HASH_HEADER } from './amqp-wire.js';
 import type { RabbitConnection } from './connection.js';
 import { replyCode, toMqError } from './connection.js';
@@ -28,8 +29,14 @@ export class Topology {
   private ready = new Set<string>();
   private generation: number;
 
+  /**
+   * @param connection declarations (its generation decides when to declare again)
+   * @param publishing the partition-count messages: publishing on `connection` would let a
+   *   resource alarm block the connection consumers ack on
+   */
   constructor(
     private readonly connection: RabbitConnection,
+    private readonly publishing: RabbitConnection,
     private readonly options: ResolvedRabbitMqOptions,
   ) {
     this.generation = connection.generation;
@@ -215,19 +222,28 @@ export class Topology {
       try {
         const { messageCount } = await channel.assertQueue(meta, { durable: true });
         if (messageCount < partitions) {
-          const confirm = await this.connection.confirmChannel();
+          const confirm = await this.publishing.confirmChannel();
           try {
             for (let i = messageCount; i < partitions; i++) {
               confirm.sendToQueue(meta, Buffer.from(String(i)), { persistent: true });
             }
-            await confirm.waitForConfirms();
+            const confirmed = confirm.waitForConfirms();
+            confirmed.catch(() => {}); // rejected after a timeout below: nobody else listens
+            if (!(await settlesWithin(confirmed, Math.max(0, deadline - Date.now())))) {
+              throw new TimeoutError(
+                `RabbitMQ did not confirm the partition count of ${topic} within ${timeoutMs} ms${this.publishing.blocked ? ' (it blocks publishing: memory or disk alarm)' : ''}`,
+              );
+            }
+            await confirmed;
           } finally {
             await confirm.close().catch(() => {});
           }
         }
         await channel.deleteQueue(lock);
       } catch (error) {
-        throw toMqError(error, `raise partition count of ${topic}`);
+        // The lock is exclusive to this connection, which lives on: release it for the others.
+        await this.connection.withAdmin(`unlock ${topic}`, (ch) => ch.deleteQueue(lock)).catch(() => {});
+        throw isMqError(error) ? error : toMqError(error, `raise partition count of ${topic}`);
       } finally {
         await channel.close().catch(() => {});
       }

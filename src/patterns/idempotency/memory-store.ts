@@ -24,7 +24,8 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
 
   async complete(key: string, token: string, ttlMs: number): Promise<boolean> {
     const entry = this.entries.get(key);
-    const held = entry === undefined || entry.token === token || entry.expiresAt <= Date.now();
+    // Another token, live or expired, means another delivery claimed it after our lease ran out.
+    const held = entry === undefined || entry.token === token;
     this.set(key, { token: undefined, expiresAt: Date.now() + ttlMs });
     return held;
   }

@@ -7,7 +7,8 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 if redis.call('GET', KEYS[1]) == 'done' then return 2 end
 return 0`;
 // Mark done whoever holds the key (the effect happened); report whether it was still our lease.
-// A key that expired entirely counts as held: nobody else claimed it in between.
+// A key that expired entirely counts as held: whether another delivery claimed it and its lease
+// expired too cannot be told, so onLeaseLost may under-report.
 const COMPLETE = `
 local current = redis.call('GET', KEYS[1])
 redis.call('SET', KEYS[1], 'done', 'PX', ARGV[2])
