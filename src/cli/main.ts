@@ -17,6 +17,7 @@ Commands:
           --max-lag N (producers wait while this many are unhandled; default ${benchDefaults.maxLag})
   lag     backlog of a group on a topic, per partition
           --topic NAME --group NAME
+          --management URL (RabbitMQ: also count unacked deliveries, e.g. http://127.0.0.1:15672)
 
 Every command takes --url (default: $MQ_URL, else memory://).`;
 
@@ -37,6 +38,7 @@ async function main(argv: string[]): Promise<number> {
       'max-lag': { type: 'string' },
       topic: { type: 'string' },
       group: { type: 'string' },
+      management: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -46,7 +48,10 @@ async function main(argv: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   const url = values.url ?? process.env.MQ_URL ?? 'memory://';
-  const broker = await connect(url);
+  const broker = await connect(
+    url,
+    values.management === undefined ? undefined : { rabbitmq: { managementUrl: values.management } },
+  );
   try {
     if (command === 'demo') {
       const summary = await runDemo(broker, redact(url), intOption(values.orders, 'orders', 10_000));
@@ -69,7 +74,9 @@ async function main(argv: string[]): Promise<number> {
       if (!values.topic || !values.group) throw new Error('lag needs --topic and --group');
       const backlog = await broker.backlog(values.topic, values.group);
       for (const p of backlog.partitions)
-        process.stdout.write(`partition ${p.partition}  backlog ${p.backlog}\n`);
+        process.stdout.write(
+          `partition ${p.partition}  backlog ${p.backlog}${p.inFlight === undefined ? '' : `  (in flight ${p.inFlight})`}\n`,
+        );
       process.stdout.write(`total ${backlog.total}\n`);
     }
   } finally {

@@ -32,7 +32,14 @@ export interface Backlog {
   /** Messages not yet acknowledged by the group, summed over partitions (queues). */
   total: number;
   /** One entry per partition (Kafka, memory) or partition queue (RabbitMQ). */
-  partitions: { partition: number; backlog: number; committed?: string; end?: string }[];
+  partitions: {
+    partition: number;
+    backlog: number;
+    committed?: string;
+    end?: string;
+    /** Of `backlog`, deliveries consumers hold unacknowledged, where the broker reports them separately. */
+    inFlight?: number;
+  }[];
 }
 
 /**

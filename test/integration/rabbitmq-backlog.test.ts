@@ -1,7 +1,7 @@
 import type { ChannelModel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type Broker, connect } from '../../src/index.js';
-import { Collector, uniqueName } from '../../src/testing/index.js';
+import { type Broker, connect, isMqError } from '../../src/index.js';
+import { Collector, uniqueName, waitFor } from '../../src/testing/index.js';
 import { rawConnection } from './rabbitmq-helpers.js';
 
 describe('rabbitmq: backlog', () => {
@@ -60,5 +60,51 @@ describe('rabbitmq: backlog', () => {
       partitions: [{ partition: 0, backlog: 4 }],
     });
     expect((await broker.backlog(topic, 'nobody')).total).toBe(0);
+  });
+
+  it('counts deliveries consumers hold unacknowledged when given the management API', async () => {
+    const amqpUrl = new URL(inject('amqpUrl'));
+    const managed = await connect(inject('amqpUrl'), {
+      rabbitmq: { managementUrl: `http://${amqpUrl.hostname}:15672` },
+    });
+    try {
+      const topic = uniqueName('backlog');
+      await managed.ensureTopic(topic);
+      let release: () => void = () => {};
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const got = new Collector();
+      const sub = await managed.subscribe(
+        { topic, group: 'held' },
+        got.handler(() => gate),
+      );
+      await managed.producer().sendBatch(Array.from({ length: 10 }, (_, i) => ({ topic, body: { i } })));
+      // All 10 sit in the consumer's prefetch: nothing is ready, so AMQP alone reports 0...
+      await waitFor(async () => (await broker.backlog(topic, 'held')).total === 0);
+      // ...while the management API (sampled every 5 s) sees them in flight.
+      const held = await waitFor(
+        async () => {
+          const b = await managed.backlog(topic, 'held');
+          return b.total === 10 ? b : undefined;
+        },
+        { timeoutMs: 30_000, message: 'backlog with management never counted the 10 held deliveries' },
+      );
+      expect(held.partitions).toEqual([{ partition: 0, backlog: 10, inFlight: 10 }]);
+      release();
+      await got.waitForCount(10);
+      await waitFor(async () => (await managed.backlog(topic, 'held')).total === 0, { timeoutMs: 30_000 });
+      await sub.close();
+    } finally {
+      await managed.close();
+    }
+  });
+
+  it('refuses a management URL that is not http(s)', async () => {
+    const error = await connect(inject('amqpUrl'), { rabbitmq: { managementUrl: 'amqp://127.0.0.1' } }).catch(
+      (e: unknown) => e,
+    );
+    expect(isMqError(error, 'CONFIG')).toBe(true);
+    expect((error as unknown as { field: string }).field).toBe('rabbitmq.managementUrl');
   });
 });

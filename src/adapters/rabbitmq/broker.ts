@@ -10,6 +10,7 @@ import {
   topicName,
 } from '../../core/options.js';
 import type { RabbitConnection } from './connection.js';
+import type { ManagementApi } from './management.js';
 import { names } from './names.js';
 import type { ResolvedRabbitMqOptions } from './options.js';
 import { RabbitMqProducer } from './producer.js';
@@ -50,6 +51,8 @@ export class RabbitMqBroker implements Broker {
     private readonly connection: RabbitConnection,
     private readonly publishing: RabbitConnection,
     private readonly options: ResolvedRabbitMqOptions,
+    /** With `managementUrl`: unacknowledged counts for `backlog`. */
+    private readonly management?: ManagementApi,
   ) {
     this.topology = new Topology(connection, publishing, options);
     this.publisher = new Publisher(publishing, true, 30_000, () => this.topology.forget());
@@ -104,22 +107,32 @@ export class RabbitMqBroker implements Broker {
   }
 
   /**
-   * Ready messages per queue of the group: its one queue (reported as partition 0) or each
-   * partition queue. AMQP reports ready messages only, so deliveries a live consumer holds
-   * unacknowledged are not counted.
+   * Messages per queue of the group: its one queue (reported as partition 0) or each partition
+   * queue. Ready messages come from passive declares (exact, now). Deliveries consumers hold
+   * unacknowledged are invisible to AMQP: they are added (as `inFlight`) only with
+   * `managementUrl`, from the management plugin's last sample.
    */
   async backlog(topic: string, group: string): Promise<Backlog> {
     this.assertOpen();
     const t = topicName(topic, 'backlog.topic');
     const g = topicName(group, 'backlog.group');
     const partitions: Backlog['partitions'] = [];
+    const add = async (partition: number, queue: string, ready: number) => {
+      const inFlight = await this.management?.unacked(queue);
+      partitions.push(
+        inFlight === undefined
+          ? { partition, backlog: ready }
+          : { partition, backlog: ready + inFlight, inFlight },
+      );
+    };
     const single = await this.readyCount(names.groupQueue(t, g));
-    if (single !== undefined) partitions.push({ partition: 0, backlog: single });
+    if (single !== undefined) await add(0, names.groupQueue(t, g), single);
     else {
       const count = await this.topology.partitions(t);
       for (let p = 0; p < count; p++) {
-        const ready = await this.readyCount(names.partitionQueue(t, g, p));
-        if (ready !== undefined) partitions.push({ partition: p, backlog: ready });
+        const queue = names.partitionQueue(t, g, p);
+        const ready = await this.readyCount(queue);
+        if (ready !== undefined) await add(p, queue, ready);
       }
     }
     return { topic: t, group: g, total: partitions.reduce((sum, p) => sum + p.backlog, 0), partitions };

@@ -80,6 +80,7 @@ import type { Broker } from '../../core/broker.js';
 import { ConfigError } from '../../core/errors.js';
 import { RabbitMqBroker } from './broker.js';
 import { RabbitConnection } from './connection.js';
+import { ManagementApi } from './management.js';
 import { type RabbitMqBrokerOptions, resolveRabbitMqOptions } from './options.js';
 
 export { rabbitMqCapabilities } from './broker.js';
@@ -96,9 +97,12 @@ export async function createRabbitMqBroker(url: URL, options?: RabbitMqBrokerOpt
     throw new ConfigError('url', `expected amqp:// or amqps://, got ${url.protocol}//`);
   }
   const resolved = resolveRabbitMqOptions(options);
+  const management =
+    resolved.managementUrl === undefined ? undefined : ManagementApi.from(resolved.managementUrl, url);
   const connection = await RabbitConnection.open(url, resolved, 'consuming');
   try {
-    return new RabbitMqBroker(connection, await RabbitConnection.open(url, resolved, 'publishing'), resolved);
+    const publishing = await RabbitConnection.open(url, resolved, 'publishing');
+    return new RabbitMqBroker(connection, publishing, resolved, management);
   } catch (error) {
     await connection.close();
     throw error;

@@ -37,6 +37,13 @@ export interface RabbitMqBrokerOptions {
   memberHeartbeatMs?: number;
   /** TLS options for `amqps://` (ca, cert, key, servername, ...). */
   tls?: TlsOptions;
+  /**
+   * The rabbitmq_management HTTP API, e.g. `http://127.0.0.1:15672` (credentials: this URL's,
+   * else the AMQP URL's). When set, `backlog` counts deliveries consumers hold unacknowledged
+   * too (as the plugin last sampled them, up to 5 s old); AMQP alone sees ready messages only.
+   * Default: not used.
+   */
+  managementUrl?: string;
 }
 
 export interface ResolvedRabbitMqOptions {
@@ -49,6 +56,7 @@ export interface ResolvedRabbitMqOptions {
   reconnect: { initialMs: number; maxMs: number };
   memberHeartbeatMs: number;
   tls: TlsOptions | undefined;
+  managementUrl: string | undefined;
 }
 
 const KEYS = [
@@ -61,6 +69,7 @@ const KEYS = [
   'reconnect',
   'memberHeartbeatMs',
   'tls',
+  'managementUrl',
 ];
 
 export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): ResolvedRabbitMqOptions {
@@ -78,6 +87,9 @@ export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): Res
     throw new ConfigError('rabbitmq.streams', 'must be an array of topic names');
   }
   const streams = new Set((options.streams ?? []).map((t, i) => topicName(t, `rabbitmq.streams.${i}`)));
+  if (options.managementUrl !== undefined && typeof options.managementUrl !== 'string') {
+    throw new ConfigError('rabbitmq.managementUrl', 'must be a string such as http://127.0.0.1:15672');
+  }
   if (options.connectionName !== undefined && typeof options.connectionName !== 'string') {
     throw new ConfigError('rabbitmq.connectionName', 'must be a string');
   }
@@ -92,6 +104,7 @@ export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): Res
     reconnect: { initialMs, maxMs },
     memberHeartbeatMs: intOption(options.memberHeartbeatMs, 'rabbitmq.memberHeartbeatMs', 10, 1000),
     tls: options.tls,
+    managementUrl: options.managementUrl,
   };
 }
 
