@@ -6,14 +6,6 @@ const CLAIM = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 if redis.call('GET', KEYS[1]) == 'done' then return 2 end
 return 0`;
-// Mark done whoever holds the key (the effect happened); report whether it was still our lease.
-// A key that expired entirely counts as held: whether another delivery claimed it and its lease
-// expired too cannot be told, so onLeaseLost may under-report.
-const COMPLETE = `
-local current = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[1], 'done', 'PX', ARGV[2])
-if current == false or current == ARGV[1] then return 1 end
-return 0`;
 // Delete only our own lease, never a completed key or another consumer's lease.
 const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -35,8 +27,14 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     return result === 1 ? 'claimed' : result === 2 ? 'done' : 'busy';
   }
 
+  /**
+   * One SET ... GET (Redis 6.2+): marks done whoever holds the key and reads what it held. A
+   * key that expired entirely counts as still ours: whether another delivery claimed it and
+   * its lease expired too cannot be told, so `onLeaseLost` may under-report.
+   */
   async complete(key: string, token: string, ttlMs: number): Promise<boolean> {
-    return (await this.redis.eval(COMPLETE, 1, this.prefix + key, token, String(ttlMs))) === 1;
+    const previous = await this.redis.set(this.prefix + key, 'done', 'PX', ttlMs, 'GET');
+    return previous === null || previous === token;
   }
 
   async release(key: string, token: string): Promise<void> {
