@@ -256,14 +256,14 @@ describe.each([
       };
     const subs = [
       await broker.subscribe(
-        { topic, group: 'mem', concurrency: 4 },
+        { topic, group: uniqueName('mem'), concurrency: 4 },
         counted(
           'mem',
           idempotent((d) => void bump(effects.memory, d.id), { store: new MemoryIdempotencyStore() }),
         ),
       ),
       await broker.subscribe(
-        { topic, group: 'redis', concurrency: 4 },
+        { topic, group: uniqueName('redis'), concurrency: 4 },
         counted(
           'redis',
           idempotent((d) => void bump(effects.redis, d.id), {
@@ -272,7 +272,7 @@ describe.each([
         ),
       ),
       await broker.subscribe(
-        { topic, group: 'pg', concurrency: 4 },
+        { topic, group: uniqueName('pg'), concurrency: 4 },
         counted(
           'pg',
           transactional(

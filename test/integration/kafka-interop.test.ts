@@ -45,7 +45,7 @@ describe('kafka: records are plain Kafka records, both ways', () => {
       await gzip.ensureTopic(topic, { partitions: 1 });
       const body = { text: 'squeeze me '.repeat(100) };
       const got = new Collector();
-      await gzip.subscribe({ topic, group: 'g' }, got.handler());
+      await gzip.subscribe({ topic, group: uniqueName('g') }, got.handler());
       await gzip.producer().sendBatch([
         { topic, body },
         { topic, body },
@@ -76,7 +76,8 @@ describe('kafka: records are plain Kafka records, both ways', () => {
     await producer.disconnect();
 
     const got = new Collector();
-    await broker().subscribe({ topic, group: 'reader', order: 'partition' }, got.handler());
+    const group = uniqueName('reader'); // Kafka group ids are cluster-wide: one per test
+    await broker().subscribe({ topic, group, order: 'partition' }, got.handler());
     const [first, second, third] = await got.waitForCount(3);
     expect(first).toMatchObject({
       topic,
@@ -95,13 +96,13 @@ describe('kafka: records are plain Kafka records, both ways', () => {
     expect(third?.body).toBe(42);
 
     // The record that is not JSON went to the dead-letter topic, readable by anyone.
-    const [dead] = await readPlain(url, [`${topic}.reader.dlq`], (r) => r.length >= 1);
+    const [dead] = await readPlain(url, [`${topic}.${group}.dlq`], (r) => r.length >= 1);
     expect(dead?.key).toBe('k3');
     expect(dead?.value?.toString()).toBe('not json');
     expect(dead?.headers).toMatchObject({
       'mq-error-code': 'DECODE',
       'mq-original-topic': topic,
-      'mq-original-group': 'reader',
+      'mq-original-group': group,
       'mq-original-partition': '0',
       'mq-original-offset': '2',
       'mq-attempt': '1',

@@ -101,10 +101,12 @@ describe('kafka: committed offsets and backlog', () => {
     const producer = broker.producer();
     await producer.sendBatch(keysFor([4, 2, 0]).map((key) => ({ topic, key, body: key })));
 
-    const before = await broker.backlog(topic, 'never-read');
+    const idle = uniqueName('never-read');
+    const reader = uniqueName('reader'); // Kafka group ids are cluster-wide: one per test
+    const before = await broker.backlog(topic, idle);
     expect(before).toEqual({
       topic,
-      group: 'never-read',
+      group: idle,
       total: 6,
       partitions: [
         { partition: 0, backlog: 4, end: '4' },
@@ -114,17 +116,17 @@ describe('kafka: committed offsets and backlog', () => {
     });
 
     const got = new Collector();
-    const sub = await broker.subscribe({ topic, group: 'reader' }, got.handler());
+    const sub = await broker.subscribe({ topic, group: reader }, got.handler());
     await got.waitForCount(6);
     await sub.close();
     await producer.sendBatch(keysFor([1, 0, 3]).map((key) => ({ topic, key, body: key })));
-    const after = await broker.backlog(topic, 'reader');
+    const after = await broker.backlog(topic, reader);
     expect(after.partitions).toEqual([
       { partition: 0, backlog: 1, committed: '4', end: '5' },
       { partition: 1, backlog: 0, committed: '2', end: '2' },
       { partition: 2, backlog: 3, end: '3' },
     ]);
     expect(after.total).toBe(4);
-    expect(await broker.backlog(uniqueName('missing'), 'reader')).toMatchObject({ total: 0, partitions: [] });
+    expect(await broker.backlog(uniqueName('missing'), reader)).toMatchObject({ total: 0, partitions: [] });
   });
 });

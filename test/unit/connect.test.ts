@@ -14,10 +14,19 @@ describe('connect', () => {
     const fallback = await connect();
     expect(fallback.kind).toBe('memory');
     await fallback.close();
+    // MQ_URL is what connect() uses: a broker it names is the one you get...
     process.env.MQ_URL = 'memory://from-env';
     const fromEnv = await connect();
-    expect(fromEnv.kind).toBe('memory');
-    await fromEnv.close();
+    const named = await connect('memory://from-env');
+    const topic = `env-${Date.now().toString(36)}`;
+    await fromEnv.ensureTopic(topic, { partitions: 1 });
+    await fromEnv.producer().send({ topic, body: 1 });
+    expect((await named.backlog(topic, 'nobody-yet')).total).toBe(1); // same embedded broker
+    await Promise.all([fromEnv.close(), named.close()]);
+    // ...and a bad one is refused, naming the variable's value.
+    process.env.MQ_URL = 'nats://127.0.0.1:4222';
+    const error = await connect().catch((e: unknown) => e);
+    expect(isMqError(error, 'CONFIG')).toBe(true);
   });
 
   it('refuses an unknown scheme or a malformed URL with a ConfigError naming the url', async () => {
