@@ -322,7 +322,8 @@ const subscriptionAssigner: PartitionAssigner = ({ cluster }) => ({
 
 class KafkajsProducer implements ProducerClient {
   private readonly producer: Producer;
-  private readonly connected: Promise<void>;
+  /** Connecting or connected; cleared on failure so the next send tries again. */
+  private connected: Promise<void> | undefined;
 
   constructor(kafka: Kafka, config: KafkaClientConfig, idempotent: boolean, minimums: PartitionMinimums) {
     this.producer = kafka.producer({
@@ -334,8 +335,19 @@ class KafkajsProducer implements ProducerClient {
       metadataMaxAge: config.metadataMaxAgeMs,
       allowAutoTopicCreation: true,
     });
-    this.connected = this.producer.connect();
-    this.connected.catch(() => {}); // surfaced by the sends that await it
+    this.connect().catch(() => {}); // surfaced by the sends that await it
+  }
+
+  /** Connects once; a failed attempt (cluster unreachable at the time) is retried by the next send. */
+  private connect(): Promise<void> {
+    if (this.connected === undefined) {
+      const attempt = this.producer.connect();
+      this.connected = attempt;
+      attempt.catch(() => {
+        if (this.connected === attempt) this.connected = undefined;
+      });
+    }
+    return this.connected;
   }
 
   async send(
@@ -357,7 +369,7 @@ class KafkajsProducer implements ProducerClient {
       else list.push(message);
     }
     const context = `send to ${[...byTopic.keys()].join(', ')}`;
-    const sending = this.connected.then(() =>
+    const sending = this.connect().then(() =>
       this.producer.sendBatch({
         acks: options.acks,
         timeout: options.timeoutMs,
