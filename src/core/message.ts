@@ -45,7 +45,8 @@ export interface Delivery<T = unknown> {
   /** Set on messages read from a dead-letter topic: why and where the message failed. */
   readonly deadLetter: DeadLetterInfo | undefined;
   /**
-   * Aborted when the subscription is closing and its drain timeout has passed: stop work and
+   * Aborted when the subscription is closing and its drain timeout has passed, and on Kafka
+   * also when the message's partition moved to another member of the group: stop work and
    * throw; the message is not acknowledged and will be delivered again.
    */
   readonly signal: AbortSignal;

@@ -129,4 +129,28 @@ describe('kafka: committed offsets and backlog', () => {
     expect(after.total).toBe(4);
     expect(await broker.backlog(uniqueName('missing'), reader)).toMatchObject({ total: 0, partitions: [] });
   });
+
+  it("startFrom 'latest' reads a partition added after it joined from that partition's start", async () => {
+    // Metadata refreshed every second, so the member notices the new partition quickly.
+    const fast = await connect(url, { kafka: { metadataMaxAgeMs: 1000 } });
+    try {
+      const topic = uniqueName('grow');
+      await fast.ensureTopic(topic, { partitions: 1 });
+      await fast.producer().send({ topic, key: 'before', body: 'before' }); // before the subscription
+      const got = new Collector<string>();
+      const sub = await fast.subscribe(
+        { topic, group: uniqueName('latest'), startFrom: 'latest' },
+        got.handler(),
+      );
+      await fast.ensureTopic(topic, { partitions: 2 });
+      const [onNew] = keysFor([0, 1]);
+      // Written to partition 1 before the member is assigned it: it must not be skipped.
+      await fast.producer().send({ topic, key: onNew as string, body: 'after' });
+      await waitFor(() => got.bodies.includes('after'), { timeoutMs: 60_000 });
+      expect(got.bodies).not.toContain('before');
+      await sub.close();
+    } finally {
+      await fast.close();
+    }
+  }, 90_000);
 });

@@ -191,15 +191,19 @@ describe('kafka subscription through the client seam', () => {
     gates.hold(1);
     const started: number[] = [];
     const done: number[] = [];
+    const signals = new Map<number, AbortSignal>();
     const consumer = await subscribe({ order: 'partition' }, async (d) => {
       started.push(d.body.n);
+      signals.set(d.body.n, d.signal);
       await gates.pass(d.body.n);
       done.push(d.body.n);
     });
     await consumer.fetch(0, 4);
     await waitFor(() => started.length === 2 && consumer.lastCommit() === 1);
     const before = consumer.commits.length;
+    expect(signals.get(1)?.aborted).toBe(false);
     consumer.listener?.assigned([]);
+    expect(signals.get(1)?.aborted).toBe(true); // the running handler learns its work is moot
     gates.release(1);
     await waitFor(() => done.includes(1));
     // Were 2 and 3 still queued, the partition's lane would start 2 in the same microtask run

@@ -31,8 +31,10 @@ type RetryOutcome = Extract<Outcome, { kind: 'retry' }>;
  * on whatever handlers do and slow handlers cannot make the member leave its group.
  *
  * On a rebalance the partitions this member keeps go on where they were; a revoked partition's
- * queued messages are dropped and its running handlers' results are neither committed nor
- * dead-lettered (the new owner delivers those messages again). After a crash kafkajs rejoins by
+ * queued messages are dropped, its running handlers' `signal` is aborted, and their results are
+ * neither committed nor dead-lettered (the new owner delivers those messages again). Kafka does
+ * not wait for them: a handler that goes on after the abort may overlap the new owner's run of
+ * the same key, so per-key order across a partition move needs handlers that stop on abort. After a crash kafkajs rejoins by
  * itself and every partition starts again from its committed offset.
  *
  * Retries: in order 'key' and 'partition' a failing message holds its lane (not its slot) and
@@ -83,11 +85,13 @@ export class KafkaSubscription implements Subscription {
     this.startPositions = startPositions;
     this.executor = new KeyedExecutor(options.concurrency);
     const c = context.options.consumer;
-    const fromBeginning = options.startFrom !== 'latest';
     this.consumer = context.client.consumer({
       groupId: options.group,
       topics: [
-        { topic: options.topic, fromBeginning },
+        // 'latest' and timestamp starts are seeks of the partitions there are at the first join
+        // (then committed); a partition added later has no commit and is read from its start,
+        // or messages written to it before this member sees it would be skipped.
+        { topic: options.topic, fromBeginning: true },
         ...(retryTopic === undefined ? [] : [{ topic: retryTopic, fromBeginning: true }]),
       ],
       sessionTimeoutMs: c.sessionTimeoutMs,
@@ -216,7 +220,7 @@ export class KafkaSubscription implements Subscription {
       }
     }
     if (run === undefined) {
-      run = new PartitionRun(batch.topic, batch.partition, first.offset);
+      run = new PartitionRun(batch.topic, batch.partition, first.offset, this.shutdown.signal);
       this.runs.set(key, run);
     }
     const before = run.pending.length;
@@ -294,7 +298,7 @@ export class KafkaSubscription implements Subscription {
         },
         this.options,
         this.handler,
-        this.shutdown.signal,
+        run.signal,
       );
       // Revoked (the partition's next owner delivers it again) or given up on by close: not acknowledged.
       if (run.isRevoked || this.shutdown.signal.aborted) return;

@@ -21,6 +21,8 @@ export class PartitionRun implements TopicPartition {
   isRevoked = false;
   /** Aborted on revoke, to end retry waits. */
   readonly revoked = new AbortController();
+  /** Handlers' `signal`: aborted on revoke (the next owner delivers the message again) or by `shutdown`. */
+  readonly signal: AbortSignal;
   /** Retries waiting on a timer (order 'concurrent' without a retry topic). */
   readonly timers = new Set<NodeJS.Timeout>();
   /** Fetching is paused because `prefetch` offsets are not committable yet. */
@@ -32,8 +34,10 @@ export class PartitionRun implements TopicPartition {
     readonly topic: string,
     readonly partition: number,
     start: number,
+    shutdown: AbortSignal,
   ) {
     this.key = PartitionRun.key(this);
+    this.signal = AbortSignal.any([shutdown, this.revoked.signal]);
     this.tracker = new OffsetTracker(start);
     this.next = start;
     this.committed = start;
