@@ -115,6 +115,9 @@ export function topicName(ref: TopicRef<unknown>, field = 'topic'): string {
 
 let lastValidName: string | undefined;
 
+/** Longest name a topic derived from a topic and a group may have (Kafka's topic name limit). */
+const DERIVED_NAME_LIMIT = 249;
+
 export function topicSpec(ref: TopicRef<unknown>): TopicSpec<unknown> | undefined {
   return typeof ref === 'string' ? undefined : ref;
 }
@@ -275,6 +278,15 @@ export function resolveSubscribeOptions(options: SubscribeOptions<unknown>): Res
         : topicName(dl.topic, 'subscribe.deadLetter.topic');
   } else {
     throw new ConfigError('subscribe.deadLetter', "must be { topic? } or 'discard'");
+  }
+  // Topics derived from topic and group (`.dlq`, and Kafka's `.retry`) must stay within Kafka's
+  // 249-character limit; caught here rather than at the first dead letter.
+  const derived = `${topic}.${options.group ?? 'broadcast'}.retry`;
+  if (derived.length > DERIVED_NAME_LIMIT) {
+    throw new ConfigError(
+      'subscribe.group',
+      `topic and group names together are too long: '${derived.slice(0, 40)}...' (${derived.length} characters) exceeds ${DERIVED_NAME_LIMIT}; shorten the topic or group name`,
+    );
   }
   if (deadLetterTopic === topic) {
     throw new ConfigError(

@@ -52,6 +52,11 @@ describe('options', () => {
     expect(
       configError(() => resolveSubscribeOptions({ topic: 't', group: 'g', order: 'fifo' as never })).message,
     ).toMatch(/subscribe\.order: must be one of 'concurrent', 'key', 'partition'/);
+    // Each name is valid alone; `<topic>.<group>.retry` would pass Kafka's 249 characters.
+    expect(
+      configError(() => resolveSubscribeOptions({ topic: 't'.repeat(200), group: 'g'.repeat(60) })).field,
+    ).toBe('subscribe.group');
+    expect(resolveSubscribeOptions({ topic: 't'.repeat(200), group: 'g'.repeat(42) }).group).toHaveLength(42);
     const idempotent = configError(() => resolveProducerOptions({ acks: 'leader', idempotent: true }));
     expect(idempotent.message).toContain("set acks 'all'");
     expect(idempotent.retriable).toBe(false);

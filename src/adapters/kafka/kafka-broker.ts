@@ -47,6 +47,8 @@ export class KafkaBroker implements Broker, KafkaContext {
   private tiers: Promise<void> | undefined;
   private readonly reported = new Set<string>();
   private closed = false;
+  /** The one close in progress: a second caller waits for it too. */
+  private closing: Promise<void> | undefined;
 
   constructor(
     readonly client: KafkaClient,
@@ -151,9 +153,13 @@ export class KafkaBroker implements Broker, KafkaContext {
     process.stderr.write(`mqkit kafka: ${text}\n`);
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
     this.closed = true;
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
     await Promise.all([...this.subscriptions].map((s) => s.close()));
     await Promise.all([...this.producers].map((p) => p.close()));
     await this.internal?.drained();

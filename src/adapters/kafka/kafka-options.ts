@@ -1,5 +1,5 @@
 import { ConfigError } from '../../core/errors.js';
-import { intOption, oneOf, refuseUnknownKeys, topicName } from '../../core/options.js';
+import { intOption, MAX_TIMER_MS, oneOf, refuseUnknownKeys, topicName } from '../../core/options.js';
 import type { Compression, KafkaClientConfig } from './client.js';
 
 /**
@@ -147,8 +147,9 @@ export function resolveKafkaOptions(url: URL, options: KafkaBrokerOptions = {}):
   const sessionTimeoutMs = intOption(
     consumer.sessionTimeoutMs,
     'kafka.consumer.sessionTimeoutMs',
-    1000,
+    6000, // the broker's default group.min.session.timeout.ms
     30_000,
+    MAX_TIMER_MS,
   );
   const heartbeatIntervalMs = intOption(
     consumer.heartbeatIntervalMs,
@@ -179,7 +180,7 @@ export function resolveKafkaOptions(url: URL, options: KafkaBrokerOptions = {}):
       logLevel: oneOf(options.logLevel ?? query.logLevel, 'kafka.logLevel', LOG_LEVELS, 'error'),
     },
     producer: {
-      lingerMs: intOption(producer.lingerMs, 'kafka.producer.lingerMs', 0, 0),
+      lingerMs: intOption(producer.lingerMs, 'kafka.producer.lingerMs', 0, 0, MAX_TIMER_MS),
       batchSize: intOption(producer.batchSize, 'kafka.producer.batchSize', 1, 1000),
       compression: oneOf(producer.compression, 'kafka.producer.compression', COMPRESSIONS, 'none'),
     },
@@ -200,7 +201,13 @@ export function resolveKafkaOptions(url: URL, options: KafkaBrokerOptions = {}):
         1 << 20,
       ),
       prefetch: intOption(consumer.prefetch, 'kafka.consumer.prefetch', 1, 10_000),
-      commitIntervalMs: intOption(consumer.commitIntervalMs, 'kafka.consumer.commitIntervalMs', 0, 100),
+      commitIntervalMs: intOption(
+        consumer.commitIntervalMs,
+        'kafka.consumer.commitIntervalMs',
+        0,
+        100,
+        MAX_TIMER_MS,
+      ),
     },
     delay: { topicPrefix, forward: bool(delay.forward, 'kafka.delay.forward', true) },
   };

@@ -26,6 +26,7 @@ export class KafkaProducer implements Producer {
   private readonly oneWay: SendQueue;
   private readonly reported = new Set<string>();
   private closed = false;
+  private closing: Promise<void> | undefined;
 
   constructor(
     private readonly context: KafkaContext,
@@ -85,11 +86,13 @@ export class KafkaProducer implements Producer {
     }
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /** Waits for sends in flight; a second caller waits for the same. */
+  close(): Promise<void> {
     this.closed = true;
-    await Promise.all([this.queue.drained(), this.oneWay.drained()]);
-    this.onClose(this);
+    this.closing ??= Promise.all([this.queue.drained(), this.oneWay.drained()]).then(() =>
+      this.onClose(this),
+    );
+    return this.closing;
   }
 
   /** The record to write: to the topic itself, or (delayed) to the first delay tier. */

@@ -1,6 +1,6 @@
 import type { Subscription } from '../../core/broker.js';
 import { dispatch, type Outcome } from '../../core/dispatch.js';
-import type { MqError } from '../../core/errors.js';
+import { ConnectionError, type MqError } from '../../core/errors.js';
 import { KeyedExecutor } from '../../core/keyed-executor.js';
 import type { Handler } from '../../core/message.js';
 import { backoffDelay, type ResolvedSubscribeOptions } from '../../core/options.js';
@@ -147,7 +147,7 @@ export class KafkaSubscription implements Subscription {
     }
     if (this.failure !== undefined || !this.joined) {
       await this.consumer.stop();
-      throw this.failure ?? new Error(`consumer of group ${this.group} neither joined nor failed`);
+      throw this.failure ?? new ConnectionError(`consumer of group ${this.group} neither joined nor failed`);
     }
     // Pins 'latest' and timestamp starts in the group, so a member joining later starts there too.
     if (this.seeked.length > 0) {
