@@ -13,12 +13,17 @@ export function sleep(ms: number, ...signals: AbortSignal[]): Promise<boolean> {
   });
 }
 
-/** Resolves true when `promise` settles within `ms`, false when the time runs out first. */
+/**
+ * Resolves true when `promise` fulfils within `ms`, false when the time runs out first; rejects
+ * if it rejects first. A rejection after the time ran out is dropped, not left unhandled.
+ */
 export async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
+  const fulfilled = promise.then(() => true);
+  fulfilled.catch(() => {});
   try {
     return await Promise.race([
-      promise.then(() => true),
+      fulfilled,
       new Promise<boolean>((resolve) => {
         timer = setTimeout(() => resolve(false), ms);
       }),

@@ -132,6 +132,34 @@ describe('kafka: retry, dead letter, delay and broadcast topics and groups', () 
     expect(delivered).toMatchObject({ id: sent.id, key: 'k', body: { n: 1 }, headers: {} });
   });
 
+  it('a delayed record its target refuses for good is set aside in mq.delay.undeliverable; the ones behind it arrive', async () => {
+    const topic = uniqueName('small');
+    const admin = plainKafka(url).admin();
+    await admin.connect();
+    try {
+      await admin.createTopics({
+        topics: [{ topic, numPartitions: 1, configEntries: [{ name: 'max.message.bytes', value: '1000' }] }],
+      });
+    } finally {
+      await admin.disconnect();
+    }
+    const got = new Collector<{ text: string }>();
+    await broker().subscribe({ topic, group: uniqueName('g') }, got.handler());
+    const producer = broker().producer();
+    // Same key, so both wait in the same tier partition, the refused one first.
+    const big = await producer.send({ topic, key: 'k', body: { text: 'x'.repeat(5000) }, delayMs: 200 });
+    const small = await producer.send({ topic, key: 'k', body: { text: 'fits' }, delayMs: 200 });
+    await got.waitForCount(1, 60_000);
+    expect(got.deliveries.map((d) => d.id)).toEqual([small.id]);
+    const aside = await readPlain(url, ['mq.delay.undeliverable'], (r) =>
+      r.some((x) => x.headers['mq-id'] === big.id),
+    );
+    expect(aside.find((x) => x.headers['mq-id'] === big.id)?.headers).toMatchObject({
+      'mq-original-topic': topic,
+      'mq-original-group': 'mq.delay.forwarder',
+    });
+  }, 90_000);
+
   it('a broadcasting instance has a group of its own, deleted when it closes', async () => {
     const topic = uniqueName('bcast');
     await broker().ensureTopic(topic, { partitions: 2 });

@@ -26,6 +26,15 @@ export function tierTopic(prefix: string, tier: DelayTier): string {
   return `${prefix}.${tier.name}`;
 }
 
+/**
+ * `<prefix>.undeliverable`: where the forwarder sets aside a delayed record its target refuses
+ * for good (too large for it, say), with the error in dead-letter headers, so one such record
+ * does not hold up its tier partition.
+ */
+export function undeliverableTopic(prefix: string): string {
+  return `${prefix}.undeliverable`;
+}
+
 /** The longest tier not above `remainingMs` (the shortest when all are above). */
 export function tierFor(remainingMs: number): DelayTier {
   let chosen = DELAY_TIERS[0] as DelayTier;

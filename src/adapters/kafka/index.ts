@@ -49,7 +49,10 @@
  * message or subscribed, unless `delay.forward` is false) move each record, when due, to the
  * longest tier not above the time left, and finally to its target. A message is never delivered
  * before its time; it is late by up to about the shortest tier plus a hop's latency per hop (and
- * any clock difference between machines), and at least one forwarding process must run.
+ * any clock difference between machines), and at least one forwarding process must run. A
+ * record its next topic refuses for good (too large for it, say) goes to
+ * `<prefix>.undeliverable` with the error in dead-letter headers, so it does not hold up the
+ * tier partition behind it.
  *
  * **Topics** created by the adapter (`ensureTopic`, retry, dead-letter and tier topics) get
  * replication factor min(3, brokers) and `max.message.bytes` 2 MiB, so the adapter's 1 MiB body

@@ -9,7 +9,7 @@ import {
 } from '../../core/options.js';
 import type { KafkaClient, OutgoingRecord, ProducerClient, RecordPosition } from './client.js';
 import { DelayForwarder } from './delay-forwarder.js';
-import { DELAY_TIERS, TIER_PARTITIONS, tierTopic } from './delay-tiers.js';
+import { DELAY_TIERS, TIER_PARTITIONS, tierTopic, undeliverableTopic } from './delay-tiers.js';
 import type { KafkaContext } from './kafka-context.js';
 import type { ResolvedKafkaOptions } from './kafka-options.js';
 import { KafkaProducer, MAX_MESSAGE_BYTES } from './kafka-producer.js';
@@ -117,26 +117,30 @@ export class KafkaBroker implements Broker, KafkaContext {
 
   startForwarder(): void {
     if (!this.options.delay.forward || this.closed || this.forwarder !== undefined) return;
-    const forwarder = new DelayForwarder(this);
+    // A forwarder that failed to start or stopped for good is stopped and forgotten: the next
+    // delayed send or subscription starts another.
+    const drop = () => {
+      if (this.forwarder === forwarder) this.forwarder = undefined;
+      void forwarder.stop();
+    };
+    const forwarder = new DelayForwarder(this, drop);
     this.forwarder = forwarder;
     forwarder
       .start(() => this.ensureTiers())
       .catch((error: Error) => {
         this.report(`delay forwarder not started: ${error.message}`);
-        if (this.forwarder === forwarder) this.forwarder = undefined; // the next delayed send tries again
+        drop();
       });
   }
 
   private ensureTiers(): Promise<void> {
-    this.tiers ??= Promise.all(
-      DELAY_TIERS.map((tier) =>
-        this.topics.ensureOnce(
-          tierTopic(this.options.delay.topicPrefix, tier),
-          TIER_PARTITIONS,
-          TIER_TOPIC_CONFIG,
-        ),
+    const prefix = this.options.delay.topicPrefix;
+    this.tiers ??= Promise.all([
+      ...DELAY_TIERS.map((tier) =>
+        this.topics.ensureOnce(tierTopic(prefix, tier), TIER_PARTITIONS, TIER_TOPIC_CONFIG),
       ),
-    ).then(
+      this.topics.ensureOnce(undeliverableTopic(prefix), 1),
+    ]).then(
       () => {},
       (error: unknown) => {
         this.tiers = undefined;
