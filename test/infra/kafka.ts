@@ -50,6 +50,10 @@ export interface KafkaServer {
   runDir: string;
   /** Stops every node (SIGTERM, then SIGKILL after 15 s) and removes `runDir`. Idempotent. */
   stop(): Promise<void>;
+  /** SIGKILLs node `index` (0-based): no clean shutdown, as in a crash. */
+  killNode(index?: number): Promise<void>;
+  /** Starts node `index` again on its ports and data (killing it first if it runs) and waits until the cluster serves metadata. */
+  restartNode(index?: number): Promise<void>;
 }
 
 interface RunningNode {
@@ -153,13 +157,29 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaSer
     await rm(runDir, { recursive: true, force: true });
   };
 
+  let pdeathsig: string | undefined;
+  const killNode = async (index = 0): Promise<void> => {
+    const node = cluster.nodes[index];
+    if (node === undefined || node.exit !== undefined) return;
+    const exited = new Promise((resolve) => node.child.once('exit', resolve));
+    node.child.kill('SIGKILL');
+    await exited;
+  };
+  const restartNode = async (index = 0): Promise<void> => {
+    const spec = specs[index];
+    if (spec === undefined || stopped) throw new Error(`Kafka: no node ${index} to restart`);
+    await killNode(index);
+    cluster.nodes[index] = spawnNode(jvm, spec, brokers, pdeathsig, log);
+    await waitReady(cluster.nodes, bootstrap, brokers, readyTimeoutMs, log);
+  };
+
   const t0 = Date.now();
   try {
     const clusterId = randomClusterId();
     log(`kafka: ${version}, ${brokers} node(s), cluster id ${clusterId}, run dir ${runDir}`);
     await Promise.all(specs.map((spec) => formatStorage(jvm, spec, clusterId)));
     log(`kafka: storage formatted in ${Date.now() - t0} ms`);
-    const pdeathsig = await which('setpriv');
+    pdeathsig = await which('setpriv');
     for (const spec of specs) {
       cluster.nodes.push(spawnNode(jvm, spec, brokers, pdeathsig, log));
     }
@@ -170,7 +190,17 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaSer
   }
   const startupMs = Date.now() - t0;
   log(`kafka: ready at ${bootstrap} after ${startupMs} ms`);
-  return { bootstrap, startupMs, jarsMs: jars.ms, jarsCached: jars.cached, version, runDir, stop };
+  return {
+    bootstrap,
+    startupMs,
+    jarsMs: jars.ms,
+    jarsCached: jars.cached,
+    version,
+    runDir,
+    stop,
+    killNode,
+    restartNode,
+  };
 }
 
 /** Result of {@link kafkaForTests}. */

@@ -156,6 +156,17 @@ interface KafkajsErrorShape {
   message?: string;
   type?: string;
   retriable?: boolean;
+  cause?: unknown;
+}
+
+/** True when the error, or one of its `cause`s, is a kafkajs connection error. */
+function hasConnectionCause(error: unknown): boolean {
+  let e: unknown = error;
+  for (let depth = 0; depth < 5 && typeof e === 'object' && e !== null; depth++) {
+    if (CONNECTION_ERRORS.has((e as KafkajsErrorShape).name ?? '')) return true;
+    e = (e as KafkajsErrorShape).cause;
+  }
+  return false;
 }
 
 /**
@@ -171,7 +182,9 @@ export function toMqError(error: unknown, context: string, publishing = false): 
   if (TIMEOUT_ERRORS.has(name) || e.type === 'REQUEST_TIMED_OUT') {
     return new TimeoutError(message, { cause: error });
   }
-  if (CONNECTION_ERRORS.has(name)) return new ConnectionError(message, { cause: error });
+  // kafkajs's retrier wraps an error it gave up on as non-retriable (cause: the original); a
+  // connection refused or reset is still worth retrying for the caller, later.
+  if (hasConnectionCause(error)) return new ConnectionError(message, { cause: error });
   if (name === 'KafkaJSSASLAuthenticationError')
     return new ConnectionError(message, { cause: error, retriable: false });
   const retriable = e.type !== undefined && BAD_RECORD_ERRORS.has(e.type) ? false : e.retriable !== false;
