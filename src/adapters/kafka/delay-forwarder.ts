@@ -104,7 +104,9 @@ export class DelayForwarder {
     }
     if (out.length > 0) {
       const failed = await this.send(out.map((o) => o.hop));
-      if (failed !== undefined && !(await this.setAsideRefused(batch, out))) {
+      // A retriable failure (an outage, say) is waited out; only a refusal for good is looked into.
+      const refused = failed !== undefined && isMqError(failed) && !failed.retriable;
+      if (failed !== undefined && !(refused && (await this.setAsideRefused(batch, out)))) {
         this.context.report(`delay forwarder: cannot forward from ${batch.topic}: ${failed.message}`);
         this.rest(batch, FAILURE_PAUSE_MS);
         return undefined; // fetched again after the pause

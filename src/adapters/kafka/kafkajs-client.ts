@@ -159,6 +159,16 @@ interface KafkajsErrorShape {
   cause?: unknown;
 }
 
+/** True when the error, or one of its `cause`s, is one of `PRODUCER_STATE_ERRORS`. */
+function producerStateLost(error: unknown): boolean {
+  let e: unknown = error;
+  for (let depth = 0; depth < 5 && typeof e === 'object' && e !== null; depth++) {
+    if (PRODUCER_STATE_ERRORS.has((e as KafkajsErrorShape).type ?? '')) return true;
+    e = (e as KafkajsErrorShape).cause;
+  }
+  return false;
+}
+
 /** True when the error, or one of its `cause`s, is a kafkajs connection error. */
 function hasConnectionCause(error: unknown): boolean {
   let e: unknown = error;
@@ -333,22 +343,50 @@ const subscriptionAssigner: PartitionAssigner = ({ cluster }) => ({
   },
 });
 
+/**
+ * Errors that mean the idempotent producer's sequence state no longer matches the broker's (a
+ * broker lost it in a crash, say). kafkajs does not recover from them: the producer is replaced
+ * by a new one, with a new producer id, and the failed send is retriable (it was not stored).
+ */
+const PRODUCER_STATE_ERRORS = new Set([
+  'OUT_OF_ORDER_SEQUENCE_NUMBER',
+  'UNKNOWN_PRODUCER_ID',
+  'INVALID_PRODUCER_EPOCH',
+]);
+
 class KafkajsProducer implements ProducerClient {
-  private readonly producer: Producer;
+  private producer: Producer;
   /** Connecting or connected; cleared on failure so the next send tries again. */
   private connected: Promise<void> | undefined;
 
-  constructor(kafka: Kafka, config: KafkaClientConfig, idempotent: boolean, minimums: PartitionMinimums) {
-    this.producer = kafka.producer({
-      idempotent,
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly config: KafkaClientConfig,
+    private readonly idempotent: boolean,
+    private readonly minimums: PartitionMinimums,
+  ) {
+    this.producer = this.create();
+    this.connect().catch(() => {}); // surfaced by the sends that await it
+  }
+
+  private create(): Producer {
+    return this.kafka.producer({
+      idempotent: this.idempotent,
       // The idempotent producer keeps one request in flight per broker (KIP-98); kafkajs also
       // serialises its produce requests per broker, so concurrent sends are coalesced upstream.
-      maxInFlightRequests: idempotent ? 1 : undefined,
-      createPartitioner: () => placingPartitioner(minimums),
-      metadataMaxAge: config.metadataMaxAgeMs,
+      maxInFlightRequests: this.idempotent ? 1 : undefined,
+      createPartitioner: () => placingPartitioner(this.minimums),
+      metadataMaxAge: this.config.metadataMaxAgeMs,
       allowAutoTopicCreation: true,
     });
-    this.connect().catch(() => {}); // surfaced by the sends that await it
+  }
+
+  /** Swaps in a new kafkajs producer (a new producer id) after `failed` lost its sequence state. */
+  private replace(failed: Producer): void {
+    if (this.producer !== failed) return; // another send replaced it already
+    this.producer = this.create();
+    this.connected = undefined;
+    void failed.disconnect().catch(() => {});
   }
 
   /** Connects once; a failed attempt (cluster unreachable at the time) is retried by the next send. */
@@ -382,8 +420,9 @@ class KafkajsProducer implements ProducerClient {
       else list.push(message);
     }
     const context = `send to ${[...byTopic.keys()].join(', ')}`;
+    const producer = this.producer;
     const sending = this.connect().then(() =>
-      this.producer.sendBatch({
+      producer.sendBatch({
         acks: options.acks,
         timeout: options.timeoutMs,
         compression: COMPRESSION[options.compression],
@@ -406,6 +445,16 @@ class KafkajsProducer implements ProducerClient {
     try {
       return positions(records, messages, await Promise.race([sending, timedOut]));
     } catch (error) {
+      if (producerStateLost(error)) {
+        this.replace(producer);
+        throw new PublishError(
+          `${context}: ${(error as Error).message}; the producer was reset, send again`,
+          {
+            cause: error,
+            retriable: true,
+          },
+        );
+      }
       throw toMqError(error, context, true);
     } finally {
       clearTimeout(timer);
