@@ -47,6 +47,8 @@ export async function startPrivateRabbitNode(): Promise<PrivateRabbitNode> {
   await writeFile(join(dir, 'owner.pid'), String(process.pid));
   await mkdir(join(dir, 'home'));
   await writeFile(join(dir, 'enabled_plugins'), '[rabbitmq_consistent_hash_exchange].\n');
+  // An Erlang short node name: its host part must be a host name, not an address; Node never
+  // connects to it (clients use `url`, on 127.0.0.1).
   const nodeName = `mqkit-${id}@localhost`;
   const env: NodeJS.ProcessEnv = {
     ...process.env,

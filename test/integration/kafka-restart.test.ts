@@ -1,7 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Broker, connect, isMqError } from '../../src/index.js';
-import { Collector, uniqueName, waitFor } from '../../src/testing/index.js';
+import { afterAll, beforeAll, describe, it } from 'vitest';
+import { type Broker, connect } from '../../src/index.js';
+import { Collector, uniqueName } from '../../src/testing/index.js';
 import { type KafkaServer, startKafka } from '../infra/kafka.js';
+import { expectNothingAcknowledgedLost } from './crash-helpers.js';
 
 // This test kills a broker, so it runs on a single-node cluster of its own, never the shared one.
 describe('kafka: broker crash and restart (own cluster)', () => {
@@ -26,39 +27,13 @@ describe('kafka: broker crash and restart (own cluster)', () => {
     const ordered = new Collector<{ i: number }>();
     await b.subscribe({ topic, group: uniqueName('c'), concurrency: 4 }, got.handler());
     await b.subscribe({ topic, group: uniqueName('o'), order: 'key', concurrency: 4 }, ordered.handler());
-    const producer = b.producer({ timeoutMs: 60_000 });
-    const acknowledged = new Set<string>();
-    const failed: unknown[] = [];
-    let next = 0;
-    let sending = true;
-    // Three publishers keep sending across the crash, each awaiting its own acknowledgements.
-    const publishers = Array.from({ length: 3 }, async () => {
-      while (sending) {
-        const i = next++;
-        try {
-          acknowledged.add((await producer.send({ topic, key: `k${i % 7}`, body: { i } })).id);
-        } catch (error) {
-          failed.push(error);
-        }
-      }
-    });
-    await waitFor(() => acknowledged.size >= 300, { timeoutMs: 60_000 });
-    await server.killNode();
-    const atCrash = acknowledged.size;
-    await server.restartNode();
-    await waitFor(() => acknowledged.size >= atCrash + 300, {
+    await expectNothingAcknowledgedLost({
+      producer: b.producer({ timeoutMs: 60_000 }),
+      topic,
+      collectors: { concurrent: got, 'key order': ordered },
+      crash: () => server.killNode(),
+      restart: () => server.restartNode(),
       timeoutMs: 120_000,
-      message: () => `${acknowledged.size - atCrash} sends acknowledged since the restart`,
-    });
-    sending = false;
-    await Promise.all(publishers);
-
-    for (const error of failed) expect(isMqError(error) && error.retriable, String(error)).toBe(true);
-    const missing = (c: Collector<{ i: number }>) => [...acknowledged].filter((id) => !c.ids.has(id)).length;
-    await waitFor(() => missing(got) === 0 && missing(ordered) === 0, {
-      timeoutMs: 120_000,
-      message: () =>
-        `acknowledged but not delivered: ${missing(got)} (concurrent), ${missing(ordered)} (key order) of ${acknowledged.size}`,
     });
   }, 420_000);
 });

@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Broker, connect, isMqError, type Subscription } from '../../src/index.js';
 import { Collector, uniqueName, waitFor } from '../../src/testing/index.js';
 import { type PrivateRabbitNode, startPrivateRabbitNode } from '../infra/rabbitmq-node.js';
+import { expectNothingAcknowledgedLost } from './crash-helpers.js';
 
 // These tests kill and alarm a RabbitMQ node, so they run on a private one, never the shared broker.
 describe('rabbitmq: broker crash, restart and resource alarms (private node)', () => {
@@ -38,39 +39,13 @@ describe('rabbitmq: broker crash, restart and resource alarms (private node)', (
     subscriptions.push(
       await b.subscribe({ topic, group: 'o', order: 'key', concurrency: 4 }, ordered.handler()),
     );
-    const producer = b.producer({ timeoutMs: 20_000 });
-    const confirmed = new Set<string>();
-    const failed: unknown[] = [];
-    let next = 0;
-    let sending = true;
-    // Three publishers keep sending across the crash, each awaiting its own confirms.
-    const publishers = Array.from({ length: 3 }, async () => {
-      while (sending) {
-        const i = next++;
-        try {
-          confirmed.add((await producer.send({ topic, key: `k${i % 7}`, body: { i } })).id);
-        } catch (error) {
-          failed.push(error);
-        }
-      }
-    });
-    await waitFor(() => confirmed.size >= 300);
-    await node.kill();
-    const confirmedAtCrash = confirmed.size;
-    await node.start();
-    await waitFor(() => confirmed.size >= confirmedAtCrash + 300, {
+    await expectNothingAcknowledgedLost({
+      producer: b.producer({ timeoutMs: 20_000 }),
+      topic,
+      collectors: { concurrent: got, 'key order': ordered },
+      crash: () => node.kill(),
+      restart: () => node.start(),
       timeoutMs: 60_000,
-      message: () => `${confirmed.size - confirmedAtCrash} sends confirmed since the restart`,
-    });
-    sending = false;
-    await Promise.all(publishers);
-
-    for (const error of failed) expect(isMqError(error) && error.retriable, String(error)).toBe(true);
-    const missing = (c: Collector<{ i: number }>) => [...confirmed].filter((id) => !c.ids.has(id)).length;
-    await waitFor(() => missing(got) === 0 && missing(ordered) === 0, {
-      timeoutMs: 60_000,
-      message: () =>
-        `confirmed but not delivered: ${missing(got)} (concurrent), ${missing(ordered)} (key order) of ${confirmed.size}`,
     });
   }, 180_000);
 

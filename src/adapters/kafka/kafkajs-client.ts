@@ -159,25 +159,21 @@ interface KafkajsErrorShape {
   cause?: unknown;
 }
 
-/** True when the error, or one of its `cause`s, is one of `PRODUCER_STATE_ERRORS`. */
-function producerStateLost(error: unknown): boolean {
+/** True when the error, or one of its `cause`s (kafkajs wraps errors it gives up on), matches. */
+function someCause(error: unknown, matches: (e: KafkajsErrorShape) => boolean): boolean {
   let e: unknown = error;
   for (let depth = 0; depth < 5 && typeof e === 'object' && e !== null; depth++) {
-    if (PRODUCER_STATE_ERRORS.has((e as KafkajsErrorShape).type ?? '')) return true;
+    if (matches(e as KafkajsErrorShape)) return true;
     e = (e as KafkajsErrorShape).cause;
   }
   return false;
 }
 
-/** True when the error, or one of its `cause`s, is a kafkajs connection error. */
-function hasConnectionCause(error: unknown): boolean {
-  let e: unknown = error;
-  for (let depth = 0; depth < 5 && typeof e === 'object' && e !== null; depth++) {
-    if (CONNECTION_ERRORS.has((e as KafkajsErrorShape).name ?? '')) return true;
-    e = (e as KafkajsErrorShape).cause;
-  }
-  return false;
-}
+const producerStateLost = (error: unknown): boolean =>
+  someCause(error, (e) => PRODUCER_STATE_ERRORS.has(e.type ?? ''));
+
+const hasConnectionCause = (error: unknown): boolean =>
+  someCause(error, (e) => CONNECTION_ERRORS.has(e.name ?? ''));
 
 /**
  * Maps a kafkajs error to an `MqError`: timeouts and exhausted retries to `TimeoutError`,
