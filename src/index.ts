@@ -25,6 +25,7 @@ export type {
   Delivery,
   Handler,
   Headers,
+  IdOrigin,
   OutgoingMessage,
   SendResult,
   TopicRef,

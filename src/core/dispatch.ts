@@ -1,6 +1,8 @@
 import { decodeBody } from './codec.js';
-import type { Delivery, Handler, Headers } from './message.js';
+import { ConfigError } from './errors.js';
+import type { Delivery, Handler, Headers, IdOrigin } from './message.js';
 import { backoffDelay, type ResolvedSubscribeOptions } from './options.js';
+import { uuidv7 } from './uuid.js';
 import { applicationHeaders, deadLetterHeaders, deadLetterInfo, H } from './wire.js';
 
 /** A record as an adapter read it, before decoding. */
@@ -32,18 +34,58 @@ const ACK: Outcome = Object.freeze({ kind: 'ack' });
 const SKIP: Outcome = Object.freeze({ kind: 'skip' });
 
 /**
- * The broker-neutral part of consuming one record: tag filter, decode, run the handler, and
- * decide between ack, retry (with back-off) and dead-letter. Never throws.
+ * Where a subscription's tags are filtered:
+ * - `'client'`: every record of the topic reaches the subscription, which skips (acknowledges
+ *   without running the handler) the ones whose tag it did not ask for (Kafka);
+ * - `'broker'`: the broker routes only the subscribed tags to the group's queue, so a record
+ *   with another tag got there by a stale or foreign binding: it is dead-lettered with the
+ *   reason, never dropped (memory, RabbitMQ).
+ */
+export type TagFilter = 'client' | 'broker';
+
+/**
+ * The broker-neutral part of consuming one record: identity, tag filter, decode, run the
+ * handler, and decide between ack, retry (with back-off) and dead-letter. Never throws.
+ *
+ * A record whose producer set no `mq-id` is given one here, written into `record.headers` so
+ * that retry and dead-letter copies made from them carry it (see `IdOrigin`).
  */
 export async function dispatch(
   record: ReceivedRecord,
   options: ResolvedSubscribeOptions,
   handler: Handler<unknown>,
   signal: AbortSignal,
+  tagFilter: TagFilter = 'client',
 ): Promise<Outcome> {
   const headers = record.headers;
+  let id = headers[H.id];
+  let idOrigin: IdOrigin = 'message';
+  if (id === undefined) {
+    if (record.offset !== undefined) {
+      id = `${record.topic}-${record.partition ?? 0}-${record.offset}`;
+      idOrigin = 'position';
+    } else {
+      id = uuidv7();
+      idOrigin = 'delivery';
+    }
+    headers[H.id] = id;
+    headers[H.idOrigin] = idOrigin;
+  } else {
+    const origin = headers[H.idOrigin];
+    if (origin === 'position' || origin === 'delivery') idOrigin = origin;
+  }
   const tag = headers[H.tag];
-  if (options.tags !== undefined && (tag === undefined || !options.tags.has(tag))) return SKIP;
+  if (options.tags !== undefined && (tag === undefined || !options.tags.has(tag))) {
+    if (tagFilter === 'client') return SKIP;
+    return deadLetter(
+      record,
+      options,
+      new ConfigError(
+        'subscribe.tags',
+        `a message tagged ${tag === undefined ? '(none)' : `'${tag}'`} reached group '${options.group}', which subscribes to ${[...options.tags].join(', ')}: the queue has a binding no member of the group asked for (left by an earlier subscription or added by hand)`,
+      ),
+    );
+  }
   let body: unknown;
   try {
     body = decodeBody(record.payload, headers[H.contentType], options.spec);
@@ -57,7 +99,8 @@ export async function dispatch(
     key: record.key,
     tag,
     headers: applicationHeaders(headers),
-    id: headers[H.id] ?? `${record.topic}-${record.partition ?? 0}-${record.offset ?? record.timestamp}`,
+    id,
+    idOrigin,
     attempt: record.attempt,
     timestamp: Number(headers[H.timestamp] ?? record.timestamp),
     partition: record.partition,

@@ -33,8 +33,19 @@ export interface Delivery<T = unknown> {
   readonly tag: string | undefined;
   /** Application headers; mqkit's own `mq-*` headers are removed. */
   readonly headers: Headers;
+  /**
+   * The message's identity, never shared by two different messages. Where it came from is in
+   * `idOrigin`: only a `'message'` or `'position'` id is the same on a redelivery.
+   */
   readonly id: string;
-  /** 1 on first delivery, then 2, 3, ... across retries and redeliveries. */
+  /** Where `id` came from; see {@link IdOrigin}. */
+  readonly idOrigin: IdOrigin;
+  /**
+   * 1 on first delivery, then 2, 3, ... across retries. Broker redeliveries (after a crash or a
+   * dropped connection) count on memory and Kafka, and on RabbitMQ quorum queues
+   * (`x-delivery-count`); on RabbitMQ classic queues the broker only flags a redelivery, so the
+   * first one counts and later ones do not.
+   */
   readonly attempt: number;
   /** When the message was first produced (ms since the epoch). */
   readonly timestamp: number;
@@ -51,6 +62,20 @@ export interface Delivery<T = unknown> {
    */
   readonly signal: AbortSignal;
 }
+
+/**
+ * Where a delivery's `id` came from:
+ * - `'message'`: set by the producer (mqkit's `mq-id`, the AMQP `messageId` property). It stays
+ *   the same across retries, redeliveries and re-sends that keep it.
+ * - `'position'`: the producer set none, so the id is the message's position in the broker,
+ *   `<topic>-<partition>-<offset>` (Kafka, RabbitMQ stream topics). Stable across redeliveries
+ *   of that record; a re-send by the producer is another record with another id.
+ * - `'delivery'`: the producer set none and the broker gives no stable position (a message from
+ *   another client on a RabbitMQ classic or quorum queue). A new UUIDv7, kept by mqkit's retry
+ *   and dead-letter copies, but a redelivery by the broker gets another one: it cannot
+ *   recognise a repeat, and never merges two messages.
+ */
+export type IdOrigin = 'message' | 'position' | 'delivery';
 
 /** Why a message was dead-lettered, as recorded in its `mq-error-*` and `mq-original-*` headers. */
 export interface DeadLetterInfo {

@@ -10,6 +10,8 @@ import { uuidv7 } from './uuid.js';
  */
 export const H = {
   id: 'mq-id',
+  /** Absent when the producer set `mq-id`; 'position' or 'delivery' when mqkit derived it (see `IdOrigin`). */
+  idOrigin: 'mq-id-origin',
   tag: 'mq-tag',
   key: 'mq-key',
   contentType: 'content-type',

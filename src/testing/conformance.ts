@@ -285,6 +285,80 @@ export function conformanceSuite(options: ConformanceOptions): void {
     );
 
     it(
+      'members of one group that pass other orders share its messages, or the later one is refused',
+      async () => {
+        const topic = await topicWith(2);
+        const keyed = new Collector<{ i: number }>();
+        const free = new Collector<{ i: number }>();
+        await subscribe({ topic, group: g('mixed'), order: 'key' }, keyed.handler());
+        const second = await subscribe({ topic, group: g('mixed'), order: 'concurrent' }, free.handler()).then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        // RabbitMQ reads other queues for the two orders: it refuses; the others share.
+        if (second !== undefined) expect(isMqError(second, 'CONFIG')).toBe(true);
+        const producer = broker.producer();
+        for (let i = 0; i < 40; i++) await producer.send({ topic, key: `k${i}`, body: { i } });
+        await waitFor(() => new Set([...keyed.ids, ...free.ids]).size === 40, {
+          timeoutMs,
+          message: () => `the group handled ${new Set([...keyed.ids, ...free.ids]).size} of 40`,
+        });
+        // Sent last: once it is handled, nothing of the 40 can still be on its way.
+        await producer.send({ topic, key: 'k0', body: { i: 40 } });
+        await waitFor(() => keyed.deliveries.length + free.deliveries.length >= 41, { timeoutMs });
+        expect(keyed.deliveries.length + free.deliveries.length).toBe(41);
+      },
+      testTimeout,
+    );
+
+    it(
+      caps.groupTagCheck
+        ? 'refuses a member whose tags differ from its running group'
+        : 'lets a member with other tags than its group join (tags filtered per member)',
+      async () => {
+        const topic = await topicWith(1);
+        await subscribe({ topic, group: g('tagged'), tags: ['paid'] }, () => {});
+        const other = subscribe({ topic, group: g('tagged'), tags: ['created'] }, () => {});
+        if (caps.groupTagCheck) {
+          const error = await other.catch((e: unknown) => e);
+          expect(isMqError(error, 'CONFIG')).toBe(true);
+          expect((error as { field?: string }).field).toBe('subscribe.tags');
+          // The same tags in another order, or another group, are welcome.
+          await subscribe({ topic, group: g('tagged'), tags: ['paid'] }, () => {});
+          await subscribe({ topic, group: g('other-tags'), tags: ['created'] }, () => {});
+        } else {
+          await expect(other).resolves.toBeDefined();
+        }
+      },
+      testTimeout,
+    );
+
+    it(
+      'keeps a message sent after ensureTopic and before any group subscribed, for the first group (the README tour)',
+      async () => {
+        const topic = uniqueName('tour');
+        await broker.ensureTopic(topic, { partitions: 4 });
+        const producer = broker.producer();
+        const { id } = await producer.send({ topic, key: 'order-42', tag: 'placed', body: { orderId: 'order-42' } });
+        // A tag no group takes yet is stored too, not refused.
+        await producer.send({ topic, key: 'order-42', tag: 'paid', body: { orderId: 'order-42' } });
+        const got = new Collector<{ orderId: string }>();
+        await subscribe({ topic, group: g('billing'), order: 'key', tags: ['placed'] }, got.handler());
+        const [d] = await got.waitForCount(1, timeoutMs);
+        expect(d?.id).toBe(id);
+        expect(d?.idOrigin).toBe('message');
+        expect(d?.tag).toBe('placed');
+        const all = new Collector();
+        await subscribe({ topic, group: g('audit') }, all.handler());
+        await producer.send({ topic, key: 'order-42', tag: 'shipped', body: { orderId: 'order-42' } });
+        // Kafka and memory keep all three for a new group; RabbitMQ kept the one no group took.
+        await waitFor(() => all.deliveries.some((x) => x.tag === 'shipped'), { timeoutMs });
+        expect(all.deliveries.some((x) => x.tag === 'paid')).toBe(true);
+      },
+      testTimeout,
+    );
+
+    it(
       'redelivers a failed message with its attempt count',
       async () => {
         const topic = await topicWith(1);

@@ -66,7 +66,7 @@ export class Collector<T = unknown> {
 
 /**
  * A delivery for unit-testing a handler without a broker: `await handler(testDelivery({ body }))`.
- * Defaults: a unique id, attempt 1, now as the timestamp, no key, tag or headers.
+ * Defaults: a unique producer-given id, attempt 1, now as the timestamp, no key, tag or headers.
  */
 export function testDelivery<T = unknown>(fields: Partial<Delivery<T>> = {}): Delivery<T> {
   return {
@@ -76,6 +76,7 @@ export function testDelivery<T = unknown>(fields: Partial<Delivery<T>> = {}): De
     tag: undefined,
     headers: {},
     id: uniqueName('msg'),
+    idOrigin: 'message',
     attempt: 1,
     timestamp: Date.now(),
     partition: undefined,

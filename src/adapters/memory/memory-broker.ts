@@ -24,6 +24,7 @@ export const memoryCapabilities: Capabilities = Object.freeze({
   nativeDelay: true,
   durable: false,
   acks: Object.freeze(['all', 'leader', 'none'] as const),
+  groupTagCheck: true,
   maxMessageBytes: MAX_MESSAGE_BYTES,
 });
 
@@ -55,6 +56,15 @@ export class MemoryBroker implements Broker {
     if (group === undefined) {
       group = new MemoryGroup(topic, resolved.group, resolved.startFrom, resolved.mode === 'broadcasting');
       this.state.groups.set(groupKey, group);
+    }
+    const peer = group.members[0];
+    if (peer !== undefined && !sameTags(peer.tags, resolved.tags)) {
+      // Each member skips what its tags do not take from the partitions it owns, so members
+      // with other tags would silently lose each other's messages.
+      throw new ConfigError(
+        'subscribe.tags',
+        `group '${resolved.group}' of topic '${resolved.topic}' has running members subscribed to other tags; members of a group must subscribe to the same tags (or use another group name)`,
+      );
     }
     const subscription = new MemorySubscription(this.state, group, resolved, checked, (s) => {
       this.subscriptions.delete(s);
@@ -148,4 +158,9 @@ class MemoryProducer implements Producer {
     const { partition, record } = this.state.append(wire);
     return { id: wire.id, topic: wire.topic, partition, offset: String(record.offset) };
   }
+}
+
+function sameTags(a: ReadonlySet<string> | undefined, b: ReadonlySet<string> | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.size === b.size && [...a].every((tag) => b.has(tag));
 }

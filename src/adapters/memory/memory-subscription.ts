@@ -34,6 +34,8 @@ function attemptKey(run: PartitionRun, record: StoredRecord): string {
 export class MemorySubscription implements Subscription {
   readonly topic: string;
   readonly group: string;
+  /** The tags this member subscribed to (undefined: all); its group's members must agree. */
+  readonly tags: ReadonlySet<string> | undefined;
   private readonly owned = new Map<number, PartitionRun>();
   private readonly executor: KeyedExecutor;
   private readonly prefetch: number;
@@ -53,6 +55,7 @@ export class MemorySubscription implements Subscription {
   ) {
     this.topic = options.topic;
     this.group = options.group;
+    this.tags = options.tags;
     this.executor = new KeyedExecutor(options.concurrency);
     this.prefetch = Math.max(64, options.concurrency * 4);
     this.revokeTimeoutMs = options.closeTimeoutMs;

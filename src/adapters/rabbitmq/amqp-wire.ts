@@ -3,6 +3,7 @@ import type { ReceivedRecord } from '../../core/dispatch.js';
 import type { Headers } from '../../core/message.js';
 import { H } from '../../core/wire.js';
 import { HOP_HEADER_PREFIX } from './delay-route.js';
+import { names } from './names.js';
 
 /**
  * Header the partition queues' consistent-hash exchange hashes: the key, or a rotating token
@@ -90,9 +91,17 @@ export function numericHeader(message: ConsumeMessage, name: string): number | u
 }
 
 /**
- * The record `dispatch` consumes. Attempts: the `mq-attempt` of a retried copy addressed to this
- * group (a dead-letter copy's `mq-attempt` counts the original's attempts, not the reader's),
- * plus the broker's `x-delivery-count` on quorum queues, which counts redeliveries.
+ * The record `dispatch` consumes.
+ *
+ * Tag: a message that came through the topic exchange was routed by its routing key, which is
+ * the tag (mqkit publishes with routing key = tag), so the routing key is the tag whatever
+ * `mq-tag` says; other clients often set only the routing key. Copies (retries, delay tiers)
+ * come through other exchanges and carry `mq-tag`.
+ *
+ * Attempts: the `mq-attempt` of a retried copy addressed to this group (a dead-letter copy's
+ * `mq-attempt` counts the original's attempts, not the reader's), plus redeliveries: the
+ * broker's `x-delivery-count` on quorum queues, else 1 when the `redelivered` flag is set
+ * (classic queues flag a redelivery without counting them).
  */
 export function toRecord(
   message: ConsumeMessage,
@@ -102,6 +111,8 @@ export function toRecord(
   offset: string | undefined,
 ): ReceivedRecord {
   const headers = receivedHeaders(message);
+  const { exchange, routingKey: routed, redelivered } = message.fields;
+  if (routed !== '' && exchange === names.topicExchange(topic)) headers[H.tag] = routed;
   const retried = headers[H.targetGroup] === group ? Number(headers[H.attempt]) : Number.NaN;
   const base = Number.isInteger(retried) && retried > 0 ? retried : 1;
   const timestamp = message.properties.timestamp;
@@ -113,6 +124,6 @@ export function toRecord(
     timestamp: typeof timestamp === 'number' && timestamp > 0 ? timestamp * 1000 : Date.now(),
     partition,
     offset,
-    attempt: base + (numericHeader(message, 'x-delivery-count') ?? 0),
+    attempt: base + (numericHeader(message, 'x-delivery-count') ?? (redelivered ? 1 : 0)),
   };
 }

@@ -36,6 +36,16 @@ export const names = {
   partitionsMeta: (topic: string): string => amqpName(`mq.meta:${topic}:partitions`),
   /** Exclusive queue held while the partition count is raised, so concurrent raises do not add up. */
   partitionsLock: (topic: string): string => amqpName(`mq.meta:${topic}:lock`),
+  /**
+   * Alternate exchange of a topic exchange, and the durable queue behind it that holds messages
+   * no group's binding took, until a group subscribes (see `Topology.topic`).
+   */
+  unrouted: (topic: string): string => amqpName(`mq.unrouted:${topic}`),
+  /**
+   * Auto-deleted queue each live member of a clustering group consumes from; its arguments
+   * carry the group's shape, so RabbitMQ itself refuses a member that subscribes otherwise.
+   */
+  groupShape: (topic: string, group: string): string => amqpName(`mq.shape:${topic}:${group}`),
   /** Fanout exchange and queue of one delay tier (`ms` milliseconds of TTL). */
   delayTier: (ms: number): string => `mq.delay:${ms}`,
   /** Headers exchange a delay tier dead-letters into; it routes to the next hop. */

@@ -44,6 +44,15 @@ export interface RabbitMqBrokerOptions {
    * Default: not used.
    */
   managementUrl?: string;
+  /**
+   * How long a message that no group's binding takes (sent before any group subscribed, or
+   * with a tag no group asked for) is held, in the topic's `mq.unrouted:<topic>` queue, for
+   * groups created later. Default 7 days (Kafka's default retention). 0: hold nothing, and
+   * refuse such a send with a non-retriable unroutable `PublishError` (RabbitMQ's `mandatory`).
+   * Fixed when the topic's exchange is first declared: a topic declared with the other choice
+   * keeps it.
+   */
+  holdUnroutedMs?: number;
 }
 
 export interface ResolvedRabbitMqOptions {
@@ -57,6 +66,7 @@ export interface ResolvedRabbitMqOptions {
   memberHeartbeatMs: number;
   tls: TlsOptions | undefined;
   managementUrl: string | undefined;
+  holdUnroutedMs: number;
 }
 
 const KEYS = [
@@ -70,6 +80,7 @@ const KEYS = [
   'memberHeartbeatMs',
   'tls',
   'managementUrl',
+  'holdUnroutedMs',
 ];
 
 export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): ResolvedRabbitMqOptions {
@@ -105,6 +116,8 @@ export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): Res
     memberHeartbeatMs: intOption(options.memberHeartbeatMs, 'rabbitmq.memberHeartbeatMs', 10, 1000),
     tls: options.tls,
     managementUrl: options.managementUrl,
+    // x-message-ttl is a 32-bit unsigned count of milliseconds on the broker.
+    holdUnroutedMs: intOption(options.holdUnroutedMs, 'rabbitmq.holdUnroutedMs', 0, 7 * 24 * 3600_000, 2 ** 32 - 1),
   };
 }
 

@@ -1,5 +1,7 @@
-import type { ConsumeMessage } from 'amqplib';
+import { createHash } from 'node:crypto';
+import type { Channel, ConsumeMessage, Options } from 'amqplib';
 import type { Subscription } from '../../core/broker.js';
+import { ConfigError, isMqError } from '../../core/errors.js';
 import { dispatch, type Outcome, type ReceivedRecord } from '../../core/dispatch.js';
 import { KeyedExecutor } from '../../core/keyed-executor.js';
 import type { Handler } from '../../core/message.js';
@@ -7,7 +9,7 @@ import type { ResolvedSubscribeOptions } from '../../core/options.js';
 import { settlesWithin, sleep } from '../../core/timers.js';
 import { H } from '../../core/wire.js';
 import { numericHeader, publishOptions, routingKey, toRecord } from './amqp-wire.js';
-import type { RabbitConnection } from './connection.js';
+import { type RabbitConnection, replyCode, toMqError } from './connection.js';
 import { delayTiers, hopHeaders } from './delay-route.js';
 import { names } from './names.js';
 import { prefetchFor, type ResolvedRabbitMqOptions } from './options.js';
@@ -59,6 +61,8 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
   private closed: Promise<void> | undefined;
   /** Stream offset to resume from after a reconnect (one past the last handled). */
   private streamNext: number | undefined;
+  /** Consumes the group's shape queue while this member lives (see `holdShape`). */
+  private shapeChannel: Channel | undefined;
   private resuming: Promise<void> | undefined;
   private readonly onReconnected = (): void => {
     this.resuming ??= this.resume().finally(() => {
@@ -87,7 +91,12 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
 
   /** Declares the topology and starts consuming; resolves once the broker confirmed the consumers. */
   async start(): Promise<void> {
-    await this.setUp();
+    try {
+      await this.setUp();
+    } catch (error) {
+      await this.tearDown().catch(() => {});
+      throw error;
+    }
     this.ctx.connection.on('reconnected', this.onReconnected);
   }
 
@@ -107,10 +116,15 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
     if (this.options.deadLetterTopic !== undefined)
       await topology.deadLetterTopic(this.options.deadLetterTopic);
     switch (this.kind) {
-      case 'queue':
+      case 'queue': {
+        await this.holdShape();
+        const queue = names.groupQueue(topic, group);
+        const created = await topology.queueMissing(queue);
         await topology.groupQueue(topic, group, tags, this.queueOptions());
-        await this.startSingle(names.groupQueue(topic, group));
+        if (created) await this.releaseUnrouted();
+        await this.startSingle(queue);
         return;
+      }
       case 'broadcast':
         await topology.broadcastQueue(topic, group, tags);
         await this.startSingle(names.groupQueue(topic, group));
@@ -119,8 +133,11 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
         await this.startSingle(names.topicQueue(topic), { 'x-stream-offset': this.streamOffset() });
         return;
       case 'partitioned': {
+        await this.holdShape();
         const partitions = await topology.partitions(topic);
+        const created = await topology.queueMissing(names.partitionQueue(topic, group, 0));
         await topology.orderedGroup(topic, group, partitions, tags, this.queueOptions());
+        if (created) await this.releaseUnrouted();
         this.assigner = new PartitionAssigner(
           this.ctx.connection,
           this.ctx.publishing,
@@ -136,6 +153,92 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
         await this.assigner.start();
         return;
       }
+    }
+  }
+
+  /**
+   * Members of a clustering group share its queues only if they agree on the queues' shape:
+   * `order: 'concurrent'` reads the group queue, key and partition order read partition queues,
+   * and `tags` decide the bindings. Each live member consumes an auto-deleted queue declared
+   * with the shape in its arguments (order class in `x-max-length`, a hash of the tags in
+   * `x-max-length-bytes`), so RabbitMQ refuses (406) a member that subscribes otherwise while
+   * any member of the group runs. Once all members are gone the queue goes, and the group may
+   * change shape (queues and bindings of the old shape stay; delete them by hand).
+   */
+  private async holdShape(): Promise<void> {
+    const queue = names.groupShape(this.topic, this.group);
+    const tags = this.options.tags === undefined ? '' : [...this.options.tags].sort().join('\n');
+    const args = {
+      'x-max-length': this.options.order === 'concurrent' ? 1 : 2,
+      'x-max-length-bytes': tags === '' ? 0 : createHash('sha1').update(tags).digest().readUInt32BE(0) >>> 1,
+    };
+    for (let attempt = 1; ; attempt++) {
+      const channel = await this.ctx.connection.channel();
+      try {
+        await channel.assertQueue(queue, { durable: false, autoDelete: true, arguments: args });
+        await channel.consume(queue, () => {}, { noAck: true });
+        this.shapeChannel = channel;
+        return;
+      } catch (error) {
+        await channel.close().catch(() => {});
+        const code = replyCode(error);
+        if (code === 406) throw this.shapeConflict(error);
+        // 404: the last other member left between our declare and consume (auto-delete).
+        if (code === 404 && attempt < 3) continue;
+        throw toMqError(error, `join group ${this.group} of ${this.topic}`);
+      }
+    }
+  }
+
+  private shapeConflict(error: unknown): ConfigError {
+    const text = error instanceof Error ? error.message : String(error);
+    if (text.includes("'x-max-length-bytes'")) {
+      return new ConfigError(
+        'subscribe.tags',
+        `group '${this.group}' of topic '${this.topic}' has running members subscribed to other tags; members of a group must subscribe to the same tags (or use another group name)`,
+        { cause: error },
+      );
+    }
+    return new ConfigError(
+      'subscribe.order',
+      `group '${this.group}' of topic '${this.topic}' has running members that subscribed with ${this.options.order === 'concurrent' ? "order 'key' or 'partition'" : "order 'concurrent'"}, which reads other queues on RabbitMQ; members of a group must agree on concurrent vs ordered consumption (or use another group name)`,
+      { cause: error },
+    );
+  }
+
+  /**
+   * Moves messages the topic held for want of a binding (see `Topology.topic`) back through
+   * the topic exchange, now that a new group is bound: it gets them, as a new Kafka group reads
+   * the topic from its start, together with any other group whose bindings take them; the rest
+   * go back to the holding queue. Each is acknowledged there only after its copy was confirmed.
+   * Held messages come after messages sent since the group's bindings were made.
+   */
+  private async releaseUnrouted(): Promise<void> {
+    if (!this.ctx.topology.holdsUnrouted(this.topic)) return;
+    const queue = names.unrouted(this.topic);
+    const exchange = names.topicExchange(this.topic);
+    const channel = await this.ctx.connection.channel();
+    try {
+      const { messageCount } = await channel.checkQueue(queue);
+      for (let i = 0; i < messageCount; i++) {
+        const held = await channel.get(queue, { noAck: false });
+        if (held === false) break;
+        const { userId: _sender, ...properties } = held.properties as Options.Publish;
+        try {
+          await this.ctx.publisher.publish(exchange, held.fields.routingKey, held.content, {
+            ...properties,
+            mandatory: true,
+          });
+        } catch (error) {
+          channel.nack(held, false, true);
+          throw error;
+        }
+        channel.ack(held);
+      }
+    } catch (error) {
+      throw isMqError(error) ? error : toMqError(error, `release held messages of ${this.topic}`);
+    } finally {
+      await channel.close().catch(() => {});
     }
   }
 
@@ -200,6 +303,8 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
     await Promise.all([...this.partitions.values()].map((c) => c.close()));
     this.partitions.clear();
     await this.single?.close();
+    await this.shapeChannel?.close().catch(() => {});
+    this.shapeChannel = undefined;
   }
 
   private lost(consumer: QueueConsumer): void {
@@ -227,6 +332,7 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
           this.partitions.clear();
         }
         await this.single?.close();
+        await this.shapeChannel?.close().catch(() => {});
         await this.setUp();
         if (this.closing.signal.aborted) await this.tearDown(); // closed while resuming
         return;
@@ -267,7 +373,13 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
         return;
       }
       for (;;) {
-        const outcome: Outcome = await dispatch(record, this.options, this.handler, this.shutdown.signal);
+        const outcome: Outcome = await dispatch(
+          record,
+          this.options,
+          this.handler,
+          this.shutdown.signal,
+          this.kind === 'stream' ? 'client' : 'broker', // a stream's queue is bound to every tag
+        );
         if (consumer.dead) return; // the broker redelivers it
         if (outcome.kind === 'retry') {
           if (this.retryInProcess) {

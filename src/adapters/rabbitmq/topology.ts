@@ -28,6 +28,7 @@ export class Topology {
   /** Keys whose declaration completed on the current connection. */
   private ready = new Set<string>();
   private generation: number;
+  private readonly holding = new Set<string>();
 
   /**
    * @param connection declarations (its generation decides when to declare again)
@@ -57,26 +58,44 @@ export class Topology {
     return this.generation === this.connection.generation && this.ready.has(`topic\0${topic}`);
   }
 
-  /** The topic exchange, plus the stream queue for stream topics. */
+  /**
+   * True when the topic's exchange holds what no binding takes (its alternate exchange feeds
+   * `mq.unrouted:<topic>`); false when it was declared without one, so such sends are refused.
+   * Known once `topic(topic)` resolved.
+   */
+  holdsUnrouted(topic: string): boolean {
+    return this.holding.has(topic);
+  }
+
+  /**
+   * The topic exchange, plus the stream queue for stream topics. With `holdUnroutedMs`, the
+   * exchange's alternate exchange routes a message no binding takes into the durable
+   * `mq.unrouted:<topic>` queue (TTL `holdUnroutedMs`), so a send before any group subscribed
+   * is stored, as on Kafka, instead of refused.
+   */
   topic(topic: string): Promise<void> {
-    return this.once(`topic\0${topic}`, `declare topic ${topic}`, async (ch) => {
-      await ch.assertExchange(names.topicExchange(topic), 'topic', { durable: true });
-      if (this.isStream(topic)) {
+    return this.once(`topic\0${topic}`, `declare topic ${topic}`, async () => {
+      await this.declareTopicExchange(topic);
+      if (!this.isStream(topic)) return;
+      // A new admin channel: a refused exchange declaration above closed the one `once` opened.
+      await this.connection.withAdmin(`declare stream ${topic}`, async (ch) => {
         await ch.assertQueue(names.topicQueue(topic), {
           durable: true,
           arguments: { 'x-queue-type': 'stream' },
         });
         await ch.bindQueue(names.topicQueue(topic), names.topicExchange(topic), '#');
-      }
+      });
     });
   }
 
   /** A dead-letter topic: its exchange plus a durable queue keeping every dead letter for operators. */
   deadLetterTopic(topic: string): Promise<void> {
-    return this.once(`dlq\0${topic}`, `declare dead-letter topic ${topic}`, async (ch) => {
-      await ch.assertExchange(names.topicExchange(topic), 'topic', { durable: true });
-      await ch.assertQueue(names.topicQueue(topic), { durable: true, arguments: this.queueArguments() });
-      await ch.bindQueue(names.topicQueue(topic), names.topicExchange(topic), '#');
+    return this.once(`dlq\0${topic}`, `declare dead-letter topic ${topic}`, async () => {
+      await this.declareTopicExchange(topic);
+      await this.connection.withAdmin(`declare dead-letter queue ${topic}`, async (ch) => {
+        await ch.assertQueue(names.topicQueue(topic), { durable: true, arguments: this.queueArguments() });
+        await ch.bindQueue(names.topicQueue(topic), names.topicExchange(topic), '#');
+      });
     });
   }
 
@@ -173,6 +192,55 @@ export class Topology {
       );
     });
     await Promise.all(steps);
+  }
+
+  /**
+   * Declares a topic exchange as `holdUnroutedMs` asks. RabbitMQ refuses to redeclare an
+   * exchange with another alternate exchange (406): one declared otherwise (by an earlier
+   * version, or with the other setting) is kept as it is.
+   */
+  private async declareTopicExchange(topic: string): Promise<void> {
+    const exchange = names.topicExchange(topic);
+    const ttl = this.options.holdUnroutedMs;
+    const unrouted = names.unrouted(topic);
+    try {
+      await this.connection.withAdmin(`declare topic ${topic}`, async (ch) => {
+        if (ttl > 0) {
+          await ch.assertExchange(unrouted, 'fanout', { durable: true });
+          await ch.assertQueue(unrouted, {
+            durable: true,
+            arguments: { ...this.queueArguments(), 'x-message-ttl': ttl },
+          });
+          await ch.bindQueue(unrouted, unrouted, '');
+        }
+        await ch.assertExchange(exchange, 'topic', {
+          durable: true,
+          arguments: ttl > 0 ? { 'alternate-exchange': unrouted } : {},
+        });
+      });
+      if (ttl > 0) this.holding.add(topic);
+      else this.holding.delete(topic);
+    } catch (error) {
+      if (replyCode(isMqError(error) ? error.cause : error) !== 406) throw error;
+      await this.connection.withAdmin(`check topic ${topic}`, (ch) => ch.checkExchange(exchange));
+      const held = !(await this.queueMissing(unrouted));
+      if (held) this.holding.add(topic);
+      else this.holding.delete(topic);
+    }
+  }
+
+  /** True when `queue` does not exist (a passive declare answers 404). */
+  async queueMissing(queue: string): Promise<boolean> {
+    const channel = await this.connection.channel();
+    try {
+      await channel.checkQueue(queue);
+      return false;
+    } catch (error) {
+      if (replyCode(error) === 404) return true;
+      throw toMqError(error, `check queue ${queue}`);
+    } finally {
+      await channel.close().catch(() => {});
+    }
   }
 
   private tier(ms: number): Promise<void> {

@@ -1,14 +1,29 @@
 import { randomUUID } from 'node:crypto';
 import { ConfigError, ConflictError } from '../../core/errors.js';
 import type { Delivery, Handler } from '../../core/message.js';
-import { intOption, MAX_TIMER_MS, refuseUnknownKeys } from '../../core/options.js';
+import { intOption, MAX_TIMER_MS, oneOf, refuseUnknownKeys } from '../../core/options.js';
 import { sleep } from '../../core/timers.js';
 import type { ClaimResult, IdempotencyStore } from './store.js';
 
 export interface IdempotentOptions<T> {
   store: IdempotencyStore;
-  /** The de-duplication key. Default: the message id. Derive a business key to catch re-sends with new ids. */
+  /**
+   * The de-duplication key. Default: the message id, where it identifies the message (its
+   * `idOrigin` is 'message' or 'position'; see `withoutId` for the rest). Derive a business
+   * key to catch re-sends with new ids; when given, it is used for every delivery.
+   */
   key?: (delivery: Delivery<T>) => string;
+  /**
+   * What to do, without a `key` function, with a delivery whose id is unique to that delivery
+   * (`idOrigin: 'delivery'`: a message from another client that set no id, on a RabbitMQ queue),
+   * so that a redelivery of it would carry another id:
+   * - 'handle' (default): run the handler without de-duplication (nothing is stored). Never
+   *   merges two messages; a broker redelivery of such a message runs it again.
+   * - 'reject': throw a non-retriable `ConfigError`, so the message goes to the dead-letter
+   *   topic with that reason (after the retry policy). For services that must never apply an
+   *   effect twice: have the producer set an id (AMQP `messageId`), or pass `key`.
+   */
+  withoutId?: 'handle' | 'reject';
   /** How long a claim holds before a crashed claimer is presumed dead. Default 30 000 ms; keep it above your handler's run time. */
   leaseMs?: number;
   /** How long a done key is remembered. Default 7 days; keep it above the broker's redelivery horizon. */
@@ -24,7 +39,8 @@ export interface IdempotentOptions<T> {
 }
 
 /**
- * Wraps a handler so each message's effect happens once per key, on any broker:
+ * Wraps a handler so each message's effect happens once per key, on any broker (a delivery
+ * without an identifying id is handled as `withoutId` says):
  * - already done: the delivery is acknowledged without running the handler;
  * - another consumer is processing the same key now: this delivery waits (polling the store,
  *   up to one lease) until the other finishes (then it is a duplicate) or its lease expires
@@ -36,10 +52,11 @@ export interface IdempotentOptions<T> {
 export function idempotent<T>(handler: Handler<T>, options: IdempotentOptions<T>): Handler<T> {
   refuseUnknownKeys(
     options,
-    ['store', 'key', 'leaseMs', 'ttlMs', 'onDuplicate', 'onLeaseLost'],
+    ['store', 'key', 'withoutId', 'leaseMs', 'ttlMs', 'onDuplicate', 'onLeaseLost'],
     'idempotent.',
   );
-  const { store, key = (d: Delivery<T>) => d.id, onDuplicate, onLeaseLost } = options;
+  const { store, key, onDuplicate, onLeaseLost } = options;
+  const withoutId = oneOf(options.withoutId, 'idempotent.withoutId', ['handle', 'reject'], 'handle');
   const leaseMs = intOption(options.leaseMs, 'idempotent.leaseMs', 1, 30_000, MAX_TIMER_MS);
   const ttlMs = intOption(options.ttlMs, 'idempotent.ttlMs', 1, 7 * 24 * 3600_000);
   if (ttlMs < leaseMs) {
@@ -49,7 +66,14 @@ export function idempotent<T>(handler: Handler<T>, options: IdempotentOptions<T>
     );
   }
   return async (delivery) => {
-    const k = key(delivery);
+    if (key === undefined && delivery.idOrigin === 'delivery') {
+      if (withoutId === 'handle') return handler(delivery);
+      throw new ConfigError(
+        'idempotent.withoutId',
+        `message ${delivery.id} on ${delivery.topic} has no producer-given id, so a redelivery could not be recognised; set an id when publishing (AMQP messageId) or pass idempotent({ key })`,
+      );
+    }
+    const k = key === undefined ? delivery.id : key(delivery);
     const token = randomUUID();
     const claim = await claimWithin(store, k, token, leaseMs, delivery.signal);
     if (claim === 'done') {
