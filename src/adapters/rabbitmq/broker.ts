@@ -1,4 +1,4 @@
-import type { Backlog, Broker, Capabilities, Producer, Subscription } from '../../core/broker.js';
+import type { Backlog, Broker, Producer, Subscription } from '../../core/broker.js';
 import { ClosedError, UnsupportedError } from '../../core/errors.js';
 import type { Handler } from '../../core/message.js';
 import {
@@ -9,6 +9,7 @@ import {
   type SubscribeOptions,
   topicName,
 } from '../../core/options.js';
+import { MAX_MESSAGE_BYTES, rabbitMqCapabilities } from './capabilities.js';
 import type { RabbitConnection } from './connection.js';
 import type { ManagementApi } from './management.js';
 import { names } from './names.js';
@@ -17,18 +18,6 @@ import { RabbitMqProducer } from './producer.js';
 import { Publisher } from './publisher.js';
 import { RabbitMqSubscription } from './subscription.js';
 import { Topology } from './topology.js';
-
-const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
-
-export const rabbitMqCapabilities: Capabilities = Object.freeze({
-  replay: false,
-  brokerSideTagFilter: true,
-  partitions: true,
-  nativeDelay: false,
-  durable: true,
-  acks: Object.freeze(['all', 'leader', 'none'] as const),
-  maxMessageBytes: MAX_MESSAGE_BYTES,
-});
 
 /** A connection to RabbitMQ; see index.ts for the topology it declares. */
 export class RabbitMqBroker implements Broker {

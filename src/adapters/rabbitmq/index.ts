@@ -83,7 +83,7 @@ import { RabbitConnection } from './connection.js';
 import { ManagementApi } from './management.js';
 import { type RabbitMqBrokerOptions, resolveRabbitMqOptions } from './options.js';
 
-export { rabbitMqCapabilities } from './broker.js';
+export { rabbitMqCapabilities } from './capabilities.js';
 export type { RabbitMqBrokerOptions } from './options.js';
 
 /**

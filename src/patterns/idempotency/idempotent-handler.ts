@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { ConfigError, ConflictError } from '../../core/errors.js';
 import type { Delivery, Handler } from '../../core/message.js';
-import { intOption, MAX_TIMER_MS, oneOf, refuseUnknownKeys } from '../../core/options.js';
+import { intOption, MAX_TIMER_MS, refuseUnknownKeys } from '../../core/options.js';
 import { sleep } from '../../core/timers.js';
 import type { ClaimResult, IdempotencyStore } from './store.js';
+import { resolveWithoutId, skipsDeduplication } from './without-id.js';
 
 export interface IdempotentOptions<T> {
   store: IdempotencyStore;
@@ -56,7 +57,7 @@ export function idempotent<T>(handler: Handler<T>, options: IdempotentOptions<T>
     'idempotent.',
   );
   const { store, key, onDuplicate, onLeaseLost } = options;
-  const withoutId = oneOf(options.withoutId, 'idempotent.withoutId', ['handle', 'reject'], 'handle');
+  const withoutId = resolveWithoutId(options.withoutId, 'idempotent.withoutId');
   const leaseMs = intOption(options.leaseMs, 'idempotent.leaseMs', 1, 30_000, MAX_TIMER_MS);
   const ttlMs = intOption(options.ttlMs, 'idempotent.ttlMs', 1, 7 * 24 * 3600_000);
   if (ttlMs < leaseMs) {
@@ -66,12 +67,8 @@ export function idempotent<T>(handler: Handler<T>, options: IdempotentOptions<T>
     );
   }
   return async (delivery) => {
-    if (key === undefined && delivery.idOrigin === 'delivery') {
-      if (withoutId === 'handle') return handler(delivery);
-      throw new ConfigError(
-        'idempotent.withoutId',
-        `message ${delivery.id} on ${delivery.topic} has no producer-given id, so a redelivery could not be recognised; set an id when publishing (AMQP messageId) or pass idempotent({ key })`,
-      );
+    if (skipsDeduplication(delivery, key !== undefined, withoutId, 'idempotent.withoutId')) {
+      return handler(delivery);
     }
     const k = key === undefined ? delivery.id : key(delivery);
     const token = randomUUID();

@@ -1,5 +1,16 @@
-import type { Redis } from 'ioredis';
 import type { ClaimResult, IdempotencyStore } from './store.js';
+
+/**
+ * The Redis commands {@link RedisIdempotencyStore} sends, typed as it sends them. An ioredis
+ * `Redis` (or `Cluster`) instance satisfies it with no cast; ioredis is an optional peer, so
+ * mqkit's declarations describe the client rather than import it.
+ */
+export interface RedisLike {
+  /** `EVAL script numkeys key [key ...] arg [arg ...]`. */
+  eval(script: string, numkeys: number, ...keysAndArgs: string[]): Promise<unknown>;
+  /** `SET key value PX milliseconds GET` (Redis 6.2+): the previous value, null if none. */
+  set(key: string, value: string, px: 'PX', milliseconds: number, get: 'GET'): Promise<string | null>;
+}
 
 // One round trip: claim with SET NX PX, else report whether the key is done or leased.
 const CLAIM = `
@@ -18,7 +29,7 @@ return 0`;
  */
 export class RedisIdempotencyStore implements IdempotencyStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisLike,
     private readonly prefix = 'mqkit:idem:',
   ) {}
 
