@@ -89,6 +89,8 @@ export function decodeBody(
   try {
     if (spec?.codec) value = spec.codec.decode(payload);
     else if (contentType === bytesCodec.contentType) value = bytesCodec.decode(payload);
+    // Other clients publish text/plain (and text/csv, ...): their bodies arrive as strings.
+    else if (contentType?.startsWith('text/')) value = textDecoder.decode(payload);
     else value = jsonCodec.decode(payload);
   } catch (error) {
     throw new DecodeError(`cannot decode ${contentType ?? 'application/json'} payload: ${String(error)}`, {

@@ -15,24 +15,33 @@ describe('rabbitmq: publishing', () => {
     await broker?.close();
   });
 
-  it('reports a message no queue takes (mandatory return) as a non-retriable PublishError', async () => {
-    const topic = uniqueName('unroutable');
+  it('holds a message no queue takes for the next new group, and refuses it with holdUnroutedMs 0', async () => {
+    const topic = uniqueName('unrouted');
     await broker.ensureTopic(topic);
     const producer = broker.producer();
-    const error = await producer.send({ topic, body: { n: 1 } }).catch((e: unknown) => e);
-    expect(isMqError(error, 'PUBLISH')).toBe(true);
-    expect((error as { retriable: boolean }).retriable).toBe(false);
-    expect((error as Error).message).toContain('unroutable');
-
-    // Routable once a group is bound; a tag no group asked for still is not.
+    await producer.send({ topic, tag: 'created', body: { n: 1 } });
     const got = new Collector();
-    subscriptions.push(await broker.subscribe({ topic, group: 'paid', tags: ['paid'] }, got.handler()));
-    await producer.send({ topic, tag: 'paid', body: { n: 2 } });
-    const untaken = await producer.send({ topic, tag: 'created', body: { n: 3 } }).catch((e: unknown) => e);
-    expect(isMqError(untaken, 'PUBLISH')).toBe(true);
+    subscriptions.push(await broker.subscribe({ topic, group: 'created', tags: ['created'] }, got.handler()));
     await got.waitForCount(1);
-    expect(got.bodies).toEqual([{ n: 2 }]);
+    expect(got.bodies).toEqual([{ n: 1 }]);
     await producer.close();
+
+    const refusing = await connect(inject('amqpUrl'), { rabbitmq: { holdUnroutedMs: 0 } });
+    try {
+      const strict = uniqueName('unroutable');
+      await refusing.ensureTopic(strict);
+      const error = await refusing
+        .producer()
+        .send({ topic: strict, body: { n: 1 } })
+        .catch((e: unknown) => e);
+      expect(isMqError(error, 'PUBLISH')).toBe(true);
+      expect((error as { retriable: boolean }).retriable).toBe(false);
+      expect((error as Error).message).toContain('unroutable');
+      // A topic keeps what its exchange was first declared with: this one holds.
+      await refusing.producer().send({ topic, tag: 'paid', body: { n: 2 } });
+    } finally {
+      await refusing.close();
+    }
   });
 
   it('pipelines many sends on one producer and resolves each on its confirm', async () => {
