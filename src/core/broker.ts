@@ -21,12 +21,6 @@ export interface Capabilities {
   readonly durable: boolean;
   /** The acks levels `send` honours. */
   readonly acks: readonly Acks[];
-  /**
-   * A member whose `tags` differ from those of its group's running members is refused with a
-   * `ConfigError` (field `subscribe.tags`). Where false, such members join, and each skips the
-   * tags it did not ask for in the partitions it owns: keep a group's tags the same everywhere.
-   */
-  readonly groupTagCheck: boolean;
   /** Largest body the adapter accepts by default, in bytes. */
   readonly maxMessageBytes: number;
 }

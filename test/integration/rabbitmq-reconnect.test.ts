@@ -93,7 +93,8 @@ describe('rabbitmq: reconnect after the server dropped the connection', () => {
           await producer.send({ topic, body: { n: 2 } });
           return true;
         } catch (error) {
-          // Until the subscription re-bound its queue, the message has nowhere to go.
+          // While the exchange is gone a send fails; once declared again it is routed, or held
+          // until the subscription has re-bound its queue and released what was held.
           if (isMqError(error, 'PUBLISH')) return false;
           throw error;
         }

@@ -84,6 +84,7 @@ const admin: AdminClient = {
   topicOffsets: async () => [{ partition: 0, low: 0, high: 10 }],
   committedOffsets: async () => new Map(),
   offsetsForTimestamp: async () => new Map([[0, 3]]),
+  memberTags: async () => [],
   deleteGroup: async () => {},
 };
 

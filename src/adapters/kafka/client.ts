@@ -86,6 +86,11 @@ export interface ConsumerConfig {
   maxBytesPerPartition: number;
   /** Batches (of different partitions) handed to `ConsumerListener.batch` at once. */
   concurrentBatches: number;
+  /**
+   * This member's tags per topic ('' for all), announced in the group protocol's member
+   * metadata so that members joining later can compare (see `AdminClient.memberTags`).
+   */
+  tags?: Readonly<Record<string, string>>;
 }
 
 /** A record as fetched. Keys and header values are read as UTF-8; of repeated headers the last wins. */
@@ -163,6 +168,11 @@ export interface AdminClient {
   committedOffsets(group: string, topic: string): Promise<Map<number, number>>;
   /** Per partition, the first offset whose timestamp is >= `timestamp` (the end offset if none). */
   offsetsForTimestamp(topic: string, timestamp: number): Promise<Map<number, number>>;
+  /**
+   * Tags on `topic` of each running mqkit member of `group`, as announced in its member
+   * metadata ('' for all tags). Members of other clients announce nothing and are left out.
+   */
+  memberTags(group: string, topic: string): Promise<string[]>;
   /** Deletes a group without members; a missing group is not an error. */
   deleteGroup(group: string): Promise<void>;
 }

@@ -28,7 +28,6 @@ export const kafkaCapabilities: Capabilities = Object.freeze({
   nativeDelay: false,
   durable: true,
   acks: Object.freeze(['all', 'leader', 'none'] as const),
-  groupTagCheck: false,
   maxMessageBytes: MAX_MESSAGE_BYTES,
 });
 

@@ -1,6 +1,6 @@
 import type { Subscription } from '../../core/broker.js';
 import { dispatch, type Outcome } from '../../core/dispatch.js';
-import { ConnectionError, type MqError } from '../../core/errors.js';
+import { ConfigError, ConnectionError, type MqError } from '../../core/errors.js';
 import { KeyedExecutor } from '../../core/keyed-executor.js';
 import type { Handler } from '../../core/message.js';
 import { backoffDelay, type ResolvedSubscribeOptions } from '../../core/options.js';
@@ -100,6 +100,7 @@ export class KafkaSubscription implements Subscription {
       maxWaitTimeMs: c.maxWaitTimeMs,
       maxBytesPerPartition: c.maxBytesPerPartition,
       concurrentBatches: 1,
+      tags: { [options.topic]: tagsKey(options.tags) },
     });
   }
 
@@ -111,6 +112,7 @@ export class KafkaSubscription implements Subscription {
     onClosed: (subscription: KafkaSubscription) => void,
   ): Promise<KafkaSubscription> {
     await context.topics.ensureOnce(options.topic, 1);
+    if (options.mode === 'clustering') await refuseOtherTags(context, options);
     let retryTopic: string | undefined;
     if (options.mode === 'clustering' && options.order === 'concurrent') {
       retryTopic = `${options.topic}.${options.group}.retry`;
@@ -504,4 +506,24 @@ const CLOSE_FINISH_MS = 5000;
 function attemptOf(record: FetchedRecord): number {
   const attempt = Number(record.headers[H.attempt]);
   return Number.isInteger(attempt) && attempt > 1 ? attempt : 1;
+}
+
+function tagsKey(tags: ReadonlySet<string> | undefined): string {
+  return tags === undefined ? '' : [...tags].sort().join(',');
+}
+
+/**
+ * Tags are filtered in the client, each member in the partitions it owns: a member with other
+ * tags would skip, and commit, messages its group's other members wanted. Refused against the
+ * members running now (two members that join at the same moment are not compared).
+ */
+async function refuseOtherTags(context: KafkaContext, options: ResolvedSubscribeOptions): Promise<void> {
+  const mine = tagsKey(options.tags);
+  const running = await context.client.admin.memberTags(options.group, options.topic);
+  if (running.some((tags) => tags !== mine)) {
+    throw new ConfigError(
+      'subscribe.tags',
+      `group '${options.group}' of topic '${options.topic}' has running members subscribed to other tags; members of a group must subscribe to the same tags (or use another group name)`,
+    );
+  }
 }

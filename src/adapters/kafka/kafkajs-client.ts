@@ -293,51 +293,70 @@ const NO_USER_DATA = Buffer.alloc(0);
  * members read different topics (one group name used for several topics, as mqkit allows).
  * Topics are dealt in name order, each starting one member further, to spread small topics.
  */
-const subscriptionAssigner: PartitionAssigner = ({ cluster }) => ({
-  name: 'MqkitRoundRobinAssigner',
-  version: 0,
-  async assign({ members }) {
-    const readers = new Map<string, string[]>();
-    for (const { memberId, memberMetadata } of members) {
-      for (const topic of AssignerProtocol.MemberMetadata.decode(memberMetadata)?.topics ?? []) {
-        const list = readers.get(topic);
-        if (list === undefined) readers.set(topic, [memberId]);
-        else list.push(memberId);
-      }
-    }
-    const topics = [...readers.keys()].sort();
-    await cluster.addMultipleTargetTopics(topics);
-    const assignment = new Map<string, Record<string, number[]>>();
-    topics.forEach((topic, t) => {
-      const memberIds = (readers.get(topic) as string[]).sort();
-      for (const { partitionId } of cluster.findTopicPartitionMetadata(topic)) {
-        const memberId = memberIds[(partitionId + t) % memberIds.length] as string;
-        let own = assignment.get(memberId);
-        if (own === undefined) {
-          own = {};
-          assignment.set(memberId, own);
+/** Member metadata user data: `{ mqkitTags: { <topic>: 'tag1,tag2' | '' } }` as JSON. */
+function tagsUserData(tags: Readonly<Record<string, string>>): Buffer {
+  return Buffer.from(JSON.stringify({ mqkitTags: tags }));
+}
+
+/** The tags a member announced for `topic`, or undefined for a member that announced none. */
+export function announcedTags(metadata: Buffer, topic: string): string | undefined {
+  try {
+    const userData = AssignerProtocol.MemberMetadata.decode(metadata)?.userData;
+    if (userData === undefined || userData.length === 0) return undefined;
+    const tags: unknown = JSON.parse(userData.toString('utf8'))?.mqkitTags?.[topic];
+    return typeof tags === 'string' ? tags : undefined;
+  } catch {
+    return undefined; // another client's metadata
+  }
+}
+
+const subscriptionAssigner =
+  (userData: Buffer): PartitionAssigner =>
+  ({ cluster }) => ({
+    name: 'MqkitRoundRobinAssigner',
+    version: 0,
+    async assign({ members }) {
+      const readers = new Map<string, string[]>();
+      for (const { memberId, memberMetadata } of members) {
+        for (const topic of AssignerProtocol.MemberMetadata.decode(memberMetadata)?.topics ?? []) {
+          const list = readers.get(topic);
+          if (list === undefined) readers.set(topic, [memberId]);
+          else list.push(memberId);
         }
-        const partitions = own[topic];
-        if (partitions === undefined) own[topic] = [partitionId];
-        else partitions.push(partitionId);
       }
-    });
-    return [...assignment].map(([memberId, own]) => ({
-      memberId,
-      memberAssignment: AssignerProtocol.MemberAssignment.encode({
-        version: 0,
-        assignment: own,
-        userData: NO_USER_DATA,
-      }),
-    }));
-  },
-  protocol({ topics }) {
-    return {
-      name: 'MqkitRoundRobinAssigner',
-      metadata: AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: NO_USER_DATA }),
-    };
-  },
-});
+      const topics = [...readers.keys()].sort();
+      await cluster.addMultipleTargetTopics(topics);
+      const assignment = new Map<string, Record<string, number[]>>();
+      topics.forEach((topic, t) => {
+        const memberIds = (readers.get(topic) as string[]).sort();
+        for (const { partitionId } of cluster.findTopicPartitionMetadata(topic)) {
+          const memberId = memberIds[(partitionId + t) % memberIds.length] as string;
+          let own = assignment.get(memberId);
+          if (own === undefined) {
+            own = {};
+            assignment.set(memberId, own);
+          }
+          const partitions = own[topic];
+          if (partitions === undefined) own[topic] = [partitionId];
+          else partitions.push(partitionId);
+        }
+      });
+      return [...assignment].map(([memberId, own]) => ({
+        memberId,
+        memberAssignment: AssignerProtocol.MemberAssignment.encode({
+          version: 0,
+          assignment: own,
+          userData: NO_USER_DATA,
+        }),
+      }));
+    },
+    protocol({ topics }) {
+      return {
+        name: 'MqkitRoundRobinAssigner',
+        metadata: AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData }),
+      };
+    },
+  });
 
 /**
  * Errors that mean the idempotent producer's sequence state no longer matches the broker's (a
@@ -511,7 +530,10 @@ class KafkajsConsumer implements ConsumerClient {
       metadataMaxAge: metadataMaxAgeMs,
       allowAutoTopicCreation: false,
       // kafkajs's assigner second, for groups shared with plain kafkajs consumers.
-      partitionAssigners: [subscriptionAssigner, PartitionAssigners.roundRobin],
+      partitionAssigners: [
+        subscriptionAssigner(tagsUserData(config.tags ?? {})),
+        PartitionAssigners.roundRobin,
+      ],
     });
   }
 
@@ -737,6 +759,18 @@ class KafkajsAdmin implements AdminClient {
       a.fetchTopicOffsetsByTimestamp(topic, timestamp),
     );
     return new Map(offsets.map((o) => [o.partition, Number(o.offset)]));
+  }
+
+  async memberTags(group: string, topic: string): Promise<string[]> {
+    return this.call(`describe group ${group}`, async (a) => {
+      const { groups } = await a.describeGroups([group]);
+      const tags: string[] = [];
+      for (const member of groups[0]?.members ?? []) {
+        const announced = announcedTags(member.memberMetadata, topic);
+        if (announced !== undefined) tags.push(announced);
+      }
+      return tags;
+    });
   }
 
   async deleteGroup(group: string): Promise<void> {

@@ -24,7 +24,6 @@ export const memoryCapabilities: Capabilities = Object.freeze({
   nativeDelay: true,
   durable: false,
   acks: Object.freeze(['all', 'leader', 'none'] as const),
-  groupTagCheck: true,
   maxMessageBytes: MAX_MESSAGE_BYTES,
 });
 

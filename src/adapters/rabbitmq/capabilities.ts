@@ -13,6 +13,5 @@ export const rabbitMqCapabilities: Capabilities = Object.freeze({
   nativeDelay: false,
   durable: true,
   acks: Object.freeze(['all', 'leader', 'none'] as const),
-  groupTagCheck: true,
   maxMessageBytes: MAX_MESSAGE_BYTES,
 });

@@ -117,7 +117,13 @@ export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): Res
     tls: options.tls,
     managementUrl: options.managementUrl,
     // x-message-ttl is a 32-bit unsigned count of milliseconds on the broker.
-    holdUnroutedMs: intOption(options.holdUnroutedMs, 'rabbitmq.holdUnroutedMs', 0, 7 * 24 * 3600_000, 2 ** 32 - 1),
+    holdUnroutedMs: intOption(
+      options.holdUnroutedMs,
+      'rabbitmq.holdUnroutedMs',
+      0,
+      7 * 24 * 3600_000,
+      2 ** 32 - 1,
+    ),
   };
 }
 

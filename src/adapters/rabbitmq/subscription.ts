@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Channel, ConsumeMessage, Options } from 'amqplib';
 import type { Subscription } from '../../core/broker.js';
-import { ConfigError, isMqError } from '../../core/errors.js';
 import { dispatch, type Outcome, type ReceivedRecord } from '../../core/dispatch.js';
+import { ConfigError, isMqError } from '../../core/errors.js';
 import { KeyedExecutor } from '../../core/keyed-executor.js';
 import type { Handler } from '../../core/message.js';
 import type { ResolvedSubscribeOptions } from '../../core/options.js';
@@ -109,7 +109,11 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
     return { deadLetterExchange: dl === undefined ? undefined : names.topicExchange(dl) };
   }
 
-  private async setUp(): Promise<void> {
+  /**
+   * @param resumed after a reconnect: bindings may have been missing meanwhile (an operator
+   *   deleted the exchange, say), so messages the topic held are released as for a new group
+   */
+  private async setUp(resumed = false): Promise<void> {
     const { topology } = this.ctx;
     const { topic, group, tags } = this.options;
     await topology.topic(topic);
@@ -121,7 +125,7 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
         const queue = names.groupQueue(topic, group);
         const created = await topology.queueMissing(queue);
         await topology.groupQueue(topic, group, tags, this.queueOptions());
-        if (created) await this.releaseUnrouted();
+        if (created || resumed) await this.releaseUnrouted();
         await this.startSingle(queue);
         return;
       }
@@ -137,7 +141,7 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
         const partitions = await topology.partitions(topic);
         const created = await topology.queueMissing(names.partitionQueue(topic, group, 0));
         await topology.orderedGroup(topic, group, partitions, tags, this.queueOptions());
-        if (created) await this.releaseUnrouted();
+        if (created || resumed) await this.releaseUnrouted();
         this.assigner = new PartitionAssigner(
           this.ctx.connection,
           this.ctx.publishing,
@@ -333,7 +337,7 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
         }
         await this.single?.close();
         await this.shapeChannel?.close().catch(() => {});
-        await this.setUp();
+        await this.setUp(true);
         if (this.closing.signal.aborted) await this.tearDown(); // closed while resuming
         return;
       } catch {
