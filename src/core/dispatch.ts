@@ -36,10 +36,11 @@ const SKIP: Outcome = Object.freeze({ kind: 'skip' });
 /**
  * Where a subscription's tags are filtered:
  * - `'client'`: every record of the topic reaches the subscription, which skips (acknowledges
- *   without running the handler) the ones whose tag it did not ask for (Kafka);
+ *   without running the handler) the ones whose tag it did not ask for (Kafka, memory, RabbitMQ
+ *   stream topics);
  * - `'broker'`: the broker routes only the subscribed tags to the group's queue, so a record
  *   with another tag got there by a stale or foreign binding: it is dead-lettered with the
- *   reason, never dropped (memory, RabbitMQ).
+ *   reason, never dropped (RabbitMQ queues).
  */
 export type TagFilter = 'client' | 'broker';
 

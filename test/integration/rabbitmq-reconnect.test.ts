@@ -87,22 +87,20 @@ describe('rabbitmq: reconnect after the server dropped the connection', () => {
     await raw.close();
     // ...and the connection drops: the adapter must put both back.
     await (await serverSideCloser(inject('amqpUrl'), name))();
+    // Sends while the group's binding is missing are held for new groups (this one exists
+    // already); once the subscription re-bound its queue, a send reaches it.
+    let n = 2;
     await waitFor(
       async () => {
         try {
-          await producer.send({ topic, body: { n: 2 } });
-          return true;
+          await producer.send({ topic, body: { n: ++n } });
         } catch (error) {
-          // While the exchange is gone a send fails; once declared again it is routed, or held
-          // until the subscription has re-bound its queue and released what was held.
-          if (isMqError(error, 'PUBLISH')) return false;
-          throw error;
+          // While the exchange is gone a send may be refused.
+          if (!isMqError(error, 'PUBLISH')) throw error;
         }
+        return got.bodies.some((b) => b.n > 2);
       },
-      { intervalMs: 50, message: 'sends never became routable again' },
+      { intervalMs: 50, message: 'message after redeclare not consumed' },
     );
-    await waitFor(() => got.bodies.some((b) => b.n === 2), {
-      message: 'message after redeclare not consumed',
-    });
   });
 });

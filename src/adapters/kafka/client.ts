@@ -171,6 +171,7 @@ export interface AdminClient {
   /**
    * Tags on `topic` of each running mqkit member of `group`, as announced in its member
    * metadata ('' for all tags). Members of other clients announce nothing and are left out.
+   * Waits (up to 15 s) for a rebalance in progress to settle: only then does Kafka tell.
    */
   memberTags(group: string, topic: string): Promise<string[]>;
   /** Deletes a group without members; a missing group is not an error. */

@@ -762,15 +762,23 @@ class KafkajsAdmin implements AdminClient {
   }
 
   async memberTags(group: string, topic: string): Promise<string[]> {
-    return this.call(`describe group ${group}`, async (a) => {
-      const { groups } = await a.describeGroups([group]);
+    // Kafka returns member metadata only for a Stable group: wait out a rebalance in progress.
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const described = await this.call(`describe group ${group}`, (a) => a.describeGroups([group]));
+      const found = described.groups[0];
+      const settling = found?.state === 'PreparingRebalance' || found?.state === 'CompletingRebalance';
+      if (settling && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        continue;
+      }
       const tags: string[] = [];
-      for (const member of groups[0]?.members ?? []) {
+      for (const member of found?.members ?? []) {
         const announced = announcedTags(member.memberMetadata, topic);
         if (announced !== undefined) tags.push(announced);
       }
       return tags;
-    });
+    }
   }
 
   async deleteGroup(group: string): Promise<void> {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Channel, ConsumeMessage, Options } from 'amqplib';
+import type { Channel, ConsumeMessage, GetMessage, Options } from 'amqplib';
 import type { Subscription } from '../../core/broker.js';
 import { dispatch, type Outcome, type ReceivedRecord } from '../../core/dispatch.js';
 import { ConfigError, isMqError } from '../../core/errors.js';
@@ -109,11 +109,7 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
     return { deadLetterExchange: dl === undefined ? undefined : names.topicExchange(dl) };
   }
 
-  /**
-   * @param resumed after a reconnect: bindings may have been missing meanwhile (an operator
-   *   deleted the exchange, say), so messages the topic held are released as for a new group
-   */
-  private async setUp(resumed = false): Promise<void> {
+  private async setUp(): Promise<void> {
     const { topology } = this.ctx;
     const { topic, group, tags } = this.options;
     await topology.topic(topic);
@@ -125,7 +121,7 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
         const queue = names.groupQueue(topic, group);
         const created = await topology.queueMissing(queue);
         await topology.groupQueue(topic, group, tags, this.queueOptions());
-        if (created || resumed) await this.releaseUnrouted();
+        if (created) await this.releaseUnrouted();
         await this.startSingle(queue);
         return;
       }
@@ -141,7 +137,7 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
         const partitions = await topology.partitions(topic);
         const created = await topology.queueMissing(names.partitionQueue(topic, group, 0));
         await topology.orderedGroup(topic, group, partitions, tags, this.queueOptions());
-        if (created || resumed) await this.releaseUnrouted();
+        if (created) await this.releaseUnrouted();
         this.assigner = new PartitionAssigner(
           this.ctx.connection,
           this.ctx.publishing,
@@ -179,7 +175,13 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
     for (let attempt = 1; ; attempt++) {
       const channel = await this.ctx.connection.channel();
       try {
-        await channel.assertQueue(queue, { durable: false, autoDelete: true, arguments: args });
+        // Durable: RabbitMQ 4.3 refuses transient non-exclusive queues. x-expires removes a shape
+        // queue whose declarer died before it consumed (auto-delete needs a consumer first).
+        await channel.assertQueue(queue, {
+          durable: true,
+          autoDelete: true,
+          arguments: { ...args, 'x-expires': 60_000 },
+        });
         await channel.consume(queue, () => {}, { noAck: true });
         this.shapeChannel = channel;
         return;
@@ -214,8 +216,9 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
    * Moves messages the topic held for want of a binding (see `Topology.topic`) back through
    * the topic exchange, now that a new group is bound: it gets them, as a new Kafka group reads
    * the topic from its start, together with any other group whose bindings take them; the rest
-   * go back to the holding queue. Each is acknowledged there only after its copy was confirmed.
-   * Held messages come after messages sent since the group's bindings were made.
+   * go back to the holding queue (where their TTL starts again). Each is acknowledged there
+   * only after its copy was confirmed. Held messages come after messages sent since the
+   * group's bindings were made. Runs once, when the group's queues are created.
    */
   private async releaseUnrouted(): Promise<void> {
     if (!this.ctx.topology.holdsUnrouted(this.topic)) return;
@@ -223,21 +226,32 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
     const exchange = names.topicExchange(this.topic);
     const channel = await this.ctx.connection.channel();
     try {
-      const { messageCount } = await channel.checkQueue(queue);
-      for (let i = 0; i < messageCount; i++) {
-        const held = await channel.get(queue, { noAck: false });
-        if (held === false) break;
-        const { userId: _sender, ...properties } = held.properties as Options.Publish;
-        try {
-          await this.ctx.publisher.publish(exchange, held.fields.routingKey, held.content, {
+      let left = (await channel.checkQueue(queue)).messageCount;
+      while (left > 0) {
+        // Up to 256 at a time: their copies are confirmed together, then each is acknowledged.
+        const batch: GetMessage[] = [];
+        while (batch.length < Math.min(left, 256)) {
+          const held = await channel.get(queue, { noAck: false });
+          if (held === false) break;
+          batch.push(held);
+        }
+        if (batch.length === 0) break;
+        left -= batch.length;
+        const copies = batch.map((held) => {
+          const { userId: _sender, ...properties } = held.properties as Options.Publish;
+          return this.ctx.publisher.publish(exchange, held.fields.routingKey, held.content, {
             ...properties,
             mandatory: true,
           });
-        } catch (error) {
-          channel.nack(held, false, true);
-          throw error;
-        }
-        channel.ack(held);
+        });
+        const settled = await Promise.allSettled(copies);
+        settled.forEach((result, i) => {
+          const held = batch[i] as GetMessage;
+          if (result.status === 'fulfilled') channel.ack(held);
+          else channel.nack(held, false, true);
+        });
+        const failed = settled.find((r) => r.status === 'rejected');
+        if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
       }
     } catch (error) {
       throw isMqError(error) ? error : toMqError(error, `release held messages of ${this.topic}`);
@@ -337,7 +351,7 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
         }
         await this.single?.close();
         await this.shapeChannel?.close().catch(() => {});
-        await this.setUp(true);
+        await this.setUp();
         if (this.closing.signal.aborted) await this.tearDown(); // closed while resuming
         return;
       } catch {

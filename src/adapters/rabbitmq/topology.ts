@@ -77,7 +77,6 @@ export class Topology {
     return this.once(`topic\0${topic}`, `declare topic ${topic}`, async () => {
       await this.declareTopicExchange(topic);
       if (!this.isStream(topic)) return;
-      // A new admin channel: a refused exchange declaration above closed the one `once` opened.
       await this.connection.withAdmin(`declare stream ${topic}`, async (ch) => {
         await ch.assertQueue(names.topicQueue(topic), {
           durable: true,
@@ -195,38 +194,45 @@ export class Topology {
   }
 
   /**
-   * Declares a topic exchange as `holdUnroutedMs` asks. RabbitMQ refuses to redeclare an
-   * exchange with another alternate exchange (406): one declared otherwise (by an earlier
-   * version, or with the other setting) is kept as it is.
+   * Declares a topic exchange as `holdUnroutedMs` asks, then the holding queue its alternate
+   * exchange names. RabbitMQ refuses to redeclare an exchange with another alternate exchange
+   * (406): one declared otherwise (by an earlier version, or with the other setting) is kept as
+   * it is. On a channel of its own: a 406 closes the channel, and the shared admin channel may
+   * be carrying other declarations at the time.
    */
   private async declareTopicExchange(topic: string): Promise<void> {
     const exchange = names.topicExchange(topic);
     const ttl = this.options.holdUnroutedMs;
     const unrouted = names.unrouted(topic);
+    const channel = await this.connection.channel();
     try {
-      await this.connection.withAdmin(`declare topic ${topic}`, async (ch) => {
-        if (ttl > 0) {
-          await ch.assertExchange(unrouted, 'fanout', { durable: true });
-          await ch.assertQueue(unrouted, {
-            durable: true,
-            arguments: { ...this.queueArguments(), 'x-message-ttl': ttl },
-          });
-          await ch.bindQueue(unrouted, unrouted, '');
-        }
-        await ch.assertExchange(exchange, 'topic', {
-          durable: true,
-          arguments: ttl > 0 ? { 'alternate-exchange': unrouted } : {},
-        });
+      await channel.assertExchange(exchange, 'topic', {
+        durable: true,
+        arguments: ttl > 0 ? { 'alternate-exchange': unrouted } : {},
       });
-      if (ttl > 0) this.holding.add(topic);
-      else this.holding.delete(topic);
     } catch (error) {
-      if (replyCode(isMqError(error) ? error.cause : error) !== 406) throw error;
+      if (replyCode(error) !== 406) throw toMqError(error, `declare topic ${topic}`);
       await this.connection.withAdmin(`check topic ${topic}`, (ch) => ch.checkExchange(exchange));
-      const held = !(await this.queueMissing(unrouted));
-      if (held) this.holding.add(topic);
-      else this.holding.delete(topic);
+      // The holding queue is only ever made after its exchange took the alternate exchange.
+      if (await this.queueMissing(unrouted)) this.holding.delete(topic);
+      else this.holding.add(topic);
+      return;
+    } finally {
+      await channel.close().catch(() => {});
     }
+    if (ttl === 0) {
+      this.holding.delete(topic);
+      return;
+    }
+    await this.connection.withAdmin(`declare holding queue of ${topic}`, async (ch) => {
+      await ch.assertExchange(unrouted, 'fanout', { durable: true });
+      await ch.assertQueue(unrouted, {
+        durable: true,
+        arguments: { ...this.queueArguments(), 'x-message-ttl': ttl },
+      });
+      await ch.bindQueue(unrouted, unrouted, '');
+    });
+    this.holding.add(topic);
   }
 
   /** True when `queue` does not exist (a passive declare answers 404). */
