@@ -329,3 +329,20 @@ export function resolveSubscription<T>(
 export function backoffDelay(retry: ResolvedSubscribeOptions['retry'], attempt: number): number {
   return Math.min(retry.maxMs, Math.round(retry.initialMs * retry.multiplier ** (attempt - 1)));
 }
+
+/**
+ * A subscription's tags in one canonical string ('' for all tags), to compare members of a
+ * group: members must subscribe to the same tags, because each filters what it owns.
+ */
+export function tagsKey(tags: ReadonlySet<string> | undefined): string {
+  return tags === undefined ? '' : [...tags].sort().join(',');
+}
+
+/** The error for a member whose tags differ from those of its group's running members. */
+export function otherTagsError(options: { topic: string; group: string }, cause?: unknown): ConfigError {
+  return new ConfigError(
+    'subscribe.tags',
+    `group '${options.group}' of topic '${options.topic}' has running members subscribed to other tags; members of a group must subscribe to the same tags (or use another group name)`,
+    cause === undefined ? undefined : { cause },
+  );
+}

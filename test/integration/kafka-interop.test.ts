@@ -1,7 +1,9 @@
 import kafkajs from 'kafkajs';
 import { describe, expect, inject, it } from 'vitest';
-import { connect, partitionForKey } from '../../src/index.js';
-import { Collector, uniqueName } from '../../src/testing/index.js';
+import { connect, type Delivery, partitionForKey } from '../../src/index.js';
+import { idempotent, MemoryIdempotencyStore } from '../../src/patterns/index.js';
+import { Collector, uniqueName, waitFor } from '../../src/testing/index.js';
+import { countingEffects } from './counting-effects.js';
 import { brokerForSuite, plainKafka, readPlain } from './kafka-helpers.js';
 
 describe('kafka: records are plain Kafka records, both ways', () => {
@@ -107,5 +109,66 @@ describe('kafka: records are plain Kafka records, both ways', () => {
       'mq-original-offset': '2',
       'mq-attempt': '1',
     });
+  });
+
+  it('records without mq-id are identified by position: 10 distinct effects, a redelivery absorbed', async () => {
+    const topic = uniqueName('no-id');
+    await broker().ensureTopic(topic, { partitions: 1 });
+    const producer = plainKafka(url).producer();
+    await producer.connect();
+    await producer.send({
+      topic,
+      messages: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9].map((n) => ({ value: JSON.stringify({ n }) })),
+    });
+    await producer.disconnect();
+    const group = uniqueName('g');
+    const store = new MemoryIdempotencyStore();
+    const { effects, deliveries, handler } = countingEffects();
+    const first = await broker().subscribe(
+      { topic, group, order: 'partition', closeTimeoutMs: 200 },
+      idempotent(
+        async (d: Delivery<{ n: number }>) => {
+          await handler(d);
+          // The last record's effect is applied, then the consumer dies before its commit.
+          if (d.body.n === 9 && d.offset === '10')
+            await new Promise((resolve) => d.signal.addEventListener('abort', resolve, { once: true }));
+        },
+        { store },
+      ),
+    );
+    await waitFor(() => deliveries.length === 11);
+    await first.close();
+    const again = new Collector();
+    const second = await broker().subscribe(
+      { topic, group, order: 'partition' },
+      idempotent(again.handler(), { store, onDuplicate: (d) => again.deliveries.push(d) }),
+    );
+    const [redelivered] = await again.waitForCount(1);
+    await second.close();
+    expect(redelivered?.id).toBe(`${topic}-0-10`);
+    expect(redelivered?.idOrigin).toBe('position');
+    expect(new Set(deliveries.map((d) => d.id)).size).toBe(11);
+    expect(effects.get(9)).toBe(2); // two records with the same body
+    expect([...effects.values()].reduce((a, b) => a + b, 0)).toBe(11);
+  });
+
+  it('a tag set by a plain producer in mq-tag filters as mqkit tags do', async () => {
+    const topic = uniqueName('kafka-tag');
+    await broker().ensureTopic(topic, { partitions: 1 });
+    const paid = new Collector();
+    await broker().subscribe({ topic, group: uniqueName('paid'), tags: ['paid'] }, paid.handler());
+    const producer = plainKafka(url).producer();
+    await producer.connect();
+    await producer.send({
+      topic,
+      messages: [
+        { value: '{"n":1}', headers: { 'mq-tag': 'created' } },
+        { value: '{"n":2}', headers: { 'mq-tag': 'paid' } },
+        { value: '{"n":3}', headers: { 'mq-tag': 'paid' } },
+      ],
+    });
+    await producer.disconnect();
+    await paid.waitForCount(2);
+    expect(paid.bodies).toEqual([{ n: 2 }, { n: 3 }]);
   });
 });

@@ -1,9 +1,9 @@
 import type { Subscription } from '../../core/broker.js';
 import { dispatch, type Outcome } from '../../core/dispatch.js';
-import { ConfigError, ConnectionError, type MqError } from '../../core/errors.js';
+import { ConnectionError, type MqError } from '../../core/errors.js';
 import { KeyedExecutor } from '../../core/keyed-executor.js';
 import type { Handler } from '../../core/message.js';
-import { backoffDelay, type ResolvedSubscribeOptions } from '../../core/options.js';
+import { backoffDelay, otherTagsError, type ResolvedSubscribeOptions, tagsKey } from '../../core/options.js';
 import { settlesWithin, sleep } from '../../core/timers.js';
 import { H } from '../../core/wire.js';
 import type {
@@ -508,10 +508,6 @@ function attemptOf(record: FetchedRecord): number {
   return Number.isInteger(attempt) && attempt > 1 ? attempt : 1;
 }
 
-function tagsKey(tags: ReadonlySet<string> | undefined): string {
-  return tags === undefined ? '' : [...tags].sort().join(',');
-}
-
 /**
  * Tags are filtered in the client, each member in the partitions it owns: a member with other
  * tags would skip, and commit, messages its group's other members wanted. Refused against the
@@ -520,10 +516,5 @@ function tagsKey(tags: ReadonlySet<string> | undefined): string {
 async function refuseOtherTags(context: KafkaContext, options: ResolvedSubscribeOptions): Promise<void> {
   const mine = tagsKey(options.tags);
   const running = await context.client.admin.memberTags(options.group, options.topic);
-  if (running.some((tags) => tags !== mine)) {
-    throw new ConfigError(
-      'subscribe.tags',
-      `group '${options.group}' of topic '${options.topic}' has running members subscribed to other tags; members of a group must subscribe to the same tags (or use another group name)`,
-    );
-  }
+  if (running.some((tags) => tags !== mine)) throw otherTagsError(options);
 }

@@ -3,11 +3,13 @@ import { ClosedError, ConfigError, isMqError, PublishError } from '../../core/er
 import type { Handler, OutgoingMessage, SendResult } from '../../core/message.js';
 import {
   intOption,
+  otherTagsError,
   type ProducerOptions,
   type ResolvedProducerOptions,
   resolveProducerOptions,
   resolveSubscription,
   type SubscribeOptions,
+  tagsKey,
   topicName,
 } from '../../core/options.js';
 import { encodeMessage, H, type WireMessage } from '../../core/wire.js';
@@ -57,14 +59,7 @@ export class MemoryBroker implements Broker {
       this.state.groups.set(groupKey, group);
     }
     const peer = group.members[0];
-    if (peer !== undefined && !sameTags(peer.tags, resolved.tags)) {
-      // Each member skips what its tags do not take from the partitions it owns, so members
-      // with other tags would silently lose each other's messages.
-      throw new ConfigError(
-        'subscribe.tags',
-        `group '${resolved.group}' of topic '${resolved.topic}' has running members subscribed to other tags; members of a group must subscribe to the same tags (or use another group name)`,
-      );
-    }
+    if (peer !== undefined && tagsKey(peer.tags) !== tagsKey(resolved.tags)) throw otherTagsError(resolved);
     const subscription = new MemorySubscription(this.state, group, resolved, checked, (s) => {
       this.subscriptions.delete(s);
       if (group.ephemeral && group.members.length === 0) this.state.groups.delete(groupKey);
@@ -157,9 +152,4 @@ class MemoryProducer implements Producer {
     const { partition, record } = this.state.append(wire);
     return { id: wire.id, topic: wire.topic, partition, offset: String(record.offset) };
   }
-}
-
-function sameTags(a: ReadonlySet<string> | undefined, b: ReadonlySet<string> | undefined): boolean {
-  if (a === undefined || b === undefined) return a === b;
-  return a.size === b.size && [...a].every((tag) => b.has(tag));
 }

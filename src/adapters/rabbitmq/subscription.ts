@@ -5,7 +5,7 @@ import { dispatch, type Outcome, type ReceivedRecord } from '../../core/dispatch
 import { ConfigError, isMqError } from '../../core/errors.js';
 import { KeyedExecutor } from '../../core/keyed-executor.js';
 import type { Handler } from '../../core/message.js';
-import type { ResolvedSubscribeOptions } from '../../core/options.js';
+import { otherTagsError, type ResolvedSubscribeOptions, tagsKey } from '../../core/options.js';
 import { settlesWithin, sleep } from '../../core/timers.js';
 import { H } from '../../core/wire.js';
 import { numericHeader, publishOptions, routingKey, toRecord } from './amqp-wire.js';
@@ -167,7 +167,7 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
    */
   private async holdShape(): Promise<void> {
     const queue = names.groupShape(this.topic, this.group);
-    const tags = this.options.tags === undefined ? '' : [...this.options.tags].sort().join('\n');
+    const tags = tagsKey(this.options.tags);
     const args = {
       'x-max-length': this.options.order === 'concurrent' ? 1 : 2,
       'x-max-length-bytes': tags === '' ? 0 : createHash('sha1').update(tags).digest().readUInt32BE(0) >>> 1,
@@ -198,13 +198,7 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
 
   private shapeConflict(error: unknown): ConfigError {
     const text = error instanceof Error ? error.message : String(error);
-    if (text.includes("'x-max-length-bytes'")) {
-      return new ConfigError(
-        'subscribe.tags',
-        `group '${this.group}' of topic '${this.topic}' has running members subscribed to other tags; members of a group must subscribe to the same tags (or use another group name)`,
-        { cause: error },
-      );
-    }
+    if (text.includes("'x-max-length-bytes'")) return otherTagsError(this, error);
     return new ConfigError(
       'subscribe.order',
       `group '${this.group}' of topic '${this.topic}' has running members that subscribed with ${this.options.order === 'concurrent' ? "order 'key' or 'partition'" : "order 'concurrent'"}, which reads other queues on RabbitMQ; members of a group must agree on concurrent vs ordered consumption (or use another group name)`,
