@@ -2,9 +2,20 @@ import type { KafkaBrokerOptions } from './adapters/kafka/index.js';
 import type { MemoryBrokerOptions } from './adapters/memory/index.js';
 import type { Broker } from './core/broker.js';
 import { ConfigError } from './core/errors.js';
+import { isLogger, type Logger, processWarningLogger } from './core/logger.js';
+
+/** What every adapter gets besides its own options. */
+export interface AdapterContext {
+  /** Where the adapter logs; never absent (the default is {@link processWarningLogger}). */
+  logger: Logger;
+}
 
 /** Creates a broker connection for a URL. Adapters export one; register third-party ones with `registerAdapter`. */
-export type AdapterFactory = (url: URL, options: object | undefined) => Promise<Broker>;
+export type AdapterFactory = (
+  url: URL,
+  options: object | undefined,
+  context: AdapterContext,
+) => Promise<Broker>;
 
 /**
  * Built-in adapters, loaded on first use so a RabbitMQ-only service never loads kafkajs and the
@@ -40,9 +51,14 @@ export function registerAdapter(scheme: string, factory: AdapterFactory): void {
 
 /** Options of `connect`; each adapter reads its own key and refuses keys it does not know. */
 export interface ConnectOptions {
+  /**
+   * Where mqkit and the client libraries under it log (pino's shape). Default: warnings and
+   * errors become Node process warnings (`process.emitWarning`), debug and info are dropped.
+   */
+  logger?: Logger;
   memory?: MemoryBrokerOptions;
   kafka?: KafkaBrokerOptions;
-  [adapter: string]: object | undefined;
+  [adapter: string]: object | Logger | undefined;
 }
 
 /**
@@ -64,8 +80,11 @@ export async function connect(url?: string, options: ConnectOptions = {}): Promi
       { cause: error },
     );
   }
+  if (options.logger !== undefined && !isLogger(options.logger))
+    throw new ConfigError('logger', 'must have debug, info, warn and error methods (a pino logger fits)');
+  const context: AdapterContext = { logger: options.logger ?? processWarningLogger() };
   const custom = registered.get(parsed.protocol);
-  if (custom) return custom(parsed, options[parsed.protocol.slice(0, -1)]);
+  if (custom) return custom(parsed, options[parsed.protocol.slice(0, -1)], context);
   const builtin = builtins[parsed.protocol];
   if (builtin === undefined) {
     const known = [...Object.keys(builtins), ...registered.keys()].join(' ');
@@ -75,7 +94,7 @@ export async function connect(url?: string, options: ConnectOptions = {}): Promi
     );
   }
   const factory = await builtin.load();
-  return factory(parsed, options[builtin.option]);
+  return factory(parsed, options[builtin.option], context);
 }
 
 /**

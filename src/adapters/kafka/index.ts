@@ -61,7 +61,9 @@
  * Not atomic: `sendBatch` (records may be stored when it rejects), a handler's side effects and
  * the commit, forwarding a delayed record and committing its tier offset (it may arrive twice).
  */
+import type { AdapterContext } from '../../connect.js';
 import type { Broker } from '../../core/broker.js';
+import { processWarningLogger } from '../../core/logger.js';
 import { KafkaBroker } from './kafka-broker.js';
 import { type KafkaBrokerOptions, resolveKafkaOptions } from './kafka-options.js';
 import { checkCompression, createKafkajsClient } from './kafkajs-client.js';
@@ -74,7 +76,11 @@ export type { KafkaBrokerOptions } from './kafka-options.js';
  * `ConfigError` (bad URL or options) or `ConnectionError`. Producers and consumers connect on
  * first use.
  */
-export async function createKafkaBroker(url: URL, options?: KafkaBrokerOptions): Promise<Broker> {
+export async function createKafkaBroker(
+  url: URL,
+  options?: KafkaBrokerOptions,
+  context: AdapterContext = { logger: processWarningLogger() },
+): Promise<Broker> {
   const resolved = resolveKafkaOptions(url, options);
   checkCompression(resolved.producer.compression, 'kafka.producer.compression');
   const client = createKafkajsClient(resolved.client);
@@ -84,5 +90,5 @@ export async function createKafkaBroker(url: URL, options?: KafkaBrokerOptions):
     await client.close();
     throw error;
   }
-  return new KafkaBroker(client, resolved);
+  return new KafkaBroker(client, resolved, context.logger);
 }

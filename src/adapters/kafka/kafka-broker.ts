@@ -1,5 +1,6 @@
 import type { Backlog, Broker, Capabilities, Producer, Subscription } from '../../core/broker.js';
 import { ClosedError } from '../../core/errors.js';
+import { type Logger, safeLog } from '../../core/logger.js';
 import type { Handler } from '../../core/message.js';
 import {
   type ProducerOptions,
@@ -45,7 +46,6 @@ export class KafkaBroker implements Broker, KafkaContext {
   private internal: SendQueue | undefined;
   private forwarder: DelayForwarder | undefined;
   private tiers: Promise<void> | undefined;
-  private readonly reported = new Set<string>();
   private closed = false;
   /** The one close in progress: a second caller waits for it too. */
   private closing: Promise<void> | undefined;
@@ -53,6 +53,7 @@ export class KafkaBroker implements Broker, KafkaContext {
   constructor(
     readonly client: KafkaClient,
     readonly options: ResolvedKafkaOptions,
+    readonly logger: Logger,
   ) {
     this.topics = new TopicAdmin(client.admin, (topic, count) => client.partitionsAdded(topic, count));
   }
@@ -151,10 +152,7 @@ export class KafkaBroker implements Broker, KafkaContext {
   }
 
   report(text: string): void {
-    if (this.reported.has(text)) return;
-    if (this.reported.size >= 1000) this.reported.clear();
-    this.reported.add(text);
-    process.stderr.write(`mqkit kafka: ${text}\n`);
+    safeLog(this.logger, 'warn', { broker: 'kafka' }, text);
   }
 
   close(): Promise<void> {

@@ -1,3 +1,4 @@
+import type { Logger } from '../../core/logger.js';
 import type { Headers } from '../../core/message.js';
 import { H } from '../../core/wire.js';
 import type { KafkaClient, OutgoingRecord, ProducerClient, RecordPosition } from './client.js';
@@ -21,7 +22,8 @@ export interface KafkaContext {
   prepareDelays(): Promise<void>;
   /** Starts forwarding the delay tiers in the background, if enabled. */
   startForwarder(): void;
-  /** Writes a line about a failure nobody awaits to stderr, once per distinct text. */
+  readonly logger: Logger;
+  /** Logs a failure nobody awaits, at `warn`. */
   report(text: string): void;
 }
 

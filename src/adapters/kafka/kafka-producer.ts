@@ -1,6 +1,7 @@
 import type { Producer } from '../../core/broker.js';
-import { ClosedError, ConfigError, isMqError, type MqError, PublishError } from '../../core/errors.js';
+import { ClosedError, ConfigError } from '../../core/errors.js';
 import type { OutgoingMessage, SendResult } from '../../core/message.js';
+import { oneWayReporter } from '../../core/one-way.js';
 import type { ResolvedProducerOptions } from '../../core/options.js';
 import { encodeMessage, H, type WireMessage } from '../../core/wire.js';
 import type { KafkaAcks, OutgoingRecord, RecordPosition } from './client.js';
@@ -24,7 +25,7 @@ const ACKS: Record<ResolvedProducerOptions['acks'], KafkaAcks> = { all: -1, lead
 export class KafkaProducer implements Producer {
   private readonly queue: SendQueue;
   private readonly oneWay: SendQueue;
-  private readonly reported = new Set<string>();
+  private readonly reportOneWay: (error: unknown, message: OutgoingMessage<unknown>) => void;
   private closed = false;
   private closing: Promise<void> | undefined;
 
@@ -33,6 +34,7 @@ export class KafkaProducer implements Producer {
     private readonly options: ResolvedProducerOptions,
     private readonly onClose: (producer: KafkaProducer) => void,
   ) {
+    this.reportOneWay = oneWayReporter(options.onError, context.logger);
     const { lingerMs, batchSize, compression } = context.options.producer;
     const acks = ACKS[options.acks];
     const client = context.producerClient(options.idempotent);
@@ -69,10 +71,7 @@ export class KafkaProducer implements Producer {
   }
 
   sendOneWay<T>(message: OutgoingMessage<T>): void {
-    const fail = (error: unknown) => {
-      const e = isMqError(error) ? error : new PublishError(String(error), { cause: error });
-      this.reportOneWay(e, message as OutgoingMessage<unknown>);
-    };
+    const fail = (error: unknown) => this.reportOneWay(error, message as OutgoingMessage<unknown>);
     try {
       this.assertOpen();
       const wire = encodeMessage(message as OutgoingMessage<unknown>, MAX_MESSAGE_BYTES);
@@ -103,14 +102,6 @@ export class KafkaProducer implements Producer {
     return delayedRecord(this.context, record, wire.topic, now + wire.delayMs, {
       [H.timestamp]: String(now),
     });
-  }
-
-  private reportOneWay(error: MqError, message: OutgoingMessage<unknown>): void {
-    if (this.options.onError) this.options.onError(error, message);
-    else if (!this.reported.has(error.code)) {
-      this.reported.add(error.code);
-      process.stderr.write(`mqkit: sendOneWay failed (${error.code}): ${error.message}\n`);
-    }
   }
 
   private assertOpen(): void {

@@ -1,5 +1,7 @@
+import type { AdapterContext } from '../../connect.js';
 import type { Broker } from '../../core/broker.js';
 import { ConfigError } from '../../core/errors.js';
+import { processWarningLogger } from '../../core/logger.js';
 import { refuseUnknownKeys } from '../../core/options.js';
 import { MemoryBroker } from './memory-broker.js';
 import { memoryState } from './memory-state.js';
@@ -16,14 +18,18 @@ export interface MemoryBrokerOptions {
  * Connects to the embedded broker `memory://name` (default name: `default`). Every connection
  * to one name shares one broker for the life of the process; settings apply when it is created.
  */
-export async function createMemoryBroker(url: URL, options: MemoryBrokerOptions = {}): Promise<Broker> {
+export async function createMemoryBroker(
+  url: URL,
+  options: MemoryBrokerOptions = {},
+  context: AdapterContext = { logger: processWarningLogger() },
+): Promise<Broker> {
   refuseUnknownKeys(options, ['partitions', 'retention'], 'memory.');
   const query = Object.fromEntries(url.searchParams);
   refuseUnknownKeys(query, ['partitions', 'retention'], 'memory:// query parameter ');
   const partitions = positive(options.partitions ?? query.partitions, 'memory.partitions', 1);
   const retention = positive(options.retention ?? query.retention, 'memory.retention', 10_000);
   const name = url.hostname || url.pathname.replace(/^\/+/, '') || 'default';
-  return new MemoryBroker(memoryState(name, partitions, retention));
+  return new MemoryBroker(memoryState(name, partitions, retention), context.logger);
 }
 
 function positive(value: unknown, field: string, fallback: number): number {

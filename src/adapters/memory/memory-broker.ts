@@ -1,6 +1,8 @@
 import type { Backlog, Broker, Capabilities, Producer, Subscription } from '../../core/broker.js';
-import { ClosedError, ConfigError, isMqError, PublishError } from '../../core/errors.js';
+import { ClosedError, ConfigError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
 import type { Handler, OutgoingMessage, SendResult } from '../../core/message.js';
+import { oneWayReporter } from '../../core/one-way.js';
 import {
   intOption,
   otherTagsError,
@@ -37,11 +39,14 @@ export class MemoryBroker implements Broker {
   private readonly producers = new Set<MemoryProducer>();
   private closed = false;
 
-  constructor(private readonly state: MemoryState) {}
+  constructor(
+    private readonly state: MemoryState,
+    private readonly logger: Logger,
+  ) {}
 
   producer(options?: ProducerOptions): Producer {
     this.assertOpen();
-    const producer = new MemoryProducer(this.state, resolveProducerOptions(options), (p) =>
+    const producer = new MemoryProducer(this.state, resolveProducerOptions(options), this.logger, (p) =>
       this.producers.delete(p),
     );
     this.producers.add(producer);
@@ -100,13 +105,16 @@ export class MemoryBroker implements Broker {
 
 class MemoryProducer implements Producer {
   private closed = false;
-  private readonly reported = new Set<string>();
+  private readonly reportOneWay: (error: unknown, message: OutgoingMessage<unknown>) => void;
 
   constructor(
     private readonly state: MemoryState,
-    private readonly options: ResolvedProducerOptions,
+    options: ResolvedProducerOptions,
+    logger: Logger,
     private readonly onClose: (p: MemoryProducer) => void,
-  ) {}
+  ) {
+    this.reportOneWay = oneWayReporter(options.onError, logger);
+  }
 
   async send<T>(message: OutgoingMessage<T>): Promise<SendResult> {
     return this.write(message as OutgoingMessage<unknown>);
@@ -123,12 +131,7 @@ class MemoryProducer implements Producer {
     try {
       this.write(message as OutgoingMessage<unknown>);
     } catch (error) {
-      const e = isMqError(error) ? error : new PublishError(String(error), { cause: error });
-      if (this.options.onError) this.options.onError(e, message as OutgoingMessage<unknown>);
-      else if (!this.reported.has(e.code)) {
-        this.reported.add(e.code);
-        process.stderr.write(`mqkit: sendOneWay failed (${e.code}): ${e.message}\n`);
-      }
+      this.reportOneWay(error, message as OutgoingMessage<unknown>);
     }
   }
 

@@ -1,5 +1,6 @@
 import type { Backlog, Broker, Producer, Subscription } from '../../core/broker.js';
 import { ClosedError, UnsupportedError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
 import type { Handler } from '../../core/message.js';
 import {
   intOption,
@@ -40,6 +41,7 @@ export class RabbitMqBroker implements Broker {
     private readonly connection: RabbitConnection,
     private readonly publishing: RabbitConnection,
     private readonly options: ResolvedRabbitMqOptions,
+    private readonly logger: Logger,
     /** With `managementUrl`: unacknowledged counts for `backlog`. */
     private readonly management?: ManagementApi,
   ) {
@@ -50,8 +52,13 @@ export class RabbitMqBroker implements Broker {
   producer(options?: ProducerOptions): Producer {
     this.assertOpen();
     const resolved = resolveProducerOptions(options);
-    const producer = new RabbitMqProducer(this.publishing, this.topology, resolved, MAX_MESSAGE_BYTES, (p) =>
-      this.producers.delete(p),
+    const producer = new RabbitMqProducer(
+      this.publishing,
+      this.topology,
+      resolved,
+      MAX_MESSAGE_BYTES,
+      this.logger,
+      (p) => this.producers.delete(p),
     );
     this.producers.add(producer);
     return producer;

@@ -76,8 +76,10 @@
  *
  * @module
  */
+import type { AdapterContext } from '../../connect.js';
 import type { Broker } from '../../core/broker.js';
 import { ConfigError } from '../../core/errors.js';
+import { processWarningLogger } from '../../core/logger.js';
 import { RabbitMqBroker } from './broker.js';
 import { RabbitConnection } from './connection.js';
 import { ManagementApi } from './management.js';
@@ -92,7 +94,11 @@ export type { RabbitMqBrokerOptions } from './options.js';
  * heartbeat defaults to 10 s. Throws `ConfigError` for bad options and `ConnectionError` when
  * the first connection attempt fails.
  */
-export async function createRabbitMqBroker(url: URL, options?: RabbitMqBrokerOptions): Promise<Broker> {
+export async function createRabbitMqBroker(
+  url: URL,
+  options?: RabbitMqBrokerOptions,
+  context: AdapterContext = { logger: processWarningLogger() },
+): Promise<Broker> {
   if (url.protocol !== 'amqp:' && url.protocol !== 'amqps:') {
     throw new ConfigError('url', `expected amqp:// or amqps://, got ${url.protocol}//`);
   }
@@ -102,7 +108,7 @@ export async function createRabbitMqBroker(url: URL, options?: RabbitMqBrokerOpt
   const connection = await RabbitConnection.open(url, resolved, 'consuming');
   try {
     const publishing = await RabbitConnection.open(url, resolved, 'publishing');
-    return new RabbitMqBroker(connection, publishing, resolved, management);
+    return new RabbitMqBroker(connection, publishing, resolved, context.logger, management);
   } catch (error) {
     await connection.close();
     throw error;

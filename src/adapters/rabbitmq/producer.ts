@@ -1,6 +1,8 @@
 import type { Producer } from '../../core/broker.js';
-import { ClosedError, ConfigError, isMqError, PublishError } from '../../core/errors.js';
+import { ClosedError, ConfigError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
 import type { OutgoingMessage, SendResult } from '../../core/message.js';
+import { oneWayReporter } from '../../core/one-way.js';
 import type { ResolvedProducerOptions } from '../../core/options.js';
 import { encodeMessage, H, type WireMessage } from '../../core/wire.js';
 import { publishOptions, routingKey } from './amqp-wire.js';
@@ -20,15 +22,17 @@ import type { Topology } from './topology.js';
 export class RabbitMqProducer implements Producer {
   private readonly publisher: Publisher;
   private closed = false;
-  private readonly reported = new Set<string>();
+  private readonly reportOneWay: (error: unknown, message: OutgoingMessage<unknown>) => void;
 
   constructor(
     connection: RabbitConnection,
     private readonly topology: Topology,
     private readonly options: ResolvedProducerOptions,
     private readonly maxBytes: number,
+    logger: Logger,
     private readonly onClose: (p: RabbitMqProducer) => void,
   ) {
+    this.reportOneWay = oneWayReporter(options.onError, logger);
     this.publisher = new Publisher(connection, options.acks !== 'none', options.timeoutMs, () =>
       topology.forget(),
     );
@@ -51,14 +55,9 @@ export class RabbitMqProducer implements Producer {
   }
 
   sendOneWay<T>(message: OutgoingMessage<T>): void {
-    this.send(message).catch((error: unknown) => {
-      const e = isMqError(error) ? error : new PublishError(String(error), { cause: error });
-      if (this.options.onError) this.options.onError(e, message as OutgoingMessage<unknown>);
-      else if (!this.reported.has(e.code)) {
-        this.reported.add(e.code);
-        process.stderr.write(`mqkit: sendOneWay failed (${e.code}): ${e.message}\n`);
-      }
-    });
+    this.send(message).catch((error: unknown) =>
+      this.reportOneWay(error, message as OutgoingMessage<unknown>),
+    );
   }
 
   async close(): Promise<void> {
