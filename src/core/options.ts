@@ -108,8 +108,7 @@ export interface ResolvedProducerOptions {
  */
 
 /**
- * Most partitions of a topic (`ensureTopic`, `memory://?partitions=`, `rabbitmq.partitions`):
- * 4096. Kafka clusters advise a few thousand partitions per broker in all, so a single topic
+ * Most partitions of a topic (`ensureTopic` on every adapter, `memory://?partitions=`): 4096. Kafka clusters advise a few thousand partitions per broker in all, so a single topic
  * beyond this is a mistake; on RabbitMQ every partition is a queue per key-ordered group (and a
  * message in the topic's meta queue), and the embedded broker keeps a log per partition.
  */
@@ -149,6 +148,8 @@ export function topicName(ref: TopicRef<unknown>, field = 'topic'): string {
 
 let lastValidName: string | undefined;
 
+const RESERVED_TOPIC = /^mq\./i;
+
 /**
  * A topic named by the application (send, subscribe, ensureTopic, dead-letter topic): a
  * {@link topicName} that does not start with `mq.`, the prefix of mqkit's own topics (Kafka's
@@ -156,7 +157,7 @@ let lastValidName: string | undefined;
  */
 export function userTopicName(ref: TopicRef<unknown>, field = 'topic'): string {
   const name = topicName(ref, field);
-  if (name.length >= 3 && name.slice(0, 3).toLowerCase() === 'mq.') {
+  if (RESERVED_TOPIC.test(name)) {
     throw new ConfigError(
       field,
       `names starting with 'mq.' are reserved for mqkit's own topics (got '${name}')`,
