@@ -1,8 +1,13 @@
 import type { KafkaBrokerOptions } from './adapters/kafka/index.js';
 import type { MemoryBrokerOptions } from './adapters/memory/index.js';
+import type { RabbitMqBrokerOptions } from './adapters/rabbitmq/index.js';
 import type { Broker } from './core/broker.js';
 import { ConfigError } from './core/errors.js';
 import { isLogger, type Logger, processWarningLogger } from './core/logger.js';
+import { isPlainObject } from './core/options.js';
+import { redact } from './core/redact.js';
+
+export { redact };
 
 /** What every adapter gets besides its own options. */
 export interface AdapterContext {
@@ -49,7 +54,11 @@ export function registerAdapter(scheme: string, factory: AdapterFactory): void {
   registered.set(scheme, factory);
 }
 
-/** Options of `connect`; each adapter reads its own key and refuses keys it does not know. */
+/**
+ * Options of `connect`: `logger`, and one key per adapter (`memory`, `kafka`, `rabbitmq`, or a
+ * registered adapter's scheme name without the colon, e.g. `nats`). Any other key is refused
+ * with a `ConfigError`, and each adapter refuses keys of its own options it does not know.
+ */
 export interface ConnectOptions {
   /**
    * Where mqkit and the client libraries under it log (pino's shape). Default: warnings and
@@ -58,8 +67,14 @@ export interface ConnectOptions {
   logger?: Logger;
   memory?: MemoryBrokerOptions;
   kafka?: KafkaBrokerOptions;
+  /** Options of `amqp://` and `amqps://` connections. */
+  rabbitmq?: RabbitMqBrokerOptions;
+  /** Options of a registered adapter, under its scheme name. */
   [adapter: string]: object | Logger | undefined;
 }
+
+/** The option keys of the built-in adapters, known whether or not their URL is used. */
+const BUILTIN_OPTION_KEYS = ['memory', 'kafka', 'rabbitmq'];
 
 /**
  * Connects to the broker a URL names: `memory://[name]`, `kafka://h1:9092,h2:9092`,
@@ -70,15 +85,26 @@ export interface ConnectOptions {
  */
 export async function connect(url?: string, options: ConnectOptions = {}): Promise<Broker> {
   const text = url ?? process.env.MQ_URL ?? 'memory://';
+  if (typeof text !== 'string') throw new ConfigError('url', `must be a string (got ${typeof text})`);
   let parsed: URL;
   try {
     parsed = parseUrl(text);
-  } catch (error) {
+  } catch {
+    // No cause: the URL parser's TypeError carries the whole input, password included.
     throw new ConfigError(
       'url',
-      `not a URL: ${JSON.stringify(redact(text))}; expected e.g. memory://, kafka://127.0.0.1:9092 or amqp://guest:guest@127.0.0.1:5672`,
-      { cause: error },
+      `not a URL: ${JSON.stringify(redact(text))}; expected e.g. memory://, kafka://127.0.0.1:9092 or amqp://guest:guest@127.0.0.1:5672 (percent-encode reserved characters such as / @ : in a password)`,
     );
+  }
+  if (!isPlainObject(options)) throw new ConfigError('connect.options', 'must be an options object');
+  for (const key of Object.keys(options)) {
+    if (key === 'logger' || BUILTIN_OPTION_KEYS.includes(key) || registered.has(`${key}:`)) {
+      if (key !== 'logger' && options[key] !== undefined && !isPlainObject(options[key]))
+        throw new ConfigError(key, 'must be an options object');
+      continue;
+    }
+    const known = ['logger', ...BUILTIN_OPTION_KEYS, ...[...registered.keys()].map((s) => s.slice(0, -1))];
+    throw new ConfigError(key, `unknown option; expected one of ${known.join(', ')}`);
   }
   if (options.logger !== undefined && !isLogger(options.logger))
     throw new ConfigError('logger', 'must have debug, info, warn and error methods (a pino logger fits)');
@@ -108,9 +134,4 @@ function parseUrl(text: string): URL {
   const authority = m[2] as string;
   const at = authority.lastIndexOf('@') + 1;
   return new URL(`${m[1]}${authority.slice(0, at)}${authority.slice(at).replaceAll(':', '%3A')}${m[3]}`);
-}
-
-/** The URL with its password replaced, for error messages and logs. */
-export function redact(url: string): string {
-  return url.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@');
 }

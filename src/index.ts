@@ -2,8 +2,7 @@ export type { KafkaBrokerOptions } from './adapters/kafka/index.js';
 export type { MemoryBrokerOptions } from './adapters/memory/index.js';
 export type { RabbitMqBrokerOptions } from './adapters/rabbitmq/index.js';
 export type { AdapterFactory, ConnectOptions } from './connect.js';
-export { connect, redact, registerAdapter } from './connect.js';
-
+export { connect, registerAdapter } from './connect.js';
 export type { Acks, Admin, Backlog, Broker, Capabilities, Producer, Subscription } from './core/broker.js';
 export type { Codec, TopicSpec } from './core/codec.js';
 export { bytesCodec, defineTopic, jsonCodec } from './core/codec.js';
@@ -38,5 +37,6 @@ export type {
   SubscribeOptions,
 } from './core/options.js';
 export { murmur2, partitionForKey } from './core/partitioner.js';
+export { redact } from './core/redact.js';
 export { uuidv7 } from './core/uuid.js';
 export { H as HEADERS } from './core/wire.js';

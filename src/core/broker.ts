@@ -1,6 +1,16 @@
 import type { Handler, OutgoingMessage, SendResult } from './message.js';
 import type { ProducerOptions, SubscribeOptions } from './options.js';
 
+/**
+ * One message of a `sendBatch`: its body type comes from its topic alone (a typed topic's `T`,
+ * else `unknown`), so a body that does not fit the topic is a compile error rather than
+ * widening `T` to accept it.
+ */
+export type BatchMessage<T> = Omit<OutgoingMessage<T>, 'body'> & { body: NoInference<T> };
+
+/** `T`, in a position TypeScript does not infer from (TypeScript 5.4's `NoInfer`, for older compilers too). */
+type NoInference<T> = [T][T extends unknown ? 0 : never];
+
 /** How many broker acknowledgements `send` waits for. */
 export type Acks = 'all' | 'leader' | 'none';
 
@@ -61,9 +71,14 @@ export interface Producer {
   send<T>(message: OutgoingMessage<T>): Promise<SendResult>;
   /**
    * Sends many messages with one round of acknowledgements where the broker allows.
-   * Not atomic: on rejection some messages may have been stored.
+   * Not atomic: on rejection some messages may have been stored. Each message's body is
+   * type-checked against its own topic: a typed topic (`defineTopic<T>`) takes a `T`.
    */
-  sendBatch(messages: readonly OutgoingMessage<unknown>[]): Promise<SendResult[]>;
+  sendBatch<T extends readonly unknown[]>(
+    messages: {
+      readonly [K in keyof T]: BatchMessage<T[K]>;
+    },
+  ): Promise<SendResult[]>;
   /** Fire and forget (acks none), for logs and metrics. Errors are reported to `onError` only. */
   sendOneWay<T>(message: OutgoingMessage<T>): void;
   /** Waits for sends in flight, then releases the producer. */

@@ -7,28 +7,31 @@ import type { Handler, OutgoingMessage, TopicRef } from './message.js';
 export interface ProducerOptions {
   /** Default 'all': every in-sync replica (Kafka), publisher confirm of a persistent message (RabbitMQ). */
   acks?: Acks;
-  /** How long `send` waits for the broker's acknowledgement. Default 30 000 ms. */
+  /** How long `send` waits for the broker's acknowledgement. Default 30 000 ms; 1 ms to {@link MAX_TIMER_MS}. */
   timeoutMs?: number;
   /**
    * Kafka's idempotent producer (no duplicates from producer retries). Default true with
    * acks 'all'; requires acks 'all'.
    */
   idempotent?: boolean;
-  /** Where errors of `sendOneWay` go. Default: written to stderr once per distinct error code. */
+  /** Where errors of `sendOneWay` go. Default: the connection's logger, at `error`. */
   onError?: (error: MqError, message: OutgoingMessage<unknown>) => void;
 }
 
 export interface BackoffOptions {
-  /** Delay before the second attempt. Default 1000 ms. */
+  /** Delay before the second attempt. Default 1000 ms; 0 to {@link MAX_TIMER_MS}. */
   initialMs?: number;
-  /** Each further delay is the previous times this. Default 2. */
+  /** Each further delay is the previous times this. Default 2; a number from 1 to {@link MAX_BACKOFF_MULTIPLIER}. */
   multiplier?: number;
-  /** Upper bound of a delay. Default 60 000 ms. */
+  /** Upper bound of a delay. Default 60 000 ms; from `initialMs` to {@link MAX_TIMER_MS}. */
   maxMs?: number;
 }
 
 export interface RetryOptions {
-  /** Deliveries in all, the first included, before the message goes to the dead-letter topic. Default 5. */
+  /**
+   * Deliveries in all, the first included, before the message goes to the dead-letter topic.
+   * Default 5; 1 to {@link MAX_ATTEMPTS}.
+   */
   attempts?: number;
   backoff?: BackoffOptions;
 }
@@ -55,7 +58,7 @@ export interface SubscribeOptions<T = unknown> {
    */
   mode?: 'clustering' | 'broadcasting';
   order?: 'concurrent' | 'key' | 'partition';
-  /** Handlers running at once in this subscription. Default 1. */
+  /** Handlers running at once in this subscription. Default 1; 1 to {@link MAX_CONCURRENCY}. */
   concurrency?: number;
   /** Only messages with one of these tags. Default: all messages, tagged or not. */
   tags?: readonly string[];
@@ -72,7 +75,7 @@ export interface SubscribeOptions<T = unknown> {
    * Default: topic `<topic>.<group>.dlq`. `'discard'` drops it (unsafe, opt-in).
    */
   deadLetter?: { topic?: string } | 'discard';
-  /** Default wait of `close()` for handlers in flight. Default 30 000 ms. */
+  /** Default wait of `close()` for handlers in flight. Default 30 000 ms; 0 to {@link MAX_TIMER_MS}. */
   closeTimeoutMs?: number;
 }
 
@@ -98,28 +101,101 @@ export interface ResolvedProducerOptions {
   onError: ((error: MqError, message: OutgoingMessage<unknown>) => void) | undefined;
 }
 
+/*
+ * Upper bounds of numeric options. Each is far above any sane setting and low enough that a
+ * typo (an extra zero, `1e9`) fails at once with a ConfigError instead of exhausting memory,
+ * sockets or the broker later.
+ */
+
+/**
+ * Most partitions of a topic (`ensureTopic` on every adapter, `memory://?partitions=`): 4096. Kafka clusters advise a few thousand partitions per broker in all, so a single topic
+ * beyond this is a mistake; on RabbitMQ every partition is a queue per key-ordered group (and a
+ * message in the topic's meta queue), and the embedded broker keeps a log per partition.
+ */
+export const MAX_PARTITIONS = 4096;
+/**
+ * Most handlers of one subscription at once: 10 000. RabbitMQ's prefetch (2 × concurrency by
+ * default) is a 16-bit count, and more parallel handlers than this in one process is a typo.
+ */
+export const MAX_CONCURRENCY = 10_000;
+/** Most deliveries of one message before it is dead-lettered (`retry.attempts`): 1000. */
+export const MAX_ATTEMPTS = 1000;
+/** Largest `retry.backoff.multiplier`: 100 (delays are capped by `maxMs` anyway). */
+export const MAX_BACKOFF_MULTIPLIER = 100;
+/** Largest `memory://?retention=`: 10 000 000 consumed records kept per partition. */
+export const MAX_RETENTION = 10_000_000;
+
 const NAME = /^[A-Za-z0-9._-]{1,200}$/;
 
+/**
+ * Validates a topic or group name: 1-200 characters of A-Z a-z 0-9 . _ -, not `.` or `..`
+ * (Kafka refuses them and RabbitMQ would take them). Adapters also use it for names of their
+ * own; names given by the user for a topic go through {@link userTopicName}.
+ */
 export function topicName(ref: TopicRef<unknown>, field = 'topic'): string {
-  const name = typeof ref === 'string' ? ref : ref?.name;
-  if (name === lastValidName) return name; // the send hot path names one topic over and over
+  const name = typeof ref === 'string' ? ref : isObject(ref) ? ref.name : undefined;
+  if (typeof name === 'string' && name === lastValidName) return name; // the send hot path names one topic over and over
   if (typeof name !== 'string' || !NAME.test(name)) {
     throw new ConfigError(
       field,
       `must be 1-200 characters of A-Z a-z 0-9 . _ - (got ${JSON.stringify(name)})`,
     );
   }
+  if (name === '.' || name === '..') throw new ConfigError(field, `must not be '.' or '..'`);
   lastValidName = name;
   return name;
 }
 
 let lastValidName: string | undefined;
 
+const RESERVED_TOPIC = /^mq\./i;
+
+/**
+ * A topic named by the application (send, subscribe, ensureTopic, dead-letter topic): a
+ * {@link topicName} that does not start with `mq.`, the prefix of mqkit's own topics (Kafka's
+ * delay tiers `mq.delay.*`), so an application cannot write into or read from them by accident.
+ */
+export function userTopicName(ref: TopicRef<unknown>, field = 'topic'): string {
+  const name = topicName(ref, field);
+  if (RESERVED_TOPIC.test(name)) {
+    throw new ConfigError(
+      field,
+      `names starting with 'mq.' are reserved for mqkit's own topics (got '${name}')`,
+    );
+  }
+  return name;
+}
+
 /** Longest name a topic derived from a topic and a group may have (Kafka's topic name limit). */
 const DERIVED_NAME_LIMIT = 249;
 
 export function topicSpec(ref: TopicRef<unknown>): TopicSpec<unknown> | undefined {
   return typeof ref === 'string' ? undefined : ref;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
+}
+
+/**
+ * An object literal (or `Object.create(null)`): not an array, a Map, a class instance or a
+ * boxed string. Checks the prototype's prototype rather than `Object.prototype` itself, so an
+ * object from another realm (a vm context, a worker's structured clone) passes too.
+ */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (!isObject(value)) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === null || Object.getPrototypeOf(proto) === null;
+}
+
+/** An optional options object: `{}` when absent, else a plain object, or a `ConfigError` naming `field`. */
+export function objectOption(value: unknown, field: string): Record<string, unknown> {
+  if (value === undefined) return {};
+  if (!isPlainObject(value)) {
+    const got = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
+    throw new ConfigError(field, `must be an options object (got ${got})`);
+  }
+  return value;
 }
 
 /** Refuses keys of `value` not in `allowed`, naming the field. */
@@ -133,6 +209,27 @@ export function refuseUnknownKeys(value: object, allowed: readonly string[], pat
 
 /** Longest timer Node honours (~24.8 days); longer ones fire at once. */
 export const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * Reads an integer URL query parameter: plain decimal digits only (no `1e9`, `0x10`, `+1`,
+ * `1.0` or spaces, which `Number()` would take), then {@link intOption}'s range check.
+ */
+export function intQueryParam(
+  value: string | undefined,
+  field: string,
+  min: number,
+  fallback: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  if (value === undefined) return fallback;
+  if (!/^[0-9]{1,16}$/.test(value)) {
+    throw new ConfigError(
+      field,
+      `must be a plain decimal integer (got ${JSON.stringify(value.slice(0, 40))})`,
+    );
+  }
+  return intOption(Number(value), field, min, fallback, max);
+}
 
 /** Validates an optional integer option: `fallback` when absent, a `ConfigError` naming `field` when out of range. */
 export function intOption(
@@ -167,9 +264,16 @@ export function oneOf<T extends string>(
   return value as T;
 }
 
-export function resolveProducerOptions(options: ProducerOptions = {}): ResolvedProducerOptions {
+export function resolveProducerOptions(given?: ProducerOptions): ResolvedProducerOptions {
+  const options = objectOption(given, 'producer') as ProducerOptions;
   refuseUnknownKeys(options, ['acks', 'timeoutMs', 'idempotent', 'onError'], 'producer.');
   const acks = oneOf(options.acks, 'producer.acks', ['all', 'leader', 'none'], 'all');
+  if (options.idempotent !== undefined && typeof options.idempotent !== 'boolean') {
+    throw new ConfigError('producer.idempotent', `must be true or false (got ${typeof options.idempotent})`);
+  }
+  if (options.onError !== undefined && typeof options.onError !== 'function') {
+    throw new ConfigError('producer.onError', `must be a function (got ${typeof options.onError})`);
+  }
   if (options.idempotent === true && acks !== 'all') {
     throw new ConfigError(
       'producer.idempotent',
@@ -187,8 +291,7 @@ export function resolveProducerOptions(options: ProducerOptions = {}): ResolvedP
 let broadcastSequence = 0;
 
 export function resolveSubscribeOptions(options: SubscribeOptions<unknown>): ResolvedSubscribeOptions {
-  if (typeof options !== 'object' || options === null)
-    throw new ConfigError('subscribe', 'options object required');
+  if (!isPlainObject(options)) throw new ConfigError('subscribe', 'options object required');
   refuseUnknownKeys(
     options,
     [
@@ -205,7 +308,7 @@ export function resolveSubscribeOptions(options: SubscribeOptions<unknown>): Res
     ],
     'subscribe.',
   );
-  const topic = topicName(options.topic, 'subscribe.topic');
+  const topic = userTopicName(options.topic, 'subscribe.topic');
   const mode = oneOf(options.mode, 'subscribe.mode', ['clustering', 'broadcasting'], 'clustering');
   let group: string;
   if (mode === 'clustering') {
@@ -252,9 +355,9 @@ export function resolveSubscribeOptions(options: SubscribeOptions<unknown>): Res
     throw new ConfigError('subscribe.startFrom', "must be 'earliest', 'latest' or { timestamp }");
   }
 
-  const retry = options.retry ?? {};
+  const retry: RetryOptions = objectOption(options.retry, 'subscribe.retry');
   refuseUnknownKeys(retry, ['attempts', 'backoff'], 'subscribe.retry.');
-  const backoff = retry.backoff ?? {};
+  const backoff: BackoffOptions = objectOption(retry.backoff, 'subscribe.retry.backoff');
   refuseUnknownKeys(backoff, ['initialMs', 'multiplier', 'maxMs'], 'subscribe.retry.backoff.');
   const initialMs = intOption(backoff.initialMs, 'subscribe.retry.backoff.initialMs', 0, 1000, MAX_TIMER_MS);
   const maxMs = intOption(backoff.maxMs, 'subscribe.retry.backoff.maxMs', 0, 60_000, MAX_TIMER_MS);
@@ -262,20 +365,23 @@ export function resolveSubscribeOptions(options: SubscribeOptions<unknown>): Res
     throw new ConfigError('subscribe.retry.backoff.maxMs', `must be >= initialMs (${initialMs})`);
   }
   const multiplier = backoff.multiplier ?? 2;
-  if (typeof multiplier !== 'number' || !(multiplier >= 1)) {
-    throw new ConfigError('subscribe.retry.backoff.multiplier', 'must be a number >= 1');
+  if (typeof multiplier !== 'number' || !(multiplier >= 1 && multiplier <= MAX_BACKOFF_MULTIPLIER)) {
+    throw new ConfigError(
+      'subscribe.retry.backoff.multiplier',
+      `must be a number from 1 to ${MAX_BACKOFF_MULTIPLIER} (got ${String(multiplier)})`,
+    );
   }
 
   let deadLetterTopic: string | undefined;
   const dl = options.deadLetter;
   if (dl === 'discard') deadLetterTopic = undefined;
   else if (dl === undefined) deadLetterTopic = `${topic}.${options.group ?? 'broadcast'}.dlq`;
-  else if (typeof dl === 'object' && dl !== null) {
+  else if (isPlainObject(dl)) {
     refuseUnknownKeys(dl, ['topic'], 'subscribe.deadLetter.');
     deadLetterTopic =
       dl.topic === undefined
         ? `${topic}.${options.group ?? 'broadcast'}.dlq`
-        : topicName(dl.topic, 'subscribe.deadLetter.topic');
+        : userTopicName(dl.topic as string, 'subscribe.deadLetter.topic');
   } else {
     throw new ConfigError('subscribe.deadLetter', "must be { topic? } or 'discard'");
   }
@@ -301,11 +407,11 @@ export function resolveSubscribeOptions(options: SubscribeOptions<unknown>): Res
     group,
     mode,
     order: oneOf(options.order, 'subscribe.order', ['concurrent', 'key', 'partition'], 'key'),
-    concurrency: intOption(options.concurrency, 'subscribe.concurrency', 1, 1),
+    concurrency: intOption(options.concurrency, 'subscribe.concurrency', 1, 1, MAX_CONCURRENCY),
     tags,
     startFrom,
     retry: {
-      attempts: intOption(retry.attempts, 'subscribe.retry.attempts', 1, 5),
+      attempts: intOption(retry.attempts, 'subscribe.retry.attempts', 1, 5, MAX_ATTEMPTS),
       initialMs,
       multiplier,
       maxMs,
@@ -327,7 +433,41 @@ export function resolveSubscription<T>(
 
 /** Delay before attempt `attempt + 1`, given the one that just failed (1-based). */
 export function backoffDelay(retry: ResolvedSubscribeOptions['retry'], attempt: number): number {
-  return Math.min(retry.maxMs, Math.round(retry.initialMs * retry.multiplier ** (attempt - 1)));
+  if (retry.initialMs === 0) return 0;
+  const delay = retry.initialMs * retry.multiplier ** (attempt - 1);
+  // multiplier ** attempts overflows to Infinity long before MAX_ATTEMPTS: that is maxMs too.
+  return Number.isFinite(delay) ? Math.min(retry.maxMs, Math.round(delay)) : retry.maxMs;
+}
+
+/** Options of `Admin.ensureTopic`, validated: the (application) topic name and the partitions asked for. */
+export function resolveEnsureTopic(
+  topic: string,
+  given: { partitions?: number } | undefined,
+): { topic: string; partitions: number | undefined } {
+  const name = userTopicName(topic, 'ensureTopic.topic');
+  const options = objectOption(given, 'ensureTopic.options');
+  refuseUnknownKeys(options, ['partitions'], 'ensureTopic.');
+  const partitions =
+    options.partitions === undefined
+      ? undefined
+      : intOption(options.partitions, 'ensureTopic.partitions', 1, 1, MAX_PARTITIONS);
+  return { topic: name, partitions };
+}
+
+/**
+ * Checks the options of `Subscription.close`; for its first line, so that a bad call is
+ * refused without starting (or poisoning) the close: a rejected promise, or `undefined` when
+ * the options are valid (`timeoutMs` absent, or an integer from 0 to {@link MAX_TIMER_MS}).
+ */
+export function refuseCloseOptions(given: unknown): Promise<never> | undefined {
+  try {
+    const options = objectOption(given, 'close.options');
+    refuseUnknownKeys(options, ['timeoutMs'], 'close.');
+    intOption(options.timeoutMs, 'close.timeoutMs', 0, 0, MAX_TIMER_MS);
+    return undefined;
+  } catch (error) {
+    return Promise.reject(error);
+  }
 }
 
 /**

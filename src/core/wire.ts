@@ -1,7 +1,7 @@
 import { encodeBody } from './codec.js';
 import { ConfigError, isMqError, type MqError, PublishError } from './errors.js';
 import type { DeadLetterInfo, Headers, OutgoingMessage } from './message.js';
-import { MAX_TIMER_MS, topicName, topicSpec } from './options.js';
+import { isPlainObject, MAX_TIMER_MS, topicSpec, userTopicName } from './options.js';
 import { uuidv7 } from './uuid.js';
 
 /**
@@ -56,7 +56,7 @@ export function encodeMessage(message: OutgoingMessage<unknown>, maxBytes: numbe
     if (!ALLOWED_SET.has(k))
       throw new ConfigError(`message.${k}`, `unknown field; expected one of ${ALLOWED.join(', ')}`);
   }
-  const topic = topicName(message.topic, 'message.topic');
+  const topic = userTopicName(message.topic, 'message.topic');
   const { payload, contentType } = encodeBody(message.body, topicSpec(message.topic));
   if (payload.byteLength > maxBytes) {
     throw new PublishError(
@@ -77,15 +77,7 @@ export function encodeMessage(message: OutgoingMessage<unknown>, maxBytes: numbe
   // Literal keys (H.id, H.contentType): V8 builds this shape faster than computed ones.
   const headers: Headers = { 'mq-id': id, 'content-type': contentType };
   if (tag !== undefined) headers[H.tag] = tag;
-  if (message.headers !== undefined) {
-    for (const name in message.headers) {
-      const value = message.headers[name];
-      if (name.startsWith('mq-'))
-        throw new ConfigError(`message.headers.${name}`, "names starting with 'mq-' are reserved");
-      if (typeof value !== 'string') throw new ConfigError(`message.headers.${name}`, 'must be a string');
-      if (name !== H.contentType) headers[name] = value;
-    }
-  }
+  if (message.headers !== undefined) addApplicationHeaders(headers, message.headers);
   const delayMs = message.delayMs ?? 0;
   if (typeof delayMs !== 'number' || !(delayMs >= 0 && delayMs <= MAX_TIMER_MS)) {
     throw new ConfigError(
@@ -94,6 +86,37 @@ export function encodeMessage(message: OutgoingMessage<unknown>, maxBytes: numbe
     );
   }
   return { topic, id, key, tag, headers, payload, delayMs };
+}
+
+/**
+ * Copies the application's headers after checking them: a plain object of string values, names
+ * neither empty nor reserved. Reserved, in any letter case (brokers and HTTP bridges do not agree
+ * on case): `mq-*`, mqkit's own, and `content-type`, which the topic's codec sets; a sender that
+ * set it could only make the receiver decode the body with the wrong codec, so it is refused
+ * rather than honoured or dropped (send bytes, or define the topic with a codec, instead).
+ */
+function addApplicationHeaders(headers: Headers, given: unknown): void {
+  if (!isPlainObject(given)) {
+    throw new ConfigError('message.headers', 'must be an object of string values, e.g. { "x-trace": "abc" }');
+  }
+  for (const name of Object.keys(given)) {
+    const value = given[name];
+    const field = `message.headers.${name}`;
+    const lower = name.toLowerCase();
+    if (name === '') throw new ConfigError('message.headers', 'a header name must not be empty');
+    if (lower.startsWith('mq-'))
+      throw new ConfigError(field, "names starting with 'mq-' are reserved for mqkit");
+    if (lower === H.contentType) {
+      throw new ConfigError(
+        field,
+        "is set by the topic's codec (application/json, application/octet-stream for bytes); use defineTopic with a codec to change it",
+      );
+    }
+    // An own '__proto__' key (from JSON.parse) would be swallowed by the assignment below.
+    if (name === '__proto__') throw new ConfigError(field, 'is not a usable header name');
+    if (typeof value !== 'string') throw new ConfigError(field, `must be a string (got ${typeof value})`);
+    headers[name] = value;
+  }
 }
 
 /** Application headers of a received message: everything but mqkit's `mq-*` and `content-type`. */

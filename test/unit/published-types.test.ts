@@ -121,6 +121,11 @@ export async function smoke(): Promise<void> {
 }
 export const failed = (e: unknown): boolean => isMqError(e);
 export type Options = TransactionalOptions<Order>;
+// Adapter options are typed from the root declarations, with no client library installed.
+export async function typed(): Promise<void> {
+  const b = await connect('amqp://127.0.0.1', { rabbitmq: { prefetch: 8 }, kafka: { clientId: 'c' } });
+  await b.producer().sendBatch([{ topic: orders, body: { id: 'o1', total: 1 } }, { topic: 'raw', body: 1 }]);
+}
 `;
 
 describe('published declarations in a strict user project', () => {

@@ -4,6 +4,7 @@ import { type Logger, safeLog } from '../../core/logger.js';
 import type { Handler } from '../../core/message.js';
 import {
   type ProducerOptions,
+  resolveEnsureTopic,
   resolveProducerOptions,
   resolveSubscription,
   type SubscribeOptions,
@@ -80,7 +81,8 @@ export class KafkaBroker implements Broker, KafkaContext {
 
   async ensureTopic(topic: string, options: { partitions?: number } = {}): Promise<void> {
     this.assertOpen();
-    await this.topics.ensureTopic(topic, options.partitions);
+    const { topic: name, partitions } = resolveEnsureTopic(topic, options);
+    await this.topics.ensureTopic(name, partitions);
   }
 
   backlog(topic: string, group: string): Promise<Backlog> {

@@ -3,7 +3,13 @@ import { dispatch, type Outcome } from '../../core/dispatch.js';
 import { ConnectionError, type MqError } from '../../core/errors.js';
 import { KeyedExecutor } from '../../core/keyed-executor.js';
 import type { Handler } from '../../core/message.js';
-import { backoffDelay, otherTagsError, type ResolvedSubscribeOptions, tagsKey } from '../../core/options.js';
+import {
+  backoffDelay,
+  otherTagsError,
+  type ResolvedSubscribeOptions,
+  refuseCloseOptions,
+  tagsKey,
+} from '../../core/options.js';
 import { settlesWithin, sleep } from '../../core/timers.js';
 import { H } from '../../core/wire.js';
 import type {
@@ -461,6 +467,8 @@ export class KafkaSubscription implements Subscription {
   }
 
   close(options: { timeoutMs?: number } = {}): Promise<void> {
+    const refused = refuseCloseOptions(options);
+    if (refused) return refused;
     this.closed ??= (async () => {
       const timeoutMs = options.timeoutMs ?? this.options.closeTimeoutMs;
       const deadline = Date.now() + timeoutMs;

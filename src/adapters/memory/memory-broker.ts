@@ -4,10 +4,10 @@ import type { Logger } from '../../core/logger.js';
 import type { Handler, OutgoingMessage, SendResult } from '../../core/message.js';
 import { oneWayReporter } from '../../core/one-way.js';
 import {
-  intOption,
   otherTagsError,
   type ProducerOptions,
   type ResolvedProducerOptions,
+  resolveEnsureTopic,
   resolveProducerOptions,
   resolveSubscription,
   type SubscribeOptions,
@@ -74,11 +74,10 @@ export class MemoryBroker implements Broker {
     return subscription;
   }
 
-  async ensureTopic(topic: string, options: { partitions?: number } = {}): Promise<void> {
+  async ensureTopic(topic: string, options?: { partitions?: number }): Promise<void> {
     this.assertOpen();
-    const name = topicName(topic, 'ensureTopic.topic');
-    const partitions = intOption(options.partitions, 'ensureTopic.partitions', 1, 1);
-    this.state.topic(name, partitions);
+    const resolved = resolveEnsureTopic(topic, options);
+    this.state.topic(resolved.topic, resolved.partitions ?? 1);
   }
 
   async backlog(topic: string, group: string): Promise<Backlog> {

@@ -3,7 +3,7 @@ import { dispatch, type Outcome } from '../../core/dispatch.js';
 import { KeyedExecutor } from '../../core/keyed-executor.js';
 import type { Handler } from '../../core/message.js';
 import { OffsetTracker } from '../../core/offset-tracker.js';
-import type { ResolvedSubscribeOptions } from '../../core/options.js';
+import { type ResolvedSubscribeOptions, refuseCloseOptions } from '../../core/options.js';
 import { settlesWithin, sleep } from '../../core/timers.js';
 import { H } from '../../core/wire.js';
 import type { MemoryGroup } from './memory-group.js';
@@ -204,6 +204,8 @@ export class MemorySubscription implements Subscription {
   }
 
   close(options: { timeoutMs?: number } = {}): Promise<void> {
+    const refused = refuseCloseOptions(options);
+    if (refused) return refused;
     this.closed ??= (async () => {
       const timeoutMs = options.timeoutMs ?? this.options.closeTimeoutMs;
       this.closing.abort();

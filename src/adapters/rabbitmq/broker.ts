@@ -3,8 +3,8 @@ import { ClosedError, UnsupportedError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Handler } from '../../core/message.js';
 import {
-  intOption,
   type ProducerOptions,
+  resolveEnsureTopic,
   resolveProducerOptions,
   resolveSubscription,
   type SubscribeOptions,
@@ -96,10 +96,9 @@ export class RabbitMqBroker implements Broker {
 
   async ensureTopic(topic: string, options: { partitions?: number } = {}): Promise<void> {
     this.assertOpen();
-    const name = topicName(topic, 'ensureTopic.topic');
-    const partitions = intOption(options.partitions, 'ensureTopic.partitions', 1, 1);
+    const { topic: name, partitions } = resolveEnsureTopic(topic, options);
     await this.topology.topic(name);
-    if (options.partitions !== undefined) await this.topology.raisePartitions(name, partitions);
+    if (partitions !== undefined) await this.topology.raisePartitions(name, partitions);
   }
 
   /**

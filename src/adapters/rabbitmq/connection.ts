@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type { Channel, ChannelModel, ConfirmChannel, RecoveringChannelModel } from 'amqplib';
 import { connect as amqpConnect } from 'amqplib';
-import { redact } from '../../connect.js';
 import { ClosedError, ConfigError, ConnectionError, type MqError } from '../../core/errors.js';
+import { redact } from '../../core/redact.js';
 import type { ResolvedRabbitMqOptions } from './options.js';
 
 /** amqplib errors carry the AMQP reply code of a channel or connection close. */

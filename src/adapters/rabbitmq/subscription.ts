@@ -5,7 +5,12 @@ import { dispatch, type Outcome, type ReceivedRecord } from '../../core/dispatch
 import { ConfigError, isMqError } from '../../core/errors.js';
 import { KeyedExecutor } from '../../core/keyed-executor.js';
 import type { Handler } from '../../core/message.js';
-import { otherTagsError, type ResolvedSubscribeOptions, tagsKey } from '../../core/options.js';
+import {
+  otherTagsError,
+  type ResolvedSubscribeOptions,
+  refuseCloseOptions,
+  tagsKey,
+} from '../../core/options.js';
 import { settlesWithin, sleep } from '../../core/timers.js';
 import { H } from '../../core/wire.js';
 import { numericHeader, publishOptions, routingKey, toRecord } from './amqp-wire.js';
@@ -497,6 +502,8 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
   }
 
   close(options: { timeoutMs?: number } = {}): Promise<void> {
+    const refused = refuseCloseOptions(options);
+    if (refused) return refused;
     this.closed ??= (async () => {
       const timeoutMs = options.timeoutMs ?? this.options.closeTimeoutMs;
       this.closing.abort();

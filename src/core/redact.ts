@@ -1,0 +1,39 @@
+/**
+ * Query parameters whose values are masked: anything naming a password, secret, token, key,
+ * credential, signature or SASL / auth setting.
+ */
+const SECRET_PARAM = /pass|pwd|secret|token|key|credential|sig|sasl|auth/i;
+
+/**
+ * The URL with its secrets replaced by `***`, for error messages and logs: the password of the
+ * user info (all of the user info when it has no `:`, as a lone token is a secret too) and the
+ * values of query parameters such as `password=`, `token=` or `sasl...=`.
+ *
+ * Works on any text, parsable or not, and errs on the side of hiding: the user info runs from
+ * `//` to the last `@`, so a password holding `/`, `@`, `:`, `?`, `#` or `%` is hidden whole
+ * (an `@` later in the path or query hides the host too; nothing secret is shown either way).
+ */
+export function redact(url: string): string {
+  if (typeof url !== 'string') return '***';
+  let text = url;
+  const start = text.indexOf('//');
+  const at = text.lastIndexOf('@');
+  if (start >= 0 && at > start) {
+    const userInfo = text.slice(start + 2, at);
+    const colon = userInfo.indexOf(':');
+    // The user name is kept for diagnosis, unless what precedes the ':' is not a plain name.
+    const user = colon >= 0 && !/[/?#@]/.test(userInfo.slice(0, colon)) ? userInfo.slice(0, colon) : '';
+    text = `${text.slice(0, start + 2)}${user === '' ? '' : `${user}:`}***${text.slice(at)}`;
+  }
+  return text.replace(/([?&;]([^=&;#]*)=)([^&;#]*)/g, (whole, prefix: string, name: string) =>
+    SECRET_PARAM.test(safeDecode(name)) ? `${prefix}***` : whole,
+  );
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
