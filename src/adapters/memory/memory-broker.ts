@@ -84,7 +84,9 @@ export class MemoryBroker implements Broker {
     const t = this.state.topics.get(topicName(topic, 'backlog.topic'));
     const g = this.state.groups.get(`${topic}\u0000${group}`);
     const partitions = (t?.partitions ?? []).map((log, partition) => {
-      const committed = g === undefined ? log.start : g.committed(partition);
+      // An unknown group has no committed position (as on Kafka): counted from the first retained.
+      if (g === undefined) return { partition, backlog: log.end - log.start, end: String(log.end) };
+      const committed = g.committed(partition);
       return { partition, backlog: log.end - committed, committed: String(committed), end: String(log.end) };
     });
     return { topic, group, total: partitions.reduce((sum, p) => sum + p.backlog, 0), partitions };

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { ConfigError, ConflictError } from '../../core/errors.js';
 import type { Delivery, Handler } from '../../core/message.js';
 import { intOption, MAX_TIMER_MS, refuseUnknownKeys } from '../../core/options.js';
@@ -43,9 +44,11 @@ export interface IdempotentOptions<T> {
  * Wraps a handler so each message's effect happens once per key, on any broker (a delivery
  * without an identifying id is handled as `withoutId` says):
  * - already done: the delivery is acknowledged without running the handler;
- * - another consumer is processing the same key now: this delivery waits (polling the store,
- *   up to one lease) until the other finishes (then it is a duplicate) or its lease expires
- *   (then this one does the work); past that it fails with a retriable `ConflictError`;
+ * - another consumer is processing the same key now: this delivery waits (polling the store)
+ *   until the other finishes (then it is a duplicate) or its lease expires (then this one does
+ *   the work). A key still busy one lease (`leaseMs`, plus 10 ms) after this delivery first
+ *   found it busy, on a claim sent after that time, is held by a live lease taken since: then
+ *   it fails with a retriable `ConflictError`;
  * - the handler throws: the claim is released and the error propagates, so the retry proceeds;
  * - the store is unreachable: the handler does not run and the error propagates, so the
  *   message is not acknowledged and comes back.
@@ -92,7 +95,21 @@ export function idempotent<T>(handler: Handler<T>, options: IdempotentOptions<T>
   };
 }
 
-/** Claims `key`, waiting while another consumer's live lease holds it (at most `leaseMs`). */
+/**
+ * Stores decide expiry in whole milliseconds (Redis keeps a key alive through its expiry
+ * millisecond), and the waiter's clock and the store's round down differently: a claim sent
+ * this long after one lease has passed finds that lease expired.
+ */
+const EXPIRY_MARGIN_MS = 10;
+
+/**
+ * Claims `key`, waiting while another consumer's live lease holds it. Gives up ('busy') only
+ * on a claim sent at least `leaseMs` (plus a margin) after the first 'busy' answer arrived.
+ * That answer was decided before it arrived, so any lease it saw had at most `leaseMs` left
+ * then: the last claim finds it expired, however late timers fire or answers arrive on a
+ * loaded machine. Deciding on an answer that arrives past a deadline instead would race the
+ * lease being waited out: the store may have answered before the lease expired.
+ */
 async function claimWithin(
   store: IdempotencyStore,
   key: string,
@@ -100,12 +117,17 @@ async function claimWithin(
   leaseMs: number,
   signal: AbortSignal,
 ): Promise<ClaimResult> {
-  const deadline = Date.now() + leaseMs;
+  const first = await store.claim(key, token, leaseMs);
+  if (first !== 'busy') return first;
+  // A monotonic clock: a wall-clock step must not cut the wait short.
+  const deadline = performance.now() + leaseMs + EXPIRY_MARGIN_MS;
   let pause = 10;
   for (;;) {
+    const left = deadline - performance.now();
+    if (left > 0 && !(await sleep(Math.min(pause, left), signal))) return 'busy';
+    const sentAt = performance.now();
     const claim = await store.claim(key, token, leaseMs);
-    if (claim !== 'busy' || Date.now() >= deadline) return claim;
-    if (!(await sleep(Math.min(pause, deadline - Date.now()), signal))) return claim;
+    if (claim !== 'busy' || sentAt >= deadline) return claim;
     pause = Math.min(pause * 2, 500);
   }
 }

@@ -1,0 +1,144 @@
+import { redact } from '../connect.js';
+import type { Acks } from '../core/broker.js';
+import { benchDefaults } from './bench.js';
+
+/** A command line the CLI refuses: printed as one line, exit status 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+export const commands = ['demo', 'bench', 'lag'] as const;
+export type Command = (typeof commands)[number];
+
+/** A count option: decimal digits (optionally grouped with `_`), from `min` to `max`. */
+interface CountSpec {
+  min: number;
+  max: number;
+  fallback: number;
+}
+
+/**
+ * Bounds of the count options, stated in the usage text. They keep a run within what one
+ * process can hold: bench keeps a latency per message and `--batch × --inflight` bodies in
+ * flight.
+ */
+export const countOptions = {
+  orders: { min: 1, max: 1_000_000, fallback: 10_000 },
+  messages: { min: 1, max: 10_000_000, fallback: benchDefaults.messages },
+  size: { min: 8, max: 1_048_576, fallback: benchDefaults.size },
+  partitions: { min: 1, max: 1000, fallback: benchDefaults.partitions },
+  batch: { min: 1, max: 10_000, fallback: benchDefaults.batch },
+  inflight: { min: 1, max: 64, fallback: benchDefaults.inflight },
+  concurrency: { min: 1, max: 1000, fallback: benchDefaults.concurrency },
+  'max-lag': { min: 0, max: 10_000_000, fallback: benchDefaults.maxLag },
+} satisfies Record<string, CountSpec>;
+type CountName = keyof typeof countOptions;
+
+/** Bytes bench may hold in bodies at once: `--size × --batch × --inflight`. */
+export const MAX_BENCH_BYTES_IN_FLIGHT = 256 * 1024 * 1024;
+
+const acksValues: readonly Acks[] = ['all', 'leader', 'none'];
+
+/** The options each command takes (every command takes --url). */
+const optionsOf: Record<Command, readonly string[]> = {
+  demo: ['url', 'orders'],
+  bench: ['url', 'messages', 'size', 'acks', 'partitions', 'batch', 'inflight', 'concurrency', 'max-lag'],
+  lag: ['url', 'topic', 'group', 'management'],
+};
+const allOptions = new Set(Object.values(optionsOf).flat());
+
+export type CommandLine =
+  | { kind: 'help' }
+  | { kind: 'version' }
+  | { kind: 'run'; command: Command; values: Map<string, string> };
+
+/**
+ * Reads argv (without node and the script): one command, then `--name value` or
+ * `--name=value` options. A value may start with a single `-` (so `--orders -5` is read as the
+ * value -5 and refused by its bounds); a following `--option` is not taken as a value. Throws
+ * `UsageError` for anything else: no or an unknown command, an unknown option, an option the
+ * command does not take, a missing value, an option given twice, an extra argument.
+ */
+export function parseCommandLine(argv: readonly string[]): CommandLine {
+  const positionals: string[] = [];
+  const values = new Map<string, string>();
+  let help = false;
+  let version = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (arg === '-h' || arg === '--help') {
+      help = true;
+      continue;
+    }
+    if (arg === '-v' || arg === '--version') {
+      version = true;
+      continue;
+    }
+    if (!arg.startsWith('-') || arg === '-') {
+      positionals.push(arg);
+      continue;
+    }
+    if (!arg.startsWith('--')) throw new UsageError(`unknown option ${shown(arg)}`);
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq === -1 ? undefined : eq);
+    if (!allOptions.has(name)) throw new UsageError(`unknown option ${shown(`--${name}`)}`);
+    let value: string;
+    if (eq !== -1) value = arg.slice(eq + 1);
+    else {
+      const next = argv[i + 1];
+      if (next === undefined || next.startsWith('--')) throw new UsageError(`--${name} needs a value`);
+      value = next;
+      i++;
+    }
+    if (values.has(name)) throw new UsageError(`--${name} is given twice`);
+    values.set(name, value);
+  }
+  if (help || positionals[0] === 'help') return { kind: 'help' };
+  if (version) return { kind: 'version' };
+  const [command, ...extra] = positionals;
+  if (command === undefined) {
+    throw new UsageError(`no command given: expected ${commands.join(', ')}`);
+  }
+  if (!(commands as readonly string[]).includes(command)) {
+    throw new UsageError(`unknown command ${shown(command)}: expected ${commands.join(', ')}`);
+  }
+  const cmd = command as Command;
+  if (extra.length > 0) throw new UsageError(`unexpected argument ${shown(extra[0]!)} after ${cmd}`);
+  for (const name of values.keys()) {
+    if (!optionsOf[cmd].includes(name)) throw new UsageError(`--${name} does not apply to ${cmd}`);
+  }
+  return { kind: 'run', command: cmd, values };
+}
+
+/** A count option's value, or its default when absent. */
+export function count(values: Map<string, string>, name: CountName): number {
+  const spec: CountSpec = countOptions[name];
+  const raw = values.get(name);
+  if (raw === undefined) return spec.fallback;
+  const n = /^\d+(_\d+)*$/.test(raw) ? Number(raw.replace(/_/g, '')) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < spec.min || n > spec.max) {
+    throw new UsageError(
+      `--${name} must be a decimal integer from ${spec.min} to ${spec.max} (got ${shown(raw)})`,
+    );
+  }
+  return n;
+}
+
+export function acks(values: Map<string, string>): Acks {
+  const raw = values.get('acks');
+  if (raw === undefined) return benchDefaults.acks;
+  if (!(acksValues as readonly string[]).includes(raw)) {
+    throw new UsageError(`--acks must be one of ${acksValues.join(', ')} (got ${shown(raw)})`);
+  }
+  return raw as Acks;
+}
+
+/** An argument echoed in a message: credentials redacted, one line, bounded length. */
+function shown(value: string): string {
+  const line = JSON.stringify(redact(value));
+  return line.length > 80 ? `${line.slice(0, 77)}...` : line;
+}

@@ -1,0 +1,170 @@
+import { readFileSync } from 'node:fs';
+import { connect, redact } from '../connect.js';
+import type { Broker } from '../core/broker.js';
+import { isMqError } from '../core/errors.js';
+import {
+  acks,
+  type CommandLine,
+  countOptions as c,
+  count,
+  MAX_BENCH_BYTES_IN_FLIGHT,
+  parseCommandLine,
+  UsageError,
+} from './args.js';
+import { benchBroker, benchDefaults, formatResults } from './bench.js';
+import { formatDemo, runDemo } from './demo.js';
+
+const range = (name: keyof typeof c) => `${c[name].min}..${c[name].max}`;
+
+const usage = `mqkit <command> [options]
+
+Commands:
+  demo    the order scenario: an order service and stock, coupon and points consumers
+          --orders N (${range('orders')}, default ${c.orders.fallback})
+  bench   produce and consume through mqkit; prints throughput and p50/p99 latency
+          --messages N (${range('messages')}, default ${benchDefaults.messages})
+          --size BYTES (${range('size')}, default ${benchDefaults.size})  --acks all|leader|none
+          --partitions N (${range('partitions')})  --batch N (${range('batch')})  --inflight N (${range('inflight')})
+          --concurrency N (${range('concurrency')})
+          --max-lag N (producers wait while this many are unhandled; ${range('max-lag')}, 0 = no
+          limit, default ${benchDefaults.maxLag}); --size x --batch x --inflight at most 256 MiB
+  lag     backlog of a group on a topic, per partition; fails on an unknown topic or group
+          --topic NAME --group NAME
+          --management URL (RabbitMQ: also count unacked deliveries, e.g. http://127.0.0.1:15672)
+
+Every command takes --url (default: $MQ_URL, else memory://). Counts are decimal integers.
+  mqkit --help      this text
+  mqkit --version   the installed version
+
+Exit status: 0 done, 1 failed (one line on stderr), 2 bad command line (one line on stderr).`;
+
+/** What a command line printed and its exit status; the bin entry writes it out. */
+export interface CliResult {
+  /** 0 done, 1 failed, 2 a command line refused. */
+  code: number;
+  stdout: string;
+  /** Empty, or one line: `mqkit: <what was wrong>`. */
+  stderr: string;
+}
+
+function version(): string {
+  // src/cli/main.ts and dist/cli/main.js both sit two levels below package.json.
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+async function run(line: CommandLine & { kind: 'run' }): Promise<string> {
+  const { command, values } = line;
+  // Validate every option before connecting: a bad count must not cost a connection attempt.
+  const orders = command === 'demo' ? count(values, 'orders') : 0;
+  const bench =
+    command === 'bench'
+      ? {
+          ...benchDefaults,
+          messages: count(values, 'messages'),
+          size: count(values, 'size'),
+          acks: acks(values),
+          partitions: count(values, 'partitions'),
+          batch: count(values, 'batch'),
+          inflight: count(values, 'inflight'),
+          concurrency: count(values, 'concurrency'),
+          maxLag: count(values, 'max-lag'),
+        }
+      : undefined;
+  if (bench !== undefined && bench.size * bench.batch * bench.inflight > MAX_BENCH_BYTES_IN_FLIGHT) {
+    throw new UsageError(
+      `--size x --batch x --inflight is ${bench.size * bench.batch * bench.inflight} bytes in flight; at most ${MAX_BENCH_BYTES_IN_FLIGHT} (256 MiB)`,
+    );
+  }
+  const topic = values.get('topic');
+  const group = values.get('group');
+  if (command === 'lag' && (topic === undefined || group === undefined)) {
+    throw new UsageError('lag needs --topic NAME and --group NAME');
+  }
+  // An empty MQ_URL counts as unset, as shells leave it.
+  const url = values.get('url') ?? (process.env.MQ_URL || 'memory://');
+  const management = values.get('management');
+  const broker = await connect(
+    url,
+    management === undefined ? undefined : { rabbitmq: { managementUrl: management } },
+  );
+  try {
+    if (command === 'demo') return formatDemo(await runDemo(broker, redact(url), orders));
+    if (bench !== undefined) {
+      return formatResults([await benchBroker(broker, { ...bench, label: `mqkit ${broker.kind}` })]);
+    }
+    return await lag(broker, topic!, group!);
+  } finally {
+    await broker.close();
+  }
+}
+
+async function lag(broker: Broker, topic: string, group: string): Promise<string> {
+  const backlog = await broker.backlog(topic, group);
+  if (backlog.partitions.length === 0) {
+    // Kafka and memory report a missing topic with no partitions; RabbitMQ a topic without
+    // queues of this group (the group's queues are its only trace there).
+    throw new Error(
+      broker.kind === 'rabbitmq'
+        ? `no queue of group ${group} on topic ${topic}: unknown topic, or a group that never subscribed to it`
+        : `unknown topic ${topic}`,
+    );
+  }
+  if (broker.kind !== 'rabbitmq' && backlog.partitions.every((p) => p.committed === undefined)) {
+    throw new Error(
+      `group ${group} has no committed position on topic ${topic}: unknown group, or one that has committed nothing yet`,
+    );
+  }
+  const lines = backlog.partitions.map(
+    (p) =>
+      `partition ${p.partition}  backlog ${p.backlog}${p.inFlight === undefined ? '' : `  (in flight ${p.inFlight})`}`,
+  );
+  return [...lines, `total ${backlog.total}`].join('\n');
+}
+
+/**
+ * The passwords of the URLs on the command line and in `MQ_URL`, as typed, each as
+ * `:password@`. Everything the CLI prints goes through `redact` and is then scrubbed of these
+ * literally: a URL a parser cannot read (a password with a `/`) must not leak either.
+ */
+function typedPasswords(argv: readonly string[]): string[] {
+  const found: string[] = [];
+  for (const text of [...argv, process.env.MQ_URL ?? '']) {
+    const start = text.indexOf('://');
+    const end = text.lastIndexOf('@');
+    if (start === -1 || end <= start) continue;
+    const userinfo = text.slice(start + 3, end);
+    const colon = userinfo.indexOf(':');
+    if (colon !== -1 && colon < userinfo.length - 1) found.push(`${userinfo.slice(colon)}@`);
+  }
+  return found;
+}
+
+function scrub(text: string, passwords: readonly string[]): string {
+  let out = redact(text);
+  for (const p of passwords) out = out.split(p).join(':***@');
+  return out;
+}
+
+/**
+ * Runs one command line; never throws. Errors are one line on stderr, `mqkit: ...`, with the
+ * error's code for an mqkit error. Nothing printed holds a password.
+ */
+export async function runCli(argv: readonly string[]): Promise<CliResult> {
+  const passwords = typedPasswords(argv);
+  try {
+    const line = parseCommandLine(argv);
+    if (line.kind === 'help') return { code: 0, stdout: `${usage}\n`, stderr: '' };
+    if (line.kind === 'version') return { code: 0, stdout: `${version()}\n`, stderr: '' };
+    return { code: 0, stdout: `${scrub(await run(line), passwords)}\n`, stderr: '' };
+  } catch (error) {
+    const usageError = error instanceof UsageError;
+    const text = error instanceof Error ? error.message : String(error);
+    const code = isMqError(error) ? ` [${error.code}]` : '';
+    const hint = usageError ? ' (mqkit --help lists commands and options)' : '';
+    const oneLine = scrub(text, passwords).replace(/\s*\n\s*/g, ' ');
+    return { code: usageError ? 2 : 1, stdout: '', stderr: `mqkit: ${oneLine}${code}${hint}\n` };
+  }
+}

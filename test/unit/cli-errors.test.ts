@@ -1,0 +1,179 @@
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, inject, it } from 'vitest';
+import { runCli } from '../../src/cli/cli.js';
+import { connect } from '../../src/index.js';
+import { uniqueName } from '../../src/testing/index.js';
+
+// The `mqkit` command as a user runs it: a child process, its exit status and its output.
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const main = join(repo, 'src/cli/main.ts');
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const { MQ_URL: _ignored, ...withoutMqUrl } = process.env;
+
+function mqkit(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((done) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', main, ...args],
+      { cwd: repo, env: { ...withoutMqUrl, ...env }, timeout: 60_000 },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
+        done({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+/** A refused command line or a failed command: the given exit status, one line on stderr, nothing on stdout. */
+function expectOneLine(run: Run, code: number, says: RegExp): void {
+  expect(run.stderr).toMatch(/^mqkit: [^\n]+\n$/);
+  expect(run.stderr).toMatch(says);
+  expect(run.stdout).toBe('');
+  expect(run.code).toBe(code);
+}
+
+describe.concurrent('mqkit command line', () => {
+  it('says what is missing when no command is given', async () => {
+    expectOneLine(await mqkit([]), 2, /no command given: expected demo, bench, lag/);
+  });
+
+  it('names an unknown command', async () => {
+    expectOneLine(await mqkit(['lga']), 2, /unknown command "lga"/);
+  });
+
+  it('prints the package version for --version', async () => {
+    const { version } = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { version: string };
+    const run = await mqkit(['--version']);
+    expect(run).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
+  });
+
+  it('prints the usage for --help, on stdout, exit 0', async () => {
+    const run = await mqkit(['--help']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('mqkit <command> [options]');
+    expect(run.stderr).toBe('');
+  });
+
+  it('refuses a negative count in one line', async () => {
+    expectOneLine(
+      await mqkit(['demo', '--orders', '-5']),
+      2,
+      /--orders must be a decimal integer from 1 to 1000000 \(got "-5"\)/,
+    );
+  });
+
+  it('refuses hexadecimal and exponent counts', async () => {
+    expectOneLine(await mqkit(['demo', '--orders', '0x10']), 2, /--orders must be a decimal integer/);
+    expectOneLine(await mqkit(['bench', '--messages=1e2']), 2, /--messages must be a decimal integer/);
+  });
+
+  it('refuses an extra positional argument', async () => {
+    expectOneLine(await mqkit(['demo', 'now']), 2, /unexpected argument "now" after demo/);
+  });
+
+  it('refuses an unknown option and one the command does not take', async () => {
+    expectOneLine(await mqkit(['demo', '--order', '5']), 2, /unknown option "--order"/);
+    expectOneLine(await mqkit(['demo', '--size', '5']), 2, /--size does not apply to demo/);
+  });
+
+  it('refuses a bench body size out of bounds in one line (was a raw RangeError)', async () => {
+    expectOneLine(
+      await mqkit(['bench', '--size', '99999999999']),
+      2,
+      /--size must be a decimal integer from 8 to 1048576 \(got "99999999999"\)/,
+    );
+    expectOneLine(
+      await mqkit(['bench', '--size', '1048576', '--batch', '10000']),
+      2,
+      /bytes in flight; at most 268435456/,
+    );
+  });
+
+  it('refuses an --acks value it does not know', async () => {
+    expectOneLine(await mqkit(['bench', '--acks', 'some']), 2, /--acks must be one of all, leader, none/);
+  });
+
+  it('lag: fails on an unknown topic instead of reporting total 0', async () => {
+    expectOneLine(await mqkit(['lag', '--topic', 'nowhere', '--group', 'g']), 1, /unknown topic nowhere/);
+    expectOneLine(
+      await mqkit(['lag', '--url', inject('kafkaUrl'), '--topic', uniqueName('none'), '--group', 'g']),
+      1,
+      /unknown topic none-/,
+    );
+    expectOneLine(
+      await mqkit(['lag', '--url', inject('amqpUrl'), '--topic', uniqueName('none'), '--group', 'g']),
+      1,
+      /no queue of group g on topic none-.*: unknown topic, or a group that never subscribed/,
+    );
+  });
+
+  it('lag: fails on a group that never consumed the topic (Kafka, RabbitMQ)', async () => {
+    for (const url of [inject('kafkaUrl'), inject('amqpUrl')]) {
+      const topic = uniqueName('lag');
+      const broker = await connect(url);
+      await broker.ensureTopic(topic, { partitions: 2 });
+      // A group that did subscribe, so the topic is known to have consumers.
+      const sub = await broker.subscribe({ topic, group: 'known' }, () => {});
+      await sub.close();
+      await broker.close();
+      const run = await mqkit(['lag', '--url', url, '--topic', topic, '--group', 'unknown']);
+      expectOneLine(run, 1, /group unknown has no committed position|no queue of group unknown/);
+    }
+  });
+
+  it('never prints a password, also one with a "/" that makes the URL unreadable', async () => {
+    for (const args of [
+      ['demo', '--orders', '10', '--url', 'amqp://user:se/cret@127.0.0.1:5672'],
+      ['lag', '--topic', 't', '--group', 'g', '--url=kafka://user:se/cret@127.0.0.1:1'],
+      ['demo', '--orders', '10', '--url', 'amqp://user:secret@127.0.0.1:1'],
+      ['demo', 'amqp://user:secret@127.0.0.1:1'],
+    ]) {
+      const run = await mqkit(args);
+      expect(run.code).not.toBe(0);
+      expect(run.stderr).toMatch(/^mqkit: [^\n]+\n$/);
+      expect(`${run.stdout}${run.stderr}`).not.toMatch(/se\/?cret/);
+    }
+    const fromEnv = await mqkit(['lag', '--topic', 't', '--group', 'g'], { MQ_URL: 'amqp://u:pa/ss@h' });
+    expect(fromEnv.code).toBe(1);
+    expect(fromEnv.stderr).not.toContain('pa/ss');
+  });
+
+  it('demo prints its URL redacted', async () => {
+    const run = await mqkit(['demo', '--orders', '10', '--url', 'memory://user:secret@cli-demo']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('order scenario on memory://user:***@cli-demo');
+    expect(run.stdout).not.toContain('secret');
+  });
+});
+
+describe('mqkit lag on the embedded broker (in process: memory:// lives in one process)', () => {
+  it('reports a known group, and fails on an unknown one instead of reporting its backlog', async () => {
+    const url = `memory://${uniqueName('cli-lag')}`;
+    const topic = uniqueName('lag');
+    const broker = await connect(url);
+    await broker.ensureTopic(topic, { partitions: 2 });
+    await broker.producer().send({ topic, key: 'k', body: { n: 1 } });
+    const sub = await broker.subscribe({ topic, group: 'known', startFrom: 'latest' }, () => {});
+    const known = await runCli(['lag', '--url', url, '--topic', topic, '--group', 'known']);
+    expect(known.code).toBe(0);
+    expect(known.stdout).toMatch(/partition 0 {2}backlog 0\npartition 1 {2}backlog 0\ntotal 0\n$/);
+    const unknown = await runCli(['lag', '--url', url, '--topic', topic, '--group', 'unknown']);
+    expect(unknown).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `mqkit: group unknown has no committed position on topic ${topic}: unknown group, or one that has committed nothing yet\n`,
+    });
+    await sub.close();
+    await broker.close();
+  });
+});
