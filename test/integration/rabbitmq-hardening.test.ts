@@ -14,6 +14,7 @@ import { PublishError } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
 import { type Broker, connect, isMqError, type MqError } from '../../src/index.js';
 import { Collector, uniqueName, waitFor } from '../../src/testing/index.js';
+import { serverSideCloser } from './rabbitmq-helpers.js';
 
 /** A logger that keeps every line, to look for secrets and warnings in. */
 function recordingLogger(): Logger & { lines: { level: string; fields: unknown; message: string }[] } {
@@ -268,6 +269,60 @@ describe('rabbitmq: hardening', () => {
     });
   });
 
+  describe('background failures are logged', () => {
+    it('a dropped connection is logged at warn with its reply code, and its return at info', async () => {
+      const log = recordingLogger();
+      const name = uniqueName('dropped');
+      const own = await connect(amqpUrl, { logger: log, rabbitmq: { connectionName: name } });
+      try {
+        const closeServerSide = await serverSideCloser(amqpUrl, name, 'consuming');
+        await closeServerSide();
+        const lost = await waitFor(
+          () => log.lines.find((l) => l.level === 'warn' && l.message.includes('connection lost')),
+          { timeoutMs: 15_000, message: 'the lost connection was not logged' },
+        );
+        expect(lost.fields).toMatchObject({ connection: name, code: 320 });
+        await waitFor(() => log.lines.some((l) => l.level === 'info' && l.message.includes('is back')), {
+          timeoutMs: 15_000,
+          message: 'the reconnect was not logged',
+        });
+      } finally {
+        await own.close();
+      }
+    });
+
+    it('a retry copy RabbitMQ cannot carry is logged at warn, not swallowed', async () => {
+      const log = recordingLogger();
+      const own = await connect(amqpUrl, { logger: log });
+      const topic = uniqueName('copy-too-big');
+      try {
+        await own.ensureTopic(topic);
+        let attempts = 0;
+        const sub = await own.subscribe(
+          { topic, group: 'g', order: 'concurrent', retry: { attempts: 3, backoff: { initialMs: 10 } } },
+          async () => {
+            attempts++;
+            throw new Error('fail so that a retry copy is published');
+          },
+        );
+        try {
+          // Just under the producer's limit: the retry copy's extra headers take it over.
+          await own.producer().send({ topic, body: 1, headers: { big: 'v'.repeat(65_536 - 300) } });
+          const line = await waitFor(
+            () => log.lines.find((l) => l.level === 'warn' && l.message.includes('copy was not published')),
+            { timeoutMs: 15_000, message: 'the failed copy was not logged' },
+          );
+          expect(line.fields).toMatchObject({ code: 'PUBLISH' });
+          expect(attempts).toBeGreaterThan(0);
+        } finally {
+          await sub.close({ timeoutMs: 1000 });
+        }
+      } finally {
+        await own.close();
+      }
+    });
+  });
+
   describe('connection failures that will not fix themselves', () => {
     const withPassword = (password: string, path = '') => {
       const url = new URL(amqpUrl);
@@ -294,6 +349,15 @@ describe('rabbitmq: hardening', () => {
       expect(error.retriable).toBe(false);
       expect(error.message).toContain(vhost);
       expect(error.message).toContain('NOT_ALLOWED');
+    });
+
+    it('a malformed %-escape in the credentials is a ConfigError naming the url', async () => {
+      const error = await failure(
+        connect('amqp://guest:s3cr3t%zz@127.0.0.1:5672', { logger: recordingLogger() }),
+      );
+      expect(error.code).toBe('CONFIG');
+      expect((error as MqError & { field: string }).field).toBe('url');
+      expect(inspect(error, { depth: 10 })).not.toContain('s3cr3t');
     });
 
     it('a refused port stays retriable', async () => {

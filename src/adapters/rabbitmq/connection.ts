@@ -49,15 +49,18 @@ export function scrubbed(error: unknown, secrets: readonly string[]): unknown {
   return copy;
 }
 
+/** `decodeURIComponent` that keeps a malformed escape as written instead of throwing `URIError`. */
+export function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
 function secretsOf(url: URL): string[] {
   if (url.password === '') return [];
-  let decoded = url.password;
-  try {
-    decoded = decodeURIComponent(url.password);
-  } catch {
-    // a malformed escape: the raw form is what may show up
-  }
-  return [url.password, decoded];
+  return [url.password, safeDecode(url.password)];
 }
 
 /** TLS failures that repeat on every attempt: the certificate, its chain or its name. */
@@ -75,7 +78,7 @@ export function connectError(error: unknown, url: URL, timeoutMs: number): Conne
   const cause = scrubbed(error, secretsOf(url));
   const text = cause instanceof Error ? cause.message : String(cause);
   const code = (cause as { code?: unknown } | null)?.code;
-  const user = decodeURIComponent(url.username || 'guest');
+  const user = safeDecode(url.username || 'guest');
   if (/ACCESS[-_]REFUSED|\b403\b/.test(text)) {
     return new ConnectionError(
       `${where}: RabbitMQ refused the login of user '${user}' (403 ACCESS_REFUSED): wrong user name or password, or the user may not log in from this host`,
@@ -83,7 +86,7 @@ export function connectError(error: unknown, url: URL, timeoutMs: number): Conne
     );
   }
   if (/NOT[-_]ALLOWED|\b530\b|Expected ConnectionOpenOk; got <ConnectionClose/.test(text)) {
-    const vhost = url.pathname.length > 1 ? decodeURIComponent(url.pathname.slice(1)) : '/';
+    const vhost = url.pathname.length > 1 ? safeDecode(url.pathname.slice(1)) : '/';
     return new ConnectionError(
       `${where}: RabbitMQ refused to open virtual host '${vhost}' (530 NOT_ALLOWED): it does not exist or user '${user}' has no permission on it`,
       { cause, retriable: false },
@@ -108,7 +111,7 @@ export function connectError(error: unknown, url: URL, timeoutMs: number): Conne
 }
 
 /** A short description of an amqplib error for a log line: its code and message, never the URL. */
-function describe(error: unknown): Record<string, unknown> {
+function describe(error: unknown): { code: unknown; error: string } {
   const e = error as { code?: unknown; message?: unknown } | null;
   return { code: e?.code, error: typeof e?.message === 'string' ? e.message : String(error) };
 }
@@ -139,9 +142,9 @@ export class RabbitConnection extends EventEmitter<ConnectionEvents> {
 
   private constructor(
     private readonly model: RecoveringChannelModel,
-    logger: Logger,
-    name: string,
-    secrets: readonly string[],
+    private readonly logger: Logger,
+    private readonly name: string,
+    private readonly secrets: readonly string[],
     private readonly frame: { max: number },
   ) {
     super();
@@ -296,6 +299,22 @@ export class RabbitConnection extends EventEmitter<ConnectionEvents> {
       const timer = setTimeout(done, ms);
       this.once('reconnected', done);
     });
+  }
+
+  /**
+   * Logs a failure a background loop (resume, rebalance, membership, retry copies) recovers from
+   * by itself: at `warn` with the error's code, at `debug` while this connection is down or
+   * closed (the loss was logged once already, and every loop fails until it is back).
+   */
+  report(what: string, error: unknown): void {
+    const fields = { connection: this.name, ...describe(scrubbed(error, this.secrets)) };
+    const level = this.connected && !this.closed ? 'warn' : 'debug';
+    safeLog(
+      this.logger,
+      level,
+      fields,
+      `${what} (${String(fields.code ?? 'no code')}): ${String(fields.error)}`,
+    );
   }
 
   /** Largest frame the broker takes on this connection (negotiated; RabbitMQ's default 128 KiB). */

@@ -104,6 +104,18 @@ export async function createRabbitMqBroker(
   if (url.protocol !== 'amqp:' && url.protocol !== 'amqps:') {
     throw new ConfigError('url', `expected amqp:// or amqps://, got ${url.protocol}//`);
   }
+  for (const [part, text] of [
+    ['user name', url.username],
+    ['password', url.password],
+    ['virtual host', url.pathname],
+  ] as const) {
+    try {
+      decodeURIComponent(text);
+    } catch {
+      // amqplib decodes these and would throw a bare URIError.
+      throw new ConfigError('url', `the ${part} in the URL has a malformed %-escape; write % as %25`);
+    }
+  }
   const resolved = resolveRabbitMqOptions(options);
   const management =
     resolved.managementUrl === undefined ? undefined : ManagementApi.from(resolved.managementUrl, url);
