@@ -1,5 +1,6 @@
 import type { ConsumeMessage, Options } from 'amqplib';
 import type { ReceivedRecord } from '../../core/dispatch.js';
+import { PublishError } from '../../core/errors.js';
 import type { Headers } from '../../core/message.js';
 import { H } from '../../core/wire.js';
 import { HOP_HEADER_PREFIX } from './delay-route.js';
@@ -42,6 +43,81 @@ export function publishOptions(
     mandatory,
     headers: out,
   };
+}
+
+/**
+ * AMQP 0-9-1 short strings (exchange names, routing keys, `messageId`, `contentType`, header
+ * names) hold at most 255 bytes of UTF-8.
+ */
+export const SHORTSTR_MAX_BYTES = 255;
+
+/**
+ * Most bytes a message's AMQP properties (headers, key, id, content type) may take encoded:
+ * amqplib encodes them in a 64 KiB buffer. The content header frame carrying them must also fit
+ * the connection's negotiated frame size (RabbitMQ's default 128 KiB), else RabbitMQ closes the
+ * whole connection.
+ */
+export const PROPERTIES_MAX_BYTES = 65_536;
+
+/** Content header frame around the properties: frame header 7, class/weight/body size 12, end 1. */
+const HEADER_FRAME_OVERHEAD = 20;
+
+function shortString(value: string | undefined, what: string): void {
+  if (value === undefined) return;
+  const bytes = Buffer.byteLength(value);
+  if (bytes > SHORTSTR_MAX_BYTES) {
+    throw new PublishError(
+      `${what} is ${bytes} bytes; AMQP 0-9-1 carries it as a short string of at most ${SHORTSTR_MAX_BYTES} bytes`,
+      { retriable: false },
+    );
+  }
+}
+
+function preview(text: string): string {
+  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
+}
+
+/**
+ * Throws a non-retriable `PublishError` naming the limit when amqplib could not encode this
+ * publish or RabbitMQ would refuse its frames: a short string over 255 bytes, or properties over
+ * {@link PROPERTIES_MAX_BYTES} (or over the connection's frame size, when smaller). Checked
+ * before a message is queued, so it never reaches the channel.
+ */
+export function checkAmqpLimits(
+  exchange: string,
+  routingKey: string,
+  options: Options.Publish,
+  frameMax: number = Number.POSITIVE_INFINITY,
+): void {
+  shortString(exchange, 'the exchange name');
+  shortString(routingKey, 'the routing key (the tag)');
+  shortString(options.messageId, 'the message id (AMQP property messageId)');
+  shortString(options.contentType, 'the content type (AMQP property contentType)');
+  // Flags 2, delivery mode 1, timestamp 8, the two short strings with their length bytes.
+  let size = 11 + (options.messageId === undefined ? 0 : 1 + Buffer.byteLength(options.messageId));
+  size += options.contentType === undefined ? 0 : 1 + Buffer.byteLength(options.contentType);
+  size += 4; // the header table's length
+  const headers = options.headers as Record<string, unknown> | undefined;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    const nameBytes = Buffer.byteLength(name);
+    if (nameBytes > SHORTSTR_MAX_BYTES) {
+      throw new PublishError(
+        `header name ${preview(name)} is ${nameBytes} bytes; AMQP 0-9-1 header names are short strings of at most ${SHORTSTR_MAX_BYTES} bytes`,
+        { retriable: false },
+      );
+    }
+    // A string travels as a long string: type byte, 4 length bytes, the bytes.
+    size += 1 + nameBytes + 5 + (typeof value === 'string' ? Buffer.byteLength(value) : 8);
+  }
+  const limit = Math.min(PROPERTIES_MAX_BYTES, frameMax - HEADER_FRAME_OVERHEAD);
+  if (size > limit) {
+    throw new PublishError(
+      `the message's headers, key and id take ${size} bytes encoded; RabbitMQ takes at most ${limit} bytes of AMQP properties per message (the key travels in headers mq-key and mq-hash, so it counts twice)`,
+      { retriable: false },
+    );
+  }
 }
 
 /** Routing key of a message: its tag, or empty. Topic-exchange bindings filter on it. */

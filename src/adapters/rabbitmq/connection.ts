@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Channel, ChannelModel, ConfirmChannel, RecoveringChannelModel } from 'amqplib';
 import { connect as amqpConnect } from 'amqplib';
 import { ClosedError, ConfigError, ConnectionError, type MqError } from '../../core/errors.js';
-import { redact } from '../../core/redact.js';
+import { type Logger, safeLog } from '../../core/logger.js';
 import type { ResolvedRabbitMqOptions } from './options.js';
 
 /** amqplib errors carry the AMQP reply code of a channel or connection close. */
@@ -23,6 +23,101 @@ export function toMqError(error: unknown, what: string): MqError {
   }
   return new ConnectionError(`${what}: ${text}`, { cause: error });
 }
+
+/** The URL for messages and logs: the password replaced, whatever characters it holds. */
+export function safeUrl(url: URL): string {
+  const copy = new URL(url.href);
+  if (copy.password !== '') copy.password = '***';
+  return copy.href;
+}
+
+/**
+ * An error from amqplib or the socket with every occurrence of `secret` (the URL's password,
+ * raw and decoded) removed from its message and stack. amqplib's messages do not carry the URL
+ * today; this keeps it so should one ever do, since errors end up in logs.
+ */
+export function scrubbed(error: unknown, secrets: readonly string[]): unknown {
+  const found = secrets.filter((s) => s.length > 0);
+  if (found.length === 0 || !(error instanceof Error)) return error;
+  const text = `${error.message}\n${error.stack ?? ''}\n${JSON.stringify({ ...error })}`;
+  if (!found.some((s) => text.includes(s))) return error;
+  const hide = (t: string) => found.reduce((acc, s) => acc.split(s).join('***'), t);
+  const copy = new Error(hide(error.message));
+  copy.stack = hide(error.stack ?? copy.message);
+  const code = (error as { code?: unknown }).code;
+  if (code !== undefined) Object.assign(copy, { code });
+  return copy;
+}
+
+/** `decodeURIComponent` that keeps a malformed escape as written instead of throwing `URIError`. */
+export function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+function secretsOf(url: URL): string[] {
+  if (url.password === '') return [];
+  return [url.password, safeDecode(url.password)];
+}
+
+/** TLS failures that repeat on every attempt: the certificate, its chain or its name. */
+const TLS_VERIFY =
+  /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY|DECRYPT)|HOSTNAME_MISMATCH|ERR_TLS_CERT_ALTNAME_INVALID|^ERR_SSL_/;
+
+/**
+ * A failed connection attempt as a `ConnectionError`. Refused credentials (403 ACCESS_REFUSED),
+ * a virtual host that does not exist or is not the user's (530 NOT_ALLOWED on connection.open)
+ * and certificate failures are not retriable: trying again gives the same answer. A refused
+ * port, a timeout or a dropped socket are.
+ */
+export function connectError(error: unknown, url: URL, timeoutMs: number): ConnectionError {
+  const where = `cannot connect to RabbitMQ at ${safeUrl(url)}`;
+  const cause = scrubbed(error, secretsOf(url));
+  const text = cause instanceof Error ? cause.message : String(cause);
+  const code = (cause as { code?: unknown } | null)?.code;
+  const user = safeDecode(url.username || 'guest');
+  if (/ACCESS[-_]REFUSED|\b403\b/.test(text)) {
+    return new ConnectionError(
+      `${where}: RabbitMQ refused the login of user '${user}' (403 ACCESS_REFUSED): wrong user name or password, or the user may not log in from this host`,
+      { cause, retriable: false },
+    );
+  }
+  if (/NOT[-_]ALLOWED|\b530\b|Expected ConnectionOpenOk; got <ConnectionClose/.test(text)) {
+    const vhost = url.pathname.length > 1 ? safeDecode(url.pathname.slice(1)) : '/';
+    return new ConnectionError(
+      `${where}: RabbitMQ refused to open virtual host '${vhost}' (530 NOT_ALLOWED): it does not exist or user '${user}' has no permission on it`,
+      { cause, retriable: false },
+    );
+  }
+  if (typeof code === 'string' && TLS_VERIFY.test(code)) {
+    return new ConnectionError(
+      `${where}: TLS failed (${code}): ${text}; check rabbitmq.tls (ca, servername)`,
+      {
+        cause,
+        retriable: false,
+      },
+    );
+  }
+  if (text === 'connect ETIMEDOUT') {
+    return new ConnectionError(
+      `${where}: no answer within ${timeoutMs} ms (rabbitmq.connectTimeoutMs) during the TCP connect or the AMQP handshake`,
+      { cause },
+    );
+  }
+  return new ConnectionError(`${where}: ${text}`, { cause });
+}
+
+/** A short description of an amqplib error for a log line: its code and message, never the URL. */
+function describe(error: unknown): { code: unknown; error: string } {
+  const e = error as { code?: unknown; message?: unknown } | null;
+  return { code: e?.code, error: typeof e?.message === 'string' ? e.message : String(error) };
+}
+
+/** amqplib's and RabbitMQ's default frame size, until a connection negotiated its own. */
+const DEFAULT_FRAME_MAX = 131_072;
 
 export interface ConnectionEvents {
   /** A new connection is up after a lost one: declare topology again, resume consumers. */
@@ -45,64 +140,111 @@ export class RabbitConnection extends EventEmitter<ConnectionEvents> {
   private closed = false;
   private admin: Promise<Channel> | undefined;
 
-  private constructor(private readonly model: RecoveringChannelModel) {
+  private constructor(
+    private readonly model: RecoveringChannelModel,
+    private readonly logger: Logger,
+    private readonly name: string,
+    private readonly secrets: readonly string[],
+    private readonly frame: { max: number },
+  ) {
     super();
     this.setMaxListeners(0);
+    const fields = (error: unknown) => ({ connection: name, ...describe(scrubbed(error, secrets)) });
     model.on('connect', (_m: ChannelModel) => {
       this.generation++;
       this.connected = true;
       this.blocked = false;
       this.admin = undefined;
+      safeLog(logger, 'info', { connection: name }, 'RabbitMQ connection is back');
       this.emit('reconnected');
     });
     model.on('disconnect', (error: Error) => {
       this.connected = false;
       this.admin = undefined;
+      if (!this.closed)
+        safeLog(
+          logger,
+          'warn',
+          fields(error),
+          `RabbitMQ connection lost, reconnecting: ${describe(error).error}`,
+        );
       this.emit('disconnected', error);
+    });
+    model.on('connect-failed', (error: Error) => {
+      if (!this.closed) safeLog(logger, 'warn', fields(error), 'RabbitMQ reconnect attempt failed');
+    });
+    model.on('reconnect-failed', (error: Error) => {
+      if (!this.closed) safeLog(logger, 'error', fields(error), 'RabbitMQ reconnecting gave up');
     });
     model.on('blocked', (reason: string) => {
       this.blocked = true;
+      safeLog(logger, 'warn', { connection: name, reason }, `RabbitMQ blocked the connection: ${reason}`);
       this.emit('blocked', reason);
     });
     model.on('unblocked', () => {
       this.blocked = false;
       this.emit('unblocked');
     });
-    model.on('error', () => {}); // reported through disconnect
+    // Followed by 'disconnect', which is logged; here only at debug.
+    model.on('error', (error: Error) => safeLog(logger, 'debug', fields(error), 'amqplib connection error'));
   }
 
   /**
-   * Connects, failing fast with `ConnectionError` if the first attempt fails. The publishing
-   * connection is named `<connectionName> (publishing)` in the broker's connection list.
+   * Connects, failing fast with `ConnectionError` if the first attempt fails (see
+   * {@link connectError} for which failures are retriable) or does not finish within
+   * `connectTimeoutMs`. The publishing connection is named `<connectionName> (publishing)` in
+   * the broker's connection list.
+   *
+   * The bound: amqplib's socket `timeout` destroys a socket that stays silent that long during
+   * the connect or the handshake (on reconnects too); on top of it the first attempt as a whole
+   * is cut off after `connectTimeoutMs`, and a connection that opens later is closed at once.
    */
   static async open(
     url: URL,
     options: ResolvedRabbitMqOptions,
     role: 'consuming' | 'publishing',
+    logger: Logger,
   ): Promise<RabbitConnection> {
     const target = new URL(url.href);
     // Detect a dead peer in ~20 s rather than the server's suggested 60 s.
     if (!target.searchParams.has('heartbeat')) target.searchParams.set('heartbeat', '10');
+    const name = role === 'publishing' ? `${options.connectionName} (publishing)` : options.connectionName;
+    const timeoutMs = options.connectTimeoutMs;
+    const frame = { max: DEFAULT_FRAME_MAX };
+    const attempt = amqpConnect(target.href, {
+      ...options.tls,
+      timeout: timeoutMs,
+      clientProperties: { connection_name: name, product: 'mqkit' },
+      recovery: {
+        initialDelay: options.reconnect.initialMs,
+        maxDelay: options.reconnect.maxMs,
+        initialMaxRetries: 0,
+        // Runs on every new connection, the first included.
+        setup: async (m: ChannelModel) => {
+          const negotiated = (m as { connection?: { frameMax?: unknown } }).connection?.frameMax;
+          if (typeof negotiated === 'number' && negotiated > 0) frame.max = negotiated;
+        },
+      },
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<'expired'>((resolve) => {
+      timer = setTimeout(() => resolve('expired'), timeoutMs);
+    });
     try {
-      const model = await amqpConnect(target.href, {
-        ...options.tls,
-        clientProperties: {
-          connection_name:
-            role === 'publishing' ? `${options.connectionName} (publishing)` : options.connectionName,
-          product: 'mqkit',
-        },
-        recovery: {
-          initialDelay: options.reconnect.initialMs,
-          maxDelay: options.reconnect.maxMs,
-          initialMaxRetries: 0,
-        },
-      });
-      return new RabbitConnection(model);
+      const model = await Promise.race([attempt, expired]);
+      if (model === 'expired') {
+        attempt.then(
+          (late) => late.close().catch(() => {}),
+          () => {},
+        );
+        throw connectError(new Error('connect ETIMEDOUT'), url, timeoutMs);
+      }
+      return new RabbitConnection(model, logger, name, secretsOf(url), frame);
     } catch (error) {
-      throw new ConnectionError(
-        `cannot connect to RabbitMQ at ${redact(url.href)}: ${error instanceof Error ? error.message : String(error)}`,
-        { cause: error },
-      );
+      if (error instanceof ConnectionError) throw error;
+      throw connectError(error, url, timeoutMs);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -157,6 +299,27 @@ export class RabbitConnection extends EventEmitter<ConnectionEvents> {
       const timer = setTimeout(done, ms);
       this.once('reconnected', done);
     });
+  }
+
+  /**
+   * Logs a failure a background loop (resume, rebalance, membership, retry copies) recovers from
+   * by itself: at `warn` with the error's code, at `debug` while this connection is down or
+   * closed (the loss was logged once already, and every loop fails until it is back).
+   */
+  report(what: string, error: unknown): void {
+    const fields = { connection: this.name, ...describe(scrubbed(error, this.secrets)) };
+    const level = this.connected && !this.closed ? 'warn' : 'debug';
+    safeLog(
+      this.logger,
+      level,
+      fields,
+      `${what} (${String(fields.code ?? 'no code')}): ${String(fields.error)}`,
+    );
+  }
+
+  /** Largest frame the broker takes on this connection (negotiated; RabbitMQ's default 128 KiB). */
+  get frameMax(): number {
+    return this.frame.max;
   }
 
   get isClosed(): boolean {

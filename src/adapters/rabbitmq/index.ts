@@ -92,7 +92,9 @@ export type { RabbitMqBrokerOptions } from './options.js';
  * Connects to RabbitMQ at `amqp://user:pass@host:port/vhost` (or `amqps://`). amqplib's own
  * URL query parameters (`heartbeat`, `frameMax`, `channelMax`) are passed through; the
  * heartbeat defaults to 10 s. Throws `ConfigError` for bad options and `ConnectionError` when
- * the first connection attempt fails.
+ * the first connection attempt fails or takes longer than `rabbitmq.connectTimeoutMs` (default
+ * 10 s): retriable for a refused port or a timeout, not retriable for refused credentials, an
+ * unknown virtual host or a certificate the client does not trust.
  */
 export async function createRabbitMqBroker(
   url: URL,
@@ -102,12 +104,24 @@ export async function createRabbitMqBroker(
   if (url.protocol !== 'amqp:' && url.protocol !== 'amqps:') {
     throw new ConfigError('url', `expected amqp:// or amqps://, got ${url.protocol}//`);
   }
+  for (const [part, text] of [
+    ['user name', url.username],
+    ['password', url.password],
+    ['virtual host', url.pathname],
+  ] as const) {
+    try {
+      decodeURIComponent(text);
+    } catch {
+      // amqplib decodes these and would throw a bare URIError.
+      throw new ConfigError('url', `the ${part} in the URL has a malformed %-escape; write % as %25`);
+    }
+  }
   const resolved = resolveRabbitMqOptions(options);
   const management =
     resolved.managementUrl === undefined ? undefined : ManagementApi.from(resolved.managementUrl, url);
-  const connection = await RabbitConnection.open(url, resolved, 'consuming');
+  const connection = await RabbitConnection.open(url, resolved, 'consuming', context.logger);
   try {
-    const publishing = await RabbitConnection.open(url, resolved, 'publishing');
+    const publishing = await RabbitConnection.open(url, resolved, 'publishing', context.logger);
     return new RabbitMqBroker(connection, publishing, resolved, context.logger, management);
   } catch (error) {
     await connection.close();

@@ -1,4 +1,5 @@
 import { ConfigError, ConnectionError } from '../../core/errors.js';
+import { safeDecode } from './connection.js';
 
 /**
  * The rabbitmq_management plugin's HTTP API, for what AMQP does not tell: how many deliveries
@@ -27,14 +28,14 @@ export class ManagementApi {
       throw new ConfigError('rabbitmq.managementUrl', `must be http:// or https:// (got ${url.protocol}//)`);
     }
     const from = url.username !== '' ? url : amqpUrl;
-    const user = decodeURIComponent(from.username || 'guest');
-    const pass = decodeURIComponent(from.password || 'guest');
+    const user = safeDecode(from.username || 'guest');
+    const pass = safeDecode(from.password || 'guest');
     const path = amqpUrl.pathname.replace(/^\//, '');
     const base = `${url.protocol}//${url.host}${url.pathname.replace(/\/$/, '')}/api`;
     return new ManagementApi(
       base,
       `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`,
-      path === '' ? '/' : decodeURIComponent(path),
+      path === '' ? '/' : safeDecode(path),
     );
   }
 

@@ -132,8 +132,12 @@ export class GroupMembership {
         this.announcer = channel;
         this.announce('hello');
       },
-      () => {
-        this.openingAnnouncer = false;
+      (error: unknown) => {
+        this.openingAnnouncer = false; // tried again on the next heartbeat
+        this.publishing.report(
+          `group ${this.group} of ${this.topic}: opening the membership channel failed`,
+          error,
+        );
       },
     );
   }

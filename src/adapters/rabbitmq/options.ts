@@ -1,6 +1,6 @@
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import { ConfigError } from '../../core/errors.js';
-import { intOption, refuseUnknownKeys, topicName } from '../../core/options.js';
+import { intOption, MAX_TIMER_MS, refuseUnknownKeys, topicName } from '../../core/options.js';
 
 /** Options of the RabbitMQ adapter (`connect(url, { rabbitmq: { ... } })`). */
 export interface RabbitMqBrokerOptions {
@@ -35,8 +35,18 @@ export interface RabbitMqBrokerOptions {
    * this is considered gone and its partitions are reassigned. Default 1000 ms.
    */
   memberHeartbeatMs?: number;
-  /** TLS options for `amqps://` (ca, cert, key, servername, ...). */
+  /**
+   * TLS options for `amqps://`: Node's `tls.connect` options (ca, cert, key, pfx, passphrase,
+   * servername, rejectUnauthorized, minVersion, ...), except host, port, path, socket and
+   * timeout, which come from the URL and `connectTimeoutMs`. Unknown keys are refused.
+   */
   tls?: TlsOptions;
+  /**
+   * Bound of one connection attempt, the first one in `connect()` and every reconnect: the TCP
+   * (and TLS) connect plus the AMQP handshake. `connect()` fails with a retriable
+   * `ConnectionError` after this long, and the socket is destroyed. Default 10 000 ms.
+   */
+  connectTimeoutMs?: number;
   /**
    * The rabbitmq_management HTTP API, e.g. `http://127.0.0.1:15672` (credentials: this URL's,
    * else the AMQP URL's). When set, `backlog` counts deliveries consumers hold unacknowledged
@@ -65,9 +75,42 @@ export interface ResolvedRabbitMqOptions {
   reconnect: { initialMs: number; maxMs: number };
   memberHeartbeatMs: number;
   tls: TlsOptions | undefined;
+  connectTimeoutMs: number;
   managementUrl: string | undefined;
   holdUnroutedMs: number;
 }
+
+/** `tls.connect` options accepted under `rabbitmq.tls` (host, port, socket and timeout are mqkit's). */
+const TLS_KEYS = [
+  'ALPNProtocols',
+  'allowPartialTrustChain',
+  'ca',
+  'cert',
+  'checkServerIdentity',
+  'ciphers',
+  'clientCertEngine',
+  'crl',
+  'dhparam',
+  'ecdhCurve',
+  'enableTrace',
+  'honorCipherOrder',
+  'key',
+  'maxVersion',
+  'minDHSize',
+  'minVersion',
+  'passphrase',
+  'pfx',
+  'privateKeyEngine',
+  'privateKeyIdentifier',
+  'pskCallback',
+  'rejectUnauthorized',
+  'secureContext',
+  'secureOptions',
+  'secureProtocol',
+  'servername',
+  'session',
+  'sigalgs',
+];
 
 const KEYS = [
   'queueType',
@@ -79,18 +122,22 @@ const KEYS = [
   'reconnect',
   'memberHeartbeatMs',
   'tls',
+  'connectTimeoutMs',
   'managementUrl',
   'holdUnroutedMs',
 ];
 
 export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): ResolvedRabbitMqOptions {
-  if (typeof options !== 'object' || options === null) throw new ConfigError('rabbitmq', 'must be an object');
+  if (!isPlainObject(options)) throw new ConfigError('rabbitmq', 'must be an object');
   refuseUnknownKeys(options, KEYS, 'rabbitmq.');
   const queueType = options.queueType ?? 'classic';
   if (queueType !== 'classic' && queueType !== 'quorum') {
     throw new ConfigError('rabbitmq.queueType', `must be 'classic' or 'quorum' (got ${String(queueType)})`);
   }
   const reconnect = options.reconnect ?? {};
+  if (!isPlainObject(reconnect)) {
+    throw new ConfigError('rabbitmq.reconnect', 'must be an object such as { initialMs: 100, maxMs: 5000 }');
+  }
   refuseUnknownKeys(reconnect, ['initialMs', 'maxMs'], 'rabbitmq.reconnect.');
   const initialMs = intOption(reconnect.initialMs, 'rabbitmq.reconnect.initialMs', 1, 100);
   const maxMs = intOption(reconnect.maxMs, 'rabbitmq.reconnect.maxMs', initialMs, Math.max(5000, initialMs));
@@ -104,6 +151,7 @@ export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): Res
   if (options.connectionName !== undefined && typeof options.connectionName !== 'string') {
     throw new ConfigError('rabbitmq.connectionName', 'must be a string');
   }
+  const tls = resolveTls(options.tls);
   return {
     queueType,
     deliveryLimit: intOption(options.deliveryLimit, 'rabbitmq.deliveryLimit', 1, 20),
@@ -114,7 +162,14 @@ export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): Res
     connectionName: options.connectionName ?? `mqkit ${process.pid}`,
     reconnect: { initialMs, maxMs },
     memberHeartbeatMs: intOption(options.memberHeartbeatMs, 'rabbitmq.memberHeartbeatMs', 10, 1000),
-    tls: options.tls,
+    tls,
+    connectTimeoutMs: intOption(
+      options.connectTimeoutMs,
+      'rabbitmq.connectTimeoutMs',
+      1,
+      10_000,
+      MAX_TIMER_MS,
+    ),
     managementUrl: options.managementUrl,
     // x-message-ttl is a 32-bit unsigned count of milliseconds on the broker.
     holdUnroutedMs: intOption(
@@ -125,6 +180,35 @@ export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): Res
       2 ** 32 - 1,
     ),
   };
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function resolveTls(tls: unknown): TlsOptions | undefined {
+  if (tls === undefined) return undefined;
+  if (!isPlainObject(tls)) {
+    throw new ConfigError(
+      'rabbitmq.tls',
+      `must be an object of tls.connect options such as { ca } (got ${JSON.stringify(typeof tls === 'string' ? tls : typeof tls)})`,
+    );
+  }
+  refuseUnknownKeys(tls, TLS_KEYS, 'rabbitmq.tls.');
+  if (tls.rejectUnauthorized !== undefined && typeof tls.rejectUnauthorized !== 'boolean') {
+    throw new ConfigError('rabbitmq.tls.rejectUnauthorized', 'must be true or false');
+  }
+  if (tls.servername !== undefined && typeof tls.servername !== 'string') {
+    throw new ConfigError('rabbitmq.tls.servername', 'must be a string');
+  }
+  for (const field of ['ca', 'cert', 'key', 'pfx', 'crl']) {
+    const value = tls[field];
+    const ok = (v: unknown) => typeof v === 'string' || v instanceof Uint8Array || isPlainObject(v);
+    if (value !== undefined && !(Array.isArray(value) ? value.every(ok) : ok(value))) {
+      throw new ConfigError(`rabbitmq.tls.${field}`, 'must be a PEM string, a Buffer, or an array of them');
+    }
+  }
+  return tls as TlsOptions;
 }
 
 /** Prefetch of one consumer of a subscription with `concurrency` handlers. */

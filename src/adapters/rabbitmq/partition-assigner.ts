@@ -107,7 +107,10 @@ export class PartitionAssigner {
         ...[...mine].filter((p) => !owned.has(p)).map((p) => this.host.startPartition(p)),
       ]);
     });
-    this.queue = this.queue.catch(() => {}); // retried on the next heartbeat
+    // Retried on the next heartbeat.
+    this.queue = this.queue.catch((error: unknown) =>
+      this.connection.report(`group ${this.group} of ${this.topic}: rebalancing partitions failed`, error),
+    );
     return this.queue;
   }
 
@@ -124,8 +127,12 @@ export class PartitionAssigner {
       await this.topology.orderedGroup(this.topic, this.group, count, this.tags, this.queueOptions);
       this.partitions = count;
       await this.rebalance();
-    } catch {
-      // next check
+    } catch (error) {
+      // Checked again in a few heartbeats.
+      this.connection.report(
+        `group ${this.group} of ${this.topic}: reading the partition count failed`,
+        error,
+      );
     }
   }
 

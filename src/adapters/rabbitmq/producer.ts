@@ -5,7 +5,7 @@ import type { OutgoingMessage, SendResult } from '../../core/message.js';
 import { oneWayReporter } from '../../core/one-way.js';
 import type { ResolvedProducerOptions } from '../../core/options.js';
 import { encodeMessage, H, type WireMessage } from '../../core/wire.js';
-import { publishOptions, routingKey } from './amqp-wire.js';
+import { checkAmqpLimits, publishOptions, routingKey } from './amqp-wire.js';
 import type { RabbitConnection } from './connection.js';
 import { delayTiers, hopHeaders } from './delay-route.js';
 import { names } from './names.js';
@@ -25,7 +25,7 @@ export class RabbitMqProducer implements Producer {
   private readonly reportOneWay: (error: unknown, message: OutgoingMessage<unknown>) => void;
 
   constructor(
-    connection: RabbitConnection,
+    private readonly connection: RabbitConnection,
     private readonly topology: Topology,
     private readonly options: ResolvedProducerOptions,
     private readonly maxBytes: number,
@@ -41,7 +41,7 @@ export class RabbitMqProducer implements Producer {
   send<T>(message: OutgoingMessage<T>): Promise<SendResult> {
     try {
       if (this.closed) throw new ClosedError('producer is closed');
-      return this.sendWire(encodeMessage(message as OutgoingMessage<unknown>, this.maxBytes));
+      return this.prepare(encodeMessage(message as OutgoingMessage<unknown>, this.maxBytes))();
     } catch (error) {
       return Promise.reject(error);
     }
@@ -50,8 +50,9 @@ export class RabbitMqProducer implements Producer {
   async sendBatch(messages: readonly OutgoingMessage<unknown>[]): Promise<SendResult[]> {
     if (!Array.isArray(messages)) throw new ConfigError('sendBatch.messages', 'must be an array');
     if (this.closed) throw new ClosedError('producer is closed');
-    const wires = messages.map((m) => encodeMessage(m, this.maxBytes)); // all valid before any is sent
-    return Promise.all(wires.map((w) => this.sendWire(w)));
+    // All valid before any is sent.
+    const sends = messages.map((m) => this.prepare(encodeMessage(m, this.maxBytes)));
+    return Promise.all(sends.map((send) => send()));
   }
 
   sendOneWay<T>(message: OutgoingMessage<T>): void {
@@ -67,49 +68,54 @@ export class RabbitMqProducer implements Producer {
     this.onClose(this);
   }
 
-  private sendWire(wire: WireMessage): Promise<SendResult> {
+  /**
+   * Builds the publish of one message and checks it against AMQP's limits (a non-retriable
+   * `PublishError` naming the limit, thrown before anything is queued); the returned function
+   * sends it.
+   */
+  private prepare(wire: WireMessage): () => Promise<SendResult> {
     const result: SendResult = { id: wire.id, topic: wire.topic };
-    if (wire.delayMs > 0) return this.sendDelayed(wire).then(() => result);
     const content = toBuffer(wire.payload);
-    const options = publishOptions(
-      wire.headers,
-      wire.key,
-      this.options.acks === 'all',
-      this.options.acks !== 'none',
-      // Stream offsets by time have second precision; readers use this to start at the exact ms.
-      this.topology.isStream(wire.topic) ? { [H.timestamp]: String(Date.now()) } : undefined,
-    );
-    const exchange = names.topicExchange(wire.topic);
     const key = routingKey(wire.tag);
-    if (this.topology.topicReady(wire.topic)) {
-      return this.publisher.publish(exchange, key, content, options).then(() => result);
-    }
-    return this.topology
-      .topic(wire.topic)
-      .then(() => this.publisher.publish(exchange, key, content, options))
-      .then(() => result);
-  }
-
-  private async sendDelayed(wire: WireMessage): Promise<void> {
-    const tiers = delayTiers(wire.delayMs);
     const exchange = names.topicExchange(wire.topic);
-    await this.topology.topic(wire.topic);
-    await this.topology.delayRoute(tiers, { kind: 'topic', exchange });
-    const now = Date.now();
-    const options = publishOptions(
-      wire.headers,
-      wire.key,
-      this.options.acks === 'all',
-      this.options.acks !== 'none',
-      {
+    const persistent = this.options.acks === 'all';
+    const mandatory = this.options.acks !== 'none';
+    if (wire.delayMs > 0) {
+      const tiers = delayTiers(wire.delayMs);
+      const now = Date.now();
+      const options = publishOptions(wire.headers, wire.key, persistent, mandatory, {
         ...hopHeaders(tiers, { kind: 'topic', exchange }),
         [H.timestamp]: String(now),
         [H.targetTopic]: wire.topic,
         [H.deliverAt]: String(now + wire.delayMs),
-      },
+      });
+      const first = names.delayTier(tiers[0] as number);
+      checkAmqpLimits(first, key, options, this.connection.frameMax);
+      return async () => {
+        await this.topology.topic(wire.topic);
+        await this.topology.delayRoute(tiers, { kind: 'topic', exchange });
+        await this.publisher.publish(first, key, content, options);
+        return result;
+      };
+    }
+    const options = publishOptions(
+      wire.headers,
+      wire.key,
+      persistent,
+      mandatory,
+      // Stream offsets by time have second precision; readers use this to start at the exact ms.
+      this.topology.isStream(wire.topic) ? { [H.timestamp]: String(Date.now()) } : undefined,
     );
-    const first = names.delayTier(tiers[0] as number);
-    await this.publisher.publish(first, routingKey(wire.tag), toBuffer(wire.payload), options);
+    checkAmqpLimits(exchange, key, options, this.connection.frameMax);
+    return () => {
+      if (this.topology.topicReady(wire.topic)) {
+        return this.publisher.publish(exchange, key, content, options).then(() => result);
+      }
+      return this.topology
+        .topic(wire.topic)
+        .then(() => this.publisher.publish(exchange, key, content, options))
+        .then(() => result);
+    };
   }
 }
 

@@ -1,4 +1,5 @@
 import type { Channel, ConfirmChannel, Message, Options } from 'amqplib';
+import { IllegalOperationError } from 'amqplib';
 import { ClosedError, type MqError, PublishError, TimeoutError } from '../../core/errors.js';
 import type { RabbitConnection } from './connection.js';
 
@@ -96,6 +97,7 @@ export class Publisher {
       if (this.waiting.length > this.waitingHead) this.open();
       return;
     }
+    let refused = false;
     while (this.waitingHead < this.waiting.length && this.writable && !this.connection.blocked) {
       const p = this.waiting[this.waitingHead] as Pending;
       if (p.settled) {
@@ -105,8 +107,21 @@ export class Publisher {
       let ok: boolean;
       try {
         ok = channel.publish(p.exchange, p.routingKey, p.content, p.options);
-      } catch {
-        return; // the channel is closing; its close handler republishes
+      } catch (error) {
+        if (error instanceof IllegalOperationError) return; // the channel is closing; its close handler republishes
+        // amqplib's encoder refused this message (a field over its AMQP limit) before writing a
+        // byte: the channel is fine and the message can never be sent. Left at the head of the
+        // queue it would hold up every later publish until each timed out.
+        this.waitingHead++;
+        p.settled = true;
+        p.reject(
+          new PublishError(
+            `RabbitMQ cannot carry this message: ${error instanceof Error ? error.message : String(error)}`,
+            { cause: error, retriable: false },
+          ),
+        );
+        refused = true;
+        continue;
       }
       this.waitingHead++;
       p.published = true;
@@ -118,6 +133,7 @@ export class Publisher {
       this.waiting = [];
       this.waitingHead = 0;
     }
+    if (refused) this.checkIdle();
   }
 
   private open(): void {

@@ -353,7 +353,12 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
         await this.setUp();
         if (this.closing.signal.aborted) await this.tearDown(); // closed while resuming
         return;
-      } catch {
+      } catch (error) {
+        if (!this.closing.signal.aborted)
+          this.ctx.connection.report(
+            `subscription to ${this.topic} (group ${this.group}) could not resume, trying again in ${delay} ms`,
+            error,
+          );
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }
@@ -439,7 +444,11 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
     try {
       await publish();
       consumer.ack(tag);
-    } catch {
+    } catch (error) {
+      this.ctx.connection.report(
+        `subscription to ${this.topic} (group ${this.group}): the retry or dead-letter copy was not published, the message goes back to its queue`,
+        error,
+      );
       if (!consumer.dead) consumer.requeue(tag);
     }
   }
