@@ -26,6 +26,8 @@ describe('rabbitmq options', () => {
     expect(field({ connectTimeoutMs: 0 })).toBe('rabbitmq.connectTimeoutMs');
     expect(field({ connectTimeoutMs: '1000' })).toBe('rabbitmq.connectTimeoutMs');
     expect(field({ prefetchh: 1 })).toBe('rabbitmq.prefetchh');
+    expect(field({ partitions: 100_000 })).toBe('rabbitmq.partitions');
+    expect(field({ prefetch: 70_000 })).toBe('rabbitmq.prefetch');
     expect(field([])).toBe('rabbitmq');
     expect(field('x')).toBe('rabbitmq');
   });

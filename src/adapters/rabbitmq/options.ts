@@ -1,6 +1,6 @@
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import { ConfigError } from '../../core/errors.js';
-import { intOption, MAX_TIMER_MS, refuseUnknownKeys, topicName } from '../../core/options.js';
+import { intOption, MAX_PARTITIONS, MAX_TIMER_MS, refuseUnknownKeys, topicName } from '../../core/options.js';
 
 /** Options of the RabbitMQ adapter (`connect(url, { rabbitmq: { ... } })`). */
 export interface RabbitMqBrokerOptions {
@@ -12,9 +12,9 @@ export interface RabbitMqBrokerOptions {
   queueType?: 'classic' | 'quorum';
   /** `x-delivery-limit` of quorum queues. Default 20. */
   deliveryLimit?: number;
-  /** Partition queues of key-ordered groups on a topic never given a count by `ensureTopic`. Default 1. */
+  /** Partition queues of key-ordered groups on a topic never given a count by `ensureTopic`. Default 1, at most 4096. */
   partitions?: number;
-  /** Unacknowledged deliveries per consumer. Default max(2 × concurrency, 64). */
+  /** Unacknowledged deliveries per consumer. Default max(2 × concurrency, 64); at most 65 535 (AMQP's prefetch count is 16 bits). */
   prefetch?: number;
   /**
    * Topics stored as RabbitMQ streams (`x-queue-type: stream`): they keep every message and
@@ -155,9 +155,9 @@ export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): Res
   return {
     queueType,
     deliveryLimit: intOption(options.deliveryLimit, 'rabbitmq.deliveryLimit', 1, 20),
-    partitions: intOption(options.partitions, 'rabbitmq.partitions', 1, 1),
+    partitions: intOption(options.partitions, 'rabbitmq.partitions', 1, 1, MAX_PARTITIONS),
     prefetch:
-      options.prefetch === undefined ? undefined : intOption(options.prefetch, 'rabbitmq.prefetch', 1, 1),
+      options.prefetch === undefined ? undefined : intOption(options.prefetch, 'rabbitmq.prefetch', 1, 1, 65_535),
     streams,
     connectionName: options.connectionName ?? `mqkit ${process.pid}`,
     reconnect: { initialMs, maxMs },
