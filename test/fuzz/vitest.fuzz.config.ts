@@ -11,7 +11,10 @@ export default defineConfig({
     root: fileURLToPath(new URL('../..', import.meta.url)),
     include: ['test/fuzz/**/*.test.ts'],
     globalSetup: ['test/infra/global-setup.ts'],
-    env: { MQKIT_FUZZ_RUNS: process.env.MQKIT_FUZZ_RUNS ?? '2000' },
+    env: {
+      MQKIT_FUZZ_RUNS: process.env.MQKIT_FUZZ_RUNS ?? '2000',
+      MQKIT_FUZZ_TIME_LIMIT_MS: process.env.MQKIT_FUZZ_TIME_LIMIT_MS ?? '300000',
+    },
     fileParallelism: false,
     testTimeout: 60_000,
     hookTimeout: 120_000,
