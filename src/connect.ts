@@ -119,6 +119,11 @@ export async function connect(url?: string, options: ConnectOptions = {}): Promi
       `unknown scheme ${parsed.protocol} in ${JSON.stringify(redact(text))}; use one of ${known}`,
     );
   }
+  if (parsed.protocol !== 'memory:' && parsed.host === '')
+    throw new ConfigError(
+      'url',
+      `needs a host, as in ${parsed.protocol}//host:port (got ${JSON.stringify(redact(text))})`,
+    );
   const factory = await builtin.load();
   return factory(parsed, options[builtin.option], context);
 }

@@ -148,6 +148,21 @@ export function topicName(ref: TopicRef<unknown>, field = 'topic'): string {
 
 let lastValidName: string | undefined;
 
+/**
+ * Validates a consumer group named by the application: a string by the rules of
+ * {@link topicName}, not starting with `mq.` (mqkit's own groups, such as Kafka's delay forwarder).
+ */
+export function groupName(value: unknown, field: string): string {
+  if (typeof value !== 'string') throw new ConfigError(field, `must be a string (got ${shown(value)})`);
+  const name = topicName(value, field);
+  if (RESERVED_TOPIC.test(name))
+    throw new ConfigError(
+      field,
+      `names starting with 'mq.' are reserved for mqkit's own groups (got '${name}')`,
+    );
+  return name;
+}
+
 const RESERVED_TOPIC = /^mq\./i;
 
 /**
@@ -231,6 +246,29 @@ export function intQueryParam(
   return intOption(Number(value), field, min, fallback, max);
 }
 
+/**
+ * A value as an error message shows it. Never throws (`String` does on an object without a
+ * prototype or with a throwing `toString`) and never prints an object's contents, which may hold
+ * a secret.
+ */
+export function shown(value: unknown): string {
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+    case 'number':
+    case 'boolean':
+    case 'bigint':
+    case 'undefined':
+      return String(value);
+    case 'symbol':
+      return 'a symbol';
+    case 'function':
+      return 'a function';
+    default:
+      return value === null ? 'null' : Array.isArray(value) ? 'an array' : 'an object';
+  }
+}
+
 /** Validates an optional integer option: `fallback` when absent, a `ConfigError` naming `field` when out of range. */
 export function intOption(
   value: unknown,
@@ -242,7 +280,7 @@ export function intOption(
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
-    throw new ConfigError(field, `must be an integer ${range} (got ${String(value)})`);
+    throw new ConfigError(field, `must be an integer ${range} (got ${shown(value)})`);
   }
   return value;
 }
@@ -258,7 +296,7 @@ export function oneOf<T extends string>(
   if (!allowed.includes(value as T)) {
     throw new ConfigError(
       field,
-      `must be one of ${allowed.map((a) => `'${a}'`).join(', ')} (got ${String(value)})`,
+      `must be one of ${allowed.map((a) => `'${a}'`).join(', ')} (got ${shown(value)})`,
     );
   }
   return value as T;
@@ -318,9 +356,9 @@ export function resolveSubscribeOptions(options: SubscribeOptions<unknown>): Res
         "required in 'clustering' mode; name the consumer group, e.g. 'billing'",
       );
     }
-    group = topicName(options.group, 'subscribe.group');
+    group = groupName(options.group, 'subscribe.group');
   } else {
-    const prefix = options.group === undefined ? 'broadcast' : topicName(options.group, 'subscribe.group');
+    const prefix = options.group === undefined ? 'broadcast' : groupName(options.group, 'subscribe.group');
     group = `${prefix}.${process.pid}-${Date.now().toString(36)}-${++broadcastSequence}`;
   }
 
@@ -368,7 +406,7 @@ export function resolveSubscribeOptions(options: SubscribeOptions<unknown>): Res
   if (typeof multiplier !== 'number' || !(multiplier >= 1 && multiplier <= MAX_BACKOFF_MULTIPLIER)) {
     throw new ConfigError(
       'subscribe.retry.backoff.multiplier',
-      `must be a number from 1 to ${MAX_BACKOFF_MULTIPLIER} (got ${String(multiplier)})`,
+      `must be a number from 1 to ${MAX_BACKOFF_MULTIPLIER} (got ${shown(multiplier)})`,
     );
   }
 

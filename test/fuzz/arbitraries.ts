@@ -119,11 +119,14 @@ export function names(options: { pool: readonly string[]; unique: string; intern
 }
 
 /** What the README and issue 9 say a topic or group name must be; anything else must be a `ConfigError`. */
-export function invalidName(name: unknown): string | undefined {
+export function invalidName(ref: unknown): string | undefined {
+  // A topic may also be a TopicSpec (what defineTopic returns): its name counts.
+  const name =
+    typeof ref === 'object' && ref !== null && 'name' in ref ? (ref as { name: unknown }).name : ref;
   if (typeof name !== 'string') return 'not a string';
   if (!/^[A-Za-z0-9._-]{1,200}$/.test(name)) return 'outside 1-200 characters of A-Z a-z 0-9 . _ -';
   if (name === '.' || name === '..') return "'.' and '..' (refused by Kafka, so by every broker)";
-  if (name.startsWith('mq.')) return "the 'mq.' prefix is mqkit's (delay tiers, retry topics)";
+  if (/^mq\./i.test(name)) return "the 'mq.' prefix is mqkit's (delay tiers, retry topics)";
   return undefined;
 }
 

@@ -82,6 +82,9 @@ describe('redact', () => {
     ['x://h/?access_token=s3cr3t;api%4bey=s3cr3t', 'x://h/?access_token=***;api%4bey=***'],
     ['memory://name?partitions=4', 'memory://name?partitions=4'],
     ['not a url', 'not a url'],
+    ['amqp:/:s3cr3t@127.0.0.1:5672', 'amqp:***@127.0.0.1:5672'],
+    ['::s3cr3t@', '***@'],
+    ['kafka:user:s3cr3t@h:9092', 'kafka:***@h:9092'],
   ])('%s', (url, expected) => {
     expect(redact(url)).toBe(expected);
   });

@@ -4,6 +4,7 @@ import type { Logger } from '../../core/logger.js';
 import type { Handler, OutgoingMessage, SendResult } from '../../core/message.js';
 import { oneWayReporter } from '../../core/one-way.js';
 import {
+  groupName,
   otherTagsError,
   type ProducerOptions,
   type ResolvedProducerOptions,
@@ -12,7 +13,7 @@ import {
   resolveSubscription,
   type SubscribeOptions,
   tagsKey,
-  topicName,
+  userTopicName,
 } from '../../core/options.js';
 import { encodeMessage, H, type WireMessage } from '../../core/wire.js';
 import { MemoryGroup } from './memory-group.js';
@@ -81,8 +82,9 @@ export class MemoryBroker implements Broker {
   }
 
   async backlog(topic: string, group: string): Promise<Backlog> {
-    const t = this.state.topics.get(topicName(topic, 'backlog.topic'));
-    const g = this.state.groups.get(`${topic}\u0000${group}`);
+    const name = userTopicName(topic, 'backlog.topic');
+    const t = this.state.topics.get(name);
+    const g = this.state.groups.get(`${name}\u0000${groupName(group, 'backlog.group')}`);
     const partitions = (t?.partitions ?? []).map((log, partition) => {
       // An unknown group has no committed position (as on Kafka): counted from the first retained.
       if (g === undefined) return { partition, backlog: log.end - log.start, end: String(log.end) };

@@ -3,12 +3,13 @@ import { ClosedError, UnsupportedError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Handler } from '../../core/message.js';
 import {
+  groupName,
   type ProducerOptions,
   resolveEnsureTopic,
   resolveProducerOptions,
   resolveSubscription,
   type SubscribeOptions,
-  topicName,
+  userTopicName,
 } from '../../core/options.js';
 import { MAX_MESSAGE_BYTES, rabbitMqCapabilities } from './capabilities.js';
 import type { RabbitConnection } from './connection.js';
@@ -109,8 +110,8 @@ export class RabbitMqBroker implements Broker {
    */
   async backlog(topic: string, group: string): Promise<Backlog> {
     this.assertOpen();
-    const t = topicName(topic, 'backlog.topic');
-    const g = topicName(group, 'backlog.group');
+    const t = userTopicName(topic, 'backlog.topic');
+    const g = groupName(group, 'backlog.group');
     const partitions: Backlog['partitions'] = [];
     const add = async (partition: number, queue: string, ready: number) => {
       const inFlight = await this.management?.unacked(queue);

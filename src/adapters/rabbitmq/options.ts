@@ -157,7 +157,9 @@ export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): Res
     deliveryLimit: intOption(options.deliveryLimit, 'rabbitmq.deliveryLimit', 1, 20),
     partitions: intOption(options.partitions, 'rabbitmq.partitions', 1, 1, MAX_PARTITIONS),
     prefetch:
-      options.prefetch === undefined ? undefined : intOption(options.prefetch, 'rabbitmq.prefetch', 1, 1, 65_535),
+      options.prefetch === undefined
+        ? undefined
+        : intOption(options.prefetch, 'rabbitmq.prefetch', 1, 1, 65_535),
     streams,
     connectionName: options.connectionName ?? `mqkit ${process.pid}`,
     reconnect: { initialMs, maxMs },
