@@ -130,6 +130,7 @@ describe('kafka subscription through the client seam', () => {
   ): Promise<FakeConsumer> {
     const client: KafkaClient = {
       admin,
+      connect: async () => {},
       producer: () => producer,
       consumer: (config) => {
         const consumer = new FakeConsumer(config, [P0]);

@@ -1,4 +1,5 @@
 import type { MqError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
 import type { Headers } from '../../core/message.js';
 
 /**
@@ -9,6 +10,14 @@ import type { Headers } from '../../core/message.js';
  */
 export interface KafkaClient {
   readonly admin: AdminClient;
+  /**
+   * Reaches the cluster once, on a connection of its own that is closed again, with a bounded
+   * budget: the bootstrap brokers are tried {@link CONNECT_ATTEMPTS} times, each attempt bounded
+   * by `connectionTimeoutMs` for TCP and `authenticationTimeoutMs` per handshake request.
+   * Resolves once a broker answered; rejects with `ConnectionError` (not retriable when the
+   * credentials were refused). Leaves no socket or timer behind either way.
+   */
+  connect(): Promise<void>;
   /** An idempotent producer needs acks all (-1) on every send. */
   producer(options: { idempotent: boolean }): ProducerClient;
   consumer(config: ConsumerConfig): ConsumerClient;
@@ -17,11 +26,18 @@ export interface KafkaClient {
    * its metadata before placing records there, so keys spread over the new count at once.
    */
   partitionsAdded(topic: string, count: number): void;
-  /** Disconnects the admin connection. Producers and consumers are closed by their owners. */
+  /**
+   * Disconnects the admin connection, after waiting for a connect in progress to settle.
+   * Producers and consumers are closed by their owners.
+   */
   close(): Promise<void>;
 }
 
-export type KafkaClientFactory = (config: KafkaClientConfig) => KafkaClient;
+/** Creates a client; the client library's own log lines go to `logger`. */
+export type KafkaClientFactory = (config: KafkaClientConfig, logger: Logger) => KafkaClient;
+
+/** Attempts of {@link KafkaClient.connect}: a refused or silent broker is tried this often in all. */
+export const CONNECT_ATTEMPTS = 3;
 
 export interface KafkaClientConfig {
   /** `host:port` bootstrap servers. */
@@ -31,7 +47,10 @@ export interface KafkaClientConfig {
   sasl:
     | { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string }
     | undefined;
+  /** Per TCP (and TLS) connection attempt. */
   connectionTimeoutMs: number;
+  /** Per request of the handshake (API versions, SASL) when first reaching the cluster. */
+  authenticationTimeoutMs: number;
   requestTimeoutMs: number;
   /** How often cached partition metadata is re-read (new partitions are seen after this). */
   metadataMaxAgeMs: number;

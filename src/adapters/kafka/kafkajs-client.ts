@@ -18,42 +18,48 @@ import {
   PublishError,
   TimeoutError,
 } from '../../core/errors.js';
+import { type Logger, safeLog } from '../../core/logger.js';
 import type { Headers } from '../../core/message.js';
-import type {
-  AdminClient,
-  Compression,
-  ConsumerClient,
-  ConsumerConfig,
-  ConsumerListener,
-  FetchedRecord,
-  KafkaAcks,
-  KafkaClient,
-  KafkaClientConfig,
-  OutgoingRecord,
-  PartitionOffsets,
-  ProducerClient,
-  RecordPosition,
-  TopicPartition,
+import {
+  type AdminClient,
+  CONNECT_ATTEMPTS,
+  type Compression,
+  type ConsumerClient,
+  type ConsumerConfig,
+  type ConsumerListener,
+  type FetchedRecord,
+  type KafkaAcks,
+  type KafkaClient,
+  type KafkaClientConfig,
+  type OutgoingRecord,
+  type PartitionOffsets,
+  type ProducerClient,
+  type RecordPosition,
+  type TopicPartition,
 } from './client.js';
 
 // kafkajs is CommonJS; Node detects only some of its exports as named ESM exports.
 const { AssignerProtocol, CompressionCodecs, CompressionTypes, logLevel, PartitionAssigners, Partitioners } =
   kafkajs;
 
-/** The kafkajs implementation of the client seam: the only file of mqkit that imports kafkajs. */
-export function createKafkajsClient(config: KafkaClientConfig): KafkaClient {
-  const kafka = new kafkajs.Kafka(kafkaConfig(config));
+/**
+ * The kafkajs implementation of the client seam: the only file of mqkit that imports kafkajs.
+ * kafkajs's own log lines go to `logger` (see {@link kafkaConfig}).
+ */
+export function createKafkajsClient(config: KafkaClientConfig, logger: Logger): KafkaClient {
+  const kafka = new kafkajs.Kafka(kafkaConfig(config, logger));
   const admin = new KafkajsAdmin(kafka, config.requestTimeoutMs);
   const minimums: PartitionMinimums = new Map();
   return {
     admin,
+    connect: () => reachCluster(config, logger),
     producer: (options) => new KafkajsProducer(kafka, config, options.idempotent, minimums),
     // A Kafka instance of its own per consumer: kafkajs shares committed-offset bookkeeping
     // between the consumers of one instance by group id, and a rejoin of one clears the
     // other's, which crashes it when several subscriptions use the same group.
     consumer: (consumerConfig) =>
       new KafkajsConsumer(
-        new kafkajs.Kafka(kafkaConfig(config)),
+        new kafkajs.Kafka(kafkaConfig(config, logger)),
         consumerConfig,
         config.metadataMaxAgeMs,
         config.requestTimeoutMs,
@@ -63,6 +69,33 @@ export function createKafkajsClient(config: KafkaClientConfig): KafkaClient {
     },
     close: () => admin.close(),
   };
+}
+
+/**
+ * `KafkaClient.connect`: one admin connection of its own, with kafkajs's retries cut to
+ * `CONNECT_ATTEMPTS` (about 100 ms and 200 ms apart) and every handshake request bounded by
+ * `authenticationTimeoutMs` (kafkajs waits at least `requestTimeout` for each, API versions
+ * included, and retries five times: minutes against a broker that never answers). kafkajs
+ * has settled for good when its retrier rejects, so disconnecting then leaves nothing behind.
+ */
+async function reachCluster(config: KafkaClientConfig, logger: Logger): Promise<void> {
+  const probe = new kafkajs.Kafka({
+    ...kafkaConfig(config, logger),
+    requestTimeout: config.authenticationTimeoutMs,
+    retry: { retries: CONNECT_ATTEMPTS - 1, initialRetryTime: 100, maxRetryTime: 1000 },
+  }).admin();
+  try {
+    await probe.connect();
+  } catch (error) {
+    const refused = someCause(error, (e) => e.name === 'KafkaJSSASLAuthenticationError');
+    const e = error as KafkajsErrorShape;
+    throw new ConnectionError(
+      `cannot connect to the Kafka cluster at ${config.brokers.join(',')}: ${e.message ?? String(error)}`,
+      { cause: error, retriable: !refused },
+    );
+  } finally {
+    await probe.disconnect().catch(() => {});
+  }
 }
 
 /** Refuses a compression codec kafkajs has no implementation registered for. */
@@ -95,35 +128,45 @@ const LOG_LEVELS: Record<KafkaClientConfig['logLevel'], kafkajs.logLevel> = {
   debug: logLevel.DEBUG,
 };
 
-function kafkaConfig(config: KafkaClientConfig): KafkaConfig {
+/**
+ * kafkajs's configuration. Its log lines (at `logLevel` and above) go to `logger` at `debug`,
+ * one line each with kafkajs's fields, without the stack (kept at level 'debug'), and with the
+ * SASL password, should one ever appear, masked: what fails for good is thrown to the caller
+ * or reported by the adapter at `warn`, so kafkajs's retries are chatter.
+ */
+function kafkaConfig(config: KafkaClientConfig, logger: Logger): KafkaConfig {
+  const secret = config.sasl?.password ?? '';
+  const mask = (text: string): string => (secret === '' ? text : text.split(secret).join('***'));
   return {
     clientId: config.clientId,
     brokers: config.brokers,
     ssl: config.ssl,
     sasl: config.sasl as KafkaConfig['sasl'],
     connectionTimeout: config.connectionTimeoutMs,
+    authenticationTimeout: config.authenticationTimeoutMs,
     requestTimeout: config.requestTimeoutMs,
     logLevel: LOG_LEVELS[config.logLevel],
     logCreator:
       () =>
-      ({ namespace, level, label, log }) => {
-        const { message, timestamp: _timestamp, ...extra } = log;
-        if (level === logLevel.ERROR && duplicatesThrownError(namespace, message)) return;
-        const detail = Object.keys(extra).length > 0 ? ` ${JSON.stringify(extra)}` : '';
-        process.stderr.write(`mqkit kafka ${label} [${namespace}] ${message}${detail}\n`);
+      ({ namespace, label, log }) => {
+        const { message, timestamp: _timestamp, logger: _logger, stack, ...extra } = log;
+        if (config.logLevel === 'debug' && stack !== undefined) extra.stack = stack;
+        let fields: Record<string, unknown> = extra;
+        if (secret !== '') {
+          try {
+            fields = JSON.parse(mask(JSON.stringify(extra)));
+          } catch {
+            fields = {};
+          }
+        }
+        safeLog(
+          logger,
+          'debug',
+          { broker: 'kafka', kafkajs: { namespace, level: label, ...fields } },
+          mask(`kafkajs ${label} [${namespace}] ${String(message)}`),
+        );
       },
   };
-}
-
-/**
- * kafkajs logs, at level error, failed responses and produce attempts that it retries; what
- * finally fails is thrown to the caller (and reported by the adapter if nobody awaits it).
- */
-function duplicatesThrownError(namespace: string, message: string): boolean {
-  return (
-    (namespace === 'Connection' && message.startsWith('Response ')) ||
-    (namespace === 'Producer' && message.startsWith('Failed to send messages'))
-  );
 }
 
 const CONNECTION_ERRORS = new Set([
@@ -380,8 +423,8 @@ class KafkajsProducer implements ProducerClient {
     private readonly idempotent: boolean,
     private readonly minimums: PartitionMinimums,
   ) {
+    // Connected on the first send: a producer never used opens no socket.
     this.producer = this.create();
-    this.connect().catch(() => {}); // surfaced by the sends that await it
   }
 
   private create(): Producer {
@@ -477,6 +520,9 @@ class KafkajsProducer implements ProducerClient {
   }
 
   async disconnect(): Promise<void> {
+    // Disconnecting under a connect in progress ends its socket while kafkajs still writes to
+    // it ("write after end") and retries on a new one that nothing closes: wait for it first.
+    await this.connected?.catch(() => {});
     await this.producer.disconnect().catch(() => {});
   }
 }
@@ -794,7 +840,9 @@ class KafkajsAdmin implements AdminClient {
   }
 
   async close(): Promise<void> {
-    if (this.connected === undefined) return;
+    const connecting = this.connected;
+    if (connecting === undefined) return;
+    await connecting.catch(() => {}); // see KafkajsProducer.disconnect
     await this.admin.disconnect().catch(() => {});
   }
 }
