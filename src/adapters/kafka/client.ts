@@ -146,7 +146,9 @@ export interface ConsumerListener {
 export interface ConsumerClient {
   /**
    * Connects, joins the group and starts fetching. Resolves once the first join completed
-   * (`assigned` was called) or failed (`crashed` was called).
+   * (`assigned` was called) or failed (`crashed` was called). A failure the client recovers
+   * from by itself (a broker that has not caught up with a new topic yet) is waited out, for
+   * up to `requestTimeoutMs`, without calling `crashed`.
    */
   run(listener: ConsumerListener): Promise<void>;
   /** Stops fetching these partitions until resumed. Survives rebalances and restarts. */
@@ -172,7 +174,10 @@ export interface AdminClient {
   brokerCount(): Promise<number>;
   /** Partition count of `topic`, or undefined when it does not exist. */
   partitionCount(topic: string): Promise<number | undefined>;
-  /** Creates a topic; resolves false when it already existed. */
+  /**
+   * Creates a topic; resolves false when it already existed, else once every broker serves it
+   * (see `waitForTopic`).
+   */
   createTopic(
     topic: string,
     options: { partitions: number; replicationFactor: number; config: Readonly<Record<string, string>> },
@@ -182,6 +187,13 @@ export interface AdminClient {
    * has that many or more already is left as it is.
    */
   createPartitions(topic: string, count: number): Promise<void>;
+  /**
+   * Resolves once every broker of the cluster serves `topic`'s metadata with at least `count`
+   * partitions, each with a leader, all brokers naming the same leaders (what `createTopic` and
+   * `createPartitions` wait for before they resolve). Rejects with `TimeoutError` after
+   * `requestTimeoutMs`.
+   */
+  waitForTopic(topic: string, count: number): Promise<void>;
   topicOffsets(topic: string): Promise<PartitionOffsets[]>;
   /** Committed offsets of `group` on `topic`, by partition; partitions without one are absent. */
   committedOffsets(group: string, topic: string): Promise<Map<number, number>>;
