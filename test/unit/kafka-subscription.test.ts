@@ -82,6 +82,7 @@ const admin: AdminClient = {
   partitionCount: async () => 1,
   createTopic: async () => false,
   createPartitions: async () => {},
+  waitForTopic: async () => {},
   topicOffsets: async () => [{ partition: 0, low: 0, high: 10 }],
   committedOffsets: async () => new Map(),
   offsetsForTimestamp: async () => new Map([[0, 3]]),
@@ -130,6 +131,7 @@ describe('kafka subscription through the client seam', () => {
   ): Promise<FakeConsumer> {
     const client: KafkaClient = {
       admin,
+      connect: async () => {},
       producer: () => producer,
       consumer: (config) => {
         const consumer = new FakeConsumer(config, [P0]);

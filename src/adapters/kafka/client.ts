@@ -1,4 +1,5 @@
 import type { MqError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
 import type { Headers } from '../../core/message.js';
 
 /**
@@ -9,6 +10,14 @@ import type { Headers } from '../../core/message.js';
  */
 export interface KafkaClient {
   readonly admin: AdminClient;
+  /**
+   * Reaches the cluster once, on a connection of its own that is closed again, with a bounded
+   * budget: the bootstrap brokers are tried {@link CONNECT_ATTEMPTS} times, each attempt bounded
+   * by `connectionTimeoutMs` for TCP and `authenticationTimeoutMs` per handshake request.
+   * Resolves once a broker answered; rejects with `ConnectionError` (not retriable when the
+   * credentials were refused). Leaves no socket or timer behind either way.
+   */
+  connect(): Promise<void>;
   /** An idempotent producer needs acks all (-1) on every send. */
   producer(options: { idempotent: boolean }): ProducerClient;
   consumer(config: ConsumerConfig): ConsumerClient;
@@ -17,11 +26,18 @@ export interface KafkaClient {
    * its metadata before placing records there, so keys spread over the new count at once.
    */
   partitionsAdded(topic: string, count: number): void;
-  /** Disconnects the admin connection. Producers and consumers are closed by their owners. */
+  /**
+   * Disconnects the admin connection, after waiting for a connect in progress to settle.
+   * Producers and consumers are closed by their owners.
+   */
   close(): Promise<void>;
 }
 
-export type KafkaClientFactory = (config: KafkaClientConfig) => KafkaClient;
+/** Creates a client; the client library's own log lines go to `logger`. */
+export type KafkaClientFactory = (config: KafkaClientConfig, logger: Logger) => KafkaClient;
+
+/** Attempts of {@link KafkaClient.connect}: a refused or silent broker is tried this often in all. */
+export const CONNECT_ATTEMPTS = 3;
 
 export interface KafkaClientConfig {
   /** `host:port` bootstrap servers. */
@@ -31,7 +47,10 @@ export interface KafkaClientConfig {
   sasl:
     | { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string }
     | undefined;
+  /** Per TCP (and TLS) connection attempt. */
   connectionTimeoutMs: number;
+  /** Per request of the handshake (API versions, SASL) when first reaching the cluster. */
+  authenticationTimeoutMs: number;
   requestTimeoutMs: number;
   /** How often cached partition metadata is re-read (new partitions are seen after this). */
   metadataMaxAgeMs: number;
@@ -127,7 +146,9 @@ export interface ConsumerListener {
 export interface ConsumerClient {
   /**
    * Connects, joins the group and starts fetching. Resolves once the first join completed
-   * (`assigned` was called) or failed (`crashed` was called).
+   * (`assigned` was called) or failed (`crashed` was called). A failure the client recovers
+   * from by itself (a broker that has not caught up with a new topic yet) is waited out, for
+   * up to `requestTimeoutMs`, without calling `crashed`.
    */
   run(listener: ConsumerListener): Promise<void>;
   /** Stops fetching these partitions until resumed. Survives rebalances and restarts. */
@@ -153,7 +174,10 @@ export interface AdminClient {
   brokerCount(): Promise<number>;
   /** Partition count of `topic`, or undefined when it does not exist. */
   partitionCount(topic: string): Promise<number | undefined>;
-  /** Creates a topic; resolves false when it already existed. */
+  /**
+   * Creates a topic; resolves false when it already existed, else once every broker serves it
+   * (see `waitForTopic`).
+   */
   createTopic(
     topic: string,
     options: { partitions: number; replicationFactor: number; config: Readonly<Record<string, string>> },
@@ -163,6 +187,13 @@ export interface AdminClient {
    * has that many or more already is left as it is.
    */
   createPartitions(topic: string, count: number): Promise<void>;
+  /**
+   * Resolves once every broker of the cluster serves `topic`'s metadata with at least `count`
+   * partitions, each with a leader, all brokers naming the same leaders (what `createTopic` and
+   * `createPartitions` wait for before they resolve). Rejects with `TimeoutError` after
+   * `requestTimeoutMs`.
+   */
+  waitForTopic(topic: string, count: number): Promise<void>;
   topicOffsets(topic: string): Promise<PartitionOffsets[]>;
   /** Committed offsets of `group` on `topic`, by partition; partitions without one are absent. */
   committedOffsets(group: string, topic: string): Promise<Map<number, number>>;

@@ -72,9 +72,15 @@ export { kafkaCapabilities } from './kafka-broker.js';
 export type { KafkaBrokerOptions } from './kafka-options.js';
 
 /**
- * Connects to the Kafka cluster `url` names: resolves once a broker answered. Rejects with
- * `ConfigError` (bad URL or options) or `ConnectionError`. Producers and consumers connect on
- * first use.
+ * Connects to the Kafka cluster `url` names: resolves once a bootstrap broker answered (and
+ * accepted the SASL credentials). Rejects with `ConfigError` (bad URL or options) or
+ * `ConnectionError`: retriable for a refused, unreachable or silent broker, not retriable for
+ * refused credentials. The bootstrap brokers are tried 3 times, about 100 ms and 200 ms apart;
+ * each attempt is bounded by `connectionTimeoutMs` (TCP, TLS) and `authenticationTimeoutMs`
+ * per handshake request, so a refused port fails within a second and a broker that accepts
+ * and never answers within about `3 × (connectionTimeoutMs + authenticationTimeoutMs)` (39 s
+ * by default). Producers and consumers connect on first use; kafkajs's log lines go to
+ * `context.logger` at `debug`.
  */
 export async function createKafkaBroker(
   url: URL,
@@ -83,12 +89,7 @@ export async function createKafkaBroker(
 ): Promise<Broker> {
   const resolved = resolveKafkaOptions(url, options);
   checkCompression(resolved.producer.compression, 'kafka.producer.compression');
-  const client = createKafkajsClient(resolved.client);
-  try {
-    await client.admin.brokerCount();
-  } catch (error) {
-    await client.close();
-    throw error;
-  }
+  const client = createKafkajsClient(resolved.client, context.logger);
+  await client.connect();
   return new KafkaBroker(client, resolved, context.logger);
 }

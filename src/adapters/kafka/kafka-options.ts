@@ -14,13 +14,25 @@ export interface KafkaBrokerOptions {
   ssl?: boolean;
   /** SASL authentication. Default: none, or PLAIN with the URL's user info. */
   sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string };
-  /** Default 3000 ms. */
+  /** How long opening a TCP (and TLS) connection to a broker may take. Default 3000 ms. */
   connectionTimeoutMs?: number;
-  /** Default 30 000 ms. */
+  /**
+   * How long each request of a connection's handshake (API versions, SASL handshake and
+   * authentication) may wait for its answer when `connect` first reaches the cluster. Default
+   * 10 000 ms. `connect` tries the bootstrap brokers 3 times, so it settles within about
+   * `3 × (connectionTimeoutMs + authenticationTimeoutMs)` plus 1 s
+   * of back-off (a refused port fails in well under a second), with a `ConnectionError`.
+   */
+  authenticationTimeoutMs?: number;
+  /** How long any later request may wait for its answer. Default 30 000 ms. */
   requestTimeoutMs?: number;
   /** Partition metadata is re-read this often; consumers see added partitions after it. Default 300 000 ms. */
   metadataMaxAgeMs?: number;
-  /** kafkajs log lines written to stderr at this level and above. Default 'error'. */
+  /**
+   * kafkajs's own log lines at this level and above go to the connection's logger (`connect`'s
+   * `logger` option), each as one `debug` line with kafkajs's fields (never a stack, unless
+   * 'debug'); errors that matter are thrown or reported by mqkit itself. Default 'error'.
+   */
   logLevel?: 'nothing' | 'error' | 'warn' | 'info' | 'debug';
   producer?: {
     /**
@@ -87,7 +99,8 @@ const COMPRESSIONS = ['none', 'gzip', 'snappy', 'lz4', 'zstd'] as const;
 
 /** Reads `kafka://[user:pass@]h1:9092,h2:9092[?query]` and the options; options win over the URL. */
 export function resolveKafkaOptions(url: URL, options: KafkaBrokerOptions = {}): ResolvedKafkaOptions {
-  if (typeof options !== 'object' || options === null) throw new ConfigError('kafka', 'must be an object');
+  if (typeof options !== 'object' || options === null || Array.isArray(options))
+    throw new ConfigError('kafka', 'must be an object');
   refuseUnknownKeys(
     options,
     [
@@ -95,6 +108,7 @@ export function resolveKafkaOptions(url: URL, options: KafkaBrokerOptions = {}):
       'ssl',
       'sasl',
       'connectionTimeoutMs',
+      'authenticationTimeoutMs',
       'requestTimeoutMs',
       'metadataMaxAgeMs',
       'logLevel',
@@ -107,7 +121,7 @@ export function resolveKafkaOptions(url: URL, options: KafkaBrokerOptions = {}):
   const query = Object.fromEntries(url.searchParams);
   refuseUnknownKeys(query, ['clientId', 'ssl', 'saslMechanism', 'logLevel'], 'kafka:// query parameter ');
 
-  const hosts = decodeURIComponent(url.host);
+  const hosts = decoded(url.host, 'url', 'host');
   if (hosts === '') {
     throw new ConfigError('url', 'names no broker; expected kafka://host:port[,host:port...]');
   }
@@ -121,14 +135,18 @@ export function resolveKafkaOptions(url: URL, options: KafkaBrokerOptions = {}):
 
   let sasl = options.sasl;
   if (sasl !== undefined) {
-    if (typeof sasl !== 'object' || sasl === null) throw new ConfigError('kafka.sasl', 'must be an object');
+    if (typeof sasl !== 'object' || sasl === null || Array.isArray(sasl))
+      throw new ConfigError('kafka.sasl', 'must be an object');
     refuseUnknownKeys(sasl, ['mechanism', 'username', 'password'], 'kafka.sasl.');
     oneOf(sasl.mechanism, 'kafka.sasl.mechanism', MECHANISMS, 'plain');
-  } else if (url.username !== '') {
+    // The password's value never goes into a message.
+    if (typeof sasl.username !== 'string') throw new ConfigError('kafka.sasl.username', 'must be a string');
+    if (typeof sasl.password !== 'string') throw new ConfigError('kafka.sasl.password', 'must be a string');
+  } else if (url.username !== '' || url.password !== '') {
     sasl = {
       mechanism: oneOf(query.saslMechanism, 'kafka:// query parameter saslMechanism', MECHANISMS, 'plain'),
-      username: decodeURIComponent(url.username),
-      password: decodeURIComponent(url.password),
+      username: decoded(url.username, 'url', 'user name'),
+      password: decoded(url.password, 'url', 'password'),
     };
   }
 
@@ -174,8 +192,27 @@ export function resolveKafkaOptions(url: URL, options: KafkaBrokerOptions = {}):
       clientId: str(options.clientId ?? query.clientId, 'kafka.clientId', 'mqkit'),
       ssl: bool(options.ssl ?? query.ssl, 'kafka.ssl', false),
       sasl,
-      connectionTimeoutMs: intOption(options.connectionTimeoutMs, 'kafka.connectionTimeoutMs', 1, 3000),
-      requestTimeoutMs: intOption(options.requestTimeoutMs, 'kafka.requestTimeoutMs', 1, 30_000),
+      connectionTimeoutMs: intOption(
+        options.connectionTimeoutMs,
+        'kafka.connectionTimeoutMs',
+        1,
+        3000,
+        MAX_TIMER_MS,
+      ),
+      authenticationTimeoutMs: intOption(
+        options.authenticationTimeoutMs,
+        'kafka.authenticationTimeoutMs',
+        1,
+        10_000,
+        MAX_TIMER_MS,
+      ),
+      requestTimeoutMs: intOption(
+        options.requestTimeoutMs,
+        'kafka.requestTimeoutMs',
+        1,
+        30_000,
+        MAX_TIMER_MS,
+      ),
       metadataMaxAgeMs: intOption(options.metadataMaxAgeMs, 'kafka.metadataMaxAgeMs', 0, 300_000),
       logLevel: oneOf(options.logLevel ?? query.logLevel, 'kafka.logLevel', LOG_LEVELS, 'error'),
     },
@@ -219,10 +256,22 @@ function section<K extends string>(
   keys: readonly K[],
 ): Partial<Record<K, unknown>> {
   if (value === undefined) return {};
-  if (typeof value !== 'object' || value === null)
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
     throw new ConfigError(`kafka.${name}`, 'must be an object');
   refuseUnknownKeys(value, keys, `kafka.${name}.`);
   return value;
+}
+
+/**
+ * A percent-decoded URL part. A malformed escape (`%zz`) is a `ConfigError` that shows neither
+ * the part nor the decoder's error, since the part may be a password.
+ */
+function decoded(part: string, field: string, what: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new ConfigError(field, `the ${what} has a malformed percent escape; encode '%' as %25`);
+  }
 }
 
 function bool(value: unknown, field: string, fallback: boolean): boolean {

@@ -18,42 +18,48 @@ import {
   PublishError,
   TimeoutError,
 } from '../../core/errors.js';
+import { type Logger, safeLog } from '../../core/logger.js';
 import type { Headers } from '../../core/message.js';
-import type {
-  AdminClient,
-  Compression,
-  ConsumerClient,
-  ConsumerConfig,
-  ConsumerListener,
-  FetchedRecord,
-  KafkaAcks,
-  KafkaClient,
-  KafkaClientConfig,
-  OutgoingRecord,
-  PartitionOffsets,
-  ProducerClient,
-  RecordPosition,
-  TopicPartition,
+import {
+  type AdminClient,
+  CONNECT_ATTEMPTS,
+  type Compression,
+  type ConsumerClient,
+  type ConsumerConfig,
+  type ConsumerListener,
+  type FetchedRecord,
+  type KafkaAcks,
+  type KafkaClient,
+  type KafkaClientConfig,
+  type OutgoingRecord,
+  type PartitionOffsets,
+  type ProducerClient,
+  type RecordPosition,
+  type TopicPartition,
 } from './client.js';
 
 // kafkajs is CommonJS; Node detects only some of its exports as named ESM exports.
 const { AssignerProtocol, CompressionCodecs, CompressionTypes, logLevel, PartitionAssigners, Partitioners } =
   kafkajs;
 
-/** The kafkajs implementation of the client seam: the only file of mqkit that imports kafkajs. */
-export function createKafkajsClient(config: KafkaClientConfig): KafkaClient {
-  const kafka = new kafkajs.Kafka(kafkaConfig(config));
+/**
+ * The kafkajs implementation of the client seam: the only file of mqkit that imports kafkajs.
+ * kafkajs's own log lines go to `logger` (see {@link kafkaConfig}).
+ */
+export function createKafkajsClient(config: KafkaClientConfig, logger: Logger): KafkaClient {
+  const kafka = new kafkajs.Kafka(kafkaConfig(config, logger));
   const admin = new KafkajsAdmin(kafka, config.requestTimeoutMs);
   const minimums: PartitionMinimums = new Map();
   return {
     admin,
+    connect: () => reachCluster(config, logger),
     producer: (options) => new KafkajsProducer(kafka, config, options.idempotent, minimums),
     // A Kafka instance of its own per consumer: kafkajs shares committed-offset bookkeeping
     // between the consumers of one instance by group id, and a rejoin of one clears the
     // other's, which crashes it when several subscriptions use the same group.
     consumer: (consumerConfig) =>
       new KafkajsConsumer(
-        new kafkajs.Kafka(kafkaConfig(config)),
+        new kafkajs.Kafka(kafkaConfig(config, logger)),
         consumerConfig,
         config.metadataMaxAgeMs,
         config.requestTimeoutMs,
@@ -63,6 +69,33 @@ export function createKafkajsClient(config: KafkaClientConfig): KafkaClient {
     },
     close: () => admin.close(),
   };
+}
+
+/**
+ * `KafkaClient.connect`: one admin connection of its own, with kafkajs's retries cut to
+ * `CONNECT_ATTEMPTS` (about 100 ms and 200 ms apart) and every handshake request bounded by
+ * `authenticationTimeoutMs` (kafkajs waits at least `requestTimeout` for each, API versions
+ * included, and retries five times: minutes against a broker that never answers). kafkajs
+ * has settled for good when its retrier rejects, so disconnecting then leaves nothing behind.
+ */
+async function reachCluster(config: KafkaClientConfig, logger: Logger): Promise<void> {
+  const probe = new kafkajs.Kafka({
+    ...kafkaConfig(config, logger),
+    requestTimeout: config.authenticationTimeoutMs,
+    retry: { retries: CONNECT_ATTEMPTS - 1, initialRetryTime: 100, maxRetryTime: 1000 },
+  }).admin();
+  try {
+    await probe.connect();
+  } catch (error) {
+    const refused = someCause(error, (e) => e.name === 'KafkaJSSASLAuthenticationError');
+    const e = error as KafkajsErrorShape;
+    throw new ConnectionError(
+      `cannot connect to the Kafka cluster at ${config.brokers.join(',')}: ${e.message ?? String(error)}`,
+      { cause: error, retriable: !refused },
+    );
+  } finally {
+    await probe.disconnect().catch(() => {});
+  }
 }
 
 /** Refuses a compression codec kafkajs has no implementation registered for. */
@@ -95,35 +128,45 @@ const LOG_LEVELS: Record<KafkaClientConfig['logLevel'], kafkajs.logLevel> = {
   debug: logLevel.DEBUG,
 };
 
-function kafkaConfig(config: KafkaClientConfig): KafkaConfig {
+/**
+ * kafkajs's configuration. Its log lines (at `logLevel` and above) go to `logger` at `debug`,
+ * one line each with kafkajs's fields, without the stack (kept at level 'debug'), and with the
+ * SASL password, should one ever appear, masked: what fails for good is thrown to the caller
+ * or reported by the adapter at `warn`, so kafkajs's retries are chatter.
+ */
+function kafkaConfig(config: KafkaClientConfig, logger: Logger): KafkaConfig {
+  const secret = config.sasl?.password ?? '';
+  const mask = (text: string): string => (secret === '' ? text : text.split(secret).join('***'));
   return {
     clientId: config.clientId,
     brokers: config.brokers,
     ssl: config.ssl,
     sasl: config.sasl as KafkaConfig['sasl'],
     connectionTimeout: config.connectionTimeoutMs,
+    authenticationTimeout: config.authenticationTimeoutMs,
     requestTimeout: config.requestTimeoutMs,
     logLevel: LOG_LEVELS[config.logLevel],
     logCreator:
       () =>
-      ({ namespace, level, label, log }) => {
-        const { message, timestamp: _timestamp, ...extra } = log;
-        if (level === logLevel.ERROR && duplicatesThrownError(namespace, message)) return;
-        const detail = Object.keys(extra).length > 0 ? ` ${JSON.stringify(extra)}` : '';
-        process.stderr.write(`mqkit kafka ${label} [${namespace}] ${message}${detail}\n`);
+      ({ namespace, label, log }) => {
+        const { message, timestamp: _timestamp, logger: _logger, stack, ...extra } = log;
+        if (config.logLevel === 'debug' && stack !== undefined) extra.stack = stack;
+        let fields: Record<string, unknown> = extra;
+        if (secret !== '') {
+          try {
+            fields = JSON.parse(mask(JSON.stringify(extra)));
+          } catch {
+            fields = {};
+          }
+        }
+        safeLog(
+          logger,
+          'debug',
+          { broker: 'kafka', kafkajs: { namespace, level: label, ...fields } },
+          mask(`kafkajs ${label} [${namespace}] ${String(message)}`),
+        );
       },
   };
-}
-
-/**
- * kafkajs logs, at level error, failed responses and produce attempts that it retries; what
- * finally fails is thrown to the caller (and reported by the adapter if nobody awaits it).
- */
-function duplicatesThrownError(namespace: string, message: string): boolean {
-  return (
-    (namespace === 'Connection' && message.startsWith('Response ')) ||
-    (namespace === 'Producer' && message.startsWith('Failed to send messages'))
-  );
 }
 
 const CONNECTION_ERRORS = new Set([
@@ -172,6 +215,9 @@ function someCause(error: unknown, matches: (e: KafkajsErrorShape) => boolean): 
 const producerStateLost = (error: unknown): boolean =>
   someCause(error, (e) => PRODUCER_STATE_ERRORS.has(e.type ?? ''));
 
+const isTransientMetadataError = (error: unknown): boolean =>
+  someCause(error, (e) => TRANSIENT_METADATA_ERRORS.has(e.type ?? ''));
+
 const hasConnectionCause = (error: unknown): boolean =>
   someCause(error, (e) => CONNECTION_ERRORS.has(e.name ?? ''));
 
@@ -199,9 +245,48 @@ export function toMqError(error: unknown, context: string, publishing = false): 
     : new ConnectionError(message, { cause: error, retriable });
 }
 
+/** Metadata errors a broker answers for a topic it has not caught up with yet. */
+const TRANSIENT_METADATA_ERRORS = new Set([
+  'UNKNOWN_TOPIC_OR_PARTITION',
+  'LEADER_NOT_AVAILABLE',
+  'NOT_LEADER_FOR_PARTITION',
+  'NOT_LEADER_OR_FOLLOWER',
+]);
+
+/** The part of kafkajs's (2.x) internal cluster used to ask one broker at a time. */
+interface InternalCluster {
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+  refreshMetadata(): Promise<void>;
+  getNodeIds(): string[];
+  findBroker(broker: { nodeId: string }): Promise<{
+    metadata(topics: string[]): Promise<{
+      topicMetadata: { topic: string; partitionMetadata: { partitionId: number; leader: number }[] }[];
+    }>;
+  }>;
+}
+
 /**
- * Runs `action` until it stops failing with UNKNOWN_TOPIC_OR_PARTITION or LEADER_NOT_AVAILABLE,
- * for up to `timeoutMs`: what one broker answers right after a topic was created or grown, until
+ * A cluster of kafkajs's own making, or undefined if this kafkajs has no such factory: its
+ * public admin sends each metadata request to a broker it picks at random, and the question
+ * here is what every broker answers.
+ */
+function internalCluster(kafka: Kafka): InternalCluster | undefined {
+  const symbol = Object.getOwnPropertySymbols(kafka).find(
+    (s) => s.description === 'private:Kafka:createCluster',
+  );
+  const create = symbol === undefined ? undefined : (kafka as unknown as Record<symbol, unknown>)[symbol];
+  if (typeof create !== 'function') return undefined;
+  const cluster = create({ metadataMaxAge: 0, allowAutoTopicCreation: false }) as Partial<InternalCluster>;
+  const complete = ['connect', 'disconnect', 'refreshMetadata', 'getNodeIds', 'findBroker'].every(
+    (m) => typeof (cluster as Record<string, unknown>)[m] === 'function',
+  );
+  return complete ? (cluster as InternalCluster) : undefined;
+}
+
+/**
+ * Runs `action` until it stops failing with one of `TRANSIENT_METADATA_ERRORS`, for up to
+ * `timeoutMs`: what one broker answers right after a topic was created or grown, until
  * the change reached its metadata cache.
  */
 async function untilKnown<T>(timeoutMs: number, action: () => Promise<T>): Promise<T> {
@@ -210,8 +295,7 @@ async function untilKnown<T>(timeoutMs: number, action: () => Promise<T>): Promi
     try {
       return await action();
     } catch (error) {
-      const type = (error as KafkajsErrorShape).type;
-      const unknown = type === 'UNKNOWN_TOPIC_OR_PARTITION' || type === 'LEADER_NOT_AVAILABLE';
+      const unknown = TRANSIENT_METADATA_ERRORS.has((error as KafkajsErrorShape).type ?? '');
       if (!unknown || Date.now() + wait > deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, wait));
     }
@@ -380,8 +464,8 @@ class KafkajsProducer implements ProducerClient {
     private readonly idempotent: boolean,
     private readonly minimums: PartitionMinimums,
   ) {
+    // Connected on the first send: a producer never used opens no socket.
     this.producer = this.create();
-    this.connect().catch(() => {}); // surfaced by the sends that await it
   }
 
   private create(): Producer {
@@ -477,6 +561,9 @@ class KafkajsProducer implements ProducerClient {
   }
 
   async disconnect(): Promise<void> {
+    // Disconnecting under a connect in progress ends its socket while kafkajs still writes to
+    // it ("write after end") and retries on a new one that nothing closes: wait for it first.
+    await this.connected?.catch(() => {});
     await this.producer.disconnect().catch(() => {});
   }
 }
@@ -513,6 +600,7 @@ class KafkajsConsumer implements ConsumerClient {
   private readonly consumer: Consumer;
   private readonly paused = new Map<string, TopicPartition>();
   private stopped: Promise<void> | undefined;
+  private connecting: Promise<void> | undefined;
 
   constructor(
     kafka: Kafka,
@@ -539,7 +627,13 @@ class KafkajsConsumer implements ConsumerClient {
 
   async run(listener: ConsumerListener): Promise<void> {
     const c = this.consumer;
+    let joined = false;
+    let failed = false;
+    /** A crash before the first join that kafkajs restarts from by itself. */
+    let transient: unknown;
+    let settle: (() => void) | undefined;
     c.on(c.events.GROUP_JOIN, (event) => {
+      joined = true;
       const assignment = event.payload.memberAssignment;
       const partitions: TopicPartition[] = [];
       for (const topic in assignment) {
@@ -549,22 +643,44 @@ class KafkajsConsumer implements ConsumerClient {
       const again = partitions.filter((tp) => this.paused.has(`${tp.partition}:${tp.topic}`));
       if (again.length > 0) this.apply('pause', again);
       listener.assigned(partitions);
+      settle?.();
     });
     c.on(c.events.REBALANCING, () => listener.rebalancing());
     c.on(c.events.CRASH, (event) => {
-      listener.crashed(
-        toMqError(event.payload.error, `consumer ${this.config.groupId}`),
-        event.payload.restart,
-      );
+      const { error, restart } = event.payload;
+      // A broker that has not caught up with a new topic yet (UNKNOWN_TOPIC_OR_PARTITION in a
+      // metadata or fetch answer): kafkajs rejoins after a pause, and the first join waits.
+      if (!joined && restart && isTransientMetadataError(error)) {
+        transient = error;
+        return;
+      }
+      failed = true;
+      listener.crashed(toMqError(error, `consumer ${this.config.groupId}`), restart);
+      settle?.();
     });
     try {
-      await c.connect();
+      this.connecting = c.connect();
+      await this.connecting;
       for (const { topic, fromBeginning } of this.config.topics) {
         await untilKnown(this.requestTimeoutMs, () => c.subscribe({ topic, fromBeginning }));
       }
     } catch (error) {
       throw toMqError(error, `consumer ${this.config.groupId}`);
     }
+    await this.start(listener);
+    if (joined || failed || transient === undefined) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, this.requestTimeoutMs);
+      settle = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    if (!joined && !failed) listener.crashed(toMqError(transient, `consumer ${this.config.groupId}`), true);
+  }
+
+  private async start(listener: ConsumerListener): Promise<void> {
+    const c = this.consumer;
     await c.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
@@ -617,7 +733,11 @@ class KafkajsConsumer implements ConsumerClient {
   }
 
   stop(): Promise<void> {
-    this.stopped ??= this.consumer.disconnect().catch(() => {});
+    // After a connect in progress settled: see KafkajsProducer.disconnect.
+    this.stopped ??= (this.connecting ?? Promise.resolve())
+      .catch(() => {})
+      .then(() => this.consumer.disconnect())
+      .catch(() => {});
     return this.stopped;
   }
 }
@@ -626,9 +746,11 @@ class KafkajsAdmin implements AdminClient {
   private readonly admin;
   private connected: Promise<void> | undefined;
   private brokers: number | undefined;
+  /** A kafkajs cluster of its own for requests to one broker at a time, created on first use. */
+  private perBroker: Promise<InternalCluster | undefined> | undefined;
 
   constructor(
-    kafka: Kafka,
+    private readonly kafka: Kafka,
     private readonly requestTimeoutMs: number,
   ) {
     this.admin = kafka.admin();
@@ -704,25 +826,74 @@ class KafkajsAdmin implements AdminClient {
         ],
       }),
     );
-    await this.waitForPartitions(topic, options.partitions, `create topic ${topic}`);
+    await this.waitForTopic(topic, options.partitions, `create topic ${topic}`);
     return created;
   }
 
-  /** Until the metadata shows at least `count` partitions of `topic`, each with a leader. */
-  private async waitForPartitions(topic: string, count: number, context: string): Promise<void> {
-    try {
-      await untilKnown(this.requestTimeoutMs, async () => {
-        const { topics } = await this.admin.fetchTopicMetadata({ topics: [topic] });
-        const partitions = topics[0]?.partitions ?? [];
-        if (partitions.length < count || partitions.some((p) => p.leader < 0)) {
-          throw Object.assign(new Error(`${topic} has ${partitions.length} partitions with leaders`), {
-            type: 'LEADER_NOT_AVAILABLE',
-          });
-        }
-      });
-    } catch (error) {
-      throw toMqError(error, context);
+  /**
+   * Until every broker's metadata shows at least `count` partitions of `topic`, each with a
+   * leader, and all brokers name the same leaders: a KRaft broker learns of a new topic from
+   * the metadata log a moment after the controller, and a consumer or producer whose metadata
+   * request reaches it meanwhile fails with UNKNOWN_TOPIC_OR_PARTITION. Bounded by
+   * `requestTimeoutMs` (a `TimeoutError` then).
+   */
+  async waitForTopic(topic: string, count: number, context = `metadata of ${topic}`): Promise<void> {
+    const deadline = Date.now() + this.requestTimeoutMs;
+    for (let wait = 25; ; wait = Math.min(wait * 2, 500)) {
+      let missing: string | undefined;
+      try {
+        missing = await this.unservedBy(topic, count);
+      } catch (error) {
+        if (
+          !TRANSIENT_METADATA_ERRORS.has((error as KafkajsErrorShape).type ?? '') &&
+          !hasConnectionCause(error)
+        )
+          throw toMqError(error, context);
+        missing = `${(error as Error).message}`;
+      }
+      if (missing === undefined) return;
+      if (Date.now() + wait > deadline) {
+        throw new TimeoutError(`${context}: ${missing} after ${this.requestTimeoutMs} ms`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, wait));
     }
+  }
+
+  /** What some broker does not serve yet of `topic`, or undefined when all serve it alike. */
+  private async unservedBy(topic: string, count: number): Promise<string | undefined> {
+    const shows = (partitions: readonly { leader: number }[]): boolean =>
+      partitions.length >= count && partitions.every((p) => p.leader >= 0);
+    this.perBroker ??= this.ready().then(async () => {
+      const cluster = internalCluster(this.kafka);
+      await cluster?.connect();
+      return cluster;
+    });
+    const cluster = await this.perBroker.catch((error: unknown) => {
+      this.perBroker = undefined;
+      throw error;
+    });
+    if (cluster === undefined) {
+      // Another kafkajs than the one this was written for: ask whichever broker kafkajs picks.
+      const { topics } = await this.admin.fetchTopicMetadata({ topics: [topic] });
+      return shows(topics[0]?.partitions ?? []) ? undefined : `${topic} has no leaders yet`;
+    }
+    await cluster.refreshMetadata(); // the current broker list
+    let agreed: string | undefined;
+    for (const nodeId of cluster.getNodeIds()) {
+      const broker = await cluster.findBroker({ nodeId });
+      const metadata = await broker.metadata([topic]);
+      const partitions = metadata.topicMetadata.find((t) => t.topic === topic)?.partitionMetadata ?? [];
+      if (!shows(partitions)) {
+        return `broker ${nodeId} shows ${partitions.length} of ${count} partitions of ${topic} with leaders`;
+      }
+      const leaders = partitions
+        .map((p) => `${p.partitionId}:${p.leader}`)
+        .sort()
+        .join(',');
+      if (agreed !== undefined && leaders !== agreed) return `brokers disagree on the leaders of ${topic}`;
+      agreed = leaders;
+    }
+    return undefined;
   }
 
   async createPartitions(topic: string, count: number): Promise<void> {
@@ -734,7 +905,7 @@ class KafkajsAdmin implements AdminClient {
         if ((error as KafkajsErrorShape).type !== 'INVALID_PARTITIONS') throw error;
       }
     });
-    await this.waitForPartitions(topic, count, `add partitions to ${topic}`);
+    await this.waitForTopic(topic, count, `add partitions to ${topic}`);
   }
 
   async topicOffsets(topic: string): Promise<PartitionOffsets[]> {
@@ -794,7 +965,10 @@ class KafkajsAdmin implements AdminClient {
   }
 
   async close(): Promise<void> {
-    if (this.connected === undefined) return;
-    await this.admin.disconnect().catch(() => {});
+    const connecting = this.connected;
+    if (connecting === undefined) return;
+    await connecting.catch(() => {}); // see KafkajsProducer.disconnect
+    const perBroker = await this.perBroker?.catch(() => undefined);
+    await Promise.all([this.admin.disconnect(), perBroker?.disconnect()].map((p) => p?.catch(() => {})));
   }
 }

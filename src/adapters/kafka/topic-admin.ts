@@ -18,7 +18,13 @@ export class TopicAdmin {
     private readonly partitionsAdded: (topic: string, count: number) => void,
   ) {}
 
-  /** `Admin.ensureTopic`: creates the topic, or raises its partition count to `partitions`. */
+  /**
+   * `Admin.ensureTopic`: creates the topic, or raises its partition count to `partitions`.
+   * Resolves once every broker serves the topic's metadata with a leader for every partition
+   * (also for a topic that existed: someone may have created it a moment ago), so consumers
+   * and producers that reach any broker next find it; waits at most `requestTimeoutMs` for
+   * that, then rejects with `TimeoutError`.
+   */
   async ensureTopic(
     topic: string,
     partitions: number | undefined,
@@ -37,7 +43,10 @@ export class TopicAdmin {
       if (created) return;
       count = await this.admin.partitionCount(name); // created by someone else meanwhile
     }
-    if (partitions === undefined || count === undefined || count >= partitions) return;
+    if (partitions === undefined || count === undefined || count >= partitions) {
+      if (count !== undefined) await this.admin.waitForTopic(name, count);
+      return;
+    }
     await this.admin.createPartitions(name, partitions);
     this.partitionsAdded(name, partitions);
   }
