@@ -1,5 +1,5 @@
 import { ConfigError } from '../../core/errors.js';
-import { intOption, MAX_TIMER_MS, oneOf, refuseUnknownKeys, topicName } from '../../core/options.js';
+import { intOption, MAX_TIMER_MS, oneOf, refuseUnknownKeys, shown, topicName } from '../../core/options.js';
 import type { Compression, KafkaClientConfig } from './client.js';
 
 /**
@@ -278,7 +278,7 @@ function bool(value: unknown, field: string, fallback: boolean): boolean {
   if (value === undefined) return fallback;
   if (value === true || value === 'true') return true;
   if (value === false || value === 'false') return false;
-  throw new ConfigError(field, `must be true or false (got ${String(value)})`);
+  throw new ConfigError(field, `must be true or false (got ${shown(value)})`);
 }
 
 function str(value: unknown, field: string, fallback: string): string {

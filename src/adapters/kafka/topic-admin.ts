@@ -1,5 +1,5 @@
 import type { Backlog } from '../../core/broker.js';
-import { intOption, topicName } from '../../core/options.js';
+import { groupName as checkGroup, intOption, topicName, userTopicName } from '../../core/options.js';
 import type { AdminClient } from './client.js';
 
 /**
@@ -71,8 +71,8 @@ export class TopicAdmin {
    * on counts from the first retained offset; a missing topic has no partitions.
    */
   async backlog(topic: string, group: string): Promise<Backlog> {
-    const name = topicName(topic, 'backlog.topic');
-    const groupName = topicName(group, 'backlog.group');
+    const name = userTopicName(topic, 'backlog.topic');
+    const groupName = checkGroup(group, 'backlog.group');
     if ((await this.admin.partitionCount(name)) === undefined) {
       return { topic: name, group: groupName, total: 0, partitions: [] };
     }
