@@ -57,6 +57,9 @@
  * **Topics** created by the adapter (`ensureTopic`, retry, dead-letter and tier topics) get
  * replication factor min(3, brokers) and `max.message.bytes` 2 MiB, so the adapter's 1 MiB body
  * limit fits with headers; topics created otherwise follow the broker's `message.max.bytes`.
+ * `ensureTopic` (and subscribing, which ensures its topics) resolves once every broker serves
+ * the topic's metadata with a leader for each partition, within `requestTimeoutMs`; a consumer
+ * whose first join meets a broker that has not caught up with a topic yet waits it out.
  *
  * Not atomic: `sendBatch` (records may be stored when it rejects), a handler's side effects and
  * the commit, forwarding a delayed record and committing its tier offset (it may arrive twice).
