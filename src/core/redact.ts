@@ -35,10 +35,54 @@ export function redact(url: string): string {
   );
 }
 
-function safeDecode(text: string): string {
+/** `decodeURIComponent` that keeps a malformed escape as written instead of throwing `URIError`. */
+export function safeDecode(text: string): string {
   try {
     return decodeURIComponent(text);
   } catch {
     return text;
   }
+}
+
+/** {@link redact} of a parsed URL. */
+export function redactUrl(url: URL): string {
+  return redact(url.href);
+}
+
+/** The secrets a URL carries, as they may appear in text: its password raw and decoded. */
+export function urlSecrets(url: URL): string[] {
+  if (url.password === '') return url.username === '' || url.href.includes(':@') ? [] : [url.username];
+  return [url.password, safeDecode(url.password)];
+}
+
+/** `text` with every occurrence of each secret replaced by `***`. */
+export function scrubText(text: string, secrets: readonly string[]): string {
+  return secrets.filter((s) => s.length > 0).reduce((acc, s) => acc.split(s).join('***'), text);
+}
+
+/**
+ * An error (from a client library or the socket) fit to become a `cause` or a log field: when
+ * its message, stack or own string properties hold one of `secrets`, a plain `Error` copy with
+ * them replaced by `***` (its `code` kept); otherwise the error itself. Never throws.
+ */
+export function scrubError(error: unknown, secrets: readonly string[]): unknown {
+  const found = secrets.filter((s) => s.length > 0);
+  if (found.length === 0) return error;
+  if (!(error instanceof Error)) {
+    return typeof error === 'string' ? scrubText(error, found) : error;
+  }
+  let text: string;
+  try {
+    const own = Object.values(error).filter((v): v is string => typeof v === 'string');
+    text = [error.message, error.stack ?? '', ...own].join('\n');
+  } catch {
+    text = '';
+  }
+  if (text !== '' && !found.some((s) => text.includes(s))) return error;
+  const copy = new Error(scrubText(String(error.message), found));
+  copy.name = error.name;
+  copy.stack = scrubText(error.stack ?? copy.message, found);
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' || typeof code === 'number') Object.assign(copy, { code });
+  return copy;
 }
