@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { OutgoingRecord, RecordPosition } from '../../src/adapters/kafka/client.js';
 import { DELAY_TIERS, dueAt, nextHop, tierFor, tierTopic } from '../../src/adapters/kafka/delay-tiers.js';
-import { resolveKafkaOptions } from '../../src/adapters/kafka/kafka-options.js';
+import { type KafkaBrokerOptions, resolveKafkaOptions } from '../../src/adapters/kafka/kafka-options.js';
 import { SendQueue } from '../../src/adapters/kafka/send-queue.js';
+import { MAX_TIMER_MS } from '../../src/core/options.js';
 import { connect, HEADERS, isMqError } from '../../src/index.js';
 
 async function configError(call: () => unknown): Promise<{ field: string; message: string }> {
@@ -59,6 +60,40 @@ describe('kafka options', () => {
       const error = await configError(call);
       expect(error.field).toBe(field);
     }
+  });
+});
+
+describe('kafka timer options', () => {
+  it('caps every millisecond option at the longest timer Node honours', () => {
+    const url = new URL('kafka://127.0.0.1:9092');
+    const over = MAX_TIMER_MS + 1;
+    const cases: [KafkaBrokerOptions, string][] = [
+      [{ connectionTimeoutMs: over }, 'kafka.connectionTimeoutMs'],
+      [{ authenticationTimeoutMs: over }, 'kafka.authenticationTimeoutMs'],
+      [{ requestTimeoutMs: over }, 'kafka.requestTimeoutMs'],
+      [{ metadataMaxAgeMs: over }, 'kafka.metadataMaxAgeMs'],
+      [{ producer: { lingerMs: over } }, 'kafka.producer.lingerMs'],
+      [{ consumer: { sessionTimeoutMs: over } }, 'kafka.consumer.sessionTimeoutMs'],
+      [
+        { consumer: { sessionTimeoutMs: MAX_TIMER_MS, heartbeatIntervalMs: over } },
+        'kafka.consumer.heartbeatIntervalMs',
+      ],
+      [{ consumer: { rebalanceTimeoutMs: over } }, 'kafka.consumer.rebalanceTimeoutMs'],
+      [{ consumer: { maxWaitTimeMs: over } }, 'kafka.consumer.maxWaitTimeMs'],
+      [{ consumer: { commitIntervalMs: over } }, 'kafka.consumer.commitIntervalMs'],
+    ];
+    for (const [options, field] of cases) {
+      expect(() => resolveKafkaOptions(url, options), JSON.stringify(options)).toThrow(
+        expect.objectContaining({ code: 'CONFIG', field }),
+      );
+    }
+    // The bound itself is accepted.
+    const resolved = resolveKafkaOptions(url, {
+      metadataMaxAgeMs: MAX_TIMER_MS,
+      consumer: { rebalanceTimeoutMs: MAX_TIMER_MS, maxWaitTimeMs: MAX_TIMER_MS },
+    });
+    expect(resolved.client.metadataMaxAgeMs).toBe(MAX_TIMER_MS);
+    expect(resolved.consumer.rebalanceTimeoutMs).toBe(MAX_TIMER_MS);
   });
 });
 

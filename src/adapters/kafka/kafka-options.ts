@@ -174,6 +174,7 @@ export function resolveKafkaOptions(url: URL, options: KafkaBrokerOptions = {}):
     'kafka.consumer.heartbeatIntervalMs',
     10,
     500,
+    MAX_TIMER_MS,
   );
   if (heartbeatIntervalMs * 3 > sessionTimeoutMs) {
     throw new ConfigError(
@@ -213,7 +214,13 @@ export function resolveKafkaOptions(url: URL, options: KafkaBrokerOptions = {}):
         30_000,
         MAX_TIMER_MS,
       ),
-      metadataMaxAgeMs: intOption(options.metadataMaxAgeMs, 'kafka.metadataMaxAgeMs', 0, 300_000),
+      metadataMaxAgeMs: intOption(
+        options.metadataMaxAgeMs,
+        'kafka.metadataMaxAgeMs',
+        0,
+        300_000,
+        MAX_TIMER_MS,
+      ),
       logLevel: oneOf(options.logLevel ?? query.logLevel, 'kafka.logLevel', LOG_LEVELS, 'error'),
     },
     producer: {
@@ -229,8 +236,9 @@ export function resolveKafkaOptions(url: URL, options: KafkaBrokerOptions = {}):
         'kafka.consumer.rebalanceTimeoutMs',
         1000,
         60_000,
+        MAX_TIMER_MS,
       ),
-      maxWaitTimeMs: intOption(consumer.maxWaitTimeMs, 'kafka.consumer.maxWaitTimeMs', 0, 200),
+      maxWaitTimeMs: intOption(consumer.maxWaitTimeMs, 'kafka.consumer.maxWaitTimeMs', 0, 200, MAX_TIMER_MS),
       maxBytesPerPartition: intOption(
         consumer.maxBytesPerPartition,
         'kafka.consumer.maxBytesPerPartition',
