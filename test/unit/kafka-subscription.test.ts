@@ -139,6 +139,7 @@ describe('kafka subscription through the client seam', () => {
         return consumer;
       },
       partitionsAdded: () => {},
+      closing: () => {},
       close: async () => {},
     };
     broker = new KafkaBroker(

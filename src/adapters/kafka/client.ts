@@ -27,8 +27,18 @@ export interface KafkaClient {
    */
   partitionsAdded(topic: string, count: number): void;
   /**
-   * Disconnects the admin connection, after waiting for a connect in progress to settle.
-   * Producers and consumers are closed by their owners.
+   * The connection is closing: admin waits in progress and new ones (`waitForTopic`, the wait of
+   * `createTopic` and `createPartitions`, `memberTags`' wait for a rebalance) end at once with
+   * `ClosedError`, so the owner's calls in flight settle; single admin requests still run.
+   */
+  closing(): void;
+  /**
+   * Closes the admin connection: calls `closing`, refuses every admin call from then on with
+   * `ClosedError` (a call waiting for the admin connection too), waits for admin calls in
+   * flight (at most `requestTimeoutMs`) and for a connect in progress (at most
+   * `connectionTimeoutMs + authenticationTimeoutMs`), then disconnects; whatever was still
+   * pending is disconnected again once it settles. Producers and consumers are closed by
+   * their owners.
    */
   close(): Promise<void>;
 }
@@ -158,7 +168,11 @@ export interface ConsumerClient {
   seek(partition: TopicPartition & { offset: number }): void;
   /** Commits next-offsets-to-read for the group, as the current member. */
   commit(offsets: readonly (TopicPartition & { offset: number })[]): Promise<void>;
-  /** Stops fetching, leaves the group and disconnects. Idempotent. */
+  /**
+   * Stops fetching, leaves the group and disconnects; ends `run`'s wait for a first join at
+   * once. Waits for a connect in progress at most `connectionTimeoutMs + authenticationTimeoutMs`.
+   * Idempotent.
+   */
   stop(): Promise<void>;
 }
 
@@ -188,10 +202,11 @@ export interface AdminClient {
    */
   createPartitions(topic: string, count: number): Promise<void>;
   /**
-   * Resolves once every broker of the cluster serves `topic`'s metadata with at least `count`
-   * partitions, each with a leader, all brokers naming the same leaders (what `createTopic` and
-   * `createPartitions` wait for before they resolve). Rejects with `TimeoutError` after
-   * `requestTimeoutMs`.
+   * Resolves once every broker of the cluster that answers serves `topic`'s metadata with at
+   * least `count` partitions, each with a leader, all naming the same leaders (what
+   * `createTopic` and `createPartitions` wait for before they resolve). A broker that cannot be
+   * reached is skipped; at least one must answer. Rejects with `TimeoutError` after
+   * `requestTimeoutMs`, with `ClosedError` once the connection is closing.
    */
   waitForTopic(topic: string, count: number): Promise<void>;
   topicOffsets(topic: string): Promise<PartitionOffsets[]>;

@@ -58,8 +58,13 @@
  * replication factor min(3, brokers) and `max.message.bytes` 2 MiB, so the adapter's 1 MiB body
  * limit fits with headers; topics created otherwise follow the broker's `message.max.bytes`.
  * `ensureTopic` (and subscribing, which ensures its topics) resolves once every broker serves
- * the topic's metadata with a leader for each partition, within `requestTimeoutMs`; a consumer
+ * the topic's metadata with a leader for each partition, within `requestTimeoutMs`; a broker
+ * that cannot be reached is skipped (logged at debug), but at least one must answer. A consumer
  * whose first join meets a broker that has not caught up with a topic yet waits it out.
+ * `close()` ends such waits in progress with `ClosedError` and waits for the calls in flight;
+ * it waits for a connect in progress at most `connectionTimeoutMs + authenticationTimeoutMs`.
+ * A delayed send's creation of the delay-tier topics counts against `producer.timeoutMs`.
+ * A TLS certificate that does not verify is a non-retriable `ConnectionError`.
  *
  * Not atomic: `sendBatch` (records may be stored when it rejects), a handler's side effects and
  * the commit, forwarding a delayed record and committing its tier offset (it may arrive twice).

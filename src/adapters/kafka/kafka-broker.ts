@@ -50,6 +50,8 @@ export class KafkaBroker implements Broker, KafkaContext {
   private closed = false;
   /** The one close in progress: a second caller waits for it too. */
   private closing: Promise<void> | undefined;
+  /** `ensureTopic`, `backlog` and `subscribe` calls in flight, which close waits for. */
+  private readonly calls = new Set<Promise<unknown>>();
 
   constructor(
     readonly client: KafkaClient,
@@ -71,10 +73,13 @@ export class KafkaBroker implements Broker, KafkaContext {
   async subscribe<T>(options: SubscribeOptions<T>, handler: Handler<T>): Promise<Subscription> {
     this.assertOpen();
     const { options: resolved, handler: checked } = resolveSubscription(options, handler);
-    const subscription = await KafkaSubscription.start(this, resolved, checked, (s) =>
-      this.subscriptions.delete(s),
+    // Added to the set within the tracked call, so a close that waited for it closes it too.
+    const subscription = await this.track(
+      KafkaSubscription.start(this, resolved, checked, (s) => this.subscriptions.delete(s)).then((s) => {
+        this.subscriptions.add(s);
+        return s;
+      }),
     );
-    this.subscriptions.add(subscription);
     if (this.closed) await subscription.close();
     return subscription;
   }
@@ -82,12 +87,20 @@ export class KafkaBroker implements Broker, KafkaContext {
   async ensureTopic(topic: string, options: { partitions?: number } = {}): Promise<void> {
     this.assertOpen();
     const { topic: name, partitions } = resolveEnsureTopic(topic, options);
-    await this.topics.ensureTopic(name, partitions);
+    await this.track(this.topics.ensureTopic(name, partitions));
   }
 
   backlog(topic: string, group: string): Promise<Backlog> {
     this.assertOpen();
-    return this.topics.backlog(topic, group);
+    return this.track(this.topics.backlog(topic, group));
+  }
+
+  /** Keeps `call` among the calls close waits for until it settles. */
+  private track<T>(call: Promise<T>): Promise<T> {
+    this.calls.add(call);
+    const done = () => this.calls.delete(call);
+    call.then(done, done);
+    return call;
   }
 
   producerClient(idempotent: boolean): ProducerClient {
@@ -164,6 +177,10 @@ export class KafkaBroker implements Broker, KafkaContext {
   }
 
   private async closeOnce(): Promise<void> {
+    // Calls in flight settle first (their waits for topics end with ClosedError), so that what
+    // they open (a subscription's consumer, say) is closed below rather than left behind.
+    this.client.closing();
+    if (this.calls.size > 0) await Promise.allSettled([...this.calls]);
     await Promise.all([...this.subscriptions].map((s) => s.close()));
     await Promise.all([...this.producers].map((p) => p.close()));
     await this.internal?.drained();

@@ -1,5 +1,5 @@
 import type { Producer } from '../../core/broker.js';
-import { ClosedError, ConfigError } from '../../core/errors.js';
+import { ClosedError, ConfigError, TimeoutError } from '../../core/errors.js';
 import type { OutgoingMessage, SendResult } from '../../core/message.js';
 import { oneWayReporter } from '../../core/one-way.js';
 import type { ResolvedProducerOptions } from '../../core/options.js';
@@ -56,8 +56,10 @@ export class KafkaProducer implements Producer {
   async send<T>(message: OutgoingMessage<T>): Promise<SendResult> {
     this.assertOpen();
     const wire = encodeMessage(message as OutgoingMessage<unknown>, MAX_MESSAGE_BYTES);
-    if (wire.delayMs > 0) await this.context.prepareDelays();
-    return result(wire, await this.queue.push(this.record(wire)));
+    return this.bounded(wire.topic, async () => {
+      if (wire.delayMs > 0) await this.context.prepareDelays();
+      return result(wire, await this.queue.push(this.record(wire)));
+    });
   }
 
   async sendBatch(messages: readonly OutgoingMessage<unknown>[]): Promise<SendResult[]> {
@@ -65,9 +67,11 @@ export class KafkaProducer implements Producer {
     if (!Array.isArray(messages)) throw new ConfigError('sendBatch.messages', 'must be an array');
     const wires = messages.map((m) => encodeMessage(m, MAX_MESSAGE_BYTES)); // all valid before any is sent
     if (wires.length === 0) return [];
-    if (wires.some((w) => w.delayMs > 0)) await this.context.prepareDelays();
-    const positions = await this.queue.pushGroup(wires.map((w) => this.record(w)));
-    return wires.map((w, i) => result(w, positions[i] as RecordPosition));
+    return this.bounded([...new Set(wires.map((w) => w.topic))].join(', '), async () => {
+      if (wires.some((w) => w.delayMs > 0)) await this.context.prepareDelays();
+      const positions = await this.queue.pushGroup(wires.map((w) => this.record(w)));
+      return wires.map((w, i) => result(w, positions[i] as RecordPosition));
+    });
   }
 
   sendOneWay<T>(message: OutgoingMessage<T>): void {
@@ -75,10 +79,10 @@ export class KafkaProducer implements Producer {
     try {
       this.assertOpen();
       const wire = encodeMessage(message as OutgoingMessage<unknown>, MAX_MESSAGE_BYTES);
-      const sent =
-        wire.delayMs > 0
-          ? this.context.prepareDelays().then(() => this.oneWay.push(this.record(wire)))
-          : this.oneWay.push(this.record(wire));
+      const sent = this.bounded(wire.topic, async () => {
+        if (wire.delayMs > 0) await this.context.prepareDelays();
+        return this.oneWay.push(this.record(wire));
+      });
       sent.catch(fail);
     } catch (error) {
       fail(error);
@@ -92,6 +96,32 @@ export class KafkaProducer implements Producer {
       this.onClose(this),
     );
     return this.closing;
+  }
+
+  /**
+   * Runs a send, creating the delay-tier topics first if needed, within the producer's
+   * `timeoutMs`: past it, a retriable `TimeoutError` (the records may still be stored later).
+   */
+  private async bounded<R>(topics: string, send: () => Promise<R>): Promise<R> {
+    const sending = send();
+    sending.catch(() => {}); // after a timeout nobody awaits it
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new TimeoutError(
+              `send to ${topics}: not done within ${this.options.timeoutMs} ms; the records may still be stored`,
+            ),
+          ),
+        this.options.timeoutMs,
+      );
+    });
+    try {
+      return await Promise.race([sending, timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** The record to write: to the topic itself, or (delayed) to the first delay tier. */

@@ -11,6 +11,7 @@ import kafkajs, {
   type RecordMetadata,
 } from 'kafkajs';
 import {
+  ClosedError,
   ConfigError,
   ConnectionError,
   isMqError,
@@ -20,6 +21,9 @@ import {
 } from '../../core/errors.js';
 import { type Logger, safeLog } from '../../core/logger.js';
 import type { Headers } from '../../core/message.js';
+import { MAX_TIMER_MS } from '../../core/options.js';
+import { scrubError, scrubText } from '../../core/redact.js';
+import { settlesWithin, sleep } from '../../core/timers.js';
 import {
   type AdminClient,
   CONNECT_ATTEMPTS,
@@ -48,7 +52,7 @@ const { AssignerProtocol, CompressionCodecs, CompressionTypes, logLevel, Partiti
  */
 export function createKafkajsClient(config: KafkaClientConfig, logger: Logger): KafkaClient {
   const kafka = new kafkajs.Kafka(kafkaConfig(config, logger));
-  const admin = new KafkajsAdmin(kafka, config.requestTimeoutMs);
+  const admin = new KafkajsAdmin(kafka, config, logger);
   const minimums: PartitionMinimums = new Map();
   return {
     admin,
@@ -58,15 +62,11 @@ export function createKafkajsClient(config: KafkaClientConfig, logger: Logger): 
     // between the consumers of one instance by group id, and a rejoin of one clears the
     // other's, which crashes it when several subscriptions use the same group.
     consumer: (consumerConfig) =>
-      new KafkajsConsumer(
-        new kafkajs.Kafka(kafkaConfig(config, logger)),
-        consumerConfig,
-        config.metadataMaxAgeMs,
-        config.requestTimeoutMs,
-      ),
+      new KafkajsConsumer(new kafkajs.Kafka(kafkaConfig(config, logger)), consumerConfig, config),
     partitionsAdded: (topic, count) => {
       minimums.set(topic, { count, until: Date.now() + PARTITIONS_ADDED_GRACE_MS });
     },
+    closing: () => admin.closing(),
     close: () => admin.close(),
   };
 }
@@ -88,10 +88,17 @@ async function reachCluster(config: KafkaClientConfig, logger: Logger): Promise<
     await probe.connect();
   } catch (error) {
     const refused = someCause(error, (e) => e.name === 'KafkaJSSASLAuthenticationError');
+    const untrusted = isCertificateError(error);
     const e = error as KafkajsErrorShape;
+    const secrets = config.sasl === undefined ? [] : [config.sasl.password];
     throw new ConnectionError(
-      `cannot connect to the Kafka cluster at ${config.brokers.join(',')}: ${e.message ?? String(error)}`,
-      { cause: error, retriable: !refused },
+      scrubText(
+        `cannot connect to the Kafka cluster at ${config.brokers.join(',')}: ${e.message ?? String(error)}${
+          untrusted ? " (TLS: the broker's certificate is not trusted)" : ''
+        }`,
+        secrets,
+      ),
+      { cause: scrubError(error, secrets), retriable: !refused && !untrusted },
     );
   } finally {
     await probe.disconnect().catch(() => {});
@@ -135,8 +142,8 @@ const LOG_LEVELS: Record<KafkaClientConfig['logLevel'], kafkajs.logLevel> = {
  * or reported by the adapter at `warn`, so kafkajs's retries are chatter.
  */
 function kafkaConfig(config: KafkaClientConfig, logger: Logger): KafkaConfig {
-  const secret = config.sasl?.password ?? '';
-  const mask = (text: string): string => (secret === '' ? text : text.split(secret).join('***'));
+  const secrets = config.sasl === undefined ? [] : [config.sasl.password];
+  const mask = (text: string): string => scrubText(text, secrets);
   return {
     clientId: config.clientId,
     brokers: config.brokers,
@@ -152,7 +159,7 @@ function kafkaConfig(config: KafkaClientConfig, logger: Logger): KafkaConfig {
         const { message, timestamp: _timestamp, logger: _logger, stack, ...extra } = log;
         if (config.logLevel === 'debug' && stack !== undefined) extra.stack = stack;
         let fields: Record<string, unknown> = extra;
-        if (secret !== '') {
+        if (secrets.some((secret) => secret !== '')) {
           try {
             fields = JSON.parse(mask(JSON.stringify(extra)));
           } catch {
@@ -198,9 +205,21 @@ interface KafkajsErrorShape {
   name?: string;
   message?: string;
   type?: string;
+  code?: unknown;
   retriable?: boolean;
   cause?: unknown;
 }
+
+/**
+ * Node's codes for a TLS peer certificate that does not verify (self-signed, unknown issuer,
+ * expired, wrong host name): trying again cannot help, the configuration must change.
+ */
+const CERTIFICATE_ERROR =
+  /^(CERT_|SELF_SIGNED|DEPTH_ZERO_SELF_SIGNED|UNABLE_TO_|HOSTNAME_MISMATCH|ERR_TLS_CERT_ALTNAME_INVALID)/;
+
+/** True when the error, or one of its causes, is a TLS certificate verification failure. */
+const isCertificateError = (error: unknown): boolean =>
+  someCause(error, (e) => typeof e.code === 'string' && CERTIFICATE_ERROR.test(e.code));
 
 /** True when the error, or one of its `cause`s (kafkajs wraps errors it gives up on), matches. */
 function someCause(error: unknown, matches: (e: KafkajsErrorShape) => boolean): boolean {
@@ -234,6 +253,7 @@ export function toMqError(error: unknown, context: string, publishing = false): 
   if (TIMEOUT_ERRORS.has(name) || e.type === 'REQUEST_TIMED_OUT') {
     return new TimeoutError(message, { cause: error });
   }
+  if (isCertificateError(error)) return new ConnectionError(message, { cause: error, retriable: false });
   // kafkajs's retrier wraps an error it gave up on as non-retriable (cause: the original); a
   // connection refused or reset is still worth retrying for the caller, later.
   if (hasConnectionCause(error)) return new ConnectionError(message, { cause: error });
@@ -453,7 +473,8 @@ const PRODUCER_STATE_ERRORS = new Set([
   'INVALID_PRODUCER_EPOCH',
 ]);
 
-class KafkajsProducer implements ProducerClient {
+/** @internal Exported for tests only. */
+export class KafkajsProducer implements ProducerClient {
   private producer: Producer;
   /** Connecting or connected; cleared on failure so the next send tries again. */
   private connected: Promise<void> | undefined;
@@ -560,11 +581,18 @@ class KafkajsProducer implements ProducerClient {
     }
   }
 
+  /**
+   * Disconnecting under a connect in progress ends its socket while kafkajs still writes to it
+   * ("write after end") and retries on a new one that nothing closes: the connect is waited for
+   * first, but at most `connectionTimeoutMs + authenticationTimeoutMs` (against a broker gone
+   * silent kafkajs retries for minutes); past that, the producer is disconnected at once and
+   * again once the connect settled.
+   */
   async disconnect(): Promise<void> {
-    // Disconnecting under a connect in progress ends its socket while kafkajs still writes to
-    // it ("write after end") and retries on a new one that nothing closes: wait for it first.
-    await this.connected?.catch(() => {});
-    await this.producer.disconnect().catch(() => {});
+    const producer = this.producer;
+    await disconnectAfter(this.connected ?? Promise.resolve(), connectWaitMs(this.config), () =>
+      producer.disconnect(),
+    );
   }
 }
 
@@ -596,18 +624,24 @@ function positions(
   return out;
 }
 
-class KafkajsConsumer implements ConsumerClient {
+/** @internal Exported for tests only. */
+export class KafkajsConsumer implements ConsumerClient {
   private readonly consumer: Consumer;
   private readonly paused = new Map<string, TopicPartition>();
   private stopped: Promise<void> | undefined;
   private connecting: Promise<void> | undefined;
+  /** Ends `run`'s wait for a first join after a transient crash (called by `stop`). */
+  private endJoinWait: (() => void) | undefined;
+  private stopping = false;
+  private readonly requestTimeoutMs: number;
 
   constructor(
     kafka: Kafka,
     private readonly config: ConsumerConfig,
-    metadataMaxAgeMs: number,
-    private readonly requestTimeoutMs: number,
+    private readonly client: KafkaClientConfig,
   ) {
+    this.requestTimeoutMs = client.requestTimeoutMs;
+    const metadataMaxAgeMs = client.metadataMaxAgeMs;
     this.consumer = kafka.consumer({
       groupId: config.groupId,
       sessionTimeout: config.sessionTimeoutMs,
@@ -668,15 +702,18 @@ class KafkajsConsumer implements ConsumerClient {
       throw toMqError(error, `consumer ${this.config.groupId}`);
     }
     await this.start(listener);
-    if (joined || failed || transient === undefined) return;
+    if (joined || failed || transient === undefined || this.stopping) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, this.requestTimeoutMs);
       settle = () => {
         clearTimeout(timer);
         resolve();
       };
+      this.endJoinWait = settle;
     });
-    if (!joined && !failed) listener.crashed(toMqError(transient, `consumer ${this.config.groupId}`), true);
+    this.endJoinWait = undefined;
+    if (!joined && !failed && !this.stopping)
+      listener.crashed(toMqError(transient, `consumer ${this.config.groupId}`), true);
   }
 
   private async start(listener: ConsumerListener): Promise<void> {
@@ -733,35 +770,88 @@ class KafkajsConsumer implements ConsumerClient {
   }
 
   stop(): Promise<void> {
-    // After a connect in progress settled: see KafkajsProducer.disconnect.
-    this.stopped ??= (this.connecting ?? Promise.resolve())
-      .catch(() => {})
-      .then(() => this.consumer.disconnect())
-      .catch(() => {});
+    this.stopping = true;
+    this.endJoinWait?.();
+    // After a connect in progress settled, within a bound: see KafkajsProducer.disconnect.
+    this.stopped ??= disconnectAfter(this.connecting ?? Promise.resolve(), connectWaitMs(this.client), () =>
+      this.consumer.disconnect(),
+    );
     return this.stopped;
   }
 }
 
-class KafkajsAdmin implements AdminClient {
+/**
+ * How long closing waits for a connect in progress before disconnecting anyway: a broker gone
+ * silent after the cluster was reached keeps kafkajs retrying for minutes.
+ */
+const connectWaitMs = (config: KafkaClientConfig): number =>
+  Math.min(config.connectionTimeoutMs + config.authenticationTimeoutMs, MAX_TIMER_MS);
+
+/**
+ * Waits up to `ms` for `work` to settle, then runs `disconnect`; if `work` was still pending,
+ * runs `disconnect` again once it settles, so that nothing it opened meanwhile stays open.
+ */
+async function disconnectAfter(work: Promise<unknown>, ms: number, disconnect: () => Promise<void>) {
+  const settled = Promise.allSettled([work]);
+  if (!(await settlesWithin(settled, ms))) void settled.then(disconnect).catch(() => {});
+  await disconnect().catch(() => {});
+}
+
+/** Errors of one broker that cannot be reached (refused, timed out): skipped when asking each broker. */
+const isUnreachable = (error: unknown): boolean =>
+  hasConnectionCause(error) || someCause(error, (e) => TIMEOUT_ERRORS.has(e.name ?? ''));
+
+/** @internal Exported for tests only. */
+export class KafkajsAdmin implements AdminClient {
   private readonly admin;
   private connected: Promise<void> | undefined;
   private brokers: number | undefined;
   /** A kafkajs cluster of its own for requests to one broker at a time, created on first use. */
   private perBroker: Promise<InternalCluster | undefined> | undefined;
+  private cluster: InternalCluster | undefined;
+  /** Aborted by `closing` (and `close`): waits for topics and group states end at once. */
+  private readonly ending = new AbortController();
+  /** Aborted by `close`: every call refuses with `ClosedError` from then on. */
+  private readonly shut = new AbortController();
+  /** Rejects with `ClosedError` once closed; raced against a connect in progress. */
+  private readonly whenShut: Promise<never>;
+  /** Calls in flight, which `close` waits for (bounded) before disconnecting. */
+  private readonly running = new Set<Promise<unknown>>();
+  private closed: Promise<void> | undefined;
 
   constructor(
     private readonly kafka: Kafka,
-    private readonly requestTimeoutMs: number,
+    private readonly config: KafkaClientConfig,
+    private readonly logger: Logger,
   ) {
     this.admin = kafka.admin();
+    this.whenShut = new Promise<never>((_, reject) => {
+      this.shut.signal.addEventListener('abort', () => reject(closedError()), { once: true });
+    });
+    this.whenShut.catch(() => {});
+  }
+
+  private get requestTimeoutMs(): number {
+    return this.config.requestTimeoutMs;
+  }
+
+  /** Runs `work` as a call `close` waits for; refuses once closed. */
+  private track<T>(work: () => Promise<T>): Promise<T> {
+    const running = this.shut.signal.aborted ? Promise.reject(closedError()) : work();
+    this.running.add(running);
+    const done = () => this.running.delete(running);
+    running.then(done, done);
+    return running;
   }
 
   private async ready(): Promise<ReturnType<Kafka['admin']>> {
+    if (this.shut.signal.aborted) throw closedError();
     this.connected ??= this.admin.connect().catch((error: unknown) => {
       this.connected = undefined;
       throw toMqError(error, 'admin connection');
     });
-    await this.connected;
+    // Closed while connecting: refused at once; `close` disconnects once the connect settled.
+    await Promise.race([this.connected, this.whenShut]);
     return this.admin;
   }
 
@@ -769,22 +859,21 @@ class KafkajsAdmin implements AdminClient {
    * Runs an admin request, trying again a few times on retriable protocol errors that kafkajs
    * gives up on at once (NOT_LEADER_FOR_PARTITION from a topic created a moment ago, ...).
    */
-  private async call<T>(
-    context: string,
-    action: (admin: ReturnType<Kafka['admin']>) => Promise<T>,
-  ): Promise<T> {
-    const admin = await this.ready();
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await action(admin);
-      } catch (error) {
-        const e = error as KafkajsErrorShape;
-        if (attempt >= 6 || e.name !== 'KafkaJSProtocolError' || e.retriable !== true) {
-          throw toMqError(error, context);
+  private call<T>(context: string, action: (admin: ReturnType<Kafka['admin']>) => Promise<T>): Promise<T> {
+    return this.track(async () => {
+      const admin = await this.ready();
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await action(admin);
+        } catch (error) {
+          const e = error as KafkajsErrorShape;
+          if (attempt >= 6 || e.name !== 'KafkaJSProtocolError' || e.retriable !== true) {
+            throw toMqError(error, context);
+          }
+          if (!(await sleep(50 * 2 ** attempt, this.shut.signal))) throw closedError();
         }
-        await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt));
       }
-    }
+    });
   }
 
   async brokerCount(): Promise<number> {
@@ -831,58 +920,89 @@ class KafkajsAdmin implements AdminClient {
   }
 
   /**
-   * Until every broker's metadata shows at least `count` partitions of `topic`, each with a
-   * leader, and all brokers name the same leaders: a KRaft broker learns of a new topic from
-   * the metadata log a moment after the controller, and a consumer or producer whose metadata
-   * request reaches it meanwhile fails with UNKNOWN_TOPIC_OR_PARTITION. Bounded by
-   * `requestTimeoutMs` (a `TimeoutError` then).
+   * Until every broker that answers shows at least `count` partitions of `topic`, each with a
+   * leader, and they all name the same leaders: a KRaft broker learns of a new topic from the
+   * metadata log a moment after the controller, and a consumer or producer whose metadata
+   * request reaches it meanwhile fails with UNKNOWN_TOPIC_OR_PARTITION. A broker that cannot
+   * be reached (refused, timed out) is skipped, logged at debug; at least one must answer.
+   * Bounded by `requestTimeoutMs` (a `TimeoutError` then); ends with `ClosedError` once the
+   * connection is closing.
    */
-  async waitForTopic(topic: string, count: number, context = `metadata of ${topic}`): Promise<void> {
-    const deadline = Date.now() + this.requestTimeoutMs;
-    for (let wait = 25; ; wait = Math.min(wait * 2, 500)) {
-      let missing: string | undefined;
-      try {
-        missing = await this.unservedBy(topic, count);
-      } catch (error) {
-        if (
-          !TRANSIENT_METADATA_ERRORS.has((error as KafkajsErrorShape).type ?? '') &&
-          !hasConnectionCause(error)
-        )
-          throw toMqError(error, context);
-        missing = `${(error as Error).message}`;
+  waitForTopic(topic: string, count: number, context = `metadata of ${topic}`): Promise<void> {
+    return this.track(async () => {
+      const deadline = Date.now() + this.requestTimeoutMs;
+      for (let wait = 25; ; wait = Math.min(wait * 2, 500)) {
+        if (this.ending.signal.aborted) throw closingError(context);
+        let missing: string | undefined;
+        try {
+          missing = await this.unservedBy(topic, count);
+        } catch (error) {
+          if (isMqError(error)) throw error;
+          if (
+            !TRANSIENT_METADATA_ERRORS.has((error as KafkajsErrorShape).type ?? '') &&
+            !hasConnectionCause(error)
+          )
+            throw toMqError(error, context);
+          missing = `${(error as Error).message}`;
+        }
+        if (missing === undefined) return;
+        if (Date.now() + wait > deadline) {
+          throw new TimeoutError(`${context}: ${missing} after ${this.requestTimeoutMs} ms`);
+        }
+        if (!(await sleep(wait, this.ending.signal))) throw closingError(context);
       }
-      if (missing === undefined) return;
-      if (Date.now() + wait > deadline) {
-        throw new TimeoutError(`${context}: ${missing} after ${this.requestTimeoutMs} ms`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, wait));
-    }
+    });
   }
 
-  /** What some broker does not serve yet of `topic`, or undefined when all serve it alike. */
+  /** What the brokers that answer do not serve yet of `topic`, or undefined when they all serve it alike. */
   private async unservedBy(topic: string, count: number): Promise<string | undefined> {
     const shows = (partitions: readonly { leader: number }[]): boolean =>
       partitions.length >= count && partitions.every((p) => p.leader >= 0);
     this.perBroker ??= this.ready().then(async () => {
       const cluster = internalCluster(this.kafka);
+      this.cluster = cluster;
       await cluster?.connect();
       return cluster;
     });
-    const cluster = await this.perBroker.catch((error: unknown) => {
-      this.perBroker = undefined;
+    const cluster = await Promise.race([this.perBroker, this.whenShut]).catch((error: unknown) => {
+      if (!this.shut.signal.aborted) this.perBroker = undefined;
       throw error;
     });
+    if (this.ending.signal.aborted) throw closingError(`metadata of ${topic}`);
     if (cluster === undefined) {
       // Another kafkajs than the one this was written for: ask whichever broker kafkajs picks.
       const { topics } = await this.admin.fetchTopicMetadata({ topics: [topic] });
       return shows(topics[0]?.partitions ?? []) ? undefined : `${topic} has no leaders yet`;
     }
     await cluster.refreshMetadata(); // the current broker list
+    if (this.ending.signal.aborted) throw closingError(`metadata of ${topic}`);
+    const answers = await Promise.all(
+      cluster.getNodeIds().map(async (nodeId) => {
+        try {
+          const broker = await cluster.findBroker({ nodeId });
+          const metadata = await broker.metadata([topic]);
+          return {
+            nodeId,
+            partitions: metadata.topicMetadata.find((t) => t.topic === topic)?.partitionMetadata ?? [],
+          };
+        } catch (error) {
+          if (!isUnreachable(error)) throw error;
+          safeLog(
+            this.logger,
+            'debug',
+            { broker: 'kafka', nodeId, topic },
+            `kafka broker ${nodeId} not reached for the metadata of ${topic}, skipped: ${(error as Error).message}`,
+          );
+          return undefined;
+        }
+      }),
+    );
     let agreed: string | undefined;
-    for (const nodeId of cluster.getNodeIds()) {
-      const broker = await cluster.findBroker({ nodeId });
-      const metadata = await broker.metadata([topic]);
-      const partitions = metadata.topicMetadata.find((t) => t.topic === topic)?.partitionMetadata ?? [];
+    let answered = 0;
+    for (const answer of answers) {
+      if (answer === undefined) continue;
+      answered++;
+      const { nodeId, partitions } = answer;
       if (!shows(partitions)) {
         return `broker ${nodeId} shows ${partitions.length} of ${count} partitions of ${topic} with leaders`;
       }
@@ -893,7 +1013,7 @@ class KafkajsAdmin implements AdminClient {
       if (agreed !== undefined && leaders !== agreed) return `brokers disagree on the leaders of ${topic}`;
       agreed = leaders;
     }
-    return undefined;
+    return answered === 0 ? `no broker answered for the metadata of ${topic}` : undefined;
   }
 
   async createPartitions(topic: string, count: number): Promise<void> {
@@ -940,7 +1060,7 @@ class KafkajsAdmin implements AdminClient {
       const found = described.groups[0];
       const settling = found?.state === 'PreparingRebalance' || found?.state === 'CompletingRebalance';
       if (settling && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 200));
+        if (!(await sleep(200, this.ending.signal))) throw closingError(`describe group ${group}`);
         continue;
       }
       const tags: string[] = [];
@@ -964,11 +1084,39 @@ class KafkajsAdmin implements AdminClient {
     });
   }
 
-  async close(): Promise<void> {
-    const connecting = this.connected;
-    if (connecting === undefined) return;
-    await connecting.catch(() => {}); // see KafkajsProducer.disconnect
-    const perBroker = await this.perBroker?.catch(() => undefined);
-    await Promise.all([this.admin.disconnect(), perBroker?.disconnect()].map((p) => p?.catch(() => {})));
+  /** See `KafkaClient.closing`. */
+  closing(): void {
+    this.ending.abort();
   }
+
+  /** See `KafkaClient.close`. */
+  close(): Promise<void> {
+    this.closing();
+    this.shut.abort();
+    this.closed ??= (async () => {
+      // Waits end at once; requests in flight are bounded by requestTimeoutMs.
+      await settlesWithin(Promise.allSettled([...this.running]), this.requestTimeoutMs);
+      const connecting = this.connected;
+      if (connecting === undefined) return;
+      const perBroker = this.perBroker;
+      await disconnectAfter(
+        Promise.allSettled([connecting, perBroker]),
+        connectWaitMs(this.config),
+        async () => {
+          await Promise.all(
+            [this.admin.disconnect(), this.cluster?.disconnect()].map((p) => p?.catch(() => {})),
+          );
+        },
+      );
+    })();
+    return this.closed;
+  }
+}
+
+function closedError(): ClosedError {
+  return new ClosedError('kafka admin connection is closed');
+}
+
+function closingError(context: string): ClosedError {
+  return new ClosedError(`${context}: the kafka broker connection is closing`);
 }

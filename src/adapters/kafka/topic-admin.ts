@@ -22,8 +22,9 @@ export class TopicAdmin {
    * `Admin.ensureTopic`: creates the topic, or raises its partition count to `partitions`.
    * Resolves once every broker serves the topic's metadata with a leader for every partition
    * (also for a topic that existed: someone may have created it a moment ago), so consumers
-   * and producers that reach any broker next find it; waits at most `requestTimeoutMs` for
-   * that, then rejects with `TimeoutError`.
+   * and producers that reach any broker next find it; a broker that cannot be reached is
+   * skipped, at least one must answer. Waits at most `requestTimeoutMs` for that, then rejects
+   * with `TimeoutError` (with `ClosedError` once the connection is closing).
    */
   async ensureTopic(
     topic: string,
