@@ -1,7 +1,7 @@
 export type { KafkaBrokerOptions } from './adapters/kafka/index.js';
 export type { MemoryBrokerOptions } from './adapters/memory/index.js';
 export type { RabbitMqBrokerOptions } from './adapters/rabbitmq/index.js';
-export type { AdapterFactory, ConnectOptions } from './connect.js';
+export type { AdapterContext, AdapterFactory, ConnectOptions } from './connect.js';
 export { connect, registerAdapter } from './connect.js';
 export type { Acks, Admin, Backlog, Broker, Capabilities, Producer, Subscription } from './core/broker.js';
 export type { Codec, TopicSpec } from './core/codec.js';
@@ -19,6 +19,7 @@ export {
   TimeoutError,
   UnsupportedError,
 } from './core/errors.js';
+export type { Logger } from './core/logger.js';
 export type {
   DeadLetterInfo,
   Delivery,

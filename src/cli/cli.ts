@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { connect, redact } from '../connect.js';
 import type { Broker } from '../core/broker.js';
 import { isMqError } from '../core/errors.js';
+import { scrubText, urlSecrets } from '../core/redact.js';
 import {
   acks,
   type CommandLine,
@@ -125,27 +126,36 @@ async function lag(broker: Broker, topic: string, group: string): Promise<string
 }
 
 /**
- * The passwords of the URLs on the command line and in `MQ_URL`, as typed, each as
- * `:password@`. Everything the CLI prints goes through `redact` and is then scrubbed of these
- * literally: a URL a parser cannot read (a password with a `/`) must not leak either.
+ * The secrets of the URLs on the command line and in `MQ_URL`. Everything the CLI prints goes
+ * through `redact` and is then scrubbed of these literally: each password as typed, as
+ * `:password@` (a URL a parser cannot read, with a `/` in its password, must not leak either;
+ * kept in that form so a common password such as `guest` does not mask every `guest` printed),
+ * and, from a URL that parses, what core's `urlSecrets` adds: the decoded password and a user
+ * info without a password (a token).
  */
-function typedPasswords(argv: readonly string[]): string[] {
-  const found: string[] = [];
-  for (const text of [...argv, process.env.MQ_URL ?? '']) {
+function typedSecrets(argv: readonly string[]): { typed: string[]; parsed: string[] } {
+  const typed: string[] = [];
+  const parsed: string[] = [];
+  for (const arg of [...argv, process.env.MQ_URL ?? '']) {
+    const text = arg.startsWith('--') && arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : arg;
     const start = text.indexOf('://');
     const end = text.lastIndexOf('@');
     if (start === -1 || end <= start) continue;
     const userinfo = text.slice(start + 3, end);
     const colon = userinfo.indexOf(':');
-    if (colon !== -1 && colon < userinfo.length - 1) found.push(`${userinfo.slice(colon)}@`);
+    if (colon !== -1 && colon < userinfo.length - 1) typed.push(`${userinfo.slice(colon)}@`);
+    if (URL.canParse(text)) {
+      const url = new URL(text);
+      parsed.push(...urlSecrets(url).filter((secret) => secret !== url.password));
+    }
   }
-  return found;
+  return { typed, parsed };
 }
 
-function scrub(text: string, passwords: readonly string[]): string {
+function scrub(text: string, secrets: { typed: string[]; parsed: string[] }): string {
   let out = redact(text);
-  for (const p of passwords) out = out.split(p).join(':***@');
-  return out;
+  for (const p of secrets.typed) out = out.split(p).join(':***@');
+  return scrubText(out, secrets.parsed);
 }
 
 /**
@@ -153,7 +163,7 @@ function scrub(text: string, passwords: readonly string[]): string {
  * error's code for an mqkit error. Nothing printed holds a password.
  */
 export async function runCli(argv: readonly string[]): Promise<CliResult> {
-  const passwords = typedPasswords(argv);
+  const passwords = typedSecrets(argv);
   try {
     const line = parseCommandLine(argv);
     if (line.kind === 'help') return { code: 0, stdout: `${usage}\n`, stderr: '' };

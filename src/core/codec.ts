@@ -1,5 +1,6 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { ConfigError, DecodeError } from './errors.js';
+import { thrownText } from './options.js';
 
 /** Turns a body into bytes and back. `decode` throws (anything) when the bytes are not valid. */
 export interface Codec<T> {
@@ -93,9 +94,12 @@ export function decodeBody(
     else if (contentType?.startsWith('text/')) value = textDecoder.decode(payload);
     else value = jsonCodec.decode(payload);
   } catch (error) {
-    throw new DecodeError(`cannot decode ${contentType ?? 'application/json'} payload: ${String(error)}`, {
-      cause: error,
-    });
+    throw new DecodeError(
+      `cannot decode ${contentType ?? 'application/json'} payload: ${thrownText(error)}`,
+      {
+        cause: error,
+      },
+    );
   }
   if (!spec?.schema) return value;
   const result = spec.schema['~standard'].validate(value);

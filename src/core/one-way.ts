@@ -1,6 +1,7 @@
 import { isMqError, type MqError, PublishError } from './errors.js';
 import { type Logger, safeLog } from './logger.js';
 import type { OutgoingMessage } from './message.js';
+import { thrownText } from './options.js';
 
 /**
  * Where a failed `sendOneWay` goes: the producer's `onError`, else the logger at `error`.
@@ -12,7 +13,7 @@ export function oneWayReporter(
   logger: Logger,
 ): (error: unknown, message: OutgoingMessage<unknown>) => void {
   return (error, message) => {
-    const e = isMqError(error) ? error : new PublishError(String(error), { cause: error });
+    const e = isMqError(error) ? error : new PublishError(thrownText(error), { cause: error });
     if (onError) {
       try {
         onError(e, message);

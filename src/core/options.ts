@@ -136,10 +136,7 @@ export function topicName(ref: TopicRef<unknown>, field = 'topic'): string {
   const name = typeof ref === 'string' ? ref : isObject(ref) ? ref.name : undefined;
   if (typeof name === 'string' && name === lastValidName) return name; // the send hot path names one topic over and over
   if (typeof name !== 'string' || !NAME.test(name)) {
-    throw new ConfigError(
-      field,
-      `must be 1-200 characters of A-Z a-z 0-9 . _ - (got ${JSON.stringify(name)})`,
-    );
+    throw new ConfigError(field, `must be 1-200 characters of A-Z a-z 0-9 . _ - (got ${shown(name)})`);
   }
   if (name === '.' || name === '..') throw new ConfigError(field, `must not be '.' or '..'`);
   lastValidName = name;
@@ -266,6 +263,19 @@ export function shown(value: unknown): string {
       return 'a function';
     default:
       return value === null ? 'null' : Array.isArray(value) ? 'an array' : 'an object';
+  }
+}
+
+/**
+ * What was thrown, as text for an error message or a header: `String(thrown)` (`Error: ...`
+ * for an error, a string as is), or what {@link shown} says when `String` throws (an object
+ * without a prototype, a throwing `toString`). Never throws.
+ */
+export function thrownText(thrown: unknown): string {
+  try {
+    return String(thrown);
+  } catch {
+    return shown(thrown);
   }
 }
 

@@ -1,7 +1,7 @@
 import { encodeBody } from './codec.js';
 import { ConfigError, isMqError, type MqError, PublishError } from './errors.js';
 import type { DeadLetterInfo, Headers, OutgoingMessage } from './message.js';
-import { isPlainObject, MAX_TIMER_MS, topicSpec, userTopicName } from './options.js';
+import { isPlainObject, MAX_TIMER_MS, thrownText, topicSpec, userTopicName } from './options.js';
 import { uuidv7 } from './uuid.js';
 
 /**
@@ -146,7 +146,7 @@ export function deadLetterHeaders(
   },
 ): Headers {
   const out: Headers = { ...headers };
-  const err = error instanceof Error ? error : new Error(String(error));
+  const err = error instanceof Error ? error : new Error(thrownText(error));
   out[H.errorCode] = isMqError(err) ? (err as MqError).code : 'HANDLER';
   out[H.errorName] = err.name;
   out[H.errorMessage] = err.message.slice(0, 1000);

@@ -1,5 +1,7 @@
+import { appendFileSync } from 'node:fs';
 import util from 'node:util';
 import fc from 'fast-check';
+import { expect } from 'vitest';
 import type { Logger } from '../../src/core/logger.js';
 import { MqError } from '../../src/index.js';
 
@@ -198,8 +200,22 @@ export class ProcessWatch {
   }
 }
 
+/**
+ * `MQKIT_FUZZ_STRICT=1` (set by `npm run test:fuzz`): a property that its time limit cut off
+ * before it ran every planned case fails, so the full run's case count is a guarantee rather than
+ * an upper bound. Without it (the quick subset in `npm test`) such a property passes with the
+ * cases it ran, and the summary line says it was cut off.
+ */
+export const STRICT = process.env.MQKIT_FUZZ_STRICT === '1';
+
+/**
+ * `MQKIT_FUZZ_TALLY_FILE`: every property appends a JSON line `{ file, name, runs, planned }` there,
+ * for the total over all files that test/fuzz/fuzz-total.ts prints at the end of the run.
+ */
+const TALLY_FILE = process.env.MQKIT_FUZZ_TALLY_FILE;
+
 /** Cases run per property, for the summary line. */
-const tally = new Map<string, { runs: number; shrinks: number; failed: boolean }>();
+const tally = new Map<string, { runs: number; planned: number; shrinks: number; failed: boolean }>();
 
 /**
  * `MQKIT_FUZZ_SURVEY=1`: instead of stopping at the first failure and shrinking it, run every
@@ -220,7 +236,8 @@ function signature(error: unknown): string {
 /**
  * Checks a property like `fc.assert`, records its case count, and fails with fast-check's report
  * (seed, counterexample after shrinking) and the error. A property stops starting new cases after
- * `timeLimitMs` (shrinking included), so a run with hanging cases ends in bounded time.
+ * `timeLimitMs` (shrinking included), so a run with hanging cases ends in bounded time; with
+ * {@link STRICT} a property cut off that way before `numRuns` cases fails.
  */
 export async function checkProperty<T>(
   name: string,
@@ -251,9 +268,15 @@ export async function checkProperty<T>(
   });
   tally.set(name, {
     runs: details.numRuns,
+    planned: numRuns,
     shrinks: details.numShrinks,
     failed: details.failed || found.size > 0,
   });
+  if (TALLY_FILE !== undefined)
+    appendFileSync(
+      TALLY_FILE,
+      `${JSON.stringify({ file: expect.getState().testPath, name, runs: details.numRuns, planned: numRuns })}\n`,
+    );
   if (SURVEY) {
     const lines = [...found.values()].map((f, i) => `  ${i + 1}. (${f.count}x) ${f.example}`);
     console.log(
@@ -267,6 +290,11 @@ export async function checkProperty<T>(
       `${fc.defaultReportMessage(details) ?? `property ${name} failed`}\nError: ${error instanceof Error ? error.message : String(error)}`,
     );
   }
+  if (STRICT && details.numRuns < numRuns) {
+    throw new Error(
+      `property ${name} ran ${details.numRuns} of its ${numRuns} planned cases: its time limit of ${timeLimitMs} ms cut it off (seed ${SEED}). A case got slower; find which with MQKIT_FUZZ_SURVEY=1, or raise MQKIT_FUZZ_TIME_LIMIT_MS on a slow machine`,
+    );
+  }
 }
 
 /** One line: cases per property of this file, and the total. */
@@ -275,7 +303,8 @@ export function summary(file: string): string {
   const parts: string[] = [];
   for (const [name, t] of tally) {
     total += t.runs;
-    parts.push(`${name} ${t.runs}${t.failed ? ` (FAILED, ${t.shrinks} shrinks)` : ''}`);
+    const short = t.runs < t.planned ? ` of ${t.planned} (cut off by its time limit)` : '';
+    parts.push(`${name} ${t.runs}${short}${t.failed ? ` (FAILED, ${t.shrinks} shrinks)` : ''}`);
   }
   return `[mqkit fuzz] ${file}: ${parts.join(', ')}; ${total} cases, seed ${SEED}`;
 }

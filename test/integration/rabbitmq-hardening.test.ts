@@ -239,6 +239,17 @@ describe('rabbitmq: hardening', () => {
     });
   });
 
+  /**
+   * Node reports a rejection nobody handled at the end of the macrotask in which it became
+   * unhandled, once that task's microtasks have drained ('unhandledRejection' is emitted from
+   * the same tick processing). Each setImmediate turn is a macrotask whose end runs that
+   * processing, so after a few of them every rejection of a promise already settled, or settled
+   * by what those turns ran, has been reported.
+   */
+  async function unhandledRejectionsReported(): Promise<void> {
+    for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve));
+  }
+
   describe('sendOneWay never crashes', () => {
     it('does not throw and raises no unhandled rejection when onError throws', async () => {
       const unhandled: unknown[] = [];
@@ -259,8 +270,7 @@ describe('rabbitmq: hardening', () => {
           timeoutMs: 5000,
           message: 'the throwing onError was not logged',
         });
-        // Unhandled rejections are reported after the microtask queue drains: give them a turn.
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        await unhandledRejectionsReported();
         expect(unhandled).toEqual([]);
       } finally {
         process.off('unhandledRejection', onUnhandled);

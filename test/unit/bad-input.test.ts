@@ -138,6 +138,31 @@ describe('every bad input is a ConfigError naming the field', () => {
     ).toBe('subscribe.group');
   });
 
+  it('a topic name of any type or size is refused with a short message, never a TypeError', async () => {
+    const producer = broker.producer();
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    const huge = 'x'.repeat(100_000);
+    const names: [unknown, string][] = [
+      [10n, 'got 10'],
+      [circular, 'got an object'],
+      [Object.create(null), 'got an object'],
+      [Symbol('s'), 'got a symbol'],
+      [huge, `got "${'x'.repeat(40)}..."`],
+    ];
+    for (const [name, says] of names) {
+      const sent = await configError(() => producer.send({ topic: { name } as never, body: 1 }));
+      expect(sent.field).toBe('message.topic');
+      expect(sent.message).toContain(says);
+      expect(sent.message.length).toBeLessThan(300);
+      const subscribed = await configError(() =>
+        broker.subscribe({ topic: { name } as never, group: 'g' }, () => {}),
+      );
+      expect(subscribed.field).toBe('subscribe.topic');
+      expect(subscribed.message).toContain(says);
+    }
+  });
+
   it('subscribe refuses non-object retry and dead-letter options', async () => {
     const topic = unique('t');
     const cases: [object, string][] = [

@@ -170,6 +170,23 @@ describe.concurrent('mqkit command line', { timeout: 180_000 }, () => {
   });
 });
 
+describe('mqkit never prints a token or a decoded password (in process)', () => {
+  it.each([
+    ['a user info without a password (a token)', 'amqps://TOKEN123secret@127.0.0.1:1/?password=s3cr3t'],
+    ['a percent-encoded password', 'amqp://user:pa%2Fss%40s3cr3t@127.0.0.1:1/'],
+  ])('%s', async (_what, url) => {
+    for (const args of [
+      ['demo', '--orders', '10', '--url', url],
+      ['lag', '--topic', 't', '--group', 'g', `--url=${url}`],
+    ]) {
+      const run = await runCli(args);
+      expect(run.code).toBe(1);
+      expect(`${run.stdout}${run.stderr}`).not.toMatch(/TOKEN123|s3cr3t|pa%2Fss/);
+      expect(run.stderr).toContain('127.0.0.1:1');
+    }
+  });
+});
+
 describe('mqkit lag on the embedded broker (in process: memory:// lives in one process)', () => {
   it('reports a known group, and fails on an unknown one instead of reporting its backlog', async () => {
     const url = `memory://${uniqueName('cli-lag')}`;

@@ -42,4 +42,32 @@ describe('typed topics with a Standard Schema validator (zod)', () => {
     expect(bad?.deadLetter?.errorMessage).toContain('bad id');
     await broker.close();
   });
+
+  it('dead-letters what a handler or a decoder throws, even an object String() cannot show', async () => {
+    const broker = await connect('memory://codec');
+    const name = uniqueName('thrown');
+    const dead = new Collector();
+    await broker.subscribe({ topic: `${name}.g.dlq`, group: 'r' }, dead.handler());
+    await broker.subscribe({ topic: name, group: 'g', retry: { attempts: 1 } }, () => {
+      throw Object.create(null);
+    });
+    const odd = `${name}-codec`;
+    const codec = {
+      contentType: 'application/x-odd',
+      encode: (v: unknown) => new TextEncoder().encode(String(v)),
+      decode: () => {
+        throw Object.create(null);
+      },
+    };
+    await broker.subscribe({ topic: `${odd}.g.dlq`, group: 'r' }, dead.handler());
+    await broker.subscribe({ topic: defineTopic(odd, { codec }), group: 'g' }, () => {});
+    const producer = broker.producer();
+    await producer.send({ topic: name, body: 1 });
+    await producer.send({ topic: defineTopic(odd, { codec }), body: 2 });
+    const got = await dead.waitForCount(2);
+    const byCode = Object.fromEntries(got.map((d) => [d.deadLetter?.errorCode, d.deadLetter?.errorMessage]));
+    expect(byCode.HANDLER).toBe('an object');
+    expect(byCode.DECODE).toContain('an object');
+    await broker.close();
+  });
 });

@@ -97,7 +97,8 @@ async function expectCompiles(dir: string): Promise<void> {
 }
 
 const core = `
-import { connect, defineTopic, isMqError, type Delivery, type Handler } from 'mqkit';
+import { connect, defineTopic, isMqError, registerAdapter, type Delivery, type Handler } from 'mqkit';
+import type { AdapterContext, AdapterFactory, Logger } from 'mqkit';
 import { createMemoryBroker, testDelivery, waitFor } from 'mqkit/testing';
 import {
   idempotent,
@@ -126,6 +127,13 @@ export async function typed(): Promise<void> {
   const b = await connect('amqp://127.0.0.1', { rabbitmq: { prefetch: 8 }, kafka: { clientId: 'c' } });
   await b.producer().sendBatch([{ topic: orders, body: { id: 'o1', total: 1 } }, { topic: 'raw', body: 1 }]);
 }
+// A logger and a third-party adapter are written against the root's exported types.
+export const logger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+export const factory: AdapterFactory = async (url, _options, context: AdapterContext) => {
+  context.logger.info({ url: url.href }, 'connecting');
+  return connect('memory://', { logger: context.logger });
+};
+registerAdapter('custom:', factory);
 `;
 
 describe('published declarations in a strict user project', () => {

@@ -3,6 +3,8 @@ import type { Channel, ChannelModel, ConfirmChannel, RecoveringChannelModel } fr
 import { connect as amqpConnect } from 'amqplib';
 import { ClosedError, ConfigError, ConnectionError, type MqError } from '../../core/errors.js';
 import { type Logger, safeLog } from '../../core/logger.js';
+import { thrownText } from '../../core/options.js';
+import { redactUrl, safeDecode, scrubError, urlSecrets } from '../../core/redact.js';
 import type { ResolvedRabbitMqOptions } from './options.js';
 
 /** amqplib errors carry the AMQP reply code of a channel or connection close. */
@@ -13,7 +15,7 @@ export function replyCode(error: unknown): number | undefined {
 
 /** An amqplib error as an mqkit error: 406 (inequivalent arguments) is a config problem. */
 export function toMqError(error: unknown, what: string): MqError {
-  const text = error instanceof Error ? error.message : String(error);
+  const text = error instanceof Error ? error.message : thrownText(error);
   if (replyCode(error) === 406) {
     return new ConfigError(
       'rabbitmq.topology',
@@ -24,71 +26,54 @@ export function toMqError(error: unknown, what: string): MqError {
   return new ConnectionError(`${what}: ${text}`, { cause: error });
 }
 
-/** The URL for messages and logs: the password replaced, whatever characters it holds. */
-export function safeUrl(url: URL): string {
-  const copy = new URL(url.href);
-  if (copy.password !== '') copy.password = '***';
-  return copy.href;
-}
-
-/**
- * An error from amqplib or the socket with every occurrence of `secret` (the URL's password,
- * raw and decoded) removed from its message and stack. amqplib's messages do not carry the URL
- * today; this keeps it so should one ever do, since errors end up in logs.
- */
-export function scrubbed(error: unknown, secrets: readonly string[]): unknown {
-  const found = secrets.filter((s) => s.length > 0);
-  if (found.length === 0 || !(error instanceof Error)) return error;
-  const text = `${error.message}\n${error.stack ?? ''}\n${JSON.stringify({ ...error })}`;
-  if (!found.some((s) => text.includes(s))) return error;
-  const hide = (t: string) => found.reduce((acc, s) => acc.split(s).join('***'), t);
-  const copy = new Error(hide(error.message));
-  copy.stack = hide(error.stack ?? copy.message);
-  const code = (error as { code?: unknown }).code;
-  if (code !== undefined) Object.assign(copy, { code });
-  return copy;
-}
-
-/** `decodeURIComponent` that keeps a malformed escape as written instead of throwing `URIError`. */
-export function safeDecode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
-}
-
-function secretsOf(url: URL): string[] {
-  if (url.password === '') return [];
-  return [url.password, safeDecode(url.password)];
-}
-
 /** TLS failures that repeat on every attempt: the certificate, its chain or its name. */
 const TLS_VERIFY =
   /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY|DECRYPT)|HOSTNAME_MISMATCH|ERR_TLS_CERT_ALTNAME_INVALID|^ERR_SSL_/;
+
+/*
+ * amqplib's texts (lib/connection.js) for a server that closes the connection during the
+ * handshake ("Handshake terminated by server: 403 (ACCESS-REFUSED) with message ...") and for
+ * one that answers connection.open with a close: the method only, no reply code ("Expected
+ * ConnectionOpenOk; got <ConnectionClose channel:0>"); RabbitMQ does that for an unknown
+ * virtual host or one the user has no permission on (530 NOT_ALLOWED, or 403 on some versions).
+ * Anchored at the start, so a socket error naming a port or host with these numbers
+ * (`connect ECONNREFUSED 127.0.0.1:403`) stays a retriable network failure.
+ */
+const LOGIN_REFUSED = /^Handshake terminated by server: 403\b/;
+const OPEN_REFUSED =
+  /^(Handshake terminated by server: 530\b|Expected ConnectionOpenOk; got <ConnectionClose\b)/;
 
 /**
  * A failed connection attempt as a `ConnectionError`. Refused credentials (403 ACCESS_REFUSED),
  * a virtual host that does not exist or is not the user's (530 NOT_ALLOWED on connection.open)
  * and certificate failures are not retriable: trying again gives the same answer. A refused
  * port, a timeout or a dropped socket are.
+ *
+ * Nothing secret reaches the message or the cause: the URL is redacted, and the URL's secrets
+ * (its password, or a user info without one, which may be a token) are scrubbed from the cause.
+ * The user is named only when the URL has a password beside it.
  */
 export function connectError(error: unknown, url: URL, timeoutMs: number): ConnectionError {
-  const where = `cannot connect to RabbitMQ at ${safeUrl(url)}`;
-  const cause = scrubbed(error, secretsOf(url));
-  const text = cause instanceof Error ? cause.message : String(cause);
+  const where = `cannot connect to RabbitMQ at ${redactUrl(url)}`;
+  const cause = scrubError(error, urlSecrets(url));
+  const text = cause instanceof Error ? String(cause.message) : thrownText(cause);
   const code = (cause as { code?: unknown } | null)?.code;
-  const user = safeDecode(url.username || 'guest');
-  if (/ACCESS[-_]REFUSED|\b403\b/.test(text)) {
+  const user =
+    url.username === ''
+      ? "user 'guest'"
+      : url.password === ''
+        ? 'the user'
+        : `user '${safeDecode(url.username)}'`;
+  if (LOGIN_REFUSED.test(text)) {
     return new ConnectionError(
-      `${where}: RabbitMQ refused the login of user '${user}' (403 ACCESS_REFUSED): wrong user name or password, or the user may not log in from this host`,
+      `${where}: RabbitMQ refused the login of ${user} (403 ACCESS_REFUSED): wrong user name or password, or the user may not log in from this host`,
       { cause, retriable: false },
     );
   }
-  if (/NOT[-_]ALLOWED|\b530\b|Expected ConnectionOpenOk; got <ConnectionClose/.test(text)) {
+  if (OPEN_REFUSED.test(text)) {
     const vhost = url.pathname.length > 1 ? safeDecode(url.pathname.slice(1)) : '/';
     return new ConnectionError(
-      `${where}: RabbitMQ refused to open virtual host '${vhost}' (530 NOT_ALLOWED): it does not exist or user '${user}' has no permission on it`,
+      `${where}: RabbitMQ refused to open virtual host '${vhost}' (530 NOT_ALLOWED): it does not exist or ${user} has no permission on it`,
       { cause, retriable: false },
     );
   }
@@ -113,7 +98,7 @@ export function connectError(error: unknown, url: URL, timeoutMs: number): Conne
 /** A short description of an amqplib error for a log line: its code and message, never the URL. */
 function describe(error: unknown): { code: unknown; error: string } {
   const e = error as { code?: unknown; message?: unknown } | null;
-  return { code: e?.code, error: typeof e?.message === 'string' ? e.message : String(error) };
+  return { code: e?.code, error: typeof e?.message === 'string' ? e.message : thrownText(error) };
 }
 
 /** amqplib's and RabbitMQ's default frame size, until a connection negotiated its own. */
@@ -149,7 +134,7 @@ export class RabbitConnection extends EventEmitter<ConnectionEvents> {
   ) {
     super();
     this.setMaxListeners(0);
-    const fields = (error: unknown) => ({ connection: name, ...describe(scrubbed(error, secrets)) });
+    const fields = (error: unknown) => ({ connection: name, ...describe(scrubError(error, secrets)) });
     model.on('connect', (_m: ChannelModel) => {
       this.generation++;
       this.connected = true;
@@ -239,7 +224,7 @@ export class RabbitConnection extends EventEmitter<ConnectionEvents> {
         );
         throw connectError(new Error('connect ETIMEDOUT'), url, timeoutMs);
       }
-      return new RabbitConnection(model, logger, name, secretsOf(url), frame);
+      return new RabbitConnection(model, logger, name, urlSecrets(url), frame);
     } catch (error) {
       if (error instanceof ConnectionError) throw error;
       throw connectError(error, url, timeoutMs);
@@ -307,14 +292,9 @@ export class RabbitConnection extends EventEmitter<ConnectionEvents> {
    * closed (the loss was logged once already, and every loop fails until it is back).
    */
   report(what: string, error: unknown): void {
-    const fields = { connection: this.name, ...describe(scrubbed(error, this.secrets)) };
+    const fields = { connection: this.name, ...describe(scrubError(error, this.secrets)) };
     const level = this.connected && !this.closed ? 'warn' : 'debug';
-    safeLog(
-      this.logger,
-      level,
-      fields,
-      `${what} (${String(fields.code ?? 'no code')}): ${String(fields.error)}`,
-    );
+    safeLog(this.logger, level, fields, `${what} (${thrownText(fields.code ?? 'no code')}): ${fields.error}`);
   }
 
   /** Largest frame the broker takes on this connection (negotiated; RabbitMQ's default 128 KiB). */

@@ -1,5 +1,5 @@
 import { ConfigError, ConnectionError } from '../../core/errors.js';
-import { safeDecode } from './connection.js';
+import { safeDecode } from '../../core/redact.js';
 
 /**
  * The rabbitmq_management plugin's HTTP API, for what AMQP does not tell: how many deliveries

@@ -1,6 +1,14 @@
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import { ConfigError } from '../../core/errors.js';
-import { intOption, MAX_PARTITIONS, MAX_TIMER_MS, refuseUnknownKeys, topicName } from '../../core/options.js';
+import {
+  intOption,
+  isPlainObject,
+  MAX_PARTITIONS,
+  MAX_TIMER_MS,
+  refuseUnknownKeys,
+  shown,
+  topicName,
+} from '../../core/options.js';
 
 /** Options of the RabbitMQ adapter (`connect(url, { rabbitmq: { ... } })`). */
 export interface RabbitMqBrokerOptions {
@@ -28,11 +36,15 @@ export interface RabbitMqBrokerOptions {
    * `<name> (publishing)`.
    */
   connectionName?: string;
-  /** Reconnect back-off after a lost connection. Default { initialMs: 100, maxMs: 5000 }. */
+  /**
+   * Reconnect back-off after a lost connection. Default { initialMs: 100, maxMs: 5000 };
+   * `initialMs` from 1, `maxMs` from `initialMs`, both at most {@link MAX_TIMER_MS}.
+   */
   reconnect?: { initialMs?: number; maxMs?: number };
   /**
    * How often members of a key-ordered group announce themselves; a member silent for 3.5 times
-   * this is considered gone and its partitions are reassigned. Default 1000 ms.
+   * this is considered gone and its partitions are reassigned. Default 1000 ms; 10 to
+   * {@link MAX_TIMER_MS}.
    */
   memberHeartbeatMs?: number;
   /**
@@ -44,7 +56,8 @@ export interface RabbitMqBrokerOptions {
   /**
    * Bound of one connection attempt, the first one in `connect()` and every reconnect: the TCP
    * (and TLS) connect plus the AMQP handshake. `connect()` fails with a retriable
-   * `ConnectionError` after this long, and the socket is destroyed. Default 10 000 ms.
+   * `ConnectionError` after this long, and the socket is destroyed. Default 10 000 ms; 1 to
+   * {@link MAX_TIMER_MS}.
    */
   connectTimeoutMs?: number;
   /**
@@ -132,15 +145,21 @@ export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): Res
   refuseUnknownKeys(options, KEYS, 'rabbitmq.');
   const queueType = options.queueType ?? 'classic';
   if (queueType !== 'classic' && queueType !== 'quorum') {
-    throw new ConfigError('rabbitmq.queueType', `must be 'classic' or 'quorum' (got ${String(queueType)})`);
+    throw new ConfigError('rabbitmq.queueType', `must be 'classic' or 'quorum' (got ${shown(queueType)})`);
   }
   const reconnect = options.reconnect ?? {};
   if (!isPlainObject(reconnect)) {
     throw new ConfigError('rabbitmq.reconnect', 'must be an object such as { initialMs: 100, maxMs: 5000 }');
   }
   refuseUnknownKeys(reconnect, ['initialMs', 'maxMs'], 'rabbitmq.reconnect.');
-  const initialMs = intOption(reconnect.initialMs, 'rabbitmq.reconnect.initialMs', 1, 100);
-  const maxMs = intOption(reconnect.maxMs, 'rabbitmq.reconnect.maxMs', initialMs, Math.max(5000, initialMs));
+  const initialMs = intOption(reconnect.initialMs, 'rabbitmq.reconnect.initialMs', 1, 100, MAX_TIMER_MS);
+  const maxMs = intOption(
+    reconnect.maxMs,
+    'rabbitmq.reconnect.maxMs',
+    initialMs,
+    Math.max(5000, initialMs),
+    MAX_TIMER_MS,
+  );
   if (options.streams !== undefined && !Array.isArray(options.streams)) {
     throw new ConfigError('rabbitmq.streams', 'must be an array of topic names');
   }
@@ -163,7 +182,13 @@ export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): Res
     streams,
     connectionName: options.connectionName ?? `mqkit ${process.pid}`,
     reconnect: { initialMs, maxMs },
-    memberHeartbeatMs: intOption(options.memberHeartbeatMs, 'rabbitmq.memberHeartbeatMs', 10, 1000),
+    memberHeartbeatMs: intOption(
+      options.memberHeartbeatMs,
+      'rabbitmq.memberHeartbeatMs',
+      10,
+      1000,
+      MAX_TIMER_MS,
+    ),
     tls,
     connectTimeoutMs: intOption(
       options.connectTimeoutMs,
@@ -184,16 +209,13 @@ export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): Res
   };
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function resolveTls(tls: unknown): TlsOptions | undefined {
   if (tls === undefined) return undefined;
   if (!isPlainObject(tls)) {
     throw new ConfigError(
       'rabbitmq.tls',
-      `must be an object of tls.connect options such as { ca } (got ${JSON.stringify(typeof tls === 'string' ? tls : typeof tls)})`,
+      // Only the type: a string here may well be a PEM key passed in the wrong place.
+      `must be an object of tls.connect options such as { ca } (got ${describeType(tls)})`,
     );
   }
   refuseUnknownKeys(tls, TLS_KEYS, 'rabbitmq.tls.');
@@ -211,6 +233,13 @@ function resolveTls(tls: unknown): TlsOptions | undefined {
     }
   }
   return tls as TlsOptions;
+}
+
+function describeType(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object') return 'an object other than an object literal';
+  return `a ${typeof value}`;
 }
 
 /** Prefetch of one consumer of a subscription with `concurrency` handlers. */
