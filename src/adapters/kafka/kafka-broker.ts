@@ -144,7 +144,8 @@ export class KafkaBroker implements Broker, KafkaContext {
     forwarder
       .start(() => this.ensureTiers())
       .catch((error: Error) => {
-        this.report(`delay forwarder not started: ${error.message}`);
+        // Closing the connection while the forwarder starts is no failure to report.
+        if (!this.closed) this.report(`delay forwarder not started: ${error.message}`);
         drop();
       });
   }
