@@ -126,8 +126,8 @@ async function lag(broker: Broker, topic: string, group: string): Promise<string
 }
 
 /**
- * The secrets of the URLs on the command line and in `MQ_URL`. Everything the CLI prints goes
- * through `redact` and is then scrubbed of these literally: each password as typed, as
+ * The secrets of the URLs on the command line and in `MQ_URL`. Every URL the CLI prints went
+ * through `redact`; everything it prints is then scrubbed of these literally: each password as typed, as
  * `:password@` (a URL a parser cannot read, with a `/` in its password, must not leak either;
  * kept in that form so a common password such as `guest` does not mask every `guest` printed),
  * and, from a URL that parses, what core's `urlSecrets` adds: the decoded password and a user
@@ -152,8 +152,9 @@ function typedSecrets(argv: readonly string[]): { typed: string[]; parsed: strin
   return { typed, parsed };
 }
 
+/** URLs in `text` are already redacted where they were made; this removes what is left literally. */
 function scrub(text: string, secrets: { typed: string[]; parsed: string[] }): string {
-  let out = redact(text);
+  let out = text;
   for (const p of secrets.typed) out = out.split(p).join(':***@');
   return scrubText(out, secrets.parsed);
 }

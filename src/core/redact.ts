@@ -12,23 +12,23 @@ const SECRET_PARAM = /pass|pwd|secret|token|key|credential|sig|sasl|auth/i;
  * Works on any text, parsable or not, and errs on the side of hiding: the user info runs from
  * `//` to the last `@`, so a password holding `/`, `@`, `:`, `?`, `#` or `%` is hidden whole
  * (an `@` later in the path or query hides the host too; nothing secret is shown either way).
- * Without `//` before the last `@`, everything between the scheme and that `@` is hidden.
+ * Without `scheme://` at the start, everything between the scheme and the last `@` is hidden.
  */
 export function redact(url: string): string {
   if (typeof url !== 'string') return '***';
   let text = url;
-  const start = text.indexOf('//');
   const at = text.lastIndexOf('@');
-  if (at >= 0 && (start < 0 || start > at)) {
-    // No authority before the '@' (`scheme:user:pass@host`, `:pass@`): hide all up to it.
+  const authority = /^[a-z][a-z0-9+.-]*:\/\//i.exec(text)?.[0];
+  if (at >= 0 && (authority === undefined || at < authority.length)) {
+    // No `scheme://` before the '@' (`scheme:user:pass@host`, `:/:pass//@host`): hide all up to it.
     const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(text)?.[0] ?? '';
     text = `${scheme}***${text.slice(at)}`;
-  } else if (start >= 0 && at > start) {
-    const userInfo = text.slice(start + 2, at);
+  } else if (authority !== undefined && at >= authority.length) {
+    const userInfo = text.slice(authority.length, at);
     const colon = userInfo.indexOf(':');
     // The user name is kept for diagnosis, unless what precedes the ':' is not a plain name.
     const user = colon >= 0 && !/[/?#@]/.test(userInfo.slice(0, colon)) ? userInfo.slice(0, colon) : '';
-    text = `${text.slice(0, start + 2)}${user === '' ? '' : `${user}:`}***${text.slice(at)}`;
+    text = `${authority}${user === '' ? '' : `${user}:`}***${text.slice(at)}`;
   }
   return text.replace(/([?&;]([^=&;#]*)=)([^&;#]*)/g, (whole, prefix: string, name: string) =>
     SECRET_PARAM.test(safeDecode(name)) ? `${prefix}***` : whole,

@@ -84,6 +84,9 @@ describe('redact', () => {
     ['not a url', 'not a url'],
     ['amqp:/:s3cr3t@127.0.0.1:5672', 'amqp:***@127.0.0.1:5672'],
     ['::s3cr3t@', '***@'],
+    [':/:s3cr3t//@fz-a', '***@fz-a'],
+    ['amqp:/:s3cr3t//@h', 'amqp:***@h'],
+    ['//u:s3cr3t@h', '***@h'],
     ['kafka:user:s3cr3t@h:9092', 'kafka:***@h:9092'],
   ])('%s', (url, expected) => {
     expect(redact(url)).toBe(expected);
