@@ -38,6 +38,6 @@ apiFuzzSuite({
     ],
   }),
   boundMs: 10_000,
-  weights: { connect: 0.1, producer: 0.2, send: 0.03, oneWay: 0.05, subscribe: 0.03, topics: 0.1 },
+  weights: { connect: 0.1, producer: 0.2, send: 0.015, oneWay: 0.05, subscribe: 0.03, topics: 0.1 },
   hugeBodies: [1024 * 1024 + 1, 3 * 1024 * 1024],
 });
