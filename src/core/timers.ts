@@ -32,3 +32,23 @@ export async function settlesWithin(promise: Promise<unknown>, ms: number): Prom
     clearTimeout(timer);
   }
 }
+
+/**
+ * `promise`'s outcome, or a rejection with `timeoutError()` once `ms` pass first; the timer is
+ * cleared either way. A rejection of `promise` after the time ran out is dropped, not left
+ * unhandled (the work it stands for may still complete: say so in the error).
+ */
+export async function withinTime<T>(promise: Promise<T>, ms: number, timeoutError: () => Error): Promise<T> {
+  promise.catch(() => {});
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(timeoutError()), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -3,6 +3,7 @@ import { ClosedError, ConfigError, TimeoutError } from '../../core/errors.js';
 import type { OutgoingMessage, SendResult } from '../../core/message.js';
 import { oneWayReporter } from '../../core/one-way.js';
 import type { ResolvedProducerOptions } from '../../core/options.js';
+import { withinTime } from '../../core/timers.js';
 import { encodeMessage, H, type WireMessage } from '../../core/wire.js';
 import type { KafkaAcks, OutgoingRecord, RecordPosition } from './client.js';
 import { delayedRecord, type KafkaContext } from './kafka-context.js';
@@ -102,26 +103,15 @@ export class KafkaProducer implements Producer {
    * Runs a send, creating the delay-tier topics first if needed, within the producer's
    * `timeoutMs`: past it, a retriable `TimeoutError` (the records may still be stored later).
    */
-  private async bounded<R>(topics: string, send: () => Promise<R>): Promise<R> {
-    const sending = send();
-    sending.catch(() => {}); // after a timeout nobody awaits it
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new TimeoutError(
-              `send to ${topics}: not done within ${this.options.timeoutMs} ms; the records may still be stored`,
-            ),
-          ),
-        this.options.timeoutMs,
-      );
-    });
-    try {
-      return await Promise.race([sending, timedOut]);
-    } finally {
-      clearTimeout(timer);
-    }
+  private bounded<R>(topics: string, send: () => Promise<R>): Promise<R> {
+    return withinTime(
+      send(),
+      this.options.timeoutMs,
+      () =>
+        new TimeoutError(
+          `send to ${topics}: not done within ${this.options.timeoutMs} ms; the records may still be stored`,
+        ),
+    );
   }
 
   /** The record to write: to the topic itself, or (delayed) to the first delay tier. */

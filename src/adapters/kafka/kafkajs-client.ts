@@ -23,7 +23,7 @@ import { type Logger, safeLog } from '../../core/logger.js';
 import type { Headers } from '../../core/message.js';
 import { MAX_TIMER_MS } from '../../core/options.js';
 import { scrubError, scrubText } from '../../core/redact.js';
-import { settlesWithin, sleep } from '../../core/timers.js';
+import { settlesWithin, sleep, withinTime } from '../../core/timers.js';
 import {
   type AdminClient,
   CONNECT_ATTEMPTS,
@@ -549,21 +549,16 @@ export class KafkajsProducer implements ProducerClient {
         topicMessages: [...byTopic].map(([topic, list]) => ({ topic, messages: list })),
       }),
     );
-    sending.catch(() => {}); // after a timeout nobody awaits it
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new TimeoutError(
-              `${context}: not acknowledged within ${options.timeoutMs} ms; the records may still be stored`,
-            ),
-          ),
-        options.timeoutMs,
-      );
-    });
     try {
-      return positions(records, messages, await Promise.race([sending, timedOut]));
+      const stored = await withinTime(
+        sending,
+        options.timeoutMs,
+        () =>
+          new TimeoutError(
+            `${context}: not acknowledged within ${options.timeoutMs} ms; the records may still be stored`,
+          ),
+      );
+      return positions(records, messages, stored);
     } catch (error) {
       if (producerStateLost(error)) {
         this.replace(producer);
@@ -576,8 +571,6 @@ export class KafkajsProducer implements ProducerClient {
         );
       }
       throw toMqError(error, context, true);
-    } finally {
-      clearTimeout(timer);
     }
   }
 
