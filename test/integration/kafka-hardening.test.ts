@@ -1,17 +1,14 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createServer as createTlsServer } from 'node:tls';
 import { inspect } from 'node:util';
-import { afterAll, describe, expect, inject, it, vi } from 'vitest';
+import { describe, expect, inject, it, vi } from 'vitest';
 import { CONNECT_ATTEMPTS } from '../../src/adapters/kafka/client.js';
 import { resolveKafkaOptions } from '../../src/adapters/kafka/kafka-options.js';
 import type { Logger } from '../../src/core/logger.js';
 import { connect, isMqError, type MqError } from '../../src/index.js';
 import { uniqueName, waitFor } from '../../src/testing/index.js';
 import { fakeKafka } from './kafka-helpers.js';
+import { selfSignedTlsServer } from './self-signed-tls.js';
 
 const kafkaUrl = inject('kafkaUrl');
 const PASSWORD = 's3cr3t-Pw';
@@ -388,52 +385,20 @@ describe('kafka: close while admin calls are in flight', () => {
 });
 
 describe('kafka: TLS', () => {
-  let certDir: string | undefined;
-  let openssl = true;
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-  } catch {
-    openssl = false;
-  }
-  afterAll(() => {
-    if (certDir !== undefined) rmSync(certDir, { recursive: true, force: true });
+  it('a certificate the client does not trust is a non-retriable ConnectionError', async () => {
+    const { port, close } = await selfSignedTlsServer();
+    try {
+      const error = await failure(() =>
+        connect(`kafka://user:${PASSWORD}@127.0.0.1:${port}?ssl=true`, {
+          logger: recordingLogger().logger,
+        }),
+      );
+      // It used to be retriable, like a refused port.
+      expect(error).toMatchObject({ code: 'CONNECTION', retriable: false });
+      expect(error.message).toMatch(/TLS|certificate/i);
+      expect(everything(error)).not.toContain(PASSWORD);
+    } finally {
+      await close();
+    }
   });
-
-  it.skipIf(!openssl)(
-    'a certificate the client does not trust is a non-retriable ConnectionError',
-    async () => {
-      certDir = mkdtempSync(join(tmpdir(), 'mqkit-kafka-tls-'));
-      const keyFile = join(certDir, 'key.pem');
-      const certFile = join(certDir, 'cert.pem');
-      execFileSync(
-        'openssl',
-        ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1'].concat([
-          '-keyout',
-          keyFile,
-          '-out',
-          certFile,
-        ]),
-        { stdio: 'ignore' },
-      );
-      const server = createTlsServer({ key: readFileSync(keyFile), cert: readFileSync(certFile) }, (socket) =>
-        socket.on('error', () => {}),
-      );
-      server.on('tlsClientError', () => {});
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      const { port } = server.address() as { port: number };
-      try {
-        const error = await failure(() =>
-          connect(`kafka://user:${PASSWORD}@127.0.0.1:${port}?ssl=true`, {
-            logger: recordingLogger().logger,
-          }),
-        );
-        // It used to be retriable, like a refused port.
-        expect(error).toMatchObject({ code: 'CONNECTION', retriable: false });
-        expect(error.message).toMatch(/TLS|certificate/i);
-        expect(everything(error)).not.toContain(PASSWORD);
-      } finally {
-        await new Promise<void>((resolve) => server.close(() => resolve()));
-      }
-    },
-  );
 });

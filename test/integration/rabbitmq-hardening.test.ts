@@ -1,9 +1,4 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import tls from 'node:tls';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { checkAmqpLimits } from '../../src/adapters/rabbitmq/amqp-wire.js';
@@ -15,6 +10,7 @@ import type { Logger } from '../../src/core/logger.js';
 import { type Broker, connect, isMqError, type MqError } from '../../src/index.js';
 import { Collector, uniqueName, waitFor } from '../../src/testing/index.js';
 import { serverSideCloser } from './rabbitmq-helpers.js';
+import { selfSignedTlsServer } from './self-signed-tls.js';
 
 /** A logger that keeps every line, to look for secrets and warnings in. */
 function recordingLogger(): Logger & { lines: { level: string; fields: unknown; message: string }[] } {
@@ -382,52 +378,19 @@ describe('rabbitmq: hardening', () => {
       expect(inspect(error, { depth: 10 })).not.toContain('s3cr3t-Pw');
     });
 
-    let certDir: string | undefined;
-    let openssl = true;
-    try {
-      execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    } catch {
-      openssl = false;
-    }
-
-    afterAll(() => {
-      if (certDir !== undefined) rmSync(certDir, { recursive: true, force: true });
+    it('a certificate the client does not trust is a non-retriable ConnectionError', async () => {
+      const { port, close } = await selfSignedTlsServer();
+      try {
+        const error = await failure(
+          connect(`amqps://guest:s3cr3t-Pw@127.0.0.1:${port}`, { logger: recordingLogger() }),
+        );
+        expect(error.code).toBe('CONNECTION');
+        expect(error.retriable).toBe(false);
+        expect(error.message).toContain('TLS');
+        expect(inspect(error, { depth: 10 })).not.toContain('s3cr3t-Pw');
+      } finally {
+        await close();
+      }
     });
-
-    it.skipIf(!openssl)(
-      'a certificate the client does not trust is a non-retriable ConnectionError',
-      async () => {
-        certDir = mkdtempSync(join(tmpdir(), 'mqkit-tls-'));
-        const keyFile = join(certDir, 'key.pem');
-        const certFile = join(certDir, 'cert.pem');
-        execFileSync(
-          'openssl',
-          ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1'].concat([
-            '-keyout',
-            keyFile,
-            '-out',
-            certFile,
-          ]),
-          { stdio: 'ignore' },
-        );
-        const server = tls.createServer({ key: readFileSync(keyFile), cert: readFileSync(certFile) }, (s) =>
-          s.on('error', () => {}),
-        );
-        server.on('tlsClientError', () => {});
-        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-        const { port } = server.address() as net.AddressInfo;
-        try {
-          const error = await failure(
-            connect(`amqps://guest:s3cr3t-Pw@127.0.0.1:${port}`, { logger: recordingLogger() }),
-          );
-          expect(error.code).toBe('CONNECTION');
-          expect(error.retriable).toBe(false);
-          expect(error.message).toContain('TLS');
-          expect(inspect(error, { depth: 10 })).not.toContain('s3cr3t-Pw');
-        } finally {
-          await new Promise<void>((resolve) => server.close(() => resolve()));
-        }
-      },
-    );
   });
 });
