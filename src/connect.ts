@@ -1,19 +1,15 @@
 import type { KafkaBrokerOptions } from './adapters/kafka/index.js';
 import type { MemoryBrokerOptions } from './adapters/memory/index.js';
 import type { RabbitMqBrokerOptions } from './adapters/rabbitmq/index.js';
+import { type AdapterContext, defaultAdapterContext } from './core/adapter-context.js';
 import type { Broker } from './core/broker.js';
 import { ConfigError } from './core/errors.js';
-import { isLogger, type Logger, processWarningLogger } from './core/logger.js';
+import { isLogger, type Logger } from './core/logger.js';
 import { isPlainObject } from './core/options.js';
 import { redact } from './core/redact.js';
 
+export type { AdapterContext };
 export { redact };
-
-/** What every adapter gets besides its own options. */
-export interface AdapterContext {
-  /** Where the adapter logs; never absent (the default is {@link processWarningLogger}). */
-  logger: Logger;
-}
 
 /** Creates a broker connection for a URL. Adapters export one; register third-party ones with `registerAdapter`. */
 export type AdapterFactory = (
@@ -108,7 +104,7 @@ export async function connect(url?: string, options: ConnectOptions = {}): Promi
   }
   if (options.logger !== undefined && !isLogger(options.logger))
     throw new ConfigError('logger', 'must have debug, info, warn and error methods (a pino logger fits)');
-  const context: AdapterContext = { logger: options.logger ?? processWarningLogger() };
+  const context = defaultAdapterContext(options.logger);
   const custom = registered.get(parsed.protocol);
   if (custom) return custom(parsed, options[parsed.protocol.slice(0, -1)], context);
   const builtin = builtins[parsed.protocol];

@@ -1,5 +1,6 @@
-import type { Handler, OutgoingMessage, SendResult } from './message.js';
-import type { ProducerOptions, SubscribeOptions } from './options.js';
+import type { EventSource } from './events.js';
+import type { BatchHandler, Delivery, Handler, OutgoingMessage, SendResult } from './message.js';
+import type { BatchSubscribeOptions, ProducerOptions, SubscribeOptions } from './options.js';
 
 /**
  * One message of a `sendBatch`: its body type comes from its topic alone (a typed topic's `T`,
@@ -96,6 +97,43 @@ export interface Subscription {
    * are not acknowledged and will be delivered again.
    */
   close(options?: { timeoutMs?: number }): Promise<void>;
+  /**
+   * Starts no new handler until `resume`; handlers running now finish. Messages keep arriving up
+   * to the prefetch, then the broker holds the rest. Partitions stay assigned (no rebalance).
+   */
+  pause(): void;
+  resume(): void;
+  readonly paused: boolean;
+  /** Handlers (or batches) that may run at once; starts at the `concurrency` option. */
+  readonly concurrency: number;
+  /**
+   * Changes `concurrency` while running (1 to `MAX_CONCURRENCY`, else `RangeError`). Per-key and
+   * per-partition order hold at any value: more keys run in parallel, never one key twice.
+   */
+  setConcurrency(concurrency: number): void;
+}
+
+/**
+ * Pull consumption: `for await (const delivery of broker.consume(options))`. The same group,
+ * order, retry and dead-letter semantics as `subscribe`; the loop body is the handler.
+ *
+ * When a delivery counts as handled: when the loop asks for the next one (the body finished
+ * without leaving the loop). To fail it, call `fail(delivery, error)` and go on: the retry
+ * policy applies as if a handler had thrown. Leaving the loop (`break`, `return`, a throw) or
+ * `close()` ends the subscription; a delivery returned and not yet handled then is not
+ * acknowledged and will be delivered again (at-least-once: a `break` right after the work is
+ * done redelivers that message; call `fail` or finish the iteration first).
+ *
+ * With `concurrency` above 1, that many deliveries are fetched ahead (in lanes, as `subscribe`
+ * runs handlers); the loop still takes them one at a time.
+ */
+export interface MessageStream<T = unknown> extends AsyncIterableIterator<Delivery<T>> {
+  /** Resolves once subscribed, as `subscribe` resolves; rejects with its error. */
+  readonly ready: Promise<void>;
+  /** The delivery last returned failed with `error`: retried per `retry`, then dead-lettered. */
+  fail(delivery: Delivery<T>, error: unknown): void;
+  /** Ends the stream as leaving the loop does. */
+  close(): Promise<void>;
 }
 
 /** Topic administration and monitoring. */
@@ -115,7 +153,7 @@ export interface Admin {
  * Delivery is at-least-once on every broker: a handler may see a message more than once
  * (after a crash, a rebalance, a reconnect); use the message id to de-duplicate.
  */
-export interface Broker extends Admin {
+export interface Broker extends Admin, EventSource {
   /** Adapter name: 'memory', 'kafka', 'rabbitmq' or a third party's. */
   readonly kind: string;
   readonly capabilities: Capabilities;
@@ -127,9 +165,13 @@ export interface Broker extends Admin {
    *
    * The handler resolving acknowledges (commits) the message; throwing retries it per
    * `retry`, then sends it to the dead-letter topic with the error in its headers. See
-   * `SubscribeOptions` for ordering and concurrency.
+   * `SubscribeOptions` for ordering and concurrency. With `batch` set, the handler gets arrays
+   * of deliveries (see `BatchHandler` and `BatchSubscribeOptions`).
    */
+  subscribe<T = unknown>(options: BatchSubscribeOptions<T>, handler: BatchHandler<T>): Promise<Subscription>;
   subscribe<T = unknown>(options: SubscribeOptions<T>, handler: Handler<T>): Promise<Subscription>;
+  /** Pull consumption; see `MessageStream`. Subscribes at once; `batch` is refused. */
+  consume<T = unknown>(options: SubscribeOptions<T>): MessageStream<T>;
   /** Closes subscriptions (as `Subscription.close`), then producers, then the connection. */
   close(): Promise<void>;
 }

@@ -47,9 +47,6 @@ export type TagFilter = 'client' | 'broker';
 /**
  * The broker-neutral part of consuming one record: identity, tag filter, decode, run the
  * handler, and decide between ack, retry (with back-off) and dead-letter. Never throws.
- *
- * A record whose producer set no `mq-id` is given one here, written into `record.headers` so
- * that retry and dead-letter copies made from them carry it (see `IdOrigin`).
  */
 export async function dispatch(
   record: ReceivedRecord,
@@ -58,6 +55,38 @@ export async function dispatch(
   signal: AbortSignal,
   tagFilter: TagFilter = 'client',
 ): Promise<Outcome> {
+  let delivery = prepareDelivery(record, options, signal, tagFilter);
+  if (delivery instanceof Promise) delivery = await delivery;
+  if (!isDelivery(delivery)) return delivery;
+  try {
+    const result = handler(delivery);
+    if (result !== undefined) await result; // a thenable of any kind, not only a native Promise
+    return ACK;
+  } catch (error) {
+    return failureOutcome(record, options, error);
+  }
+}
+
+/** Whether `prepareDelivery` gave a delivery to hand out rather than an outcome. */
+export function isDelivery(value: Delivery<unknown> | Outcome): value is Delivery<unknown> {
+  return (value as Outcome).kind === undefined;
+}
+
+/**
+ * Turns a record into the `Delivery` a handler gets, or into its outcome when no handler
+ * should see it: skipped (a tag filtered in the client) or dead-lettered (a tag the broker
+ * should not have routed here, or a body its codec or schema refuses). Asynchronous only when
+ * the topic's schema validates asynchronously.
+ *
+ * A record whose producer set no `mq-id` is given one here, written into `record.headers` so
+ * that retry and dead-letter copies made from them carry it (see `IdOrigin`).
+ */
+export function prepareDelivery(
+  record: ReceivedRecord,
+  options: ResolvedSubscribeOptions,
+  signal: AbortSignal,
+  tagFilter: TagFilter,
+): Delivery<unknown> | Outcome | Promise<Delivery<unknown> | Outcome> {
   const headers = record.headers;
   let id = headers[H.id];
   let idOrigin: IdOrigin = 'message';
@@ -87,14 +116,7 @@ export async function dispatch(
       ),
     );
   }
-  let body: unknown;
-  try {
-    body = decodeBody(record.payload, headers[H.contentType], options.spec);
-    if (body instanceof Promise) body = await body;
-  } catch (error) {
-    return deadLetter(record, options, error);
-  }
-  const delivery: Delivery<unknown> = {
+  const toDelivery = (body: unknown): Delivery<unknown> => ({
     topic: record.topic,
     body,
     key: record.key,
@@ -108,20 +130,32 @@ export async function dispatch(
     offset: record.offset,
     deadLetter: headers[H.errorCode] === undefined ? undefined : deadLetterInfo(headers),
     signal,
-  };
+  });
+  let body: unknown;
   try {
-    const result = handler(delivery);
-    if (result !== undefined) await result; // a thenable of any kind, not only a native Promise
-    return ACK;
+    body = decodeBody(record.payload, headers[H.contentType], options.spec);
   } catch (error) {
-    if (record.attempt >= options.retry.attempts) return deadLetter(record, options, error);
-    return {
-      kind: 'retry',
-      attempt: record.attempt + 1,
-      delayMs: backoffDelay(options.retry, record.attempt),
-      error,
-    };
+    return deadLetter(record, options, error);
   }
+  if (body instanceof Promise) {
+    return body.then(toDelivery, (error: unknown) => deadLetter(record, options, error));
+  }
+  return toDelivery(body);
+}
+
+/** What follows a failed attempt: another one after back-off, or the dead-letter topic. */
+export function failureOutcome(
+  record: ReceivedRecord,
+  options: ResolvedSubscribeOptions,
+  error: unknown,
+): Outcome {
+  if (record.attempt >= options.retry.attempts) return deadLetter(record, options, error);
+  return {
+    kind: 'retry',
+    attempt: record.attempt + 1,
+    delayMs: backoffDelay(options.retry, record.attempt),
+    error,
+  };
 }
 
 function deadLetter(record: ReceivedRecord, options: ResolvedSubscribeOptions, error: unknown): Outcome {

@@ -24,8 +24,33 @@ export class KeyedExecutor {
   private readonly lanes = new Map<string, Lane>();
   private idleWaiters: (() => void)[] = [];
   private spaceWaiters: { below: number; resolve: () => void }[] = [];
+  private paused = false;
 
-  constructor(private readonly concurrency: number) {}
+  constructor(private concurrency: number) {}
+
+  /** Slots: tasks that may run at once. */
+  get limit(): number {
+    return this.concurrency;
+  }
+
+  /**
+   * Changes the number of slots while running. Raising it starts queued tasks at once; lowering
+   * it lets running tasks finish and starts no new one until fewer than `concurrency` run.
+   */
+  setConcurrency(concurrency: number): void {
+    this.concurrency = concurrency;
+    this.pump();
+  }
+
+  /** Starts no queued task until `resume`; running tasks go on. */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.pump();
+  }
 
   /** Tasks queued or running. */
   get size(): number {
@@ -110,6 +135,7 @@ export class KeyedExecutor {
   }
 
   private pump(): void {
+    if (this.paused) return;
     while (this.running < this.concurrency && this.readyHead < this.ready.length) {
       const task = this.ready[this.readyHead] as Task;
       this.ready[this.readyHead++] = undefined as unknown as Task;

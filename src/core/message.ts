@@ -103,3 +103,22 @@ export interface SendResult {
 
 /** Handler of a subscription. Resolving acknowledges the message; throwing applies the retry policy. */
 export type Handler<T = unknown> = (delivery: Delivery<T>) => Promise<void> | void;
+
+/**
+ * What a batch handler may return: the deliveries that failed, each with its error. Those get
+ * the retry policy; the others of the batch are acknowledged.
+ */
+export type BatchFailures<T = unknown> = ReadonlyMap<Delivery<T>, unknown>;
+
+/**
+ * Handler of a batch subscription (`subscribe({ ..., batch: {} }, handler)`): gets the
+ * deliveries in stored order per partition. Resolving with nothing acknowledges them all;
+ * throwing fails them all; returning `BatchFailures` fails only those. Each delivery has its own
+ * outcome: a failed one is retried (its `attempt` rising) and dead-lettered on its own. With
+ * order 'key' or 'partition', the deliveries after a failed one with its key (or partition) are
+ * handed over again with it, whatever their own result, so a key is never handled out of order;
+ * only the failed one's attempt counts.
+ */
+export type BatchHandler<T = unknown> = (
+  deliveries: readonly Delivery<T>[],
+) => Promise<BatchFailures<T> | undefined | void> | BatchFailures<T> | undefined | void;

@@ -1,7 +1,7 @@
 import type { Acks } from './broker.js';
 import type { TopicSpec } from './codec.js';
 import { ConfigError, type MqError } from './errors.js';
-import type { Handler, OutgoingMessage, TopicRef } from './message.js';
+import type { BatchHandler, Handler, OutgoingMessage, TopicRef } from './message.js';
 
 /** Producer options. Every field is optional; defaults are the safe choice. */
 export interface ProducerOptions {
@@ -79,6 +79,32 @@ export interface SubscribeOptions<T = unknown> {
   closeTimeoutMs?: number;
 }
 
+/**
+ * How a batch handler's batches are made: a batch is handed over once it holds `maxSize`
+ * deliveries or `maxWaitMs` passed since its first one arrived, whichever comes first.
+ */
+export interface BatchOptions {
+  /** Most deliveries in one batch. Default 100; 1 to {@link MAX_BATCH_SIZE}. */
+  maxSize?: number;
+  /** Longest wait for a batch to fill, in ms. Default 10; 0 hands over what one fetch brought. */
+  maxWaitMs?: number;
+}
+
+/**
+ * Options of a subscription with a batch handler (`subscribe({ ..., batch: {} }, handler)`).
+ *
+ * Order: with `order` 'key' or 'partition', a partition's batches are handled one after another
+ * (partitions in parallel, up to `concurrency` batches at once), so a key's messages are never
+ * in two batches at once and batches keep the stored order. With 'concurrent', up to
+ * `concurrency` batches run at once in no order.
+ */
+export interface BatchSubscribeOptions<T = unknown> extends SubscribeOptions<T> {
+  batch: BatchOptions;
+}
+
+/** Largest `batch.maxSize`. */
+export const MAX_BATCH_SIZE = 10_000;
+
 /** Subscribe options after defaults and validation. For adapters; not part of the public API. */
 export interface ResolvedSubscribeOptions {
   topic: string;
@@ -92,6 +118,8 @@ export interface ResolvedSubscribeOptions {
   retry: { attempts: number; initialMs: number; multiplier: number; maxMs: number };
   deadLetterTopic: string | undefined;
   closeTimeoutMs: number;
+  /** Set for a batch handler. */
+  batch: { maxSize: number; maxWaitMs: number } | undefined;
 }
 
 export interface ResolvedProducerOptions {
@@ -353,6 +381,7 @@ export function resolveSubscribeOptions(options: SubscribeOptions<unknown>): Res
       'retry',
       'deadLetter',
       'closeTimeoutMs',
+      'batch',
     ],
     'subscribe.',
   );
@@ -466,17 +495,28 @@ export function resolveSubscribeOptions(options: SubscribeOptions<unknown>): Res
     },
     deadLetterTopic,
     closeTimeoutMs: intOption(options.closeTimeoutMs, 'subscribe.closeTimeoutMs', 0, 30_000, MAX_TIMER_MS),
+    batch: resolveBatch((options as Partial<BatchSubscribeOptions>).batch),
+  };
+}
+
+function resolveBatch(given: BatchOptions | undefined): ResolvedSubscribeOptions['batch'] {
+  if (given === undefined) return undefined;
+  const batch: BatchOptions = objectOption(given, 'subscribe.batch');
+  refuseUnknownKeys(batch, ['maxSize', 'maxWaitMs'], 'subscribe.batch.');
+  return {
+    maxSize: intOption(batch.maxSize, 'subscribe.batch.maxSize', 1, 100, MAX_BATCH_SIZE),
+    maxWaitMs: intOption(batch.maxWaitMs, 'subscribe.batch.maxWaitMs', 0, 10, MAX_TIMER_MS),
   };
 }
 
 /** What every adapter's `subscribe` checks first: the options (resolved) and the handler. */
 export function resolveSubscription<T>(
   options: SubscribeOptions<T>,
-  handler: Handler<T>,
-): { options: ResolvedSubscribeOptions; handler: Handler<unknown> } {
+  handler: Handler<T> | BatchHandler<T>,
+): { options: ResolvedSubscribeOptions; handler: Handler<unknown> | BatchHandler<unknown> } {
   const resolved = resolveSubscribeOptions(options as SubscribeOptions<unknown>);
   if (typeof handler !== 'function') throw new ConfigError('handler', 'must be a function');
-  return { options: resolved, handler: handler as Handler<unknown> };
+  return { options: resolved, handler: handler as Handler<unknown> | BatchHandler<unknown> };
 }
 
 /** Delay before attempt `attempt + 1`, given the one that just failed (1-based). */

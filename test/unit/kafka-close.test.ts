@@ -11,6 +11,7 @@ import type {
 import { KafkaBroker } from '../../src/adapters/kafka/kafka-broker.js';
 import { resolveKafkaOptions } from '../../src/adapters/kafka/kafka-options.js';
 import { KafkajsAdmin, KafkajsConsumer, KafkajsProducer } from '../../src/adapters/kafka/kafkajs-client.js';
+import { EventHub } from '../../src/core/events.js';
 import { type Logger, silentLogger } from '../../src/core/logger.js';
 import { isMqError, type MqError } from '../../src/index.js';
 import { waitFor } from '../../src/testing/wait-for.js';
@@ -327,6 +328,7 @@ describe('kafka producer timeoutMs covers the whole send', () => {
       client,
       resolveKafkaOptions(new URL('kafka://fake:9092'), { delay: { forward: false } }),
       silentLogger,
+      new EventHub(),
     );
     const errors: MqError[] = [];
     const producer = broker.producer({ timeoutMs: 100, onError: (error) => errors.push(error) });

@@ -12,6 +12,7 @@ import type {
 import { KafkaBroker } from '../../src/adapters/kafka/kafka-broker.js';
 import { type KafkaBrokerOptions, resolveKafkaOptions } from '../../src/adapters/kafka/kafka-options.js';
 import { ConnectionError } from '../../src/core/errors.js';
+import { EventHub } from '../../src/core/events.js';
 import { silentLogger } from '../../src/core/logger.js';
 import type { Delivery, SubscribeOptions } from '../../src/index.js';
 import { waitFor } from '../../src/testing/wait-for.js';
@@ -150,6 +151,7 @@ describe('kafka subscription through the client seam', () => {
         delay: { forward: false },
       }),
       silentLogger,
+      new EventHub(),
     );
     await broker.subscribe({ topic: TOPIC, group: 'g', ...options }, handler as (d: Delivery) => void);
     return consumers[0] as FakeConsumer;

@@ -69,9 +69,8 @@
  * Not atomic: `sendBatch` (records may be stored when it rejects), a handler's side effects and
  * the commit, forwarding a delayed record and committing its tier offset (it may arrive twice).
  */
-import type { AdapterContext } from '../../connect.js';
+import { type AdapterContext, defaultAdapterContext } from '../../core/adapter-context.js';
 import type { Broker } from '../../core/broker.js';
-import { processWarningLogger } from '../../core/logger.js';
 import { KafkaBroker } from './kafka-broker.js';
 import { type KafkaBrokerOptions, resolveKafkaOptions } from './kafka-options.js';
 import { checkCompression, createKafkajsClient } from './kafkajs-client.js';
@@ -93,11 +92,11 @@ export type { KafkaBrokerOptions } from './kafka-options.js';
 export async function createKafkaBroker(
   url: URL,
   options?: KafkaBrokerOptions,
-  context: AdapterContext = { logger: processWarningLogger() },
+  context: AdapterContext = defaultAdapterContext(),
 ): Promise<Broker> {
   const resolved = resolveKafkaOptions(url, options);
   checkCompression(resolved.producer.compression, 'kafka.producer.compression');
   const client = createKafkajsClient(resolved.client, context.logger);
   await client.connect();
-  return new KafkaBroker(client, resolved, context.logger);
+  return new KafkaBroker(client, resolved, context.logger, context.events);
 }

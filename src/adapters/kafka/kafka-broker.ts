@@ -1,7 +1,16 @@
-import type { Backlog, Broker, Capabilities, Producer, Subscription } from '../../core/broker.js';
+import type {
+  Backlog,
+  Broker,
+  Capabilities,
+  MessageStream,
+  Producer,
+  Subscription,
+} from '../../core/broker.js';
+import { ConsumerEngine } from '../../core/consumer-engine.js';
 import { ClosedError } from '../../core/errors.js';
+import type { EventHub, MqEventListener, MqEventName } from '../../core/events.js';
 import { type Logger, safeLog } from '../../core/logger.js';
-import type { Handler } from '../../core/message.js';
+import type { BatchHandler, Handler } from '../../core/message.js';
 import {
   type ProducerOptions,
   resolveEnsureTopic,
@@ -9,6 +18,7 @@ import {
   resolveSubscription,
   type SubscribeOptions,
 } from '../../core/options.js';
+import { pull } from '../../core/pull.js';
 import type { KafkaClient, OutgoingRecord, ProducerClient, RecordPosition } from './client.js';
 import { DelayForwarder } from './delay-forwarder.js';
 import { DELAY_TIERS, TIER_PARTITIONS, tierTopic, undeliverableTopic } from './delay-tiers.js';
@@ -43,7 +53,7 @@ export class KafkaBroker implements Broker, KafkaContext {
   readonly topics: TopicAdmin;
   private readonly producerClients = new Map<boolean, ProducerClient>();
   private readonly producers = new Set<KafkaProducer>();
-  private readonly subscriptions = new Set<KafkaSubscription>();
+  private readonly subscriptions = new Set<Subscription>();
   private internal: SendQueue | undefined;
   private forwarder: DelayForwarder | undefined;
   private tiers: Promise<void> | undefined;
@@ -57,6 +67,7 @@ export class KafkaBroker implements Broker, KafkaContext {
     readonly client: KafkaClient,
     readonly options: ResolvedKafkaOptions,
     readonly logger: Logger,
+    readonly events: EventHub,
   ) {
     this.topics = new TopicAdmin(client.admin, (topic, count) => client.partitionsAdded(topic, count));
   }
@@ -70,18 +81,32 @@ export class KafkaBroker implements Broker, KafkaContext {
     return producer;
   }
 
-  async subscribe<T>(options: SubscribeOptions<T>, handler: Handler<T>): Promise<Subscription> {
+  subscribe<T>(options: SubscribeOptions<T>, handler: Handler<T> | BatchHandler<T>): Promise<Subscription>;
+  async subscribe<T>(
+    options: SubscribeOptions<T>,
+    handler: Handler<T> | BatchHandler<T>,
+  ): Promise<Subscription> {
     this.assertOpen();
     const { options: resolved, handler: checked } = resolveSubscription(options, handler);
-    // Added to the set within the tracked call, so a close that waited for it closes it too.
-    const subscription = await this.track(
-      KafkaSubscription.start(this, resolved, checked, (s) => this.subscriptions.delete(s)).then((s) => {
-        this.subscriptions.add(s);
-        return s;
-      }),
-    );
-    if (this.closed) await subscription.close();
-    return subscription;
+    // In the set while it starts, so a close meanwhile closes it too (and subscribe rejects).
+    const engine = new ConsumerEngine({
+      broker: this.kind,
+      subscription: resolved,
+      handler: checked,
+      events: this.events,
+      logger: this.logger,
+      onClosed: () => this.subscriptions.delete(engine),
+    });
+    this.subscriptions.add(engine);
+    return engine.start(new KafkaSubscription(this, resolved, () => {}));
+  }
+
+  consume<T>(options: SubscribeOptions<T>): MessageStream<T> {
+    return pull((o, h) => this.subscribe(o, h), options);
+  }
+
+  on<E extends MqEventName>(event: E, listener: MqEventListener<E>): () => void {
+    return this.events.on(event, listener);
   }
 
   async ensureTopic(topic: string, options: { partitions?: number } = {}): Promise<void> {

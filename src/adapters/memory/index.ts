@@ -1,6 +1,5 @@
-import type { AdapterContext } from '../../connect.js';
+import { type AdapterContext, defaultAdapterContext } from '../../core/adapter-context.js';
 import type { Broker } from '../../core/broker.js';
-import { processWarningLogger } from '../../core/logger.js';
 import {
   intOption,
   intQueryParam,
@@ -31,7 +30,7 @@ export interface MemoryBrokerOptions {
 export async function createMemoryBroker(
   url: URL,
   given?: MemoryBrokerOptions,
-  context: AdapterContext = { logger: processWarningLogger() },
+  context: AdapterContext = defaultAdapterContext(),
 ): Promise<Broker> {
   const options: MemoryBrokerOptions = objectOption(given, 'memory');
   refuseUnknownKeys(options, ['partitions', 'retention'], 'memory.');
@@ -46,5 +45,5 @@ export async function createMemoryBroker(
       ? intQueryParam(query.retention, 'memory:// query parameter retention', 1, 10_000, MAX_RETENTION)
       : intOption(options.retention, 'memory.retention', 1, 10_000, MAX_RETENTION);
   const name = url.hostname || url.pathname.replace(/^\/+/, '') || 'default';
-  return new MemoryBroker(memoryState(name, partitions, retention), context.logger);
+  return new MemoryBroker(memoryState(name, partitions, retention), context);
 }

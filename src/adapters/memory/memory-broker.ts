@@ -1,7 +1,17 @@
-import type { Backlog, Broker, Capabilities, Producer, Subscription } from '../../core/broker.js';
+import type { AdapterContext } from '../../core/adapter-context.js';
+import type {
+  Backlog,
+  Broker,
+  Capabilities,
+  MessageStream,
+  Producer,
+  Subscription,
+} from '../../core/broker.js';
+import { ConsumerEngine } from '../../core/consumer-engine.js';
 import { ClosedError, ConfigError } from '../../core/errors.js';
+import type { MqEventListener, MqEventName } from '../../core/events.js';
 import type { Logger } from '../../core/logger.js';
-import type { Handler, OutgoingMessage, SendResult } from '../../core/message.js';
+import type { BatchHandler, Handler, OutgoingMessage, SendResult } from '../../core/message.js';
 import { oneWayReporter } from '../../core/one-way.js';
 import {
   groupName,
@@ -15,6 +25,7 @@ import {
   tagsKey,
   userTopicName,
 } from '../../core/options.js';
+import { pull } from '../../core/pull.js';
 import { encodeMessage, H, type WireMessage } from '../../core/wire.js';
 import { MemoryGroup } from './memory-group.js';
 import type { MemoryState } from './memory-state.js';
@@ -36,14 +47,21 @@ export const memoryCapabilities: Capabilities = Object.freeze({
 export class MemoryBroker implements Broker {
   readonly kind = 'memory';
   readonly capabilities = memoryCapabilities;
-  private readonly subscriptions = new Set<MemorySubscription>();
+  private readonly subscriptions = new Set<Subscription>();
   private readonly producers = new Set<MemoryProducer>();
   private closed = false;
+  private readonly logger: Logger;
 
   constructor(
     private readonly state: MemoryState,
-    private readonly logger: Logger,
-  ) {}
+    private readonly context: AdapterContext,
+  ) {
+    this.logger = context.logger;
+  }
+
+  on<E extends MqEventName>(event: E, listener: MqEventListener<E>): () => void {
+    return this.context.events.on(event, listener);
+  }
 
   producer(options?: ProducerOptions): Producer {
     this.assertOpen();
@@ -54,7 +72,11 @@ export class MemoryBroker implements Broker {
     return producer;
   }
 
-  async subscribe<T>(options: SubscribeOptions<T>, handler: Handler<T>): Promise<Subscription> {
+  subscribe<T>(options: SubscribeOptions<T>, handler: Handler<T> | BatchHandler<T>): Promise<Subscription>;
+  async subscribe<T>(
+    options: SubscribeOptions<T>,
+    handler: Handler<T> | BatchHandler<T>,
+  ): Promise<Subscription> {
     this.assertOpen();
     const { options: resolved, handler: checked } = resolveSubscription(options, handler);
     const topic = this.state.topic(resolved.topic);
@@ -66,13 +88,25 @@ export class MemoryBroker implements Broker {
     }
     const peer = group.members[0];
     if (peer !== undefined && tagsKey(peer.tags) !== tagsKey(resolved.tags)) throw otherTagsError(resolved);
-    const subscription = new MemorySubscription(this.state, group, resolved, checked, (s) => {
-      this.subscriptions.delete(s);
-      if (group.ephemeral && group.members.length === 0) this.state.groups.delete(groupKey);
+    const engine = new ConsumerEngine({
+      broker: this.kind,
+      subscription: resolved,
+      handler: checked,
+      events: this.context.events,
+      logger: this.logger,
+      onClosed: () => this.subscriptions.delete(engine),
     });
-    this.subscriptions.add(subscription);
-    group.join(subscription);
-    return subscription;
+    const joined = group;
+    this.subscriptions.add(engine);
+    return engine.start(
+      new MemorySubscription(this.state, joined, resolved, () => {
+        if (joined.ephemeral && joined.members.length === 0) this.state.groups.delete(groupKey);
+      }),
+    );
+  }
+
+  consume<T>(options: SubscribeOptions<T>): MessageStream<T> {
+    return pull((o, h) => this.subscribe(o, h), options);
   }
 
   async ensureTopic(topic: string, options?: { partitions?: number }): Promise<void> {

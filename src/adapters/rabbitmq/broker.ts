@@ -1,7 +1,9 @@
-import type { Backlog, Broker, Producer, Subscription } from '../../core/broker.js';
+import type { Backlog, Broker, MessageStream, Producer, Subscription } from '../../core/broker.js';
+import { ConsumerEngine } from '../../core/consumer-engine.js';
 import { ClosedError, UnsupportedError } from '../../core/errors.js';
+import type { EventHub, MqEventListener, MqEventName } from '../../core/events.js';
 import type { Logger } from '../../core/logger.js';
-import type { Handler } from '../../core/message.js';
+import type { BatchHandler, Handler } from '../../core/message.js';
 import {
   groupName,
   type ProducerOptions,
@@ -11,6 +13,7 @@ import {
   type SubscribeOptions,
   userTopicName,
 } from '../../core/options.js';
+import { pull } from '../../core/pull.js';
 import { MAX_MESSAGE_BYTES, rabbitMqCapabilities } from './capabilities.js';
 import type { RabbitConnection } from './connection.js';
 import type { ManagementApi } from './management.js';
@@ -28,7 +31,7 @@ export class RabbitMqBroker implements Broker {
   private readonly topology: Topology;
   /** Confirmed publishes of retried and dead-lettered copies, shared by subscriptions. */
   private readonly publisher: Publisher;
-  private readonly subscriptions = new Set<RabbitMqSubscription>();
+  private readonly subscriptions = new Set<Subscription>();
   private readonly producers = new Set<RabbitMqProducer>();
   private closed = false;
 
@@ -43,6 +46,7 @@ export class RabbitMqBroker implements Broker {
     private readonly publishing: RabbitConnection,
     private readonly options: ResolvedRabbitMqOptions,
     private readonly logger: Logger,
+    private readonly events: EventHub,
     /** With `managementUrl`: unacknowledged counts for `backlog`. */
     private readonly management?: ManagementApi,
   ) {
@@ -65,7 +69,11 @@ export class RabbitMqBroker implements Broker {
     return producer;
   }
 
-  async subscribe<T>(options: SubscribeOptions<T>, handler: Handler<T>): Promise<Subscription> {
+  subscribe<T>(options: SubscribeOptions<T>, handler: Handler<T> | BatchHandler<T>): Promise<Subscription>;
+  async subscribe<T>(
+    options: SubscribeOptions<T>,
+    handler: Handler<T> | BatchHandler<T>,
+  ): Promise<Subscription> {
     this.assertOpen();
     const { options: resolved, handler: checked } = resolveSubscription(options, handler);
     if (typeof resolved.startFrom === 'object' && !this.topology.isStream(resolved.topic)) {
@@ -73,7 +81,7 @@ export class RabbitMqBroker implements Broker {
         `startFrom { timestamp } needs a retained log: RabbitMQ queues drop what they delivered. Declare '${resolved.topic}' as a stream topic (rabbitmq.streams) to replay it by time`,
       );
     }
-    const subscription = new RabbitMqSubscription(
+    const transport = new RabbitMqSubscription(
       {
         connection: this.connection,
         publishing: this.publishing,
@@ -82,17 +90,28 @@ export class RabbitMqBroker implements Broker {
         publisher: this.publisher,
       },
       resolved,
-      checked,
-      (s) => this.subscriptions.delete(s),
+      () => {},
     );
-    this.subscriptions.add(subscription);
-    try {
-      await subscription.start();
-    } catch (error) {
-      await subscription.close({ timeoutMs: 0 }).catch(() => {});
-      throw error;
-    }
-    return subscription;
+    const engine = new ConsumerEngine({
+      broker: this.kind,
+      subscription: resolved,
+      handler: checked,
+      events: this.events,
+      logger: this.logger,
+      tagFilter: transport.tagFilter,
+      report: (what, error) => this.connection.report(what, error),
+      onClosed: () => this.subscriptions.delete(engine),
+    });
+    this.subscriptions.add(engine);
+    return engine.start(transport);
+  }
+
+  consume<T>(options: SubscribeOptions<T>): MessageStream<T> {
+    return pull((o, h) => this.subscribe(o, h), options);
+  }
+
+  on<E extends MqEventName>(event: E, listener: MqEventListener<E>): () => void {
+    return this.events.on(event, listener);
   }
 
   async ensureTopic(topic: string, options: { partitions?: number } = {}): Promise<void> {

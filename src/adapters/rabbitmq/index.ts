@@ -76,10 +76,9 @@
  *
  * @module
  */
-import type { AdapterContext } from '../../connect.js';
+import { type AdapterContext, defaultAdapterContext } from '../../core/adapter-context.js';
 import type { Broker } from '../../core/broker.js';
 import { ConfigError } from '../../core/errors.js';
-import { processWarningLogger } from '../../core/logger.js';
 import { RabbitMqBroker } from './broker.js';
 import { RabbitConnection } from './connection.js';
 import { ManagementApi } from './management.js';
@@ -99,7 +98,7 @@ export type { RabbitMqBrokerOptions } from './options.js';
 export async function createRabbitMqBroker(
   url: URL,
   options?: RabbitMqBrokerOptions,
-  context: AdapterContext = { logger: processWarningLogger() },
+  context: AdapterContext = defaultAdapterContext(),
 ): Promise<Broker> {
   if (url.protocol !== 'amqp:' && url.protocol !== 'amqps:') {
     throw new ConfigError('url', `expected amqp:// or amqps://, got ${url.protocol}//`);
@@ -122,7 +121,7 @@ export async function createRabbitMqBroker(
   const connection = await RabbitConnection.open(url, resolved, 'consuming', context.logger);
   try {
     const publishing = await RabbitConnection.open(url, resolved, 'publishing', context.logger);
-    return new RabbitMqBroker(connection, publishing, resolved, context.logger, management);
+    return new RabbitMqBroker(connection, publishing, resolved, context.logger, context.events, management);
   } catch (error) {
     await connection.close();
     throw error;

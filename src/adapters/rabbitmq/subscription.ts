@@ -1,17 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { Channel, ConsumeMessage, GetMessage, Options } from 'amqplib';
-import type { Subscription } from '../../core/broker.js';
-import { dispatch, type Outcome, type ReceivedRecord } from '../../core/dispatch.js';
+import type { Claim, ConsumerEngine, ConsumerTransport, RetryCopy } from '../../core/consumer-engine.js';
+import type { ReceivedRecord } from '../../core/dispatch.js';
 import { ConfigError, isMqError } from '../../core/errors.js';
-import { KeyedExecutor } from '../../core/keyed-executor.js';
-import type { Handler } from '../../core/message.js';
-import {
-  otherTagsError,
-  type ResolvedSubscribeOptions,
-  refuseCloseOptions,
-  tagsKey,
-} from '../../core/options.js';
-import { settlesWithin, sleep } from '../../core/timers.js';
+import type { Headers } from '../../core/message.js';
+import { otherTagsError, type ResolvedSubscribeOptions, tagsKey } from '../../core/options.js';
 import { H } from '../../core/wire.js';
 import { numericHeader, publishOptions, routingKey, toRecord } from './amqp-wire.js';
 import { type RabbitConnection, replyCode, toMqError } from './connection.js';
@@ -38,6 +31,13 @@ export interface SubscriptionContext {
 
 type Kind = 'queue' | 'broadcast' | 'stream' | 'partitioned';
 
+interface RabbitRecord extends ReceivedRecord {
+  readonly consumer: QueueConsumer;
+  readonly message: ConsumeMessage;
+  /** Stream topics: the record's offset in the stream. */
+  readonly streamOffset: number | undefined;
+}
+
 /**
  * A running subscription. Four shapes, by mode and order (see index.ts for the topology):
  * - `queue`: order 'concurrent' in clustering mode; members compete on the group's queue.
@@ -45,25 +45,24 @@ type Kind = 'queue' | 'broadcast' | 'stream' | 'partitioned';
  * - `broadcast`: this subscription's own exclusive queue.
  * - `stream`: a stream topic, read from `startFrom` by this subscription alone.
  *
- * Within one queue, a `KeyedExecutor` runs different keys (or partitions) in parallel up to
- * `concurrency` and one key at a time in order. A message is acked only after its handler
- * resolved (or after its retry or dead-letter copy was confirmed). Retries of ordered
- * subscriptions wait in this process, holding their key; retries of concurrent ones go through
- * the delay tiers back to this subscription's queue only, freeing the slot meanwhile.
+ * It is the consumer engine's transport: each queue consumer is one claim of the engine (its
+ * lanes never span two queues). A message is acked only after its handler resolved (or after
+ * its retry or dead-letter copy was confirmed). Retries of ordered subscriptions and stream
+ * topics wait in this process, holding their key; retries of concurrent ones go through the
+ * delay tiers back to this subscription's queue only, freeing the slot meanwhile.
  */
-export class RabbitMqSubscription implements Subscription, PartitionHost {
+export class RabbitMqSubscription implements ConsumerTransport<RabbitRecord>, PartitionHost {
   readonly topic: string;
   readonly group: string;
   private readonly kind: Kind;
-  private readonly executor: KeyedExecutor;
+  private engine!: ConsumerEngine<RabbitRecord>;
+  /** The engine's claim of each live queue consumer. */
+  private readonly claims = new Map<QueueConsumer, Claim>();
   private readonly prefetch: number;
   private readonly partitions = new Map<number, QueueConsumer>();
   private single: QueueConsumer | undefined;
   private assigner: PartitionAssigner | undefined;
-  /** Aborts handlers' `signal` when a drain timed out. */
-  private readonly shutdown = new AbortController();
   private readonly closing = new AbortController();
-  private closed: Promise<void> | undefined;
   /** Stream offset to resume from after a reconnect (one past the last handled). */
   private streamNext: number | undefined;
   /** Consumes the group's shape queue while this member lives (see `holdShape`). */
@@ -75,11 +74,13 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
     });
   };
 
+  /** Retry copies through the delay tiers: order 'concurrent' on queues (not streams). */
+  publishRetry?: (record: RabbitRecord, copy: RetryCopy) => Promise<void>;
+
   constructor(
     private readonly ctx: SubscriptionContext,
     private readonly options: ResolvedSubscribeOptions,
-    private readonly handler: Handler<unknown>,
-    private readonly onClosed: (s: RabbitMqSubscription) => void,
+    private readonly onClosed: () => void,
   ) {
     this.topic = options.topic;
     this.group = options.group;
@@ -90,23 +91,21 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
         : options.order === 'concurrent'
           ? 'queue'
           : 'partitioned';
-    this.executor = new KeyedExecutor(options.concurrency);
     this.prefetch = prefetchFor(ctx.options, options.concurrency);
+    if (options.order === 'concurrent' && this.kind !== 'stream')
+      this.publishRetry = (record, copy) => this.copyForRetry(record, copy);
+  }
+
+  /** A stream's queue is bound to every tag: tags are filtered here, not by the broker. */
+  get tagFilter(): 'client' | 'broker' {
+    return this.kind === 'stream' ? 'client' : 'broker';
   }
 
   /** Declares the topology and starts consuming; resolves once the broker confirmed the consumers. */
-  async start(): Promise<void> {
-    try {
-      await this.setUp();
-    } catch (error) {
-      await this.tearDown().catch(() => {});
-      throw error;
-    }
+  async start(engine: ConsumerEngine<RabbitRecord>): Promise<void> {
+    this.engine = engine;
+    await this.setUp();
     this.ctx.connection.on('reconnected', this.onReconnected);
-  }
-
-  private get retryInProcess(): boolean {
-    return this.options.order !== 'concurrent' || this.kind === 'stream';
   }
 
   private queueOptions(): GroupQueueOptions {
@@ -275,15 +274,28 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
   }
 
   private newConsumer(queue: string, partition: number | undefined, args?: Record<string, unknown>) {
-    return new QueueConsumer(
+    const consumer = new QueueConsumer(
       this.ctx.connection,
       queue,
       partition,
       this.prefetch,
-      (consumer, message) => this.deliver(consumer, message),
-      (consumer) => this.lost(consumer),
+      (c, message) => this.deliver(c, message),
+      (c) => this.lost(c),
       args,
     );
+    // One id per partition (or the one queue) across consumers, so a key's lane is the same
+    // for a consumer and its successor after a reconnect: they never run one key at once.
+    this.claims.set(consumer, this.engine.assign(partition === undefined ? 'q' : `p${partition}`, partition));
+    return consumer;
+  }
+
+  /** The consumer's deliveries are no longer handed out; waits (bounded) for its running handlers. */
+  private async release(consumer: QueueConsumer, waitMs?: number): Promise<void> {
+    consumer.stop();
+    const claim = this.claims.get(consumer);
+    if (claim === undefined) return;
+    this.claims.delete(consumer);
+    await this.engine.revoke(claim, waitMs);
   }
 
   owned(): ReadonlySet<number> {
@@ -298,6 +310,7 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
       await consumer.start();
     } catch (error) {
       if (this.partitions.get(partition) === consumer) this.partitions.delete(partition);
+      await this.release(consumer, 0);
       await consumer.close();
       throw error;
     }
@@ -308,8 +321,7 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
     if (consumer === undefined) return;
     // Not basic.cancel first: the next consumer would become active before this one's unacked
     // deliveries were back in the queue, and could overtake them.
-    consumer.stop();
-    await consumer.whenIdle(this.options.closeTimeoutMs);
+    await this.release(consumer);
     await consumer.close();
     if (this.partitions.get(partition) === consumer) this.partitions.delete(partition);
   }
@@ -317,14 +329,17 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
   /** Closes whatever consumers and group membership exist now. */
   private async tearDown(): Promise<void> {
     await this.assigner?.stop();
-    await Promise.all([...this.partitions.values()].map((c) => c.close()));
+    const consumers = [...this.partitions.values(), ...(this.single ? [this.single] : [])];
+    for (const c of consumers) void this.release(c, 0);
+    await Promise.all(consumers.map((c) => c.close()));
     this.partitions.clear();
-    await this.single?.close();
     await this.shapeChannel?.close().catch(() => {});
     this.shapeChannel = undefined;
   }
 
   private lost(consumer: QueueConsumer): void {
+    // Its channel is gone, and with it every unacked delivery: no handler result can be acked.
+    void this.release(consumer, 0);
     if (consumer.partition !== undefined && this.partitions.get(consumer.partition) === consumer) {
       this.partitions.delete(consumer.partition);
     }
@@ -345,10 +360,16 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
         if (this.assigner !== undefined) {
           await this.assigner.stop(); // first: a balancing step in flight may still start consumers
           this.assigner = undefined;
-          for (const c of this.partitions.values()) await c.close();
+          for (const c of this.partitions.values()) {
+            void this.release(c, 0);
+            await c.close();
+          }
           this.partitions.clear();
         }
-        await this.single?.close();
+        if (this.single !== undefined) {
+          void this.release(this.single, 0);
+          await this.single.close();
+        }
         await this.shapeChannel?.close().catch(() => {});
         await this.setUp();
         if (this.closing.signal.aborted) await this.tearDown(); // closed while resuming
@@ -365,6 +386,8 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
   }
 
   private deliver(consumer: QueueConsumer, message: ConsumeMessage): void {
+    const claim = this.claims.get(consumer);
+    if (claim === undefined) return; // released: stays unacked, back to the queue with its channel
     const streamOffset = this.kind === 'stream' ? numericHeader(message, 'x-stream-offset') : undefined;
     const record = toRecord(
       message,
@@ -373,62 +396,19 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
       consumer.partition,
       streamOffset === undefined ? undefined : String(streamOffset),
     );
-    let lane: string | undefined;
-    if (this.options.order === 'partition') lane = `p${consumer.partition ?? 0}`;
-    else if (this.options.order === 'key' && record.key !== undefined)
-      lane = `${consumer.partition ?? 0}:${record.key}`;
-    this.executor.submit(lane, () => this.process(consumer, message, record, streamOffset));
+    if (streamOffset !== undefined && this.beforeStart(record)) {
+      consumer.ack(message.fields.deliveryTag);
+      return;
+    }
+    this.engine.deliver(claim, Object.assign(record, { consumer, message, streamOffset }));
   }
 
-  private async process(
-    consumer: QueueConsumer,
-    message: ConsumeMessage,
-    record: ReceivedRecord,
-    streamOffset: number | undefined,
-  ): Promise<void> {
-    if (consumer.stopped) return; // stays unacked: back to the queue when the channel closes
-    const tag = message.fields.deliveryTag;
-    consumer.running++;
-    try {
-      if (streamOffset !== undefined && this.beforeStart(record)) {
-        consumer.ack(tag);
-        return;
-      }
-      for (;;) {
-        const outcome: Outcome = await dispatch(
-          record,
-          this.options,
-          this.handler,
-          this.shutdown.signal,
-          this.kind === 'stream' ? 'client' : 'broker', // a stream's queue is bound to every tag
-        );
-        if (consumer.dead) return; // the broker redelivers it
-        if (outcome.kind === 'retry') {
-          if (this.retryInProcess) {
-            const waited = await this.executor.releaseWhile(
-              sleep(outcome.delayMs, consumer.stopping.signal, this.closing.signal),
-            );
-            if (!waited) return;
-            record.attempt = outcome.attempt;
-            continue;
-          }
-          await this.forward(consumer, tag, () => this.publishRetry(consumer, message, record, outcome));
-          return;
-        }
-        if (outcome.kind === 'dead-letter' && outcome.topic !== undefined) {
-          const topic = outcome.topic;
-          await this.forward(consumer, tag, () =>
-            this.publishDeadLetter(topic, message, record, outcome.headers),
-          );
-          return;
-        }
-        if (streamOffset !== undefined) this.streamNext = Math.max(this.streamNext ?? 0, streamOffset + 1);
-        consumer.ack(tag);
-        return;
-      }
-    } finally {
-      consumer.finished();
-    }
+  settle(record: RabbitRecord, settlement: 'ack' | 'requeue'): void {
+    // 'requeue': left unacked; closing the consumer's channel returns it to the queue in its place.
+    if (settlement === 'requeue' || record.consumer.dead) return;
+    if (record.streamOffset !== undefined)
+      this.streamNext = Math.max(this.streamNext ?? 0, record.streamOffset + 1);
+    record.consumer.ack(record.message.fields.deliveryTag);
   }
 
   /** Stream reads start at a second's boundary; drop what was produced before the requested ms. */
@@ -439,28 +419,10 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
     return produced < from.timestamp;
   }
 
-  /** Acks the original once its copy was confirmed; if the copy failed, requeues the original. */
-  private async forward(consumer: QueueConsumer, tag: number, publish: () => Promise<void>): Promise<void> {
-    try {
-      await publish();
-      consumer.ack(tag);
-    } catch (error) {
-      this.ctx.connection.report(
-        `subscription to ${this.topic} (group ${this.group}): the retry or dead-letter copy was not published, the message goes back to its queue`,
-        error,
-      );
-      if (!consumer.dead) consumer.requeue(tag);
-    }
-  }
-
-  private async publishRetry(
-    consumer: QueueConsumer,
-    message: ConsumeMessage,
-    record: ReceivedRecord,
-    outcome: Extract<Outcome, { kind: 'retry' }>,
-  ): Promise<void> {
+  private async copyForRetry(record: RabbitRecord, copy: RetryCopy): Promise<void> {
+    const { consumer, message } = record;
     const extra: Record<string, string> = {
-      [H.attempt]: String(outcome.attempt),
+      [H.attempt]: String(copy.attempt),
       [H.timestamp]: record.headers[H.timestamp] ?? String(record.timestamp),
       [H.targetTopic]: this.topic,
       [H.targetGroup]: this.group,
@@ -468,12 +430,12 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
     const content = toBuffer(record.payload);
     const tag = routingKey(record.headers[H.tag]);
     const stamp = message.properties.timestamp as number | undefined;
-    if (outcome.delayMs <= 0) {
+    if (copy.delayMs <= 0) {
       const options = publishOptions(record.headers, record.key, true, true, extra, stamp);
       await this.ctx.publisher.publish('', consumer.queue, content, options);
       return;
     }
-    const tiers = delayTiers(outcome.delayMs);
+    const tiers = delayTiers(copy.delayMs);
     const target = { kind: 'queue', queue: consumer.queue } as const;
     await this.ctx.topology.delayRoute(tiers, target);
     const options = publishOptions(
@@ -487,12 +449,8 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
     await this.ctx.publisher.publish(names.delayTier(tiers[0] as number), tag, content, options);
   }
 
-  private async publishDeadLetter(
-    topic: string,
-    message: ConsumeMessage,
-    record: ReceivedRecord,
-    headers: Record<string, string>,
-  ): Promise<void> {
+  async publishDeadLetter(record: RabbitRecord, topic: string, headers: Headers): Promise<void> {
+    const message = record.message;
     await this.ctx.topology.deadLetterTopic(topic);
     const options = publishOptions(
       headers,
@@ -510,24 +468,24 @@ export class RabbitMqSubscription implements Subscription, PartitionHost {
     );
   }
 
-  close(options: { timeoutMs?: number } = {}): Promise<void> {
-    const refused = refuseCloseOptions(options);
-    if (refused) return refused;
-    this.closed ??= (async () => {
-      const timeoutMs = options.timeoutMs ?? this.options.closeTimeoutMs;
-      this.closing.abort();
-      this.ctx.connection.off('reconnected', this.onReconnected);
-      const consumers = [...this.partitions.values(), ...(this.single ? [this.single] : [])];
-      // Partition consumers are not cancelled first, for the reason given in stopPartition.
-      for (const c of this.partitions.values()) c.stop();
-      await this.single?.cancel();
-      if (!(await settlesWithin(this.executor.onIdle(), timeoutMs))) this.shutdown.abort();
-      await Promise.all(consumers.map((c) => c.close()));
-      await this.tearDown();
-      if (this.kind === 'broadcast')
-        await this.ctx.topology.deleteQueue(names.groupQueue(this.topic, this.group));
-      this.onClosed(this);
-    })();
-    return this.closed;
+  async stopDelivering(): Promise<void> {
+    this.closing.abort();
+    this.ctx.connection.off('reconnected', this.onReconnected);
+    // Partition consumers are not cancelled first, for the reason given in stopPartition.
+    for (const c of this.partitions.values()) c.stop();
+    await this.single?.cancel();
+  }
+
+  async close(): Promise<void> {
+    this.closing.abort();
+    this.ctx.connection.off('reconnected', this.onReconnected);
+    await this.tearDown();
+    if (this.kind === 'broadcast')
+      await this.ctx.topology
+        .deleteQueue(names.groupQueue(this.topic, this.group))
+        .catch((error: unknown) => {
+          this.ctx.connection.report(`broadcast queue of ${this.topic} not deleted`, error);
+        });
+    this.onClosed();
   }
 }

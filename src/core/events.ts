@@ -1,0 +1,133 @@
+import type { Logger } from './logger.js';
+import { safeLog } from './logger.js';
+import type { Headers } from './message.js';
+
+/** What every event about one delivery carries. */
+export interface DeliveryEvent {
+  /** The adapter: 'memory', 'kafka', 'rabbitmq', or a third party's. */
+  readonly broker: string;
+  readonly topic: string;
+  readonly group: string;
+  readonly partition: number | undefined;
+  readonly offset: string | undefined;
+  /** The message id (see `Delivery.id`). */
+  readonly id: string;
+  readonly key: string | undefined;
+  /** The attempt this event is about, 1-based. */
+  readonly attempt: number;
+  /** Application headers, e.g. a `traceparent` to continue a trace from. */
+  readonly headers: Headers;
+}
+
+/**
+ * Instrumentation events and their payloads. Listeners run synchronously on the message path:
+ * keep them short, and never let them throw (a throwing listener is logged at `warn` and
+ * ignored). Emitting costs nothing for an event without listeners.
+ */
+export interface MqEvents {
+  /** A delivery is handed to the handler (each attempt). */
+  delivered: DeliveryEvent;
+  /** The handler resolved; the delivery will be acknowledged. */
+  handled: DeliveryEvent & { readonly durationMs: number };
+  /**
+   * The handler threw (or the body could not be decoded). `next` says what follows: another
+   * attempt, or the dead-letter topic.
+   */
+  failed: DeliveryEvent & {
+    readonly error: unknown;
+    readonly durationMs: number;
+    readonly next: 'retry' | 'dead-letter';
+  };
+  /** A failed delivery will be delivered again as `attempt`, after `delayMs`, in this process or by a copy. */
+  retried: DeliveryEvent & { readonly delayMs: number; readonly via: 'in-process' | 'copy' };
+  /** Attempts exhausted or undecodable: written to `deadLetterTopic` (undefined: discarded). */
+  'dead-lettered': DeliveryEvent & { readonly deadLetterTopic: string | undefined; readonly error: unknown };
+  /** A consumer group's position was stored (Kafka, memory): the next offset it will read. */
+  committed: {
+    readonly broker: string;
+    readonly topic: string;
+    readonly group: string;
+    readonly partition: number;
+    readonly offset: string;
+  };
+  /** This member's partitions (or partition queues) changed. */
+  rebalanced: {
+    readonly broker: string;
+    readonly topic: string;
+    readonly group: string;
+    readonly assigned: readonly number[];
+    readonly revoked: readonly number[];
+  };
+  /** The broker connection dropped; mqkit reconnects by itself. */
+  'connection-lost': { readonly broker: string; readonly error: unknown };
+  /** The broker connection is back after a loss. */
+  'connection-restored': { readonly broker: string };
+  /** A `send` (or each message of a `sendBatch`) was acknowledged per its `acks`. */
+  'publish-confirmed': {
+    readonly broker: string;
+    readonly topic: string;
+    readonly id: string;
+    readonly partition: number | undefined;
+    readonly offset: string | undefined;
+  };
+  /** A `send` (or `sendBatch`, or `sendOneWay`) failed. */
+  'publish-failed': {
+    readonly broker: string;
+    readonly topic: string;
+    readonly id: string;
+    readonly error: unknown;
+  };
+  /** A failure in a background task that nobody awaits (also logged at `warn`). */
+  error: { readonly broker: string; readonly error: unknown; readonly context: string };
+}
+
+export type MqEventName = keyof MqEvents;
+export type MqEventListener<E extends MqEventName> = (event: MqEvents[E]) => void;
+
+/** Subscribing to instrumentation events; `Broker` extends it. */
+export interface EventSource {
+  /** Calls `listener` for each `event` until the returned function is called. */
+  on<E extends MqEventName>(event: E, listener: MqEventListener<E>): () => void;
+}
+
+/**
+ * The events of one broker connection. Adapters emit; users, tracing and metrics listen through
+ * `broker.on`. `has` lets the message path skip building a payload nobody listens to.
+ */
+export class EventHub implements EventSource {
+  private readonly listeners = new Map<MqEventName, Set<(event: never) => void>>();
+
+  constructor(private readonly logger?: Logger) {}
+
+  on<E extends MqEventName>(event: E, listener: MqEventListener<E>): () => void {
+    if (typeof listener !== 'function') throw new TypeError('listener must be a function');
+    let set = this.listeners.get(event);
+    if (set === undefined) {
+      set = new Set();
+      this.listeners.set(event, set);
+    }
+    set.add(listener as (event: never) => void);
+    return () => {
+      set.delete(listener as (event: never) => void);
+      if (set.size === 0 && this.listeners.get(event) === set) this.listeners.delete(event);
+    };
+  }
+
+  /** Whether `event` has a listener: check before building its payload on a hot path. */
+  has(event: MqEventName): boolean {
+    return this.listeners.has(event);
+  }
+
+  emit<E extends MqEventName>(event: E, payload: MqEvents[E]): void {
+    const set = this.listeners.get(event);
+    if (set === undefined) return;
+    for (const listener of set) {
+      try {
+        (listener as MqEventListener<E>)(payload);
+      } catch (error) {
+        if (this.logger !== undefined)
+          safeLog(this.logger, 'warn', { event, err: error }, `a listener of mqkit's '${event}' event threw`);
+      }
+    }
+  }
+}
