@@ -16,23 +16,66 @@ type NoInference<T> = [T][T extends unknown ? 0 : never];
 export type Acks = 'all' | 'leader' | 'none';
 
 /**
- * What a broker can do. The conformance suite reads these flags; an operation a broker cannot
- * do is refused with `UnsupportedError`, never silently ignored.
+ * What a broker can do. What it cannot do is refused with `UnsupportedError` or works as the
+ * flag's false case says, never silently ignored.
+ *
+ * Each flag switches tests of the conformance suite (`mqkit/testing/conformance`), as feature
+ * flags do in Watermill's test suite: a test named `[flag]` runs where the flag is true and one
+ * named `[!flag]` where it is false (`[acks:<level>]` / `[!acks:<level>]` per acks level), the
+ * other is reported as skipped. Below, each flag says what those tests check.
  */
 export interface Capabilities {
-  /** `startFrom: { timestamp }` and `'earliest'` re-read retained messages. */
+  /**
+   * True: a group re-reads retained messages: `startFrom: { timestamp }` starts at the first
+   * message stored at or after that time, and `'earliest'` at the oldest retained one, even if
+   * other groups consumed it. False: `startFrom: { timestamp }` is refused with
+   * `UnsupportedError`, and a new group, `'earliest'` or not, gets what is sent once it exists
+   * (RabbitMQ adds what no group had taken yet). The flag describes topics with default
+   * settings; an adapter may replay topics configured for it (RabbitMQ's stream topics).
+   */
   readonly replay: boolean;
-  /** Tags are filtered in the broker (not shipped to the client and dropped there). */
+  /**
+   * True: the broker keeps for a group only the messages of the tags it subscribed to, so the
+   * group's backlog counts those alone. False: the group's partitions hold every message of the
+   * topic, counted in its backlog until a member reads past them; a member skips the tags it did
+   * not ask for (acknowledges them without running the handler). Either way a handler sees only
+   * its tags.
+   */
   readonly brokerSideTagFilter: boolean;
-  /** Topics have numbered partitions and `ensureTopic({ partitions })` means something. */
+  /**
+   * True: `ensureTopic(topic, { partitions: n })` gives the topic partitions numbered 0 to n-1,
+   * native or emulated (RabbitMQ's partition queues, read by groups with order 'key' or
+   * 'partition'): a key's messages keep to one, deliveries and `backlog` carry the number, and
+   * a later `ensureTopic` raises the count, never lowers it.
+   * False: a topic has one partition and `ensureTopic` refuses `partitions` above 1 with
+   * `UnsupportedError`.
+   */
   readonly partitions: boolean;
-  /** Delayed delivery without extra topics or queues. */
+  /**
+   * True: the broker holds a delayed message until it is due. False: the adapter passes it
+   * through delay topics or queues of its own, a copy per hop (extra topics or queues, and the
+   * right to create them; late by up to a hop's granularity). `delayMs` works either way and is
+   * never early: the difference is cost and lateness, which no test can observe without timing
+   * it. So the `[nativeDelay]` test checks a plain delay, and the `[!nativeDelay]` test a delay
+   * that crosses several tiers, arriving as the message sent (id, key, tag, headers, send time).
+   */
   readonly nativeDelay: boolean;
-  /** Messages survive a broker restart once `send` resolved with acks 'all'. */
+  /**
+   * Messages survive a broker restart once `send` resolved with acks 'all'. A restart is out of
+   * the conformance suite's reach, so this flag switches no test: the suite checks, on every
+   * broker, the part it can see (such a message is in the backlog of a group with no member
+   * running as soon as `send` resolved, and is delivered after its sender disconnected), naming
+   * the test `[durable]` or `[!durable]`; the restarts are integration tests
+   * (`rabbitmq-restart`, `kafka-restart`).
+   */
   readonly durable: boolean;
-  /** The acks levels `send` honours. */
+  /** The acks levels `send` honours; `producer({ acks })` refuses the others with `UnsupportedError`. */
   readonly acks: readonly Acks[];
-  /** Largest body the adapter accepts by default, in bytes. */
+  /**
+   * Largest body the adapter accepts by default, in bytes (the encoded body; headers do not
+   * count). A body of this size is delivered; a larger one is refused, by `send` and by
+   * `sendBatch` before any of the batch is sent, with a non-retriable `PublishError`.
+   */
   readonly maxMessageBytes: number;
 }
 

@@ -1,8 +1,8 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Acks, Broker, Capabilities, Subscription } from '../core/broker.js';
+import type { Acks, Backlog, Broker, Capabilities, Subscription } from '../core/broker.js';
 import { bytesCodec, type Codec, defineTopic } from '../core/codec.js';
-import { isMqError } from '../core/errors.js';
+import { isMqError, type MqError } from '../core/errors.js';
 import type { Delivery } from '../core/message.js';
 import { H } from '../core/wire.js';
 import { Collector, uniqueName, waitFor } from './wait-for.js';
@@ -13,13 +13,22 @@ export interface ConformanceOptions {
   /** Opens a new connection to the broker under test. Called once per test file and by some tests. */
   connect: () => Promise<Broker>;
   /**
-   * What the adapter claims. Where a flag is false the suite asserts the operation is refused
-   * with `UnsupportedError` instead of asserting it works; nothing is skipped.
+   * What the broker is expected to claim, written out in the test file rather than imported from
+   * the adapter: the suite first checks the broker's `capabilities` equal it (a check only if the
+   * two are written independently), then lets each flag switch its tests. A test that fits the
+   * flag's value runs, its twin for the other value is reported as skipped, and both are named
+   * after the flag (`[replay] …`, `[!replay] …`). See `Capabilities` for what each flag switches.
    */
   capabilities: Capabilities;
   /** Longest wait for one condition. Default 30 000 ms. */
   timeoutMs?: number;
 }
+
+/** The flags of `Capabilities` that switch tests on and off. */
+type Flag = { [K in keyof Capabilities]: Capabilities[K] extends boolean ? K : never }[keyof Capabilities];
+
+/** Every acks level: each is tested as working where `capabilities.acks` lists it, else as refused. */
+const ACKS_LEVELS: readonly Acks[] = ['all', 'leader', 'none'];
 
 /** A minimal Standard Schema validator, so the suite does not depend on any schema library. */
 const orderSchema: StandardSchemaV1<unknown, { orderId: string; amount: number }> = {
@@ -655,16 +664,22 @@ export function conformanceSuite(options: ConformanceOptions): void {
       testTimeout,
     );
 
-    it(
-      caps.replay ? 'replays from a timestamp' : 'refuses replay from a timestamp with UnsupportedError',
+    // Tests switched by capability flags. Each flag has a test for each value, named `[flag]` or
+    // `[!flag]` (`[acks:<level>]` / `[!acks:<level>]` per level): the one that fits the broker
+    // runs and its twin is reported as skipped, so the output shows what each flag switched.
+    // `durable` and `maxMessageBytes` switch nothing; their tests run on every broker, named
+    // after the value (see `Capabilities` for why).
+
+    /** A test that runs where `caps[flag]` is `value` (else reported skipped), named after both. */
+    const feature = (flag: Flag, value: boolean, name: string, body: () => Promise<void>) =>
+      it.runIf(caps[flag] === value)(`[${value ? '' : '!'}${flag}] ${name}`, body, testTimeout);
+
+    feature(
+      'replay',
+      true,
+      'starts a new group at a timestamp: it gets what was sent from then on',
       async () => {
         const topic = await topicWith(2);
-        if (!caps.replay) {
-          await expect(
-            broker.subscribe({ topic, group: g('replay'), startFrom: { timestamp: Date.now() } }, () => {}),
-          ).rejects.toMatchObject({ code: 'UNSUPPORTED' });
-          return;
-        }
         const producer = broker.producer();
         for (let i = 0; i < 5; i++)
           await producer.send({ topic, key: `k${i}`, body: { i, phase: 'before' } });
@@ -673,57 +688,304 @@ export function conformanceSuite(options: ConformanceOptions): void {
         for (let i = 0; i < 5; i++) await producer.send({ topic, key: `k${i}`, body: { i, phase: 'after' } });
         const fromCut = new Collector<{ phase: string }>();
         await subscribe({ topic, group: g('replay-cut'), startFrom: { timestamp: cut } }, fromCut.handler());
-        const all = new Collector<{ phase: string }>();
-        await subscribe({ topic, group: g('replay-all'), startFrom: 'earliest' }, all.handler());
         await fromCut.waitForCount(5, timeoutMs);
-        await all.waitForCount(10, timeoutMs);
-        expect(fromCut.bodies.every((b) => b.phase === 'after')).toBe(true);
+        expect(fromCut.bodies.map((b) => b.phase)).toEqual(Array(5).fill('after'));
       },
-      testTimeout,
     );
 
-    it(
-      'delays delivery by delayMs',
+    feature('replay', false, 'refuses startFrom { timestamp } with UnsupportedError', async () => {
+      const topic = await topicWith(2);
+      await expect(
+        broker.subscribe({ topic, group: g('replay'), startFrom: { timestamp: Date.now() } }, () => {}),
+      ).rejects.toMatchObject({ code: 'UNSUPPORTED' });
+    });
+
+    /**
+     * A group consumes three messages; then a new group subscribes with startFrom 'earliest' and
+     * a fourth is sent. Returns what the new group got once the fourth arrived (one partition,
+     * one handler at a time: anything stored for it before the fourth arrived first).
+     */
+    async function earliestAfterAnotherGroup(): Promise<number[]> {
+      const topic = await topicWith(1);
+      const first = new Collector<{ n: number }>();
+      await subscribe({ topic, group: g('first') }, first.handler());
+      const producer = broker.producer();
+      for (let n = 0; n < 3; n++) await producer.send({ topic, body: { n } });
+      await first.waitForCount(3, timeoutMs);
+      const late = new Collector<{ n: number }>();
+      await subscribe({ topic, group: g('late'), startFrom: 'earliest' }, late.handler());
+      await producer.send({ topic, body: { n: 3 } });
+      await waitFor(() => late.bodies.some((b) => b.n === 3), {
+        timeoutMs,
+        message: () => `the new group got ${JSON.stringify(late.bodies)}`,
+      });
+      return late.bodies.map((b) => b.n);
+    }
+
+    feature(
+      'replay',
+      true,
+      "a new group starting from 'earliest' re-reads what another group consumed",
       async () => {
-        const topic = await topicWith(1);
-        const got = new Collector<{ sentAt: number }>();
-        const receivedAt: number[] = [];
-        await subscribe(
-          { topic, group: g('g') },
-          got.handler(() => {
-            receivedAt.push(Date.now());
-          }),
+        expect(await earliestAfterAnotherGroup()).toEqual([0, 1, 2, 3]);
+      },
+    );
+
+    feature(
+      'replay',
+      false,
+      "a new group starting from 'earliest' gets what is sent once it exists, not what another group consumed",
+      async () => {
+        expect(await earliestAfterAnotherGroup()).toEqual([3]);
+      },
+    );
+
+    /**
+     * A group taking tag 'paid' handles one message and stops; while no member runs, five are
+     * sent, two of them 'paid'. Checks the group's backlog is then `whileAway` and that a member
+     * started again handles the two 'paid' ones alone and leaves a backlog of 0.
+     */
+    async function taggedGroupBacklog(whileAway: number): Promise<void> {
+      const topic = await topicWith(1);
+      const group = g('paid-only');
+      const got = new Collector<{ n: number }>();
+      const first = await subscribe({ topic, group, tags: ['paid'] }, got.handler());
+      const producer = broker.producer();
+      await producer.send({ topic, tag: 'paid', body: { n: 0 } });
+      await got.waitForCount(1, timeoutMs);
+      await first.close();
+      const tags = ['created', 'paid', 'created', 'created', 'paid'];
+      for (const [i, tag] of tags.entries()) await producer.send({ topic, tag, body: { n: i + 1 } });
+      const backlogReaches = (total: number) => {
+        let last: number | undefined;
+        return waitFor(
+          async () => {
+            last = (await broker.backlog(topic, group)).total;
+            return last === total;
+          },
+          { timeoutMs, message: () => `backlog of ${group} is ${last}, expected ${total}` },
         );
+      };
+      await backlogReaches(whileAway);
+      const again = await subscribe({ topic, group, tags: ['paid'] }, got.handler());
+      // The last message sent is 'paid': once handled, every one before it was handled or skipped.
+      await got.waitForCount(3, timeoutMs);
+      await again.close();
+      expect(got.bodies.map((b) => b.n)).toEqual([0, 2, 5]);
+      await backlogReaches(0);
+    }
+
+    feature(
+      'brokerSideTagFilter',
+      true,
+      "a group's backlog holds only the tags it subscribed to: the broker stores no other for it",
+      () => taggedGroupBacklog(2),
+    );
+
+    feature(
+      'brokerSideTagFilter',
+      false,
+      "a group's backlog holds messages of every tag until a member skips the others (acknowledged, not handled)",
+      () => taggedGroupBacklog(5),
+    );
+
+    const partitionNumbers = (backlog: Backlog) =>
+      backlog.partitions.map((p) => p.partition).sort((a, b) => a - b);
+
+    feature(
+      'partitions',
+      true,
+      'ensureTopic({ partitions: 3 }) numbers them 0-2 in backlog and deliveries, a key keeps to one, and a later ensureTopic raises the count, never lowers it',
+      async () => {
+        const topic = await topicWith(3);
+        const got = new Collector<{ k: number }>();
+        await subscribe({ topic, group: g('keyed'), order: 'key' }, got.handler());
         const producer = broker.producer();
-        const sentAt = Date.now();
-        await producer.send({ topic, body: { sentAt }, delayMs: 1500 });
-        await producer.send({ topic, body: { sentAt: 0 } });
-        const [first, second] = await got.waitForCount(2, timeoutMs);
-        expect(first?.body.sentAt).toBe(0); // the undelayed one overtakes
-        expect(second?.body.sentAt).toBe(sentAt);
-        expect((receivedAt[1] ?? 0) - sentAt).toBeGreaterThanOrEqual(1500); // never early
+        const keys = 20;
+        for (let round = 0; round < 2; round++)
+          for (let k = 0; k < keys; k++) await producer.send({ topic, key: `key-${k}`, body: { k } });
+        await got.waitForIds(2 * keys, timeoutMs);
+        const partitionsOf = new Map<string | undefined, Set<number | undefined>>();
+        for (const d of got.deliveries)
+          partitionsOf.set(d.key, (partitionsOf.get(d.key) ?? new Set()).add(d.partition));
+        for (const [key, ps] of partitionsOf) expect([...ps], `partitions of ${key}`).toHaveLength(1);
+        const used = new Set(got.deliveries.map((d) => d.partition));
+        expect(
+          [...used].every((p) => p === 0 || p === 1 || p === 2),
+          `partitions used: ${[...used]}`,
+        ).toBe(true);
+        expect(used.size).toBeGreaterThan(1); // 20 keys in one of 3 partitions: a hash that ignores keys
+        expect(partitionNumbers(await broker.backlog(topic, g('keyed')))).toEqual([0, 1, 2]);
+        await broker.ensureTopic(topic, { partitions: 5 });
+        await broker.ensureTopic(topic, { partitions: 2 });
+        await subscribe({ topic, group: g('later'), order: 'key' }, () => {});
+        let numbers: number[] = [];
+        await waitFor(
+          async () => {
+            numbers = partitionNumbers(await broker.backlog(topic, g('later')));
+            return numbers.length === 5;
+          },
+          { timeoutMs, message: () => `backlog lists partitions ${numbers}` },
+        );
+        expect(numbers).toEqual([0, 1, 2, 3, 4]);
+      },
+    );
+
+    feature(
+      'partitions',
+      false,
+      'ensureTopic refuses more than one partition with UnsupportedError; one is accepted and backlog lists it alone',
+      async () => {
+        const topic = uniqueName('conf');
+        await expect(broker.ensureTopic(topic, { partitions: 2 })).rejects.toMatchObject({
+          code: 'UNSUPPORTED',
+        });
+        await broker.ensureTopic(topic, { partitions: 1 });
+        const got = new Collector();
+        await subscribe({ topic, group: g('g'), order: 'key' }, got.handler());
+        await broker.producer().send({ topic, key: 'k', body: {} });
+        await got.waitForCount(1, timeoutMs);
+        expect((await broker.backlog(topic, g('g'))).partitions).toHaveLength(1);
+      },
+    );
+
+    /**
+     * Sends a message with `delayMs` and one without; the undelayed one overtakes, and the
+     * delayed one arrives never early, with the id, key, tag, headers and send time it was sent
+     * with (where the delay is made of hops, each hop is a copy).
+     */
+    async function delayedArrivesAsSent(delayMs: number): Promise<void> {
+      const topic = await topicWith(1);
+      const got = new Collector<{ delayed: boolean }>();
+      const receivedAt = new Map<string, number>();
+      await subscribe(
+        { topic, group: g('g') },
+        got.handler((d) => {
+          receivedAt.set(d.id, Date.now());
+        }),
+      );
+      const producer = broker.producer();
+      const before = Date.now();
+      const { id } = await producer.send({
+        topic,
+        key: 'k-delayed',
+        tag: 'later',
+        headers: { 'x-trace': 'delayed' },
+        body: { delayed: true },
+        delayMs,
+      });
+      const after = Date.now();
+      await producer.send({ topic, body: { delayed: false } });
+      const [first, second] = await got.waitForCount(2, timeoutMs);
+      expect(first?.body.delayed).toBe(false); // the undelayed one overtakes
+      expect(second).toMatchObject({
+        id,
+        key: 'k-delayed',
+        tag: 'later',
+        headers: { 'x-trace': 'delayed' },
+        body: { delayed: true },
+        attempt: 1,
+        topic,
+      });
+      expect(second?.timestamp).toBeGreaterThanOrEqual(before);
+      expect(second?.timestamp).toBeLessThanOrEqual(after);
+      expect((receivedAt.get(id) ?? 0) - before).toBeGreaterThanOrEqual(delayMs); // never early
+    }
+
+    feature('nativeDelay', true, 'delays delivery by delayMs, never early, as the message sent', () =>
+      delayedArrivesAsSent(1500),
+    );
+
+    feature(
+      'nativeDelay',
+      false,
+      "a delay spanning several of the adapter's delay tiers (2.7 s) arrives never early, as the message sent",
+      () => delayedArrivesAsSent(2700),
+    );
+
+    it(
+      `[${caps.durable ? '' : '!'}durable] a message sent with acks 'all' is stored by the broker once send resolved: counted in the backlog of a group with no member running, delivered after the sending connection closed`,
+      async () => {
+        // What `durable` adds (surviving a broker restart) needs a restart: integration tests.
+        const topic = await topicWith(1);
+        const group = g('absent');
+        await (await subscribe({ topic, group }, () => {})).close();
+        const sender = await options.connect();
+        let id: string;
+        try {
+          ({ id } = await sender.producer({ acks: 'all' }).send({ topic, body: { kept: true } }));
+          expect((await broker.backlog(topic, group)).total).toBe(1);
+        } finally {
+          await sender.close();
+        }
+        const got = new Collector();
+        await subscribe({ topic, group }, got.handler());
+        const [d] = await got.waitForCount(1, timeoutMs);
+        expect(d?.id).toBe(id);
       },
       testTimeout,
     );
 
-    it(
-      'honours each acks level it claims and refuses the others with UnsupportedError',
-      async () => {
-        const topic = await topicWith(1);
-        const got = new Collector<{ acks: Acks }>();
-        await subscribe({ topic, group: g('g') }, got.handler());
-        const levels: Acks[] = ['all', 'leader', 'none'];
-        for (const acks of levels) {
-          if (!caps.acks.includes(acks)) {
-            expect(() => broker.producer({ acks })).toThrow(expect.objectContaining({ code: 'UNSUPPORTED' }));
-            continue;
-          }
+    for (const acks of ACKS_LEVELS) {
+      const claimed = caps.acks.includes(acks);
+      it.runIf(claimed)(
+        `[acks:${acks}] a producer with acks '${acks}' sends, and the message is delivered`,
+        async () => {
+          const topic = await topicWith(1);
+          const got = new Collector<{ acks: Acks }>();
+          await subscribe({ topic, group: g('g') }, got.handler());
           const producer = broker.producer({ acks });
-          await producer.send({ topic, body: { acks } });
+          const { id } = await producer.send({ topic, body: { acks } });
           await producer.close();
+          const [d] = await got.waitForCount(1, timeoutMs);
+          expect(d?.id).toBe(id);
+          expect(d?.body).toEqual({ acks });
+        },
+        testTimeout,
+      );
+      it.runIf(!claimed)(
+        `[!acks:${acks}] producer({ acks: '${acks}' }) is refused with UnsupportedError`,
+        () => {
+          expect(() => broker.producer({ acks })).toThrow(expect.objectContaining({ code: 'UNSUPPORTED' }));
+        },
+      );
+    }
+
+    it(
+      `[maxMessageBytes=${caps.maxMessageBytes}] delivers a body of exactly that many bytes; send and sendBatch refuse one byte more before sending anything, with a non-retriable PublishError`,
+      async () => {
+        const max = caps.maxMessageBytes;
+        const topic = defineTopic(await topicWith(1), { codec: bytesCodec });
+        const got = new Collector<Uint8Array>();
+        await subscribe({ topic, group: g('g'), order: 'partition' }, got.handler());
+        const producer = broker.producer();
+        const largest = Buffer.alloc(max, 7);
+        const tooLarge = Buffer.alloc(max + 1, 9);
+        const { id } = await producer.send({ topic, body: largest });
+        const refused = (sending: Promise<unknown>) =>
+          sending.then(
+            () => 'sent',
+            (error: unknown) => error,
+          );
+        for (const error of [
+          await refused(producer.send({ topic, body: tooLarge })),
+          await refused(
+            producer.sendBatch([
+              { topic, body: Buffer.from('batched') },
+              { topic, body: tooLarge },
+            ]),
+          ),
+        ]) {
+          expect(isMqError(error, 'PUBLISH'), String(error)).toBe(true);
+          expect((error as MqError).retriable).toBe(false);
         }
-        await got.waitForCount(caps.acks.length, timeoutMs);
-        expect(got.bodies.map((b) => b.acks).sort()).toEqual([...caps.acks].sort());
+        // Sent last to one partition: had anything refused been sent, it would arrive before.
+        await producer.send({ topic, body: Buffer.from('last') });
+        const [big, last] = await got.waitForCount(2, timeoutMs);
+        expect(big?.id).toBe(id);
+        expect(Buffer.compare(Buffer.from(big?.body as Uint8Array), largest)).toBe(0);
+        expect(Buffer.from(last?.body as Uint8Array).toString()).toBe('last');
+        expect(got.deliveries).toHaveLength(2);
       },
       testTimeout,
     );

@@ -35,7 +35,8 @@ const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 export const memoryCapabilities: Capabilities = Object.freeze({
   replay: true,
-  brokerSideTagFilter: true,
+  // Every record of the topic stays in the group's partitions; its members skip other tags.
+  brokerSideTagFilter: false,
   partitions: true,
   nativeDelay: true,
   durable: false,

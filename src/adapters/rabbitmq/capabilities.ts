@@ -7,6 +7,7 @@ import type { Capabilities } from '../../core/broker.js';
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 
 export const rabbitMqCapabilities: Capabilities = Object.freeze({
+  // Default topics are queues, which drop what they delivered; stream topics (option `streams`) replay.
   replay: false,
   brokerSideTagFilter: true,
   partitions: true,
