@@ -7,8 +7,6 @@ import { isLogger, type Logger, processWarningLogger } from './core/logger.js';
 import { isPlainObject } from './core/options.js';
 import { redact } from './core/redact.js';
 
-export { redact };
-
 /** What every adapter gets besides its own options. */
 export interface AdapterContext {
   /** Where the adapter logs; never absent (the default is {@link processWarningLogger}). */
