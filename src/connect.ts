@@ -9,7 +9,6 @@ import { isPlainObject } from './core/options.js';
 import { redact } from './core/redact.js';
 
 export type { AdapterContext };
-export { redact };
 
 /** Creates a broker connection for a URL. Adapters export one; register third-party ones with `registerAdapter`. */
 export type AdapterFactory = (

@@ -37,7 +37,3 @@ export type {
   StartFrom,
   SubscribeOptions,
 } from './core/options.js';
-export { murmur2, partitionForKey } from './core/partitioner.js';
-export { redact } from './core/redact.js';
-export { uuidv7 } from './core/uuid.js';
-export { H as HEADERS } from './core/wire.js';

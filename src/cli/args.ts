@@ -1,5 +1,5 @@
-import { redact } from '../connect.js';
 import type { Acks } from '../core/broker.js';
+import { redact } from '../core/redact.js';
 import { benchDefaults } from './bench.js';
 
 /** A command line the CLI refuses: printed as one line, exit status 2. */

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { connect, redact } from '../connect.js';
+import { connect } from '../connect.js';
 import type { Broker } from '../core/broker.js';
 import { isMqError } from '../core/errors.js';
-import { scrubText, urlSecrets } from '../core/redact.js';
+import { redact, scrubText, urlSecrets } from '../core/redact.js';
 import {
   acks,
   type CommandLine,

@@ -18,7 +18,25 @@ export interface MqErrorOptions {
   retriable?: boolean;
 }
 
-/** Base class of every mqkit error. */
+/**
+ * The brand every `MqError` carries (on its prototype, so not among its own keys): a global
+ * symbol, shared by every copy of mqkit loaded in the process, which `isMqError` looks for.
+ */
+const MQ_ERROR = Symbol.for('mqkit.error');
+
+/** Every code, so `isMqError` can tell a code from a look-alike (`ECONNREFUSED`, say). */
+const CODES: Readonly<Record<MqErrorCode, true>> = {
+  CONFIG: true,
+  CONNECTION: true,
+  PUBLISH: true,
+  DECODE: true,
+  UNSUPPORTED: true,
+  TIMEOUT: true,
+  CLOSED: true,
+  CONFLICT: true,
+};
+
+/** Base class of every mqkit error. Test for one with {@link isMqError}, not `instanceof`. */
 export class MqError extends Error {
   readonly code: MqErrorCode;
   /** True when the same operation may succeed if tried again (after a reconnect, a back-off). */
@@ -101,7 +119,23 @@ export class ConflictError extends MqError {
   }
 }
 
-/** Type guard that also narrows by code: `isMqError(e, 'PUBLISH')`. */
+Object.defineProperty(MqError.prototype, MQ_ERROR, { value: true });
+
+/**
+ * Type guard that also narrows by code: `isMqError(e, 'PUBLISH')`. Recognises the errors of
+ * every copy of mqkit in the process (two packages of an application may each install their
+ * own), where `instanceof MqError` recognises only those of the copy it was imported from: it
+ * checks the brand every `MqError` carries, a known `code` and a boolean `retriable`. An error
+ * with a code this copy does not know (one added by a newer mqkit) is not recognised.
+ */
 export function isMqError(error: unknown, code?: MqErrorCode): error is MqError {
-  return error instanceof MqError && (code === undefined || error.code === code);
+  if (typeof error !== 'object' || error === null) return false;
+  const e = error as { [MQ_ERROR]?: unknown; code?: unknown; retriable?: unknown };
+  return (
+    e[MQ_ERROR] === true &&
+    typeof e.code === 'string' &&
+    Object.hasOwn(CODES, e.code) &&
+    typeof e.retriable === 'boolean' &&
+    (code === undefined || e.code === code)
+  );
 }

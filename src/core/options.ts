@@ -1,6 +1,6 @@
 import type { Acks } from './broker.js';
 import type { TopicSpec } from './codec.js';
-import { ConfigError, type MqError } from './errors.js';
+import { ConfigError, type MqError, UnsupportedError } from './errors.js';
 import type { BatchHandler, Handler, OutgoingMessage, TopicRef } from './message.js';
 
 /** Producer options. Every field is optional; defaults are the safe choice. */
@@ -10,8 +10,9 @@ export interface ProducerOptions {
   /** How long `send` waits for the broker's acknowledgement. Default 30 000 ms; 1 ms to {@link MAX_TIMER_MS}. */
   timeoutMs?: number;
   /**
-   * Kafka's idempotent producer (no duplicates from producer retries). Default true with
-   * acks 'all'; requires acks 'all'.
+   * Kafka only: Kafka's idempotent producer (no duplicates from the producer's own retries).
+   * Default true with acks 'all'; requires acks 'all'. The memory and RabbitMQ brokers have no
+   * such producer: `true` is refused there with an `UnsupportedError`, `false` is accepted.
    */
   idempotent?: boolean;
   /** Where errors of `sendOneWay` go. Default: the connection's logger, at `error`. */
@@ -125,6 +126,7 @@ export interface ResolvedSubscribeOptions {
 export interface ResolvedProducerOptions {
   acks: Acks;
   timeoutMs: number;
+  /** Always false on a broker without an idempotent producer. */
   idempotent: boolean;
   onError: ((error: MqError, message: OutgoingMessage<unknown>) => void) | undefined;
 }
@@ -340,7 +342,20 @@ export function oneOf<T extends string>(
   return value as T;
 }
 
-export function resolveProducerOptions(given?: ProducerOptions): ResolvedProducerOptions {
+/** What of `ProducerOptions` the adapter calling {@link resolveProducerOptions} can do. */
+export interface ProducerSupport {
+  /** The adapter has an idempotent producer (Kafka). Default false: `idempotent: true` is refused. */
+  idempotent?: boolean;
+}
+
+/**
+ * Validates producer options: a `ConfigError` naming the field for a bad value or combination,
+ * then an `UnsupportedError` for `idempotent: true` on a broker without `support.idempotent`.
+ */
+export function resolveProducerOptions(
+  given?: ProducerOptions,
+  support: ProducerSupport = {},
+): ResolvedProducerOptions {
   const options = objectOption(given, 'producer') as ProducerOptions;
   refuseUnknownKeys(options, ['acks', 'timeoutMs', 'idempotent', 'onError'], 'producer.');
   const acks = oneOf(options.acks, 'producer.acks', ['all', 'leader', 'none'], 'all');
@@ -356,10 +371,16 @@ export function resolveProducerOptions(given?: ProducerOptions): ResolvedProduce
       `requires acks 'all' (got acks '${acks}'); drop idempotent or set acks 'all'`,
     );
   }
+  const timeoutMs = intOption(options.timeoutMs, 'producer.timeoutMs', 1, 30_000, MAX_TIMER_MS);
+  if (options.idempotent === true && support.idempotent !== true) {
+    throw new UnsupportedError(
+      'producer.idempotent: only Kafka has an idempotent producer; on this broker drop the option or set it false',
+    );
+  }
   return {
     acks,
-    timeoutMs: intOption(options.timeoutMs, 'producer.timeoutMs', 1, 30_000, MAX_TIMER_MS),
-    idempotent: options.idempotent ?? acks === 'all',
+    timeoutMs,
+    idempotent: support.idempotent === true && (options.idempotent ?? acks === 'all'),
     onError: options.onError,
   };
 }

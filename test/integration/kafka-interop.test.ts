@@ -1,6 +1,7 @@
 import kafkajs from 'kafkajs';
 import { describe, expect, inject, it } from 'vitest';
-import { connect, type Delivery, partitionForKey } from '../../src/index.js';
+import { partitionForKey } from '../../src/core/partitioner.js';
+import { connect, type Delivery } from '../../src/index.js';
 import { idempotent, MemoryIdempotencyStore } from '../../src/patterns/index.js';
 import { Collector, uniqueName, waitFor } from '../../src/testing/index.js';
 import { countingEffects } from './counting-effects.js';

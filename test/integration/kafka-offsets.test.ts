@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type Broker, connect, partitionForKey } from '../../src/index.js';
+import { partitionForKey } from '../../src/core/partitioner.js';
+import { type Broker, connect } from '../../src/index.js';
 import { Collector, uniqueName, waitFor } from '../../src/testing/index.js';
 import { plainKafka } from './kafka-helpers.js';
 

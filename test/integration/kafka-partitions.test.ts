@@ -1,6 +1,6 @@
 import kafkajs, { type PartitionMetadata } from 'kafkajs';
 import { describe, expect, inject, it } from 'vitest';
-import { partitionForKey } from '../../src/index.js';
+import { partitionForKey } from '../../src/core/partitioner.js';
 import { uniqueName, waitFor } from '../../src/testing/index.js';
 import { brokerForSuite, plainKafka } from './kafka-helpers.js';
 

@@ -44,6 +44,26 @@ describe('rabbitmq: publishing', () => {
     }
   });
 
+  it('refuses producer({ idempotent: true }) with an UnsupportedError, and sends with idempotent: false', async () => {
+    let error: unknown;
+    try {
+      broker.producer({ idempotent: true });
+    } catch (e) {
+      error = e;
+    }
+    expect(isMqError(error, 'UNSUPPORTED'), String(error)).toBe(true);
+    expect((error as Error).message).toContain('producer.idempotent');
+    const topic = uniqueName('not-idempotent');
+    await broker.ensureTopic(topic);
+    const got = new Collector();
+    subscriptions.push(await broker.subscribe({ topic, group: 'g' }, got.handler()));
+    const producer = broker.producer({ idempotent: false });
+    await producer.send({ topic, body: { n: 1 } });
+    await got.waitForCount(1);
+    expect(got.bodies).toEqual([{ n: 1 }]);
+    await producer.close();
+  });
+
   it('pipelines many sends on one producer and resolves each on its confirm', async () => {
     const topic = uniqueName('pipeline');
     await broker.ensureTopic(topic, { partitions: 2 });

@@ -4,7 +4,8 @@ import { DELAY_TIERS, dueAt, nextHop, tierFor, tierTopic } from '../../src/adapt
 import { type KafkaBrokerOptions, resolveKafkaOptions } from '../../src/adapters/kafka/kafka-options.js';
 import { SendQueue } from '../../src/adapters/kafka/send-queue.js';
 import { MAX_TIMER_MS } from '../../src/core/options.js';
-import { connect, HEADERS, isMqError } from '../../src/index.js';
+import { H as HEADERS } from '../../src/core/wire.js';
+import { connect, isMqError } from '../../src/index.js';
 
 async function configError(call: () => unknown): Promise<{ field: string; message: string }> {
   let error: unknown;

@@ -10,7 +10,9 @@ import type {
 } from '../../src/adapters/kafka/client.js';
 import { KafkaBroker } from '../../src/adapters/kafka/kafka-broker.js';
 import { resolveKafkaOptions } from '../../src/adapters/kafka/kafka-options.js';
-import { KafkajsAdmin, KafkajsConsumer, KafkajsProducer } from '../../src/adapters/kafka/kafkajs-client.js';
+import { KafkajsAdmin } from '../../src/adapters/kafka/kafkajs/admin.js';
+import { KafkajsConsumer } from '../../src/adapters/kafka/kafkajs/consumer.js';
+import { KafkajsProducer } from '../../src/adapters/kafka/kafkajs/producer.js';
 import { EventHub } from '../../src/core/events.js';
 import { type Logger, silentLogger } from '../../src/core/logger.js';
 import { isMqError, type MqError } from '../../src/index.js';

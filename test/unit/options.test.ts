@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { resolveProducerOptions, resolveSubscribeOptions } from '../../src/core/options.js';
-import { ConfigError } from '../../src/index.js';
+import { ConfigError, isMqError } from '../../src/index.js';
 
 function configError(call: () => unknown): ConfigError {
   try {
@@ -24,8 +24,14 @@ describe('options', () => {
       deadLetterTopic: 'orders.stock.dlq',
       closeTimeoutMs: 30_000,
     });
-    expect(resolveProducerOptions()).toMatchObject({ acks: 'all', idempotent: true, timeoutMs: 30_000 });
-    expect(resolveProducerOptions({ acks: 'leader' }).idempotent).toBe(false);
+    const kafka = { idempotent: true };
+    expect(resolveProducerOptions(undefined, kafka)).toMatchObject({
+      acks: 'all',
+      idempotent: true,
+      timeoutMs: 30_000,
+    });
+    expect(resolveProducerOptions({ acks: 'leader' }, kafka).idempotent).toBe(false);
+    expect(resolveProducerOptions()).toMatchObject({ acks: 'all', idempotent: false, timeoutMs: 30_000 });
   });
 
   it('gives broadcast subscriptions their own group, starting from the latest message', () => {
@@ -61,6 +67,23 @@ describe('options', () => {
     expect(idempotent.message).toContain("set acks 'all'");
     expect(idempotent.retriable).toBe(false);
     expect(idempotent.code).toBe('CONFIG');
+  });
+
+  it('refuses idempotent: true with an UnsupportedError where the broker has no idempotent producer', () => {
+    expect(resolveProducerOptions({ idempotent: true }, { idempotent: true }).idempotent).toBe(true);
+    let error: unknown;
+    try {
+      resolveProducerOptions({ idempotent: true }, { idempotent: false });
+    } catch (e) {
+      error = e;
+    }
+    expect(isMqError(error, 'UNSUPPORTED'), String(error)).toBe(true);
+    expect((error as Error).message).toMatch(/^producer\.idempotent: /);
+    expect(resolveProducerOptions({ idempotent: false }, { idempotent: false }).idempotent).toBe(false);
+    // A bad combination is a ConfigError everywhere, before the broker's support is asked.
+    expect(configError(() => resolveProducerOptions({ acks: 'none', idempotent: true })).field).toBe(
+      'producer.idempotent',
+    );
   });
 
   it("accepts 'discard' as an explicit opt-out of dead-lettering", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { murmur2, partitionForKey } from '../../src/index.js';
+import { murmur2, partitionForKey } from '../../src/core/partitioner.js';
 
 describe('murmur2 partitioner', () => {
   // Values produced by Kafka's Java client (org.apache.kafka.common.utils.Utils.murmur2).

@@ -1,6 +1,7 @@
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { connect, isMqError, redact } from '../../src/index.js';
+import { redact } from '../../src/core/redact.js';
+import { connect, isMqError } from '../../src/index.js';
 
 // Every password below contains SECRET; no error mqkit produces for these URLs may show it,
 // raw or percent-encoded, in its message, stack, cause chain or inspected form.

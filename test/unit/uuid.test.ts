@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { uuidv7 } from '../../src/index.js';
+import { uuidv7 } from '../../src/core/uuid.js';
 
 describe('uuidv7', () => {
   it('has the v7 layout and carries its millisecond timestamp', () => {

@@ -4,7 +4,7 @@ import type { Headers } from '../../core/message.js';
 
 /**
  * The seam between the adapter and a Kafka client library. Everything else in this folder talks
- * to Kafka through these interfaces only; `kafkajs-client.ts` implements them with kafkajs, and
+ * to Kafka through these interfaces only; `kafkajs/` implements them with kafkajs, and
  * another client (node-rdkafka, @confluentinc/kafka-javascript, ...) can replace it by
  * implementing them too. Implementations throw (and reject with) `MqError`s only.
  */

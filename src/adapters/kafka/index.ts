@@ -1,6 +1,6 @@
 /**
  * The Kafka adapter: `kafka://h1:9092,h2:9092` on kafkajs, behind the client seam in `client.ts`
- * (`kafkajs-client.ts` is the only file that imports kafkajs).
+ * (the files of `kafkajs/` are the only ones that import kafkajs).
  *
  * **Records** are plain Kafka records, readable and writable by any Kafka client: key = the
  * message key (UTF-8), value = the encoded body, headers = UTF-8 string headers. mqkit's headers:
@@ -73,7 +73,7 @@ import { type AdapterContext, defaultAdapterContext } from '../../core/adapter-c
 import type { Broker } from '../../core/broker.js';
 import { KafkaBroker } from './kafka-broker.js';
 import { type KafkaBrokerOptions, resolveKafkaOptions } from './kafka-options.js';
-import { checkCompression, createKafkajsClient } from './kafkajs-client.js';
+import { checkCompression, createKafkajsClient } from './kafkajs/index.js';
 
 export { kafkaCapabilities } from './kafka-broker.js';
 export type { KafkaBrokerOptions } from './kafka-options.js';

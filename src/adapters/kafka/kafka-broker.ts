@@ -74,7 +74,7 @@ export class KafkaBroker implements Broker, KafkaContext {
 
   producer(options?: ProducerOptions): Producer {
     this.assertOpen();
-    const producer = new KafkaProducer(this, resolveProducerOptions(options), (p) =>
+    const producer = new KafkaProducer(this, resolveProducerOptions(options, { idempotent: true }), (p) =>
       this.producers.delete(p),
     );
     this.producers.add(producer);

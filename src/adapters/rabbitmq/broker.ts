@@ -56,7 +56,7 @@ export class RabbitMqBroker implements Broker {
 
   producer(options?: ProducerOptions): Producer {
     this.assertOpen();
-    const resolved = resolveProducerOptions(options);
+    const resolved = resolveProducerOptions(options, { idempotent: false });
     const producer = new RabbitMqProducer(
       this.publishing,
       this.topology,

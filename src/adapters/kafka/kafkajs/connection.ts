@@ -1,0 +1,61 @@
+/** Reaching the cluster, and closing kafkajs clients under a connect in progress. */
+import kafkajs from 'kafkajs';
+import { ConnectionError } from '../../../core/errors.js';
+import type { Logger } from '../../../core/logger.js';
+import { MAX_TIMER_MS } from '../../../core/options.js';
+import { scrubError, scrubText } from '../../../core/redact.js';
+import { settlesWithin } from '../../../core/timers.js';
+import { CONNECT_ATTEMPTS, type KafkaClientConfig } from '../client.js';
+import { kafkaConfig } from './config.js';
+import { isCertificateError, type KafkajsErrorShape, someCause } from './errors.js';
+
+/**
+ * `KafkaClient.connect`: one admin connection of its own, with kafkajs's retries cut to
+ * `CONNECT_ATTEMPTS` (about 100 ms and 200 ms apart) and every handshake request bounded by
+ * `authenticationTimeoutMs` (kafkajs waits at least `requestTimeout` for each, API versions
+ * included, and retries five times: minutes against a broker that never answers). kafkajs
+ * has settled for good when its retrier rejects, so disconnecting then leaves nothing behind.
+ */
+export async function reachCluster(config: KafkaClientConfig, logger: Logger): Promise<void> {
+  const probe = new kafkajs.Kafka({
+    ...kafkaConfig(config, logger),
+    requestTimeout: config.authenticationTimeoutMs,
+    retry: { retries: CONNECT_ATTEMPTS - 1, initialRetryTime: 100, maxRetryTime: 1000 },
+  }).admin();
+  try {
+    await probe.connect();
+  } catch (error) {
+    const refused = someCause(error, (e) => e.name === 'KafkaJSSASLAuthenticationError');
+    const untrusted = isCertificateError(error);
+    const e = error as KafkajsErrorShape;
+    const secrets = config.sasl === undefined ? [] : [config.sasl.password];
+    throw new ConnectionError(
+      scrubText(
+        `cannot connect to the Kafka cluster at ${config.brokers.join(',')}: ${e.message ?? String(error)}${
+          untrusted ? " (TLS: the broker's certificate is not trusted)" : ''
+        }`,
+        secrets,
+      ),
+      { cause: scrubError(error, secrets), retriable: !refused && !untrusted },
+    );
+  } finally {
+    await probe.disconnect().catch(() => {});
+  }
+}
+
+/**
+ * How long closing waits for a connect in progress before disconnecting anyway: a broker gone
+ * silent after the cluster was reached keeps kafkajs retrying for minutes.
+ */
+export const connectWaitMs = (config: KafkaClientConfig): number =>
+  Math.min(config.connectionTimeoutMs + config.authenticationTimeoutMs, MAX_TIMER_MS);
+
+/**
+ * Waits up to `ms` for `work` to settle, then runs `disconnect`; if `work` was still pending,
+ * runs `disconnect` again once it settles, so that nothing it opened meanwhile stays open.
+ */
+export async function disconnectAfter(work: Promise<unknown>, ms: number, disconnect: () => Promise<void>) {
+  const settled = Promise.allSettled([work]);
+  if (!(await settlesWithin(settled, ms))) void settled.then(disconnect).catch(() => {});
+  await disconnect().catch(() => {});
+}
