@@ -76,6 +76,11 @@ export interface ConsumerTransport<R extends ReceivedRecord = ReceivedRecord> {
    */
   retrying?(record: R, attempt: number): void;
   /**
+   * `setConcurrency` changed the number of handlers that may run at once: a transport whose
+   * prefetch follows concurrency adjusts it (optional).
+   */
+  concurrencyChanged?(concurrency: number): void;
+  /**
    * Closing, step 1, before the engine drains: stop taking new records (pause fetching, cancel
    * consumers). Records delivered afterwards are settled with 'requeue'.
    */
@@ -271,6 +276,7 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
       throw new RangeError(`concurrency must be an integer from 1 to ${MAX_CONCURRENCY}`);
     }
     this.executor.setConcurrency(concurrency);
+    this.transport?.concurrencyChanged?.(concurrency);
   }
 
   /**

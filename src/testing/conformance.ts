@@ -5,6 +5,7 @@ import { bytesCodec, type Codec, defineTopic } from '../core/codec.js';
 import { isMqError, type MqError } from '../core/errors.js';
 import type { Delivery } from '../core/message.js';
 import { H } from '../core/wire.js';
+import { consumerConformance } from './consumer-conformance.js';
 import { Collector, uniqueName, waitFor } from './wait-for.js';
 
 export interface ConformanceOptions {
@@ -989,6 +990,19 @@ export function conformanceSuite(options: ConformanceOptions): void {
       },
       testTimeout,
     );
+
+    consumerConformance({
+      broker: () => broker,
+      connect: options.connect,
+      track: (subscription) => {
+        open.push(subscription);
+        return subscription;
+      },
+      topicWith,
+      group: g,
+      timeoutMs,
+      testTimeout,
+    });
 
     it('refuses bad options with a ConfigError naming the field', async () => {
       const topic = uniqueName('conf');

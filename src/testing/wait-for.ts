@@ -27,6 +27,27 @@ export function uniqueName(prefix = 't'): string {
   return `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 }
 
+const pushListeners = new WeakMap<object, () => void>();
+
+/** An array whose `push` calls `onPush`; its `map`, `filter` and friends return plain arrays. */
+class NotifyingArray<T> extends Array<T> {
+  static override get [Symbol.species]() {
+    return Array;
+  }
+
+  constructor(onPush: () => void) {
+    super();
+    // Not an own enumerable property: the array must still equal a plain one in assertions.
+    pushListeners.set(this, onPush);
+  }
+
+  override push(...items: T[]): number {
+    const length = super.push(...items);
+    pushListeners.get(this)?.();
+    return length;
+  }
+}
+
 /** What a watched broker reported about one message id, last event first wins. */
 export type MessageOutcome = 'handled' | 'failed' | 'dead-lettered';
 
@@ -41,7 +62,8 @@ interface Waiter {
  * dead-lettered). Waits resolve the moment the awaited event happens; nothing polls.
  */
 export class Collector<T = unknown> {
-  readonly deliveries: Delivery<T>[] = [];
+  /** Deliveries seen; a `push` by anyone (not only `handler`) wakes the waits. */
+  readonly deliveries: Delivery<T>[] = new NotifyingArray<Delivery<T>>(() => this.changed());
   /** Last outcome per message id, from the watched broker's events. */
   readonly outcomes = new Map<string, MessageOutcome>();
   /** Dead-lettered message ids, in order, from the watched broker's events. */
@@ -53,7 +75,6 @@ export class Collector<T = unknown> {
     return async (d) => {
       if (inner) await inner(d);
       this.deliveries.push(d);
-      this.changed();
     };
   }
 

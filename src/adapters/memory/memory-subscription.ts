@@ -34,19 +34,24 @@ export class MemorySubscription implements ConsumerTransport<MemoryRecord> {
   readonly tags: ReadonlySet<string> | undefined;
   private readonly owned = new Map<number, PartitionRun>();
   private engine: ConsumerEngine<MemoryRecord> | undefined;
-  private readonly prefetch: number;
+  private prefetch: number;
   private pumpScheduled = false;
 
   constructor(
     private readonly state: MemoryState,
     private readonly memoryGroup: MemoryGroup,
-    options: ResolvedSubscribeOptions,
+    private readonly options: ResolvedSubscribeOptions,
     private readonly onClosed: (s: MemorySubscription) => void,
   ) {
     this.topic = options.topic;
     this.group = options.group;
     this.tags = options.tags;
-    this.prefetch = Math.max(64, options.concurrency * 4 * (options.batch?.maxSize ?? 1));
+    this.prefetch = prefetchFor(options, options.concurrency);
+  }
+
+  concurrencyChanged(concurrency: number): void {
+    this.prefetch = prefetchFor(this.options, concurrency);
+    this.wake();
   }
 
   async start(engine: ConsumerEngine<MemoryRecord>): Promise<void> {
@@ -151,6 +156,11 @@ export class MemorySubscription implements ConsumerTransport<MemoryRecord> {
     await this.memoryGroup.leave(this);
     this.onClosed(this);
   }
+}
+
+/** Records read ahead of the handlers: enough to keep every slot (and batch) busy. */
+function prefetchFor(options: ResolvedSubscribeOptions, concurrency: number): number {
+  return Math.max(64, concurrency * 4 * (options.batch?.maxSize ?? 1));
 }
 
 /** Key of a message's attempt count in its group: survives a handover to another member. */

@@ -63,6 +63,13 @@ export class QueueConsumer {
     if (this.dead) await channel.close().catch(() => {});
   }
 
+  /** Changes how many deliveries the broker hands this consumer ahead of its acks. */
+  setPrefetch(prefetch: number): void {
+    if (this.dead || this.channel === undefined) return;
+    // A channel closing meanwhile is reported by its 'close' event, not here.
+    this.channel.prefetch(prefetch).catch(() => {});
+  }
+
   ack(tag: number): void {
     this.batcher?.ack(tag);
   }

@@ -58,7 +58,7 @@ export class RabbitMqSubscription implements ConsumerTransport<RabbitRecord>, Pa
   private engine!: ConsumerEngine<RabbitRecord>;
   /** The engine's claim of each live queue consumer. */
   private readonly claims = new Map<QueueConsumer, Claim>();
-  private readonly prefetch: number;
+  private prefetch: number;
   private readonly partitions = new Map<number, QueueConsumer>();
   private single: QueueConsumer | undefined;
   private assigner: PartitionAssigner | undefined;
@@ -94,6 +94,13 @@ export class RabbitMqSubscription implements ConsumerTransport<RabbitRecord>, Pa
     this.prefetch = prefetchFor(ctx.options, options.concurrency);
     if (options.order === 'concurrent' && this.kind !== 'stream')
       this.publishRetry = (record, copy) => this.copyForRetry(record, copy);
+  }
+
+  concurrencyChanged(concurrency: number): void {
+    const prefetch = prefetchFor(this.ctx.options, concurrency);
+    if (prefetch === this.prefetch) return;
+    this.prefetch = prefetch;
+    for (const consumer of this.claims.keys()) consumer.setPrefetch(prefetch);
   }
 
   /** A stream's queue is bound to every tag: tags are filtered here, not by the broker. */
