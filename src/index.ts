@@ -3,7 +3,17 @@ export type { MemoryBrokerOptions } from './adapters/memory/index.js';
 export type { RabbitMqBrokerOptions } from './adapters/rabbitmq/index.js';
 export type { AdapterContext, AdapterFactory, ConnectOptions } from './connect.js';
 export { connect, registerAdapter } from './connect.js';
-export type { Acks, Admin, Backlog, Broker, Capabilities, Producer, Subscription } from './core/broker.js';
+export type {
+  Acks,
+  Admin,
+  Backlog,
+  BatchMessage,
+  Broker,
+  Capabilities,
+  MessageStream,
+  Producer,
+  Subscription,
+} from './core/broker.js';
 export type { Codec, TopicSpec } from './core/codec.js';
 export { bytesCodec, defineTopic, jsonCodec } from './core/codec.js';
 export type { MqErrorCode } from './core/errors.js';
@@ -19,8 +29,11 @@ export {
   TimeoutError,
   UnsupportedError,
 } from './core/errors.js';
+export type { DeliveryEvent, EventSource, MqEventListener, MqEventName, MqEvents } from './core/events.js';
 export type { Logger } from './core/logger.js';
 export type {
+  BatchFailures,
+  BatchHandler,
   DeadLetterInfo,
   Delivery,
   Handler,
@@ -32,6 +45,8 @@ export type {
 } from './core/message.js';
 export type {
   BackoffOptions,
+  BatchOptions,
+  BatchSubscribeOptions,
   ProducerOptions,
   RetryOptions,
   StartFrom,
