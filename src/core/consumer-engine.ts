@@ -495,7 +495,7 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
       case 'retry': {
         this.emitFailed(record, delivery, outcome.error, durationMs, 'retry');
         if (this.retriesByCopy && (await this.copyForRetry(record, outcome))) return false;
-        if (!(await this.waitToRetry(claim, [record], outcome.delayMs, outcome.attempt))) {
+        if (!(await this.waitToRetry(claim, [{ record, attempt: outcome.attempt }], outcome.delayMs))) {
           this.settle(record, 'requeue');
           return false;
         }
@@ -529,20 +529,27 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
     return true;
   }
 
-  /** Waits out a retry's back-off without holding a slot (the lane stays held). False if stopped meanwhile. */
+  /**
+   * Waits out a retry's back-off without holding a slot (the lane stays held). False if the
+   * claim was revoked or the subscription started closing meanwhile.
+   */
   private async waitToRetry(
     claim: Claim,
-    records: readonly R[],
+    retries: readonly { record: R; attempt: number }[],
     delayMs: number,
-    attempt: number,
   ): Promise<boolean> {
-    for (const record of records) {
+    for (const { record, attempt } of retries) {
       this.transport?.retrying?.(record, attempt);
       if (this.events.has('retried'))
         this.events.emit('retried', { ...this.recordEvent(record, attempt), delayMs, via: 'in-process' });
     }
-    if (delayMs <= 0 && !claim.isStopped && !this.closing.signal.aborted) return true;
-    return this.executor.releaseWhile(sleep(delayMs, claim.stopped.signal, this.closing.signal));
+    if (
+      delayMs > 0 &&
+      !(await this.executor.releaseWhile(sleep(delayMs, claim.stopped.signal, this.closing.signal)))
+    )
+      return false;
+    // The wait for a slot after the back-off may outlast a revoke or the start of close.
+    return !claim.isStopped && !this.closing.signal.aborted;
   }
 
   private async deadLetter(
@@ -562,7 +569,7 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
         );
         const wait = Math.max(DEAD_LETTER_RETRY_MIN_MS, backoffDelay(this.options.retry, failures));
         const waited = sleep(wait, claim.stopped.signal, this.closing.signal);
-        if (!(await this.executor.releaseWhile(waited))) {
+        if (!(await this.executor.releaseWhile(waited)) || claim.isStopped || this.closing.signal.aborted) {
           this.settle(record, 'requeue');
           return;
         }
@@ -667,9 +674,8 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
     const ordered = this.options.order !== 'concurrent';
     const blocked = new Set<string>();
     const again: R[] = [];
-    const retried: R[] = [];
+    const retried: { record: R; attempt: number }[] = [];
     let delayMs = 0;
-    let attempt = 0;
     for (let i = 0; i < records.length; i++) {
       const record = records[i] as R;
       const delivery = deliveries[i] as Delivery<unknown>;
@@ -690,17 +696,16 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
         if (this.retriesByCopy && (await this.copyForRetry(record, outcome))) continue;
         if (lane !== undefined) blocked.add(lane);
         delayMs = Math.max(delayMs, outcome.delayMs);
-        attempt = Math.max(attempt, outcome.attempt);
-        retried.push(record);
+        retried.push({ record, attempt: outcome.attempt });
         again.push(record);
       } else await this.settleOutcome(claim, record, outcome, delivery, durationMs);
     }
     if (again.length === 0) return [];
-    if (!(await this.waitToRetry(claim, retried, delayMs, attempt))) {
+    if (!(await this.waitToRetry(claim, retried, delayMs))) {
       for (const record of again) this.settle(record, 'requeue');
       return [];
     }
-    for (const record of retried) record.attempt++;
+    for (const { record, attempt } of retried) record.attempt = attempt;
     return again;
   }
 

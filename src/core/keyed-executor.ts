@@ -25,6 +25,11 @@ export class KeyedExecutor {
   private idleWaiters: (() => void)[] = [];
   private spaceWaiters: { below: number; resolve: () => void }[] = [];
   private paused = false;
+  /**
+   * Tasks coming back from `releaseWhile`: served before new ones, and even while paused (they
+   * started before the pause, and a revoke or close waits for them to end).
+   */
+  private resumed: Task[] = [];
 
   constructor(private concurrency: number) {}
 
@@ -79,7 +84,7 @@ export class KeyedExecutor {
 
   /**
    * Called from inside a running task: gives its concurrency slot to other tasks while `wait`
-   * is pending, then queues for a slot again (behind tasks already waiting). The task keeps its
+   * is pending, then takes the next free slot, ahead of tasks not started yet (also while paused). The task keeps its
    * lane, so a key retrying with back-off holds up only that key. Parked tasks are not counted
    * in `size`.
    */
@@ -92,7 +97,7 @@ export class KeyedExecutor {
     } finally {
       await new Promise<void>((resume) => {
         this.queued++;
-        this.ready.push(() => {
+        this.resumed.push(() => {
           resume();
           return RESUMED;
         });
@@ -135,14 +140,17 @@ export class KeyedExecutor {
   }
 
   private pump(): void {
-    if (this.paused) return;
-    while (this.running < this.concurrency && this.readyHead < this.ready.length) {
-      const task = this.ready[this.readyHead] as Task;
-      this.ready[this.readyHead++] = undefined as unknown as Task;
-      if (this.readyHead === this.ready.length) {
-        this.ready.length = 0;
-        this.readyHead = 0;
-      }
+    while (this.running < this.concurrency) {
+      let task: Task;
+      if (this.resumed.length > 0) task = this.resumed.shift() as Task;
+      else if (!this.paused && this.readyHead < this.ready.length) {
+        task = this.ready[this.readyHead] as Task;
+        this.ready[this.readyHead++] = undefined as unknown as Task;
+        if (this.readyHead === this.ready.length) {
+          this.ready.length = 0;
+          this.readyHead = 0;
+        }
+      } else return;
       this.running++;
       this.queued--;
       const result = task();

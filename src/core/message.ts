@@ -56,9 +56,11 @@ export interface Delivery<T = unknown> {
   /** Set on messages read from a dead-letter topic: why and where the message failed. */
   readonly deadLetter: DeadLetterInfo | undefined;
   /**
-   * Aborted when the subscription is closing and its drain timeout has passed, and on Kafka
-   * also when the message's partition moved to another member of the group: stop work and
-   * throw; the message is not acknowledged and will be delivered again.
+   * Aborted when mqkit gives the delivery up: the subscription is closing and its drain
+   * timeout has passed; its partition moved to another member of the group (at once on Kafka,
+   * after `closeTimeoutMs` on memory and RabbitMQ); or, on RabbitMQ, the channel it came on was
+   * lost (its acknowledgement can no longer be sent). Stop work and throw; the message is not
+   * acknowledged and will be delivered again.
    */
   readonly signal: AbortSignal;
 }

@@ -10,8 +10,8 @@ interface Held<T> {
   fail: (error: unknown) => void;
 }
 
-/** Thrown into handlers still held when the stream ends; they are settled 'requeue' by then. */
-const ABANDONED = new Error('the message stream was closed before this delivery was handled');
+/** Thrown into handlers whose delivery the engine gave up; it settles them 'requeue'. */
+const ABANDONED = new Error('the delivery was given up before the loop handled it');
 
 /**
  * `Broker.consume` for any broker, on top of its `subscribe`: each delivery the engine hands to
@@ -32,9 +32,25 @@ export function pull<T>(
 
   const handler: Handler<T> = (delivery) =>
     new Promise<void>((resolve, reject) => {
-      const held = { delivery, ack: resolve, fail: reject };
-      if (done) reject(ABANDONED);
-      else if (waiter !== undefined) {
+      // The engine aborts the signal when it gives a delivery up (the stream closing, a revoke):
+      // rejecting then lets it settle the delivery 'requeue', not count a failure.
+      const signal = delivery.signal;
+      const abandon = () => reject(ABANDONED);
+      signal.addEventListener('abort', abandon, { once: true });
+      if (done) return; // closing: the abort comes
+      const settled = () => signal.removeEventListener('abort', abandon);
+      const held = {
+        delivery,
+        ack: () => {
+          settled();
+          resolve();
+        },
+        fail: (error: unknown) => {
+          settled();
+          reject(error);
+        },
+      };
+      if (waiter !== undefined) {
         const wake = waiter;
         waiter = undefined;
         wake(held);
@@ -54,13 +70,12 @@ export function pull<T>(
       done = true;
       waiter?.(undefined);
       waiter = undefined;
-      const subscription = await subscribed.catch(() => undefined);
-      // Closing with no wait aborts the held handlers' signal first, so the engine settles
-      // their deliveries 'requeue' (not handled, delivered again) rather than as failures.
-      const closed = subscription?.close({ timeoutMs: 0 });
-      for (const held of [...(current ? [current] : []), ...queue.splice(0)]) held.fail(ABANDONED);
       current = undefined;
-      await closed;
+      queue.length = 0;
+      const subscription = await subscribed.catch(() => undefined);
+      // No wait: the engine aborts the held deliveries' signal at once, and their handlers
+      // reject (see above), so they are settled 'requeue': not handled, delivered again.
+      await subscription?.close({ timeoutMs: 0 });
     })();
     return ended;
   };
@@ -72,11 +87,12 @@ export function pull<T>(
       current?.ack();
       current = undefined;
       if (done) return { done: true, value: undefined };
-      const held =
-        queue.shift() ??
-        (await new Promise<Held<T> | undefined>((resolve) => {
-          waiter = resolve;
-        }));
+      let held = queue.shift();
+      // Given up by the engine while queued here (its partition moved away): skip it.
+      while (held?.delivery.signal.aborted) held = queue.shift();
+      held ??= await new Promise<Held<T> | undefined>((resolve) => {
+        waiter = resolve;
+      });
       if (held === undefined) return { done: true, value: undefined };
       current = held;
       return { done: false, value: held.delivery };

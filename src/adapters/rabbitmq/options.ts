@@ -22,7 +22,10 @@ export interface RabbitMqBrokerOptions {
   deliveryLimit?: number;
   /** Partition queues of key-ordered groups on a topic never given a count by `ensureTopic`. Default 1, at most 4096. */
   partitions?: number;
-  /** Unacknowledged deliveries per consumer. Default max(2 × concurrency, 64); at most 65 535 (AMQP's prefetch count is 16 bits). */
+  /**
+   * Unacknowledged deliveries per consumer. Default max(2 × concurrency, 64), with a batch
+   * handler max(2 × concurrency × batch.maxSize, 64); at most 65 535 (AMQP's prefetch count is 16 bits).
+   */
   prefetch?: number;
   /**
    * Topics stored as RabbitMQ streams (`x-queue-type: stream`): they keep every message and
@@ -244,5 +247,5 @@ function describeType(value: unknown): string {
 
 /** Prefetch of one consumer of a subscription with `concurrency` handlers. */
 export function prefetchFor(options: ResolvedRabbitMqOptions, concurrency: number): number {
-  return options.prefetch ?? Math.max(concurrency * 2, 64);
+  return options.prefetch ?? Math.min(65_535, Math.max(concurrency * 2, 64));
 }

@@ -91,13 +91,18 @@ export class RabbitMqSubscription implements ConsumerTransport<RabbitRecord>, Pa
         : options.order === 'concurrent'
           ? 'queue'
           : 'partitioned';
-    this.prefetch = prefetchFor(ctx.options, options.concurrency);
+    this.prefetch = this.prefetchFor(options.concurrency);
     if (options.order === 'concurrent' && this.kind !== 'stream')
       this.publishRetry = (record, copy) => this.copyForRetry(record, copy);
   }
 
+  /** A batch handler's batches can fill only if the broker hands out a batch per slot. */
+  private prefetchFor(concurrency: number): number {
+    return prefetchFor(this.ctx.options, concurrency * (this.options.batch?.maxSize ?? 1));
+  }
+
   concurrencyChanged(concurrency: number): void {
-    const prefetch = prefetchFor(this.ctx.options, concurrency);
+    const prefetch = this.prefetchFor(concurrency);
     if (prefetch === this.prefetch) return;
     this.prefetch = prefetch;
     for (const consumer of this.claims.keys()) consumer.setPrefetch(prefetch);
