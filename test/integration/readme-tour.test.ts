@@ -52,6 +52,11 @@ async function apiTour(url: string): Promise<{ handled: unknown[]; backlogTotal:
     await waitFor(() => handled.length === 2, { message: () => `handled ${handled.length} of 2` });
     expect(handled).toContainEqual({ id, amount: 99, attempt: 1 });
 
+    subscription.setConcurrency(16);
+    subscription.pause();
+    subscription.resume();
+    expect(subscription.concurrency).toBe(16);
+
     const backlog = await broker.backlog(names.orders, 'billing');
     await subscription.close();
     return { handled, backlogTotal: backlog.total };
