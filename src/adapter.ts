@@ -37,5 +37,6 @@ export {
 } from './core/options.js';
 export { partitionForKey } from './core/partitioner.js';
 export { pull } from './core/pull.js';
+export { SubscriptionSet } from './core/subscription-set.js';
 export type { WireMessage } from './core/wire.js';
 export { encodeMessage, H as HEADERS } from './core/wire.js';

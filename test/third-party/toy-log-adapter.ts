@@ -29,7 +29,7 @@ import {
   type AdapterContext,
   type AdapterFactory,
   type Claim,
-  ConsumerEngine,
+  type ConsumerEngine,
   type ConsumerTransport,
   defaultAdapterContext,
   encodeMessage,
@@ -46,6 +46,7 @@ import {
   resolveEnsureTopic,
   resolveProducerOptions,
   resolveSubscription,
+  SubscriptionSet,
   userTopicName,
 } from 'mqkit/adapter';
 
@@ -266,13 +267,15 @@ class ToyTransport implements ConsumerTransport<ToyRecord> {
 class ToyBroker implements Broker {
   readonly kind = 'toy';
   readonly capabilities = toyCapabilities;
-  private readonly subscriptions = new Set<Subscription>();
+  private readonly subscriptions: SubscriptionSet;
   private closed = false;
 
   constructor(
     private readonly log: Log,
     private readonly context: AdapterContext,
-  ) {}
+  ) {
+    this.subscriptions = new SubscriptionSet(this.kind, context.events, context.logger);
+  }
 
   on<E extends MqEventName>(event: E, listener: MqEventListener<E>): () => void {
     return this.context.events.on(event, listener);
@@ -334,21 +337,11 @@ class ToyBroker implements Broker {
         'subscribe.tags',
         `group '${resolved.group}' has running members with other tags`,
       );
-    const engine = new ConsumerEngine<ToyRecord>({
-      broker: this.kind,
-      subscription: resolved,
-      handler: checked,
-      events: this.context.events,
-      logger: this.context.logger,
-      onClosed: () => this.subscriptions.delete(engine),
-    });
-    this.subscriptions.add(engine);
     const joined = group;
-    return engine.start(
-      new ToyTransport(this.log, joined, resolved, () => {
-        if (joined.ephemeral && joined.members.length === 0) this.log.groups.delete(key);
-      }),
-    );
+    const transport = new ToyTransport(this.log, joined, resolved, () => {
+      if (joined.ephemeral && joined.members.length === 0) this.log.groups.delete(key);
+    });
+    return this.subscriptions.start(transport, { subscription: resolved, handler: checked });
   }
 
   consume<T>(options: SubscribeOptions<T>): MessageStream<T> {
@@ -380,7 +373,7 @@ class ToyBroker implements Broker {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all([...this.subscriptions].map((s) => s.close()));
+    await this.subscriptions.closeAll();
   }
 
   private assertOpen(): void {

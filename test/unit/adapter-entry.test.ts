@@ -16,6 +16,7 @@ describe('mqkit/adapter', () => {
       'EventHub',
       'HEADERS',
       'OffsetTracker',
+      'SubscriptionSet',
       'defaultAdapterContext',
       'encodeMessage',
       'groupName',

@@ -6,7 +6,6 @@ import type {
   Producer,
   Subscription,
 } from '../../core/broker.js';
-import { ConsumerEngine } from '../../core/consumer-engine.js';
 import { ClosedError } from '../../core/errors.js';
 import type { EventHub, MqEventListener, MqEventName } from '../../core/events.js';
 import { type Logger, safeLog } from '../../core/logger.js';
@@ -19,6 +18,7 @@ import {
   type SubscribeOptions,
 } from '../../core/options.js';
 import { pull } from '../../core/pull.js';
+import { SubscriptionSet } from '../../core/subscription-set.js';
 import type { KafkaClient, OutgoingRecord, ProducerClient, RecordPosition } from './client.js';
 import { DelayForwarder } from './delay-forwarder.js';
 import { DELAY_TIERS, TIER_PARTITIONS, tierTopic, undeliverableTopic } from './delay-tiers.js';
@@ -53,7 +53,7 @@ export class KafkaBroker implements Broker, KafkaContext {
   readonly topics: TopicAdmin;
   private readonly producerClients = new Map<boolean, ProducerClient>();
   private readonly producers = new Set<KafkaProducer>();
-  private readonly subscriptions = new Set<Subscription>();
+  private readonly subscriptions: SubscriptionSet;
   private internal: SendQueue | undefined;
   private forwarder: DelayForwarder | undefined;
   private tiers: Promise<void> | undefined;
@@ -70,6 +70,7 @@ export class KafkaBroker implements Broker, KafkaContext {
     readonly events: EventHub,
   ) {
     this.topics = new TopicAdmin(client.admin, (topic, count) => client.partitionsAdded(topic, count));
+    this.subscriptions = new SubscriptionSet(this.kind, events, logger);
   }
 
   producer(options?: ProducerOptions): Producer {
@@ -88,17 +89,10 @@ export class KafkaBroker implements Broker, KafkaContext {
   ): Promise<Subscription> {
     this.assertOpen();
     const { options: resolved, handler: checked } = resolveSubscription(options, handler);
-    // In the set while it starts, so a close meanwhile closes it too (and subscribe rejects).
-    const engine = new ConsumerEngine({
-      broker: this.kind,
+    return this.subscriptions.start(new KafkaSubscription(this, resolved, () => {}), {
       subscription: resolved,
       handler: checked,
-      events: this.events,
-      logger: this.logger,
-      onClosed: () => this.subscriptions.delete(engine),
     });
-    this.subscriptions.add(engine);
-    return engine.start(new KafkaSubscription(this, resolved, () => {}));
   }
 
   consume<T>(options: SubscribeOptions<T>): MessageStream<T> {
@@ -207,7 +201,7 @@ export class KafkaBroker implements Broker, KafkaContext {
     // they open (a subscription's consumer, say) is closed below rather than left behind.
     this.client.closing();
     if (this.calls.size > 0) await Promise.allSettled([...this.calls]);
-    await Promise.all([...this.subscriptions].map((s) => s.close()));
+    await this.subscriptions.closeAll();
     await Promise.all([...this.producers].map((p) => p.close()));
     await this.internal?.drained();
     await this.forwarder?.stop();

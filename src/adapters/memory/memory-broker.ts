@@ -7,7 +7,6 @@ import type {
   Producer,
   Subscription,
 } from '../../core/broker.js';
-import { ConsumerEngine } from '../../core/consumer-engine.js';
 import { ClosedError, ConfigError } from '../../core/errors.js';
 import type { MqEventListener, MqEventName } from '../../core/events.js';
 import type { Logger } from '../../core/logger.js';
@@ -26,6 +25,7 @@ import {
   userTopicName,
 } from '../../core/options.js';
 import { pull } from '../../core/pull.js';
+import { SubscriptionSet } from '../../core/subscription-set.js';
 import { encodeMessage, H, type WireMessage } from '../../core/wire.js';
 import { MemoryGroup } from './memory-group.js';
 import type { MemoryState } from './memory-state.js';
@@ -48,7 +48,7 @@ export const memoryCapabilities: Capabilities = Object.freeze({
 export class MemoryBroker implements Broker {
   readonly kind = 'memory';
   readonly capabilities = memoryCapabilities;
-  private readonly subscriptions = new Set<Subscription>();
+  private readonly subscriptions: SubscriptionSet;
   private readonly producers = new Set<MemoryProducer>();
   private closed = false;
   private readonly logger: Logger;
@@ -58,6 +58,7 @@ export class MemoryBroker implements Broker {
     private readonly context: AdapterContext,
   ) {
     this.logger = context.logger;
+    this.subscriptions = new SubscriptionSet(this.kind, context.events, context.logger);
   }
 
   on<E extends MqEventName>(event: E, listener: MqEventListener<E>): () => void {
@@ -89,21 +90,11 @@ export class MemoryBroker implements Broker {
     }
     const peer = group.members[0];
     if (peer !== undefined && tagsKey(peer.tags) !== tagsKey(resolved.tags)) throw otherTagsError(resolved);
-    const engine = new ConsumerEngine({
-      broker: this.kind,
-      subscription: resolved,
-      handler: checked,
-      events: this.context.events,
-      logger: this.logger,
-      onClosed: () => this.subscriptions.delete(engine),
-    });
     const joined = group;
-    this.subscriptions.add(engine);
-    return engine.start(
-      new MemorySubscription(this.state, joined, resolved, () => {
-        if (joined.ephemeral && joined.members.length === 0) this.state.groups.delete(groupKey);
-      }),
-    );
+    const transport = new MemorySubscription(this.state, joined, resolved, () => {
+      if (joined.ephemeral && joined.members.length === 0) this.state.groups.delete(groupKey);
+    });
+    return this.subscriptions.start(transport, { subscription: resolved, handler: checked });
   }
 
   consume<T>(options: SubscribeOptions<T>): MessageStream<T> {
@@ -132,7 +123,7 @@ export class MemoryBroker implements Broker {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all([...this.subscriptions].map((s) => s.close()));
+    await this.subscriptions.closeAll();
     await Promise.all([...this.producers].map((p) => p.close()));
   }
 

@@ -1,5 +1,4 @@
 import type { Backlog, Broker, MessageStream, Producer, Subscription } from '../../core/broker.js';
-import { ConsumerEngine } from '../../core/consumer-engine.js';
 import { ClosedError, UnsupportedError } from '../../core/errors.js';
 import type { EventHub, MqEventListener, MqEventName } from '../../core/events.js';
 import type { Logger } from '../../core/logger.js';
@@ -14,6 +13,7 @@ import {
   userTopicName,
 } from '../../core/options.js';
 import { pull } from '../../core/pull.js';
+import { SubscriptionSet } from '../../core/subscription-set.js';
 import { MAX_MESSAGE_BYTES, rabbitMqCapabilities } from './capabilities.js';
 import type { RabbitConnection } from './connection.js';
 import type { ManagementApi } from './management.js';
@@ -31,7 +31,7 @@ export class RabbitMqBroker implements Broker {
   private readonly topology: Topology;
   /** Confirmed publishes of retried and dead-lettered copies, shared by subscriptions. */
   private readonly publisher: Publisher;
-  private readonly subscriptions = new Set<Subscription>();
+  private readonly subscriptions: SubscriptionSet;
   private readonly producers = new Set<RabbitMqProducer>();
   private closed = false;
 
@@ -52,6 +52,7 @@ export class RabbitMqBroker implements Broker {
   ) {
     this.topology = new Topology(connection, publishing, options);
     this.publisher = new Publisher(publishing, true, 30_000, () => this.topology.forget());
+    this.subscriptions = new SubscriptionSet(this.kind, events, logger);
   }
 
   producer(options?: ProducerOptions): Producer {
@@ -92,18 +93,12 @@ export class RabbitMqBroker implements Broker {
       resolved,
       () => {},
     );
-    const engine = new ConsumerEngine({
-      broker: this.kind,
+    return this.subscriptions.start(transport, {
       subscription: resolved,
       handler: checked,
-      events: this.events,
-      logger: this.logger,
       tagFilter: transport.tagFilter,
       report: (what, error) => this.connection.report(what, error),
-      onClosed: () => this.subscriptions.delete(engine),
     });
-    this.subscriptions.add(engine);
-    return engine.start(transport);
   }
 
   consume<T>(options: SubscribeOptions<T>): MessageStream<T> {
@@ -168,7 +163,7 @@ export class RabbitMqBroker implements Broker {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all([...this.subscriptions].map((s) => s.close()));
+    await this.subscriptions.closeAll();
     await Promise.all([...this.producers].map((p) => p.close()));
     await this.publisher.close();
     await Promise.all([this.connection.close(), this.publishing.close()]);
