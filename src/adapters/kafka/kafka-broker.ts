@@ -18,6 +18,7 @@ import {
   resolveSubscription,
   type SubscribeOptions,
 } from '../../core/options.js';
+import { PublishEvents } from '../../core/publish-events.js';
 import { pull } from '../../core/pull.js';
 import type { KafkaClient, OutgoingRecord, ProducerClient, RecordPosition } from './client.js';
 import { DelayForwarder } from './delay-forwarder.js';
@@ -74,8 +75,11 @@ export class KafkaBroker implements Broker, KafkaContext {
 
   producer(options?: ProducerOptions): Producer {
     this.assertOpen();
-    const producer = new KafkaProducer(this, resolveProducerOptions(options, { idempotent: true }), (p) =>
-      this.producers.delete(p),
+    const producer = new KafkaProducer(
+      this,
+      resolveProducerOptions(options, { idempotent: true }),
+      new PublishEvents(this.events, this.kind),
+      (p) => this.producers.delete(p),
     );
     this.producers.add(producer);
     return producer;

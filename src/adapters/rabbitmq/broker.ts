@@ -13,6 +13,7 @@ import {
   type SubscribeOptions,
   userTopicName,
 } from '../../core/options.js';
+import { PublishEvents } from '../../core/publish-events.js';
 import { pull } from '../../core/pull.js';
 import { MAX_MESSAGE_BYTES, rabbitMqCapabilities } from './capabilities.js';
 import type { RabbitConnection } from './connection.js';
@@ -63,6 +64,7 @@ export class RabbitMqBroker implements Broker {
       resolved,
       MAX_MESSAGE_BYTES,
       this.logger,
+      new PublishEvents(this.events, this.kind),
       (p) => this.producers.delete(p),
     );
     this.producers.add(producer);
