@@ -58,9 +58,15 @@ export interface MqEvents {
     readonly assigned: readonly number[];
     readonly revoked: readonly number[];
   };
-  /** The broker connection dropped; mqkit reconnects by itself. */
+  /**
+   * A broker connection dropped; mqkit reconnects by itself. Not on `close()`. RabbitMQ has two
+   * connections (consuming and publishing), each reported on its own: the broker is fully
+   * connected again once as many `connection-restored` as `connection-lost` events came. The
+   * memory broker has no connection; Kafka emits neither event (kafkajs reconnects per request
+   * without telling; see `KafkaBroker.on`).
+   */
   'connection-lost': { readonly broker: string; readonly error: unknown };
-  /** The broker connection is back after a loss. */
+  /** A broker connection is back after a `connection-lost`. */
   'connection-restored': { readonly broker: string };
   /**
    * A message was stored as its producer's `acks` asks: one event per message of a `send`, a

@@ -109,6 +109,15 @@ export class KafkaBroker implements Broker, KafkaContext {
     return pull((o, h) => this.subscribe(o, h), options);
   }
 
+  /**
+   * Subscribes to the connection's events. Never `connection-lost` or `connection-restored`:
+   * kafkajs keeps a socket per broker, opens a new one on the next request by itself and
+   * reports neither the loss nor the return (its DISCONNECT events mean a `disconnect()` call,
+   * or a consumer crash). The nearest signal, a consumer's crash, comes per subscription, only
+   * once kafkajs's retries ran out, and for other failures too (a coordinator that moved, a
+   * rebalance that timed out): reported as a lost connection it would mislead. A subscription
+   * that stops for good is an `error` event.
+   */
   on<E extends MqEventName>(event: E, listener: MqEventListener<E>): () => void {
     return this.events.on(event, listener);
   }

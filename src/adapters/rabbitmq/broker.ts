@@ -53,6 +53,15 @@ export class RabbitMqBroker implements Broker {
   ) {
     this.topology = new Topology(connection, publishing, options);
     this.publisher = new Publisher(publishing, true, 30_000, () => this.topology.forget());
+    // Each of the two connections drops and comes back on its own: one event each time.
+    for (const c of [connection, publishing]) {
+      c.on('disconnected', (error) => {
+        if (events.has('connection-lost')) events.emit('connection-lost', { broker: this.kind, error });
+      });
+      c.on('reconnected', () => {
+        if (events.has('connection-restored')) events.emit('connection-restored', { broker: this.kind });
+      });
+    }
   }
 
   producer(options?: ProducerOptions): Producer {
