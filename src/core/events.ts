@@ -58,11 +58,22 @@ export interface MqEvents {
     readonly assigned: readonly number[];
     readonly revoked: readonly number[];
   };
-  /** The broker connection dropped; mqkit reconnects by itself. */
+  /**
+   * A broker connection dropped; mqkit reconnects by itself. Not on `close()`. RabbitMQ has two
+   * connections (consuming and publishing), each reported on its own: the broker is fully
+   * connected again once as many `connection-restored` as `connection-lost` events came. The
+   * memory broker has no connection; Kafka emits neither event (kafkajs reconnects per request
+   * without telling; see `KafkaBroker.on`).
+   */
   'connection-lost': { readonly broker: string; readonly error: unknown };
-  /** The broker connection is back after a loss. */
+  /** A broker connection is back after a `connection-lost`. */
   'connection-restored': { readonly broker: string };
-  /** A `send` (or each message of a `sendBatch`) was acknowledged per its `acks`. */
+  /**
+   * A message was stored as its producer's `acks` asks: one event per message of a `send`, a
+   * `sendBatch` or a `sendOneWay`, after the call's promise would resolve. `partition` and
+   * `offset` are those of its `SendResult` (undefined for a delayed message, and `offset` for
+   * a one-way send on Kafka, which is written with acks 0).
+   */
   'publish-confirmed': {
     readonly broker: string;
     readonly topic: string;
@@ -70,7 +81,19 @@ export interface MqEvents {
     readonly partition: number | undefined;
     readonly offset: string | undefined;
   };
-  /** A `send` (or `sendBatch`, or `sendOneWay`) failed. */
+  /**
+   * Sending a message failed: one event per message of a failed `send`, `sendBatch` or
+   * `sendOneWay`, with the error the call rejected with (or `onError` got). A timeout counts,
+   * though the message may still be stored later; so does a `sendBatch` on Kafka that failed
+   * for some of its partitions only.
+   *
+   * Messages refused before anything was sent do not count: a malformed message
+   * (`ConfigError`), a body or headers over the broker's limits (`PublishError`, not
+   * retriable), a producer already closed (`ClosedError`), and every message of a `sendBatch`
+   * stopped by one such message. Those calls reject at once, nothing left the process, and the
+   * message may not have an id yet. So a message the producer took gets exactly one
+   * `publish-confirmed` or `publish-failed`, while someone listens.
+   */
   'publish-failed': {
     readonly broker: string;
     readonly topic: string;

@@ -17,6 +17,7 @@ import {
   resolveSubscription,
   type SubscribeOptions,
 } from '../../core/options.js';
+import { PublishEvents } from '../../core/publish-events.js';
 import { pull } from '../../core/pull.js';
 import { SubscriptionSet } from '../../core/subscription-set.js';
 import type { KafkaClient, OutgoingRecord, ProducerClient, RecordPosition } from './client.js';
@@ -75,8 +76,11 @@ export class KafkaBroker implements Broker, KafkaContext {
 
   producer(options?: ProducerOptions): Producer {
     this.assertOpen();
-    const producer = new KafkaProducer(this, resolveProducerOptions(options, { idempotent: true }), (p) =>
-      this.producers.delete(p),
+    const producer = new KafkaProducer(
+      this,
+      resolveProducerOptions(options, { idempotent: true }),
+      new PublishEvents(this.events, this.kind),
+      (p) => this.producers.delete(p),
     );
     this.producers.add(producer);
     return producer;
@@ -99,6 +103,15 @@ export class KafkaBroker implements Broker, KafkaContext {
     return pull((o, h) => this.subscribe(o, h), options);
   }
 
+  /**
+   * Subscribes to the connection's events. Never `connection-lost` or `connection-restored`:
+   * kafkajs keeps a socket per broker, opens a new one on the next request by itself and
+   * reports neither the loss nor the return (its DISCONNECT events mean a `disconnect()` call,
+   * or a consumer crash). The nearest signal, a consumer's crash, comes per subscription, only
+   * once kafkajs's retries ran out, and for other failures too (a coordinator that moved, a
+   * rebalance that timed out): reported as a lost connection it would mislead. A subscription
+   * that stops for good is an `error` event.
+   */
   on<E extends MqEventName>(event: E, listener: MqEventListener<E>): () => void {
     return this.events.on(event, listener);
   }

@@ -3,6 +3,7 @@ import { ClosedError, ConfigError, TimeoutError } from '../../core/errors.js';
 import type { OutgoingMessage, SendResult } from '../../core/message.js';
 import { oneWayReporter } from '../../core/one-way.js';
 import type { ResolvedProducerOptions } from '../../core/options.js';
+import type { PublishEvents } from '../../core/publish-events.js';
 import { withinTime } from '../../core/timers.js';
 import { encodeMessage, H, type WireMessage } from '../../core/wire.js';
 import type { KafkaAcks, OutgoingRecord, RecordPosition } from './client.js';
@@ -33,6 +34,7 @@ export class KafkaProducer implements Producer {
   constructor(
     private readonly context: KafkaContext,
     private readonly options: ResolvedProducerOptions,
+    private readonly published: PublishEvents,
     private readonly onClose: (producer: KafkaProducer) => void,
   ) {
     this.reportOneWay = oneWayReporter(options.onError, context.logger);
@@ -57,10 +59,17 @@ export class KafkaProducer implements Producer {
   async send<T>(message: OutgoingMessage<T>): Promise<SendResult> {
     this.assertOpen();
     const wire = encodeMessage(message as OutgoingMessage<unknown>, MAX_MESSAGE_BYTES);
-    return this.bounded(wire.topic, async () => {
-      if (wire.delayMs > 0) await this.context.prepareDelays();
-      return result(wire, await this.queue.push(this.record(wire)));
-    });
+    try {
+      const sent = await this.bounded(wire.topic, async () => {
+        if (wire.delayMs > 0) await this.context.prepareDelays();
+        return result(wire, await this.queue.push(this.record(wire)));
+      });
+      this.published.confirmed(sent);
+      return sent;
+    } catch (error) {
+      this.published.failed(wire, error);
+      throw error;
+    }
   }
 
   async sendBatch(messages: readonly OutgoingMessage<unknown>[]): Promise<SendResult[]> {
@@ -68,11 +77,20 @@ export class KafkaProducer implements Producer {
     if (!Array.isArray(messages)) throw new ConfigError('sendBatch.messages', 'must be an array');
     const wires = messages.map((m) => encodeMessage(m, MAX_MESSAGE_BYTES)); // all valid before any is sent
     if (wires.length === 0) return [];
-    return this.bounded([...new Set(wires.map((w) => w.topic))].join(', '), async () => {
-      if (wires.some((w) => w.delayMs > 0)) await this.context.prepareDelays();
-      const positions = await this.queue.pushGroup(wires.map((w) => this.record(w)));
-      return wires.map((w, i) => result(w, positions[i] as RecordPosition));
-    });
+    try {
+      const sent = await this.bounded([...new Set(wires.map((w) => w.topic))].join(', '), async () => {
+        if (wires.some((w) => w.delayMs > 0)) await this.context.prepareDelays();
+        const positions = await this.queue.pushGroup(wires.map((w) => this.record(w)));
+        return wires.map((w, i) => result(w, positions[i] as RecordPosition));
+      });
+      this.published.confirmedAll(sent);
+      return sent;
+    } catch (error) {
+      // The batch rejects as a whole, so each message is reported failed, though (not atomic)
+      // some partitions may have stored theirs.
+      this.published.failedAll(wires, error);
+      throw error;
+    }
   }
 
   sendOneWay<T>(message: OutgoingMessage<T>): void {
@@ -84,7 +102,16 @@ export class KafkaProducer implements Producer {
         if (wire.delayMs > 0) await this.context.prepareDelays();
         return this.oneWay.push(this.record(wire));
       });
-      sent.catch(fail);
+      sent.then(
+        (position) => {
+          // Written with acks 0: a partition, no offset.
+          if (this.published.observed) this.published.confirmed(result(wire, position));
+        },
+        (error: unknown) => {
+          this.published.failed(wire, error);
+          fail(error);
+        },
+      );
     } catch (error) {
       fail(error);
     }

@@ -24,6 +24,7 @@ import {
   tagsKey,
   userTopicName,
 } from '../../core/options.js';
+import { PublishEvents } from '../../core/publish-events.js';
 import { pull } from '../../core/pull.js';
 import { SubscriptionSet } from '../../core/subscription-set.js';
 import { encodeMessage, H, type WireMessage } from '../../core/wire.js';
@@ -67,8 +68,12 @@ export class MemoryBroker implements Broker {
 
   producer(options?: ProducerOptions): Producer {
     this.assertOpen();
-    const producer = new MemoryProducer(this.state, resolveProducerOptions(options), this.logger, (p) =>
-      this.producers.delete(p),
+    const producer = new MemoryProducer(
+      this.state,
+      resolveProducerOptions(options),
+      this.logger,
+      new PublishEvents(this.context.events, this.kind),
+      (p) => this.producers.delete(p),
     );
     this.producers.add(producer);
     return producer;
@@ -140,6 +145,7 @@ class MemoryProducer implements Producer {
     private readonly state: MemoryState,
     options: ResolvedProducerOptions,
     logger: Logger,
+    private readonly published: PublishEvents,
     private readonly onClose: (p: MemoryProducer) => void,
   ) {
     this.reportOneWay = oneWayReporter(options.onError, logger);
@@ -174,14 +180,19 @@ class MemoryProducer implements Producer {
     return this.store(encodeMessage(message, MAX_MESSAGE_BYTES));
   }
 
+  /** Stores a checked message; storing cannot fail, so every message stored is confirmed. */
   private store(wire: WireMessage): SendResult {
+    let result: SendResult;
     if (wire.delayMs > 0) {
       const headers = { ...wire.headers, [H.timestamp]: String(Date.now()) };
       // The embedded broker lives and dies with the process; so do its pending delays.
       setTimeout(() => this.state.append(wire, headers), wire.delayMs).unref();
-      return { id: wire.id, topic: wire.topic };
+      result = { id: wire.id, topic: wire.topic };
+    } else {
+      const { partition, record } = this.state.append(wire);
+      result = { id: wire.id, topic: wire.topic, partition, offset: String(record.offset) };
     }
-    const { partition, record } = this.state.append(wire);
-    return { id: wire.id, topic: wire.topic, partition, offset: String(record.offset) };
+    this.published.confirmed(result);
+    return result;
   }
 }

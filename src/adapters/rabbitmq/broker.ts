@@ -12,6 +12,7 @@ import {
   type SubscribeOptions,
   userTopicName,
 } from '../../core/options.js';
+import { PublishEvents } from '../../core/publish-events.js';
 import { pull } from '../../core/pull.js';
 import { SubscriptionSet } from '../../core/subscription-set.js';
 import { MAX_MESSAGE_BYTES, rabbitMqCapabilities } from './capabilities.js';
@@ -53,6 +54,15 @@ export class RabbitMqBroker implements Broker {
     this.topology = new Topology(connection, publishing, options);
     this.publisher = new Publisher(publishing, true, 30_000, () => this.topology.forget());
     this.subscriptions = new SubscriptionSet(this.kind, events, logger);
+    // Each of the two connections drops and comes back on its own: one event each time.
+    for (const c of [connection, publishing]) {
+      c.on('disconnected', (error) => {
+        if (events.has('connection-lost')) events.emit('connection-lost', { broker: this.kind, error });
+      });
+      c.on('reconnected', () => {
+        if (events.has('connection-restored')) events.emit('connection-restored', { broker: this.kind });
+      });
+    }
   }
 
   producer(options?: ProducerOptions): Producer {
@@ -64,6 +74,7 @@ export class RabbitMqBroker implements Broker {
       resolved,
       MAX_MESSAGE_BYTES,
       this.logger,
+      new PublishEvents(this.events, this.kind),
       (p) => this.producers.delete(p),
     );
     this.producers.add(producer);

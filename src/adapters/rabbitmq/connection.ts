@@ -107,7 +107,8 @@ const DEFAULT_FRAME_MAX = 131_072;
 export interface ConnectionEvents {
   /** A new connection is up after a lost one: declare topology again, resume consumers. */
   reconnected: [];
-  disconnected: [error: Error];
+  /** The connection dropped (not on `close()`); the error is scrubbed of the URL's secrets. */
+  disconnected: [error: unknown];
   blocked: [reason: string];
   unblocked: [];
 }
@@ -146,14 +147,14 @@ export class RabbitConnection extends EventEmitter<ConnectionEvents> {
     model.on('disconnect', (error: Error) => {
       this.connected = false;
       this.admin = undefined;
-      if (!this.closed)
-        safeLog(
-          logger,
-          'warn',
-          fields(error),
-          `RabbitMQ connection lost, reconnecting: ${describe(error).error}`,
-        );
-      this.emit('disconnected', error);
+      if (this.closed) return;
+      safeLog(
+        logger,
+        'warn',
+        fields(error),
+        `RabbitMQ connection lost, reconnecting: ${describe(error).error}`,
+      );
+      this.emit('disconnected', scrubError(error, secrets));
     });
     model.on('connect-failed', (error: Error) => {
       if (!this.closed) safeLog(logger, 'warn', fields(error), 'RabbitMQ reconnect attempt failed');

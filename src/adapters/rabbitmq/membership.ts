@@ -9,6 +9,21 @@ interface Announcement {
   id: string;
 }
 
+export interface GroupMembershipOptions {
+  /** The listening channel's connection. */
+  connection: RabbitConnection;
+  /** The announcing channel's connection. */
+  publishing: RabbitConnection;
+  topology: Topology;
+  topic: string;
+  group: string;
+  heartbeatMs: number;
+  /** Members came or went. */
+  onChange: () => void;
+  /** A failure nobody awaits, on the channel of `via`: see `PartitionAssignerOptions.report`. */
+  report: (context: string, error: unknown, via: RabbitConnection) => void;
+}
+
 /**
  * Who is in a key-ordered group right now. Members announce themselves on the group's fanout
  * exchange (each through its own exclusive queue): `hello` on joining (answered by everyone's
@@ -29,17 +44,25 @@ export class GroupMembership {
   private openingAnnouncer = false;
   private muted = false;
   private readonly exchange: string;
+  private readonly connection: RabbitConnection;
+  private readonly publishing: RabbitConnection;
+  private readonly topology: Topology;
+  private readonly topic: string;
+  private readonly group: string;
+  private readonly heartbeatMs: number;
+  private readonly onChange: () => void;
+  private readonly report: GroupMembershipOptions['report'];
 
-  constructor(
-    private readonly connection: RabbitConnection,
-    private readonly publishing: RabbitConnection,
-    private readonly topology: Topology,
-    private readonly topic: string,
-    private readonly group: string,
-    private readonly heartbeatMs: number,
-    private readonly onChange: () => void,
-  ) {
-    this.exchange = names.membersExchange(topic, group);
+  constructor(options: GroupMembershipOptions) {
+    this.connection = options.connection;
+    this.publishing = options.publishing;
+    this.topology = options.topology;
+    this.topic = options.topic;
+    this.group = options.group;
+    this.heartbeatMs = options.heartbeatMs;
+    this.onChange = options.onChange;
+    this.report = options.report;
+    this.exchange = names.membersExchange(this.topic, this.group);
   }
 
   /** Joins (again, after a reconnect): listens, then says hello. */
@@ -47,12 +70,27 @@ export class GroupMembership {
     await this.topology.membersExchange(this.topic, this.group);
     const channel = await this.connection.channel();
     this.channel = channel;
+    // The broker closed the channel (a lost connection closes it without an error).
+    channel.on('error', (error: unknown) => {
+      if (this.channel === channel)
+        this.report(
+          `group ${this.group} of ${this.topic}: the membership channel was closed; this member hears no other`,
+          error,
+          this.connection,
+        );
+    });
     const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
     await channel.bindQueue(queue, this.exchange, '');
     await channel.consume(
       queue,
       (message) => {
         if (message !== null) this.receive(message.content);
+        else if (this.channel === channel)
+          this.report(
+            `group ${this.group} of ${this.topic}: the membership consumer was cancelled; this member hears no other`,
+            new Error('basic.cancel from the broker: the membership queue was deleted'),
+            this.connection,
+          );
       },
       { noAck: true },
     );
@@ -112,7 +150,9 @@ export class GroupMembership {
     try {
       announcer.publish(this.exchange, '', Buffer.from(JSON.stringify({ type, id: this.id })));
     } catch {
-      this.announcer = undefined; // closed under us; reopened on the next announcement
+      // Closed under us (why is reported by its 'error' listener, or was a lost connection);
+      // reopened on the next announcement.
+      this.announcer = undefined;
     }
   }
 
@@ -129,14 +169,25 @@ export class GroupMembership {
         channel.on('close', () => {
           if (this.announcer === channel) this.announcer = undefined;
         });
+        // The broker closed it, e.g. the members exchange is gone (404): reopened on the next
+        // heartbeat, but nobody hears this member meanwhile.
+        channel.on('error', (error: unknown) => {
+          if (this.channel !== undefined)
+            this.report(
+              `group ${this.group} of ${this.topic}: announcing membership failed`,
+              error,
+              this.publishing,
+            );
+        });
         this.announcer = channel;
         this.announce('hello');
       },
       (error: unknown) => {
         this.openingAnnouncer = false; // tried again on the next heartbeat
-        this.publishing.report(
+        this.report(
           `group ${this.group} of ${this.topic}: opening the membership channel failed`,
           error,
+          this.publishing,
         );
       },
     );

@@ -13,6 +13,30 @@ export interface PartitionHost {
   stopPartition(partition: number): Promise<void>;
 }
 
+export interface PartitionAssignerOptions {
+  /** Consumers, declarations and the membership's listening channel. */
+  connection: RabbitConnection;
+  /** Membership announcements (a resource alarm blocks publishing connections only). */
+  publishing: RabbitConnection;
+  topology: Topology;
+  topic: string;
+  group: string;
+  /** The topic's partition count now; re-read every few heartbeats. */
+  partitions: number;
+  tags: ReadonlySet<string> | undefined;
+  queueOptions: GroupQueueOptions;
+  heartbeatMs: number;
+  host: PartitionHost;
+  /**
+   * Reports a failure of a background step (a rebalance, reading the partition count, a
+   * membership channel) nobody awaits and that is retried on a later heartbeat: the
+   * subscription logs it at `warn` and emits it as an `error` event. Used only while the
+   * connection involved is up and this member has not left: otherwise the failure is expected
+   * and goes to that connection's `report` (at `debug`), or nowhere once the member left.
+   */
+  report: (context: string, error: unknown) => void;
+}
+
 /** Re-read the partition count every this many heartbeats, to pick up `ensureTopic` raising it. */
 const PARTITION_CHECK_BEATS = 5;
 /** Longest `subscribe` waits for current owners to hand this member its partitions. */
@@ -35,22 +59,48 @@ export class PartitionAssigner {
   private queue: Promise<void> = Promise.resolve();
   private pending = false;
   private stopped = false;
+  private readonly connection: RabbitConnection;
+  private readonly topology: Topology;
+  private readonly topic: string;
+  private readonly group: string;
+  private partitions: number;
+  private readonly tags: ReadonlySet<string> | undefined;
+  private readonly queueOptions: GroupQueueOptions;
+  private readonly heartbeatMs: number;
+  private readonly host: PartitionHost;
+  private readonly report: (context: string, error: unknown) => void;
 
-  constructor(
-    private readonly connection: RabbitConnection,
-    publishing: RabbitConnection,
-    private readonly topology: Topology,
-    private readonly topic: string,
-    private readonly group: string,
-    private partitions: number,
-    private readonly tags: ReadonlySet<string> | undefined,
-    private readonly queueOptions: GroupQueueOptions,
-    private readonly heartbeatMs: number,
-    private readonly host: PartitionHost,
-  ) {
-    this.membership = new GroupMembership(connection, publishing, topology, topic, group, heartbeatMs, () =>
-      this.rebalance(),
-    );
+  constructor(options: PartitionAssignerOptions) {
+    this.connection = options.connection;
+    this.topology = options.topology;
+    this.topic = options.topic;
+    this.group = options.group;
+    this.partitions = options.partitions;
+    this.tags = options.tags;
+    this.queueOptions = options.queueOptions;
+    this.heartbeatMs = options.heartbeatMs;
+    this.host = options.host;
+    this.report = options.report;
+    this.membership = new GroupMembership({
+      connection: options.connection,
+      publishing: options.publishing,
+      topology: options.topology,
+      topic: options.topic,
+      group: options.group,
+      heartbeatMs: options.heartbeatMs,
+      onChange: () => this.rebalance(),
+      report: (context, error, via) => this.failed(context, error, via),
+    });
+  }
+
+  /**
+   * A background step failed (see `PartitionAssignerOptions.report`). Once this member left
+   * (closing, or starting over after a reconnect) a step in flight fails for that reason.
+   */
+  private failed(context: string, error: unknown, via: RabbitConnection): void {
+    if (this.stopped) return;
+    if (via.connected && !via.isClosed) this.report(context, error);
+    else via.report(context, error);
   }
 
   /** Joins, takes this member's share, and resolves once it is active on it (bounded wait). */
@@ -109,7 +159,11 @@ export class PartitionAssigner {
     });
     // Retried on the next heartbeat.
     this.queue = this.queue.catch((error: unknown) =>
-      this.connection.report(`group ${this.group} of ${this.topic}: rebalancing partitions failed`, error),
+      this.failed(
+        `group ${this.group} of ${this.topic}: rebalancing partitions failed`,
+        error,
+        this.connection,
+      ),
     );
     return this.queue;
   }
@@ -129,9 +183,10 @@ export class PartitionAssigner {
       await this.rebalance();
     } catch (error) {
       // Checked again in a few heartbeats.
-      this.connection.report(
+      this.failed(
         `group ${this.group} of ${this.topic}: reading the partition count failed`,
         error,
+        this.connection,
       );
     }
   }

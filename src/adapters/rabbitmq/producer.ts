@@ -4,6 +4,7 @@ import type { Logger } from '../../core/logger.js';
 import type { OutgoingMessage, SendResult } from '../../core/message.js';
 import { oneWayReporter } from '../../core/one-way.js';
 import type { ResolvedProducerOptions } from '../../core/options.js';
+import type { PublishEvents } from '../../core/publish-events.js';
 import { encodeMessage, H, type WireMessage } from '../../core/wire.js';
 import { checkAmqpLimits, publishOptions, routingKey } from './amqp-wire.js';
 import type { RabbitConnection } from './connection.js';
@@ -30,6 +31,7 @@ export class RabbitMqProducer implements Producer {
     private readonly options: ResolvedProducerOptions,
     private readonly maxBytes: number,
     logger: Logger,
+    private readonly published: PublishEvents,
     private readonly onClose: (p: RabbitMqProducer) => void,
   ) {
     this.reportOneWay = oneWayReporter(options.onError, logger);
@@ -41,7 +43,9 @@ export class RabbitMqProducer implements Producer {
   send<T>(message: OutgoingMessage<T>): Promise<SendResult> {
     try {
       if (this.closed) throw new ClosedError('producer is closed');
-      return this.prepare(encodeMessage(message as OutgoingMessage<unknown>, this.maxBytes))();
+      const wire = encodeMessage(message as OutgoingMessage<unknown>, this.maxBytes);
+      const send = this.prepare(wire);
+      return this.published.observe(wire, send());
     } catch (error) {
       return Promise.reject(error);
     }
@@ -51,8 +55,10 @@ export class RabbitMqProducer implements Producer {
     if (!Array.isArray(messages)) throw new ConfigError('sendBatch.messages', 'must be an array');
     if (this.closed) throw new ClosedError('producer is closed');
     // All valid before any is sent.
-    const sends = messages.map((m) => this.prepare(encodeMessage(m, this.maxBytes)));
-    return Promise.all(sends.map((send) => send()));
+    const wires = messages.map((m) => encodeMessage(m, this.maxBytes));
+    const sends = wires.map((wire) => this.prepare(wire));
+    // Each message is confirmed (or fails) on its own.
+    return Promise.all(sends.map((send, i) => this.published.observe(wires[i] as WireMessage, send())));
   }
 
   sendOneWay<T>(message: OutgoingMessage<T>): void {

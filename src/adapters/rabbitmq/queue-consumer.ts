@@ -2,6 +2,19 @@ import type { Channel, ConsumeMessage } from 'amqplib';
 import { AckBatcher } from './ack-batcher.js';
 import type { RabbitConnection } from './connection.js';
 
+export interface QueueConsumerOptions {
+  connection: RabbitConnection;
+  queue: string;
+  /** Partition queue index, for partitioned groups. */
+  partition: number | undefined;
+  prefetch: number;
+  onDelivery: (consumer: QueueConsumer, message: ConsumeMessage) => void;
+  /** The channel closed without `close()`: connection lost, queue deleted, or a channel error. */
+  onLost: (consumer: QueueConsumer) => void;
+  /** `basic.consume` arguments, e.g. a stream offset. */
+  consumeArguments?: Record<string, unknown>;
+}
+
 /**
  * One consumer on one queue, on its own channel (so closing it requeues exactly its unacked
  * deliveries), with bounded prefetch and manual acks.
@@ -17,18 +30,24 @@ export class QueueConsumer {
   private batcher: AckBatcher | undefined;
   private consumerTag: string | undefined;
   private idleWaiters: (() => void)[] = [];
+  readonly queue: string;
+  /** Partition queue index, for partitioned groups. */
+  readonly partition: number | undefined;
+  private readonly connection: RabbitConnection;
+  private readonly prefetch: number;
+  private readonly onDelivery: QueueConsumerOptions['onDelivery'];
+  private readonly onLost: QueueConsumerOptions['onLost'];
+  private readonly consumeArguments: Record<string, unknown> | undefined;
 
-  constructor(
-    private readonly connection: RabbitConnection,
-    readonly queue: string,
-    /** Partition queue index, for partitioned groups. */
-    readonly partition: number | undefined,
-    private readonly prefetch: number,
-    private readonly onDelivery: (consumer: QueueConsumer, message: ConsumeMessage) => void,
-    /** The channel closed without `close()`: connection lost, queue deleted, or a channel error. */
-    private readonly onLost: (consumer: QueueConsumer) => void,
-    private readonly consumeArguments?: Record<string, unknown>,
-  ) {}
+  constructor(options: QueueConsumerOptions) {
+    this.connection = options.connection;
+    this.queue = options.queue;
+    this.partition = options.partition;
+    this.prefetch = options.prefetch;
+    this.onDelivery = options.onDelivery;
+    this.onLost = options.onLost;
+    this.consumeArguments = options.consumeArguments;
+  }
 
   get stopped(): boolean {
     return this.stopping.signal.aborted;

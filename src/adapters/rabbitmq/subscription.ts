@@ -154,18 +154,20 @@ export class RabbitMqSubscription implements ConsumerTransport<RabbitRecord>, Pa
         const created = await topology.queueMissing(names.partitionQueue(topic, group, 0));
         await topology.orderedGroup(topic, group, partitions, tags, this.queueOptions());
         if (created) await this.releaseUnrouted();
-        this.assigner = new PartitionAssigner(
-          this.ctx.connection,
-          this.ctx.publishing,
+        this.assigner = new PartitionAssigner({
+          connection: this.ctx.connection,
+          publishing: this.ctx.publishing,
           topology,
           topic,
           group,
           partitions,
           tags,
-          this.queueOptions(),
-          this.ctx.options.memberHeartbeatMs,
-          this,
-        );
+          queueOptions: this.queueOptions(),
+          heartbeatMs: this.ctx.options.memberHeartbeatMs,
+          host: this,
+          // The engine logs through the broker's report and emits an `error` event.
+          report: (context, error) => this.engine.report(context, error),
+        });
         await this.assigner.start();
         return;
       }
@@ -286,15 +288,15 @@ export class RabbitMqSubscription implements ConsumerTransport<RabbitRecord>, Pa
   }
 
   private newConsumer(queue: string, partition: number | undefined, args?: Record<string, unknown>) {
-    const consumer = new QueueConsumer(
-      this.ctx.connection,
+    const consumer = new QueueConsumer({
+      connection: this.ctx.connection,
       queue,
       partition,
-      this.prefetch,
-      (c, message) => this.deliver(c, message),
-      (c) => this.lost(c),
-      args,
-    );
+      prefetch: this.prefetch,
+      onDelivery: (c, message) => this.deliver(c, message),
+      onLost: (c) => this.lost(c),
+      consumeArguments: args,
+    });
     // One id per partition (or the one queue) across consumers, so a key's lane is the same
     // for a consumer and its successor after a reconnect: they never run one key at once.
     this.claims.set(consumer, this.engine.assign(partition === undefined ? 'q' : `p${partition}`, partition));
