@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { inspect } from 'node:util';
 import { describe, expect, inject, it, vi } from 'vitest';
 import { CONNECT_ATTEMPTS } from '../../src/adapters/kafka/client.js';
-import { resolveKafkaOptions } from '../../src/adapters/kafka/kafka-options.js';
+import { resolveKafkaOptions } from '../../src/adapters/kafka/options.js';
 import type { Logger } from '../../src/core/logger.js';
 import { connect, isMqError, type MqError } from '../../src/index.js';
 import { uniqueName, waitFor } from '../../src/testing/index.js';

@@ -140,7 +140,11 @@ describe('rabbitmq: hardening', () => {
       // Past the producer's checks, straight at the publisher: amqplib's own encoder throws.
       const options = resolveRabbitMqOptions({ connectionName: uniqueName('publisher') });
       const connection = await RabbitConnection.open(new URL(amqpUrl), options, 'publishing', logger);
-      const publisher = new Publisher(connection, true, 5000, () => {});
+      const publisher = new Publisher(connection, {
+        confirm: true,
+        timeoutMs: 5000,
+        onChannelError: () => {},
+      });
       try {
         const refused = await failure(
           publisher.publish('amq.direct', 'nowhere', Buffer.from('x'), { messageId: 'i'.repeat(300) }),

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { OutgoingRecord, RecordPosition } from '../../src/adapters/kafka/client.js';
 import { DELAY_TIERS, dueAt, nextHop, tierFor, tierTopic } from '../../src/adapters/kafka/delay-tiers.js';
-import { type KafkaBrokerOptions, resolveKafkaOptions } from '../../src/adapters/kafka/kafka-options.js';
+import { type KafkaBrokerOptions, resolveKafkaOptions } from '../../src/adapters/kafka/options.js';
 import { SendQueue } from '../../src/adapters/kafka/send-queue.js';
 import { MAX_TIMER_MS } from '../../src/core/options.js';
 import { H as HEADERS } from '../../src/core/wire.js';

@@ -1,5 +1,6 @@
 import type { Kafka } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
+import { KafkaBroker } from '../../src/adapters/kafka/broker.js';
 import type {
   AdminClient,
   ConsumerConfig,
@@ -8,11 +9,10 @@ import type {
   KafkaClientConfig,
   ProducerClient,
 } from '../../src/adapters/kafka/client.js';
-import { KafkaBroker } from '../../src/adapters/kafka/kafka-broker.js';
-import { resolveKafkaOptions } from '../../src/adapters/kafka/kafka-options.js';
 import { KafkajsAdmin } from '../../src/adapters/kafka/kafkajs/admin.js';
 import { KafkajsConsumer } from '../../src/adapters/kafka/kafkajs/consumer.js';
 import { KafkajsProducer } from '../../src/adapters/kafka/kafkajs/producer.js';
+import { resolveKafkaOptions } from '../../src/adapters/kafka/options.js';
 import { EventHub } from '../../src/core/events.js';
 import { type Logger, silentLogger } from '../../src/core/logger.js';
 import { isMqError, type MqError } from '../../src/index.js';

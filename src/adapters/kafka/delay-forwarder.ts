@@ -8,8 +8,8 @@ import type {
   OutgoingRecord,
   TopicPartition,
 } from './client.js';
+import type { KafkaContext } from './context.js';
 import { DELAY_TIERS, type DelayTier, dueAt, nextHop, tierTopic, undeliverableTopic } from './delay-tiers.js';
-import type { KafkaContext } from './kafka-context.js';
 
 /** How long a tier partition rests after its records could not be forwarded. */
 const FAILURE_PAUSE_MS = 1000;

@@ -32,7 +32,7 @@
  * here, not in the broker: skipped records are committed like handled ones. `startFrom`
  * 'latest' and `{ timestamp }` are looked up (end offsets, offsets by time) before joining and
  * committed for the group's partitions that have no committed offset; 'earliest' starts at the
- * first retained offset. See `KafkaSubscription` for ordering, concurrency and rebalances.
+ * first retained offset. See `KafkaTransport` for ordering, concurrency and rebalances.
  *
  * **Retry and dead letter**: order 'key' and 'partition' retry in place, holding the key or
  * partition (attempts are counted in memory: after a crash, or once the partition moved to
@@ -71,12 +71,12 @@
  */
 import { type AdapterContext, defaultAdapterContext } from '../../core/adapter-context.js';
 import type { Broker } from '../../core/broker.js';
-import { KafkaBroker } from './kafka-broker.js';
-import { type KafkaBrokerOptions, resolveKafkaOptions } from './kafka-options.js';
+import { KafkaBroker } from './broker.js';
 import { checkCompression, createKafkajsClient } from './kafkajs/index.js';
+import { type KafkaBrokerOptions, resolveKafkaOptions } from './options.js';
 
-export { kafkaCapabilities } from './kafka-broker.js';
-export type { KafkaBrokerOptions } from './kafka-options.js';
+export { kafkaCapabilities } from './broker.js';
+export type { KafkaBrokerOptions } from './options.js';
 
 /**
  * Connects to the Kafka cluster `url` names: resolves once a bootstrap broker answered (and

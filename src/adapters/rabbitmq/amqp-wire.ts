@@ -14,6 +14,18 @@ export const HASH_HEADER = 'mq-hash';
 
 let unkeyed = 0;
 
+/** How a message is published, beyond its headers and key. */
+export interface PublishHow {
+  /** Written to disk (delivery mode 2). Default true. */
+  persistent?: boolean;
+  /** Returned (and the publish failed) when no queue takes it. Default true. */
+  mandatory?: boolean;
+  /** More headers, e.g. a copy's `mq-attempt`. */
+  extra?: Headers | undefined;
+  /** AMQP `timestamp` in seconds. Default now; copies keep the original's. */
+  timestampSeconds?: number | undefined;
+}
+
 /**
  * AMQP properties for a message whose headers include mqkit's: `mq-id` becomes `messageId`,
  * `content-type` `contentType`; the produce time is `timestamp` (seconds, as AMQP defines it);
@@ -23,11 +35,14 @@ let unkeyed = 0;
 export function publishOptions(
   headers: Headers,
   key: string | undefined,
-  persistent: boolean,
-  mandatory: boolean,
-  extra?: Headers,
-  timestampSeconds: number = Math.floor(Date.now() / 1000),
+  how: PublishHow = {},
 ): Options.Publish {
+  const {
+    persistent = true,
+    mandatory = true,
+    extra,
+    timestampSeconds = Math.floor(Date.now() / 1000),
+  } = how;
   const out: Record<string, string> = {};
   for (const name in headers) {
     if (name !== H.id && name !== H.contentType) out[name] = headers[name] as string;

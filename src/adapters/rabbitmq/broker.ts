@@ -22,8 +22,8 @@ import { names } from './names.js';
 import type { ResolvedRabbitMqOptions } from './options.js';
 import { RabbitMqProducer } from './producer.js';
 import { Publisher } from './publisher.js';
-import { RabbitMqSubscription } from './subscription.js';
 import { Topology } from './topology.js';
+import { RabbitMqTransport } from './transport.js';
 
 /** A connection to RabbitMQ; see index.ts for the topology it declares. */
 export class RabbitMqBroker implements Broker {
@@ -52,7 +52,11 @@ export class RabbitMqBroker implements Broker {
     private readonly management?: ManagementApi,
   ) {
     this.topology = new Topology(connection, publishing, options);
-    this.publisher = new Publisher(publishing, true, 30_000, () => this.topology.forget());
+    this.publisher = new Publisher(publishing, {
+      confirm: true,
+      timeoutMs: 30_000,
+      onChannelError: () => this.topology.forget(),
+    });
     this.subscriptions = new SubscriptionSet(this.kind, events, logger);
     // Each of the two connections drops and comes back on its own: one event each time.
     for (const c of [connection, publishing]) {
@@ -93,7 +97,7 @@ export class RabbitMqBroker implements Broker {
         `startFrom { timestamp } needs a retained log: RabbitMQ queues drop what they delivered. Declare '${resolved.topic}' as a stream topic (rabbitmq.streams) to replay it by time`,
       );
     }
-    const transport = new RabbitMqSubscription(
+    const transport = new RabbitMqTransport(
       {
         connection: this.connection,
         publishing: this.publishing,

@@ -35,9 +35,11 @@ export class RabbitMqProducer implements Producer {
     private readonly onClose: (p: RabbitMqProducer) => void,
   ) {
     this.reportOneWay = oneWayReporter(options.onError, logger);
-    this.publisher = new Publisher(connection, options.acks !== 'none', options.timeoutMs, () =>
-      topology.forget(),
-    );
+    this.publisher = new Publisher(connection, {
+      confirm: options.acks !== 'none',
+      timeoutMs: options.timeoutMs,
+      onChannelError: () => topology.forget(),
+    });
   }
 
   send<T>(message: OutgoingMessage<T>): Promise<SendResult> {
@@ -89,11 +91,15 @@ export class RabbitMqProducer implements Producer {
     if (wire.delayMs > 0) {
       const tiers = delayTiers(wire.delayMs);
       const now = Date.now();
-      const options = publishOptions(wire.headers, wire.key, persistent, mandatory, {
-        ...hopHeaders(tiers, { kind: 'topic', exchange }),
-        [H.timestamp]: String(now),
-        [H.targetTopic]: wire.topic,
-        [H.deliverAt]: String(now + wire.delayMs),
+      const options = publishOptions(wire.headers, wire.key, {
+        persistent,
+        mandatory,
+        extra: {
+          ...hopHeaders(tiers, { kind: 'topic', exchange }),
+          [H.timestamp]: String(now),
+          [H.targetTopic]: wire.topic,
+          [H.deliverAt]: String(now + wire.delayMs),
+        },
       });
       const first = names.delayTier(tiers[0] as number);
       checkAmqpLimits(first, key, options, this.connection.frameMax);
@@ -104,14 +110,12 @@ export class RabbitMqProducer implements Producer {
         return result;
       };
     }
-    const options = publishOptions(
-      wire.headers,
-      wire.key,
+    const options = publishOptions(wire.headers, wire.key, {
       persistent,
       mandatory,
       // Stream offsets by time have second precision; readers use this to start at the exact ms.
-      this.topology.isStream(wire.topic) ? { [H.timestamp]: String(Date.now()) } : undefined,
-    );
+      extra: this.topology.isStream(wire.topic) ? { [H.timestamp]: String(Date.now()) } : undefined,
+    });
     checkAmqpLimits(exchange, key, options, this.connection.frameMax);
     return () => {
       if (this.topology.topicReady(wire.topic)) {

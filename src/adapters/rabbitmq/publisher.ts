@@ -46,13 +46,24 @@ export class Publisher {
   private idle: (() => void) | undefined;
   private readonly onUnblocked = (): void => this.flush();
 
+  private readonly confirm: boolean;
+  private readonly timeoutMs: number;
+  private readonly onChannelError: () => void;
+
   constructor(
     private readonly connection: RabbitConnection,
-    private readonly confirm: boolean,
-    private readonly timeoutMs: number,
-    /** Told when the broker closed the channel (e.g. a missing exchange), so topology is declared again. */
-    private readonly onChannelError: () => void,
+    options: {
+      /** Publisher confirms: a publish settles when the broker confirmed it (false: when written). */
+      confirm: boolean;
+      /** Longest wait for a confirm (or for the connection to be writable again). */
+      timeoutMs: number;
+      /** Told when the broker closed the channel (e.g. a missing exchange), so topology is declared again. */
+      onChannelError: () => void;
+    },
   ) {
+    this.confirm = options.confirm;
+    this.timeoutMs = options.timeoutMs;
+    this.onChannelError = options.onChannelError;
     connection.on('unblocked', this.onUnblocked);
   }
 

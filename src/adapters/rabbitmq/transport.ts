@@ -51,7 +51,7 @@ interface RabbitRecord extends ReceivedRecord {
  * topics wait in this process, holding their key; retries of concurrent ones go through the
  * delay tiers back to this subscription's queue only, freeing the slot meanwhile.
  */
-export class RabbitMqSubscription implements ConsumerTransport<RabbitRecord>, PartitionHost {
+export class RabbitMqTransport implements ConsumerTransport<RabbitRecord>, PartitionHost {
   readonly topic: string;
   readonly group: string;
   private readonly kind: Kind;
@@ -445,35 +445,26 @@ export class RabbitMqSubscription implements ConsumerTransport<RabbitRecord>, Pa
     const tag = routingKey(record.headers[H.tag]);
     const stamp = message.properties.timestamp as number | undefined;
     if (copy.delayMs <= 0) {
-      const options = publishOptions(record.headers, record.key, true, true, extra, stamp);
+      const options = publishOptions(record.headers, record.key, { extra, timestampSeconds: stamp });
       await this.ctx.publisher.publish('', consumer.queue, content, options);
       return;
     }
     const tiers = delayTiers(copy.delayMs);
     const target = { kind: 'queue', queue: consumer.queue } as const;
     await this.ctx.topology.delayRoute(tiers, target);
-    const options = publishOptions(
-      record.headers,
-      record.key,
-      true,
-      true,
-      { ...extra, ...hopHeaders(tiers, target) },
-      stamp,
-    );
+    const options = publishOptions(record.headers, record.key, {
+      extra: { ...extra, ...hopHeaders(tiers, target) },
+      timestampSeconds: stamp,
+    });
     await this.ctx.publisher.publish(names.delayTier(tiers[0] as number), tag, content, options);
   }
 
   async publishDeadLetter(record: RabbitRecord, topic: string, headers: Headers): Promise<void> {
     const message = record.message;
     await this.ctx.topology.deadLetterTopic(topic);
-    const options = publishOptions(
-      headers,
-      record.key,
-      true,
-      true,
-      undefined,
-      message.properties.timestamp as number | undefined,
-    );
+    const options = publishOptions(headers, record.key, {
+      timestampSeconds: message.properties.timestamp as number | undefined,
+    });
     await this.ctx.publisher.publish(
       names.topicExchange(topic),
       routingKey(headers[H.tag]),

@@ -3,7 +3,7 @@ import type { Headers } from '../../core/message.js';
 import { H } from '../../core/wire.js';
 import type { KafkaClient, OutgoingRecord, ProducerClient, RecordPosition } from './client.js';
 import { nextHop } from './delay-tiers.js';
-import type { ResolvedKafkaOptions } from './kafka-options.js';
+import type { ResolvedKafkaOptions } from './options.js';
 import type { TopicAdmin } from './topic-admin.js';
 
 /** What producers and subscriptions share on one connection; implemented by `KafkaBroker`. */

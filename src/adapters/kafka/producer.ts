@@ -7,7 +7,7 @@ import type { PublishEvents } from '../../core/publish-events.js';
 import { withinTime } from '../../core/timers.js';
 import { encodeMessage, H, type WireMessage } from '../../core/wire.js';
 import type { KafkaAcks, OutgoingRecord, RecordPosition } from './client.js';
-import { delayedRecord, type KafkaContext } from './kafka-context.js';
+import { delayedRecord, type KafkaContext } from './context.js';
 import { SendQueue } from './send-queue.js';
 
 /** Largest body accepted: topics created by this adapter allow 2 MiB records, leaving room for headers. */

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { KafkaBroker } from '../../src/adapters/kafka/broker.js';
 import type {
   AdminClient,
   ConsumerClient,
@@ -9,8 +10,7 @@ import type {
   ProducerClient,
   TopicPartition,
 } from '../../src/adapters/kafka/client.js';
-import { KafkaBroker } from '../../src/adapters/kafka/kafka-broker.js';
-import { type KafkaBrokerOptions, resolveKafkaOptions } from '../../src/adapters/kafka/kafka-options.js';
+import { type KafkaBrokerOptions, resolveKafkaOptions } from '../../src/adapters/kafka/options.js';
 import { ConnectionError } from '../../src/core/errors.js';
 import { EventHub } from '../../src/core/events.js';
 import { silentLogger } from '../../src/core/logger.js';

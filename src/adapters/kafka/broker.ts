@@ -21,14 +21,14 @@ import { PublishEvents } from '../../core/publish-events.js';
 import { pull } from '../../core/pull.js';
 import { SubscriptionSet } from '../../core/subscription-set.js';
 import type { KafkaClient, OutgoingRecord, ProducerClient, RecordPosition } from './client.js';
+import type { KafkaContext } from './context.js';
 import { DelayForwarder } from './delay-forwarder.js';
 import { DELAY_TIERS, TIER_PARTITIONS, tierTopic, undeliverableTopic } from './delay-tiers.js';
-import type { KafkaContext } from './kafka-context.js';
-import type { ResolvedKafkaOptions } from './kafka-options.js';
-import { KafkaProducer, MAX_MESSAGE_BYTES } from './kafka-producer.js';
-import { KafkaSubscription } from './kafka-subscription.js';
+import type { ResolvedKafkaOptions } from './options.js';
+import { KafkaProducer, MAX_MESSAGE_BYTES } from './producer.js';
 import { SendQueue } from './send-queue.js';
 import { TopicAdmin } from './topic-admin.js';
+import { KafkaTransport } from './transport.js';
 
 /**
  * What the Kafka adapter does: replay (by offsets and timestamps), partitions, durability and
@@ -93,7 +93,7 @@ export class KafkaBroker implements Broker, KafkaContext {
   ): Promise<Subscription> {
     this.assertOpen();
     const { options: resolved, handler: checked } = resolveSubscription(options, handler);
-    return this.subscriptions.start(new KafkaSubscription(this, resolved, () => {}), {
+    return this.subscriptions.start(new KafkaTransport(this, resolved, () => {}), {
       subscription: resolved,
       handler: checked,
     });

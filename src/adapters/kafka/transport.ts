@@ -12,7 +12,7 @@ import type {
   FetchedRecord,
   TopicPartition,
 } from './client.js';
-import { delayedRecord, type KafkaContext } from './kafka-context.js';
+import { delayedRecord, type KafkaContext } from './context.js';
 import { PartitionRun } from './partition-run.js';
 
 interface KafkaRecord extends ReceivedRecord {
@@ -45,7 +45,7 @@ interface KafkaRecord extends ReceivedRecord {
  * (which this subscription also reads), and commits the original; a broadcasting instance
  * retries in memory.
  */
-export class KafkaSubscription implements ConsumerTransport<KafkaRecord> {
+export class KafkaTransport implements ConsumerTransport<KafkaRecord> {
   readonly topic: string;
   readonly group: string;
   private consumer: ConsumerClient | undefined;
