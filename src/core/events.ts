@@ -50,7 +50,11 @@ export interface MqEvents {
     readonly partition: number;
     readonly offset: string;
   };
-  /** This member's partitions (or partition queues) changed. */
+  /**
+   * This member's partitions (or partition queues) changed. On Kafka a partition counts as
+   * assigned when its first records arrive; a rejoin that keeps a partition, or a RabbitMQ
+   * reconnect, reports it revoked and assigned again.
+   */
   rebalanced: {
     readonly broker: string;
     readonly topic: string;
