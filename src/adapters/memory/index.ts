@@ -8,8 +8,8 @@ import {
   objectOption,
   refuseUnknownKeys,
 } from '../../core/options.js';
-import { MemoryBroker } from './memory-broker.js';
-import { memoryState } from './memory-state.js';
+import { MemoryBroker } from './broker.js';
+import { memoryState } from './state.js';
 
 /** Options of the embedded broker; also settable as URL query parameters (plain decimal integers). */
 export interface MemoryBrokerOptions {

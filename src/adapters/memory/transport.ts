@@ -4,9 +4,9 @@ import type { Headers } from '../../core/message.js';
 import { OffsetTracker } from '../../core/offset-tracker.js';
 import type { ResolvedSubscribeOptions } from '../../core/options.js';
 import { H } from '../../core/wire.js';
-import type { MemoryGroup } from './memory-group.js';
-import type { MemoryState } from './memory-state.js';
+import type { MemoryGroup } from './group.js';
 import type { StoredRecord } from './partition-log.js';
+import type { MemoryState } from './state.js';
 
 /** This member's hold on one partition. */
 interface PartitionRun {
@@ -27,7 +27,7 @@ interface MemoryRecord extends ReceivedRecord {
  * partitions its group gives it, a bounded number ahead, and commits the lowest unfinished
  * offset of a partition as records are settled.
  */
-export class MemorySubscription implements ConsumerTransport<MemoryRecord> {
+export class MemoryTransport implements ConsumerTransport<MemoryRecord> {
   readonly topic: string;
   readonly group: string;
   /** The tags this member subscribed to (undefined: all); its group's members must agree. */
@@ -41,7 +41,7 @@ export class MemorySubscription implements ConsumerTransport<MemoryRecord> {
     private readonly state: MemoryState,
     private readonly memoryGroup: MemoryGroup,
     private readonly options: ResolvedSubscribeOptions,
-    private readonly onClosed: (s: MemorySubscription) => void,
+    private readonly onClosed: (s: MemoryTransport) => void,
   ) {
     this.topic = options.topic;
     this.group = options.group;

@@ -1,7 +1,7 @@
 import type { Headers } from '../../core/message.js';
 import { partitionForKey } from '../../core/partitioner.js';
 import type { WireMessage } from '../../core/wire.js';
-import type { MemoryGroup } from './memory-group.js';
+import type { MemoryGroup } from './group.js';
 import { PartitionLog, type StoredRecord } from './partition-log.js';
 
 export interface MemoryTopic {

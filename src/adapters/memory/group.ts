@@ -1,5 +1,5 @@
-import { type MemoryTopic, releaseConsumed } from './memory-state.js';
-import type { MemorySubscription } from './memory-subscription.js';
+import { type MemoryTopic, releaseConsumed } from './state.js';
+import type { MemoryTransport } from './transport.js';
 
 /**
  * A consumer group on one topic: committed positions per partition, members, and which member
@@ -7,11 +7,11 @@ import type { MemorySubscription } from './memory-subscription.js';
  * on it finished (or its close timed out), so per-key order survives rebalances.
  */
 export class MemoryGroup {
-  readonly members: MemorySubscription[] = [];
+  readonly members: MemoryTransport[] = [];
   /** Attempts so far of messages that failed, by `partition:offset`, so counts survive redelivery. */
   readonly attempts = new Map<string, number>();
   private readonly positions: number[] = [];
-  private readonly owners: (MemorySubscription | undefined)[] = [];
+  private readonly owners: (MemoryTransport | undefined)[] = [];
   private readonly handovers: Promise<void>[] = [];
   private commitsSinceRelease = 0;
 
@@ -51,13 +51,13 @@ export class MemoryGroup {
     this.owners[partition]?.wake();
   }
 
-  join(member: MemorySubscription): void {
+  join(member: MemoryTransport): void {
     this.members.push(member);
     this.rebalance();
   }
 
   /** Removes a member and resolves once its partitions were handed over. */
-  async leave(member: MemorySubscription): Promise<void> {
+  async leave(member: MemoryTransport): Promise<void> {
     const index = this.members.indexOf(member);
     if (index >= 0) this.members.splice(index, 1);
     this.rebalance();

@@ -28,9 +28,9 @@ import { PublishEvents } from '../../core/publish-events.js';
 import { pull } from '../../core/pull.js';
 import { SubscriptionSet } from '../../core/subscription-set.js';
 import { encodeMessage, H, type WireMessage } from '../../core/wire.js';
-import { MemoryGroup } from './memory-group.js';
-import type { MemoryState } from './memory-state.js';
-import { MemorySubscription } from './memory-subscription.js';
+import { MemoryGroup } from './group.js';
+import type { MemoryState } from './state.js';
+import { MemoryTransport } from './transport.js';
 
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
@@ -96,7 +96,7 @@ export class MemoryBroker implements Broker {
     const peer = group.members[0];
     if (peer !== undefined && tagsKey(peer.tags) !== tagsKey(resolved.tags)) throw otherTagsError(resolved);
     const joined = group;
-    const transport = new MemorySubscription(this.state, joined, resolved, () => {
+    const transport = new MemoryTransport(this.state, joined, resolved, () => {
       if (joined.ephemeral && joined.members.length === 0) this.state.groups.delete(groupKey);
     });
     return this.subscriptions.start(transport, { subscription: resolved, handler: checked });
