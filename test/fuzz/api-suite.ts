@@ -340,7 +340,7 @@ export function apiFuzzSuite(target: ApiFuzzTarget): void {
     );
 
     it(
-      'producer(options): returns a producer or throws a ConfigError, and refuses what is invalid',
+      'producer(options): returns a producer or throws a ConfigError (UnsupportedError for idempotent off Kafka), and refuses what is invalid',
       async () => {
         const arb = optionsOf(
           {
@@ -360,15 +360,22 @@ export function apiFuzzSuite(target: ApiFuzzTarget): void {
           async ({ value }) => {
             const outcome = await settle('broker.producer()', bound, () => broker.producer(value as never));
             const invalid = invalidProducerOptions(value);
+            // Only Kafka has an idempotent producer; elsewhere asking for one is UNSUPPORTED.
+            const unsupported =
+              target.kind !== 'kafka' && isPlainObject(value) && value.idempotent === true
+                ? 'idempotent: true without an idempotent producer'
+                : undefined;
             if (outcome.ok) {
               const closed = await settle('producer.close()', bound, () => outcome.value.close());
               section(closed, 'producer.close()');
-              if (invalid !== undefined)
-                throw new Error(`producer() accepted options it must refuse: ${invalid}`);
+              if (invalid !== undefined || unsupported !== undefined)
+                throw new Error(`producer() accepted options it must refuse: ${invalid ?? unsupported}`);
             } else {
               const error = expectMqError('producer()', outcome.error);
-              if (error.code !== 'CONFIG')
-                throw new Error(`producer(): expected CONFIG, got ${describeError(error)}`);
+              const expected =
+                unsupported !== undefined && invalid === undefined ? ['CONFIG', 'UNSUPPORTED'] : ['CONFIG'];
+              if (!expected.includes(error.code))
+                throw new Error(`producer(): expected ${expected.join(' or ')}, got ${describeError(error)}`);
             }
             await afterCase('producer');
           },
