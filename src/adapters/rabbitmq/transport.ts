@@ -1,14 +1,13 @@
-import { createHash } from 'node:crypto';
-import type { Channel, ConsumeMessage, GetMessage, Options } from 'amqplib';
+import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Claim, ConsumerEngine, ConsumerTransport, RetryCopy } from '../../core/consumer-engine.js';
 import type { ReceivedRecord } from '../../core/dispatch.js';
-import { ConfigError, isMqError } from '../../core/errors.js';
 import type { Headers } from '../../core/message.js';
-import { otherTagsError, type ResolvedSubscribeOptions, tagsKey } from '../../core/options.js';
+import type { ResolvedSubscribeOptions } from '../../core/options.js';
 import { H } from '../../core/wire.js';
 import { numericHeader, publishOptions, routingKey, toRecord } from './amqp-wire.js';
-import { type RabbitConnection, replyCode, toMqError } from './connection.js';
+import type { RabbitConnection } from './connection.js';
 import { delayTiers, hopHeaders } from './delay-route.js';
+import { holdGroupShape, releaseUnrouted } from './group-join.js';
 import { names } from './names.js';
 import { prefetchFor, type ResolvedRabbitMqOptions } from './options.js';
 import { PartitionAssigner, type PartitionHost } from './partition-assigner.js';
@@ -133,11 +132,11 @@ export class RabbitMqTransport implements ConsumerTransport<RabbitRecord>, Parti
       await topology.deadLetterTopic(this.options.deadLetterTopic);
     switch (this.kind) {
       case 'queue': {
-        await this.holdShape();
+        this.shapeChannel = await holdGroupShape(this.ctx.connection, this.options);
         const queue = names.groupQueue(topic, group);
         const created = await topology.queueMissing(queue);
         await topology.groupQueue(topic, group, tags, this.queueOptions());
-        if (created) await this.releaseUnrouted();
+        if (created) await releaseUnrouted(this.ctx, topic);
         await this.startSingle(queue);
         return;
       }
@@ -149,11 +148,11 @@ export class RabbitMqTransport implements ConsumerTransport<RabbitRecord>, Parti
         await this.startSingle(names.topicQueue(topic), { 'x-stream-offset': this.streamOffset() });
         return;
       case 'partitioned': {
-        await this.holdShape();
+        this.shapeChannel = await holdGroupShape(this.ctx.connection, this.options);
         const partitions = await topology.partitions(topic);
         const created = await topology.queueMissing(names.partitionQueue(topic, group, 0));
         await topology.orderedGroup(topic, group, partitions, tags, this.queueOptions());
-        if (created) await this.releaseUnrouted();
+        if (created) await releaseUnrouted(this.ctx, topic);
         this.assigner = new PartitionAssigner({
           connection: this.ctx.connection,
           publishing: this.ctx.publishing,
@@ -171,104 +170,6 @@ export class RabbitMqTransport implements ConsumerTransport<RabbitRecord>, Parti
         await this.assigner.start();
         return;
       }
-    }
-  }
-
-  /**
-   * Members of a clustering group share its queues only if they agree on the queues' shape:
-   * `order: 'concurrent'` reads the group queue, key and partition order read partition queues,
-   * and `tags` decide the bindings. Each live member consumes an auto-deleted queue declared
-   * with the shape in its arguments (order class in `x-max-length`, a hash of the tags in
-   * `x-max-length-bytes`), so RabbitMQ refuses (406) a member that subscribes otherwise while
-   * any member of the group runs. Once all members are gone the queue goes, and the group may
-   * change shape (queues and bindings of the old shape stay; delete them by hand).
-   */
-  private async holdShape(): Promise<void> {
-    const queue = names.groupShape(this.topic, this.group);
-    const tags = tagsKey(this.options.tags);
-    const args = {
-      'x-max-length': this.options.order === 'concurrent' ? 1 : 2,
-      'x-max-length-bytes': tags === '' ? 0 : createHash('sha1').update(tags).digest().readUInt32BE(0) >>> 1,
-    };
-    for (let attempt = 1; ; attempt++) {
-      const channel = await this.ctx.connection.channel();
-      try {
-        // Durable: RabbitMQ 4.3 refuses transient non-exclusive queues. x-expires removes a shape
-        // queue whose declarer died before it consumed (auto-delete needs a consumer first).
-        await channel.assertQueue(queue, {
-          durable: true,
-          autoDelete: true,
-          arguments: { ...args, 'x-expires': 60_000 },
-        });
-        await channel.consume(queue, () => {}, { noAck: true });
-        this.shapeChannel = channel;
-        return;
-      } catch (error) {
-        await channel.close().catch(() => {});
-        const code = replyCode(error);
-        if (code === 406) throw this.shapeConflict(error);
-        // 404: the last other member left between our declare and consume (auto-delete).
-        if (code === 404 && attempt < 3) continue;
-        throw toMqError(error, `join group ${this.group} of ${this.topic}`);
-      }
-    }
-  }
-
-  private shapeConflict(error: unknown): ConfigError {
-    const text = error instanceof Error ? error.message : String(error);
-    if (text.includes("'x-max-length-bytes'")) return otherTagsError(this, error);
-    return new ConfigError(
-      'subscribe.order',
-      `group '${this.group}' of topic '${this.topic}' has running members that subscribed with ${this.options.order === 'concurrent' ? "order 'key' or 'partition'" : "order 'concurrent'"}, which reads other queues on RabbitMQ; members of a group must agree on concurrent vs ordered consumption (or use another group name)`,
-      { cause: error },
-    );
-  }
-
-  /**
-   * Moves messages the topic held for want of a binding (see `Topology.topic`) back through
-   * the topic exchange, now that a new group is bound: it gets them, as a new Kafka group reads
-   * the topic from its start, together with any other group whose bindings take them; the rest
-   * go back to the holding queue (where their TTL starts again). Each is acknowledged there
-   * only after its copy was confirmed. Held messages come after messages sent since the
-   * group's bindings were made. Runs once, when the group's queues are created.
-   */
-  private async releaseUnrouted(): Promise<void> {
-    if (!this.ctx.topology.holdsUnrouted(this.topic)) return;
-    const queue = names.unrouted(this.topic);
-    const exchange = names.topicExchange(this.topic);
-    const channel = await this.ctx.connection.channel();
-    try {
-      let left = (await channel.checkQueue(queue)).messageCount;
-      while (left > 0) {
-        // Up to 256 at a time: their copies are confirmed together, then each is acknowledged.
-        const batch: GetMessage[] = [];
-        while (batch.length < Math.min(left, 256)) {
-          const held = await channel.get(queue, { noAck: false });
-          if (held === false) break;
-          batch.push(held);
-        }
-        if (batch.length === 0) break;
-        left -= batch.length;
-        const copies = batch.map((held) => {
-          const { userId: _sender, ...properties } = held.properties as Options.Publish;
-          return this.ctx.publisher.publish(exchange, held.fields.routingKey, held.content, {
-            ...properties,
-            mandatory: true,
-          });
-        });
-        const settled = await Promise.allSettled(copies);
-        settled.forEach((result, i) => {
-          const held = batch[i] as GetMessage;
-          if (result.status === 'fulfilled') channel.ack(held);
-          else channel.nack(held, false, true);
-        });
-        const failed = settled.find((r) => r.status === 'rejected');
-        if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
-      }
-    } catch (error) {
-      throw isMqError(error) ? error : toMqError(error, `release held messages of ${this.topic}`);
-    } finally {
-      await channel.close().catch(() => {});
     }
   }
 
