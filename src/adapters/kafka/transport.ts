@@ -1,4 +1,4 @@
-import type { Claim, ConsumerEngine, ConsumerTransport, RetryCopy } from '../../core/consumer-engine.js';
+import type { ConsumerEngine, ConsumerTransport, RetryCopy } from '../../core/consumer-engine.js';
 import type { ReceivedRecord } from '../../core/dispatch.js';
 import { ConnectionError, type MqError } from '../../core/errors.js';
 import type { Headers } from '../../core/message.js';
@@ -13,6 +13,7 @@ import type {
   TopicPartition,
 } from './client.js';
 import { delayedRecord, type KafkaContext } from './context.js';
+import { OffsetCommitter } from './offset-committer.js';
 import { PartitionRun } from './partition-run.js';
 
 interface KafkaRecord extends ReceivedRecord {
@@ -62,11 +63,7 @@ export class KafkaTransport implements ConsumerTransport<KafkaRecord> {
   private waiting: PartitionRun[] = [];
   private distributing = false;
   private failure: MqError | undefined;
-  private commitTimer: NodeJS.Timeout | undefined;
-  private committing: Promise<void> | undefined;
-  private commitAgain = false;
-  /** No more commits are scheduled (closing). */
-  private stopped = false;
+  private readonly commits: OffsetCommitter;
   /** Retry copies go to the retry topic; set when there is one. */
   publishRetry?: (record: KafkaRecord, copy: RetryCopy) => Promise<void>;
 
@@ -77,6 +74,14 @@ export class KafkaTransport implements ConsumerTransport<KafkaRecord> {
   ) {
     this.topic = options.topic;
     this.group = options.group;
+    this.commits = new OffsetCommitter({
+      commit: (offsets) => (this.consumer as ConsumerClient).commit(offsets),
+      runs: () => this.runs.values(),
+      intervalMs: context.options.consumer.commitIntervalMs,
+      committed: (run, offset) => {
+        if (run.topic === this.topic) this.engine.committed(run.partition, String(offset));
+      },
+    });
   }
 
   /** Joins the group; resolves once this member has its assignment (after the rebalance it caused). */
@@ -147,7 +152,7 @@ export class KafkaTransport implements ConsumerTransport<KafkaRecord> {
     assigned: (partitions) => this.assigned(partitions),
     rebalancing: () => {
       // The group accepts commits of this generation until every member rejoined.
-      void this.commitNow();
+      void this.commits.now();
     },
     crashed: (error, restarting) => this.crashed(error, restarting),
   };
@@ -285,7 +290,7 @@ export class KafkaTransport implements ConsumerTransport<KafkaRecord> {
       run.paused = false;
       this.consumer?.resume([run]);
     }
-    this.scheduleCommit();
+    this.commits.schedule();
   }
 
   /**
@@ -316,61 +321,6 @@ export class KafkaTransport implements ConsumerTransport<KafkaRecord> {
     await this.context.publish({ topic, key: record.key, value: record.payload, headers });
   }
 
-  private scheduleCommit(): void {
-    if (this.stopped) return;
-    if (this.committing !== undefined) {
-      this.commitAgain = true;
-      return;
-    }
-    if (this.commitTimer !== undefined) return;
-    this.commitTimer = setTimeout(() => {
-      this.commitTimer = undefined;
-      void this.commitNow();
-    }, this.context.options.consumer.commitIntervalMs);
-  }
-
-  /** Commits, for every owned partition, the lowest offset not finished yet, if it moved. */
-  private commitNow(): Promise<void> {
-    if (this.committing !== undefined) {
-      this.commitAgain = true;
-      return this.committing;
-    }
-    const consumer = this.consumer;
-    const runs: PartitionRun[] = [];
-    const offsets: (TopicPartition & { offset: number })[] = [];
-    for (const run of this.runs.values()) {
-      const offset = run.tracker.committable();
-      if (offset > run.committed) {
-        runs.push(run);
-        offsets.push({ topic: run.topic, partition: run.partition, offset });
-      }
-    }
-    if (offsets.length === 0 || consumer === undefined) return Promise.resolve();
-    this.committing = consumer
-      .commit(offsets)
-      .then(
-        () => {
-          offsets.forEach(({ offset }, i) => {
-            const run = runs[i] as PartitionRun;
-            if (run.committed < offset) run.committed = offset;
-            if (run.topic === this.topic) this.engine.committed(run.partition, String(offset));
-          });
-        },
-        // Not committed this time (a rebalance, a restart): the next commit includes these offsets.
-        () => {
-          this.commitAgain = true;
-        },
-      )
-      .finally(() => {
-        this.committing = undefined;
-        if (this.commitAgain) {
-          this.commitAgain = false;
-          this.scheduleCommit();
-        }
-      });
-    return this.committing;
-  }
-
   stopDelivering(): void {
     this.consumer?.pause(this.assignment);
   }
@@ -379,13 +329,10 @@ export class KafkaTransport implements ConsumerTransport<KafkaRecord> {
     const deadline = Date.now() + timeLeftMs;
     // The final commit and leaving the group get what is left of the timeout, at least this.
     const left = () => Math.max(CLOSE_FINISH_MS, deadline - Date.now());
-    this.stopped = true;
-    clearTimeout(this.commitTimer);
     const consumer = this.consumer;
     if (consumer !== undefined) {
       // kafkajs retries an unanswered commit for minutes: past the budget, close goes on.
-      const finalCommit = (this.committing ?? Promise.resolve()).then(() => this.commitNow());
-      if (!(await settlesWithin(finalCommit, left()))) {
+      if (!(await settlesWithin(this.commits.last(), left()))) {
         this.engine.report(
           `group ${this.group}: final commit did not finish while closing; what finished since the last commit will be delivered again`,
         );
