@@ -161,8 +161,10 @@ class MemoryProducer implements Producer {
   async sendBatch(messages: readonly OutgoingMessage<unknown>[]): Promise<SendResult[]> {
     if (this.closed) throw new ClosedError('producer is closed');
     if (!Array.isArray(messages)) throw new ConfigError('sendBatch.messages', 'must be an array');
-    const wires = messages.map((m) => encodeMessage(m, MAX_MESSAGE_BYTES)); // all valid before any is stored
-    return wires.map((w) => this.store(w));
+    // One clock read per call: the ids and log timestamps of a batch share its millisecond.
+    const now = Date.now();
+    const wires = messages.map((m) => encodeMessage(m, MAX_MESSAGE_BYTES, now)); // all valid before any is stored
+    return wires.map((w) => this.store(w, now));
   }
 
   sendOneWay<T>(message: OutgoingMessage<T>): void {
@@ -183,14 +185,14 @@ class MemoryProducer implements Producer {
     return this.store(encodeMessage(message, MAX_MESSAGE_BYTES));
   }
 
-  private store(wire: WireMessage): SendResult {
+  private store(wire: WireMessage, now?: number): SendResult {
     if (wire.delayMs > 0) {
       const headers = { ...wire.headers, [H.timestamp]: String(Date.now()) };
       // The embedded broker lives and dies with the process; so do its pending delays.
       setTimeout(() => this.state.append(wire, headers), wire.delayMs).unref();
       return { id: wire.id, topic: wire.topic };
     }
-    const { partition, record } = this.state.append(wire);
-    return { id: wire.id, topic: wire.topic, partition, offset: String(record.offset) };
+    const record = this.state.append(wire, wire.headers, now);
+    return { id: wire.id, topic: wire.topic, partition: record.partition, offset: String(record.offset) };
   }
 }

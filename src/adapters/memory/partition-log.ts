@@ -1,6 +1,7 @@
 import type { Headers } from '../../core/message.js';
 
 export interface StoredRecord {
+  partition: number;
   offset: number;
   timestamp: number;
   key: string | undefined;
@@ -13,6 +14,8 @@ export interface StoredRecord {
  * positions stay valid. `records[head]` holds offset `start`.
  */
 export class PartitionLog {
+  constructor(readonly partition: number) {}
+
   private records: (StoredRecord | undefined)[] = [];
   private head = 0;
   private startOffset = 0;
@@ -30,10 +33,17 @@ export class PartitionLog {
     return this.records.length - this.head;
   }
 
-  append(key: string | undefined, headers: Headers, payload: Uint8Array): StoredRecord {
+  append(key: string | undefined, headers: Headers, payload: Uint8Array, now = Date.now()): StoredRecord {
     // Timestamps never go backwards inside a partition, so replay-by-time can binary search.
-    this.lastTimestamp = Math.max(Date.now(), this.lastTimestamp);
-    const record: StoredRecord = { offset: this.end, timestamp: this.lastTimestamp, key, headers, payload };
+    this.lastTimestamp = Math.max(now, this.lastTimestamp);
+    const record: StoredRecord = {
+      partition: this.partition,
+      offset: this.end,
+      timestamp: this.lastTimestamp,
+      key,
+      headers,
+      payload,
+    };
     this.records.push(record);
     return record;
   }
