@@ -345,7 +345,7 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
       this.buffer(claim, record);
       return;
     }
-    this.executor.submit(this.lane(claim, record), () => this.process(claim, record));
+    this.executor.submit(this.lane(claim, record), this.processTask, claim, record);
   }
 
   /**
@@ -420,6 +420,15 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
   private get retriesByCopy(): boolean {
     return this.options.order === 'concurrent' && this.transport?.publishRetry !== undefined;
   }
+
+  /**
+   * `process` as an executor task: one function for every record, no closure per record.
+   * (Typed with `ReceivedRecord`, not `R`, so the engine's type stays bivariant in `R`.)
+   */
+  private readonly processTask = (claim: Claim, record: ReceivedRecord): Promise<void> =>
+    this.process(claim, record as R);
+  private readonly processBatchTask = (claim: Claim, batch: ReceivedRecord[]): Promise<void> =>
+    this.processBatch(claim, batch as R[]);
 
   private async process(claim: Claim, record: R): Promise<void> {
     if (claim.isStopped || this.closing.signal.aborted) {
@@ -601,7 +610,7 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
     const lane = this.options.order === 'concurrent' ? undefined : claim.id;
     while (claim.buffer.length > 0) {
       const records = claim.buffer.splice(0, maxSize) as R[];
-      this.executor.submit(lane, () => this.processBatch(claim, records));
+      this.executor.submit(lane, this.processBatchTask, claim, records);
     }
   }
 

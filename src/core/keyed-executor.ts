@@ -1,10 +1,23 @@
-type Task = () => Promise<void>;
+/**
+ * A task: called as `run(a, b)`. Taking its arguments instead of closing over them lets a
+ * caller submit one method for every item, without a closure per item.
+ */
+type Task<A = never, B = never> = (a: A, b: B) => Promise<void> | undefined;
+type AnyTask = (a: unknown, b: unknown) => Promise<void> | undefined;
 
 /** Returned by the internal resume task of `releaseWhile`: its slot belongs to the resumed task. */
 const RESUMED = Promise.resolve();
 
+/** Runs a parked task on again: its slot was given to it. */
+const resumeParked: AnyTask = (resume) => {
+  (resume as () => void)();
+  return RESUMED;
+};
+
 interface Lane {
-  queue: Task[];
+  readonly name: string;
+  /** Queued tasks as flat triples: task, a, b. */
+  queue: unknown[];
   head: number;
   running: boolean;
 }
@@ -19,7 +32,8 @@ interface Lane {
 export class KeyedExecutor {
   private running = 0;
   private queued = 0;
-  private readonly ready: Task[] = [];
+  /** Tasks waiting for a slot, as flat triples (task, a, b); a lane waits as (drain, lane). */
+  private readonly ready: unknown[] = [];
   private readyHead = 0;
   private readonly lanes = new Map<string, Lane>();
   private idleWaiters: (() => void)[] = [];
@@ -57,21 +71,23 @@ export class KeyedExecutor {
     return this.running + this.queued;
   }
 
-  submit(lane: string | undefined, task: Task): void {
+  /** Queues `task(a, b)`; see the class. */
+  submit(lane: string | undefined, task: () => Promise<void> | undefined): void;
+  submit<A, B>(lane: string | undefined, task: Task<A, B>, a: A, b: B): void;
+  submit(lane: string | undefined, task: AnyTask, a?: unknown, b?: unknown): void {
     this.queued++;
     if (lane === undefined) {
-      this.ready.push(task);
+      this.ready.push(task, a, b);
     } else {
       let l = this.lanes.get(lane);
       if (l === undefined) {
-        l = { queue: [], head: 0, running: false };
+        l = { name: lane, queue: [], head: 0, running: false };
         this.lanes.set(lane, l);
       }
-      if (l.running || l.head < l.queue.length) {
-        l.queue.push(task);
-      } else {
+      l.queue.push(task, a, b);
+      if (!l.running) {
         l.running = true;
-        this.ready.push(this.inLane(lane, l, task));
+        this.ready.push(this.drain, l, undefined);
       }
     }
     this.pump();
@@ -92,10 +108,7 @@ export class KeyedExecutor {
     } finally {
       await new Promise<void>((resume) => {
         this.queued++;
-        this.ready.push(() => {
-          resume();
-          return RESUMED;
-        });
+        this.ready.push(resumeParked, resume, undefined);
         this.pump();
       });
     }
@@ -113,53 +126,92 @@ export class KeyedExecutor {
     return new Promise((resolve) => this.spaceWaiters.push({ below: limit, resolve }));
   }
 
-  private inLane(name: string, lane: Lane, task: Task): Task {
-    return async () => {
-      try {
-        await task();
-      } finally {
-        if (lane.head < lane.queue.length) {
-          const next = lane.queue[lane.head] as Task;
-          lane.queue[lane.head++] = undefined as unknown as Task;
-          if (lane.head > 1024 && lane.head * 2 > lane.queue.length) {
-            lane.queue.splice(0, lane.head);
-            lane.head = 0;
-          }
-          this.ready.push(this.inLane(name, lane, next));
-        } else {
-          lane.running = false;
-          this.lanes.delete(name);
-        }
+  /**
+   * Runs a lane's queued tasks one after another in the slot it was given. Between two tasks
+   * it keeps the slot only when nothing else waits for one (and the executor is neither paused
+   * nor over its limit), so a busy lane is as fair to others as queueing each task anew, and
+   * costs no promise chain per task when it need not be.
+   */
+  private readonly drain = async (laneArg: unknown): Promise<void> => {
+    const lane = laneArg as Lane;
+    for (;;) {
+      const queue = lane.queue;
+      const task = queue[lane.head] as AnyTask;
+      const a = queue[lane.head + 1];
+      const b = queue[lane.head + 2];
+      queue[lane.head] = queue[lane.head + 1] = queue[lane.head + 2] = undefined;
+      lane.head += 3;
+      if (lane.head === queue.length) {
+        queue.length = 0;
+        lane.head = 0;
+      } else if (lane.head > 3072 && lane.head * 2 > queue.length) {
+        queue.splice(0, lane.head);
+        lane.head = 0;
       }
-    };
-  }
+      try {
+        const result = task(a, b);
+        if (result !== undefined) await result;
+      } catch (error) {
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+      if (lane.head === lane.queue.length) {
+        lane.running = false;
+        this.lanes.delete(lane.name);
+        return;
+      }
+      if (this.paused || this.running > this.concurrency || this.readyHead < this.ready.length) {
+        this.ready.push(this.drain, lane, undefined); // its next task waits its turn, as a new one would
+        return;
+      }
+      this.queued--; // the next task starts in this slot
+      this.notify();
+    }
+  };
 
   private pump(): void {
-    if (this.paused) return;
-    while (this.running < this.concurrency && this.readyHead < this.ready.length) {
-      const task = this.ready[this.readyHead] as Task;
-      this.ready[this.readyHead++] = undefined as unknown as Task;
-      if (this.readyHead === this.ready.length) {
-        this.ready.length = 0;
+    const ready = this.ready;
+    let finished = false;
+    while (!this.paused && this.running < this.concurrency && this.readyHead < ready.length) {
+      const head = this.readyHead;
+      const task = ready[head] as AnyTask;
+      const a = ready[head + 1];
+      const b = ready[head + 2];
+      ready[head] = ready[head + 1] = ready[head + 2] = undefined;
+      this.readyHead = head + 3;
+      if (this.readyHead === ready.length) {
+        ready.length = 0;
+        this.readyHead = 0;
+      } else if (this.readyHead > 3072 && this.readyHead * 2 > ready.length) {
+        ready.splice(0, this.readyHead);
         this.readyHead = 0;
       }
       this.running++;
       this.queued--;
-      const result = task();
+      const result = task(a, b);
       if (result === RESUMED) continue; // the parked task runs on in this slot and ends it
-      result.then(this.done, (error: unknown) => {
-        this.done();
-        queueMicrotask(() => {
-          throw error;
-        });
-      });
+      if (result === undefined) {
+        this.running--; // finished synchronously: its slot is free again
+        finished = true;
+        continue;
+      }
+      result.then(this.done, this.failed);
     }
+    if (finished) this.notify();
   }
 
   private readonly done = (): void => {
     this.running--;
     this.pump();
     this.notify();
+  };
+
+  private readonly failed = (error: unknown): void => {
+    this.done();
+    queueMicrotask(() => {
+      throw error;
+    });
   };
 
   private notify(): void {
