@@ -35,6 +35,8 @@ export class MemorySubscription implements ConsumerTransport<MemoryRecord> {
   private readonly owned = new Map<number, PartitionRun>();
   private engine: ConsumerEngine<MemoryRecord> | undefined;
   private readonly prefetch: number;
+  /** The share of `prefetch` one partition may hold, as the last pump computed it. */
+  private perPartition: number;
   private pumpScheduled = false;
 
   constructor(
@@ -47,6 +49,7 @@ export class MemorySubscription implements ConsumerTransport<MemoryRecord> {
     this.group = options.group;
     this.tags = options.tags;
     this.prefetch = Math.max(64, options.concurrency * 4 * (options.batch?.maxSize ?? 1));
+    this.perPartition = this.prefetch;
   }
 
   async start(engine: ConsumerEngine<MemoryRecord>): Promise<void> {
@@ -73,7 +76,8 @@ export class MemorySubscription implements ConsumerTransport<MemoryRecord> {
   wake(): void {
     if (this.pumpScheduled) return;
     this.pumpScheduled = true;
-    queueMicrotask(this.pump);
+    // Not queueMicrotask: it makes an AsyncResource per call, and this runs for every append.
+    RESOLVED.then(this.pump);
   }
 
   private readonly pump = (): void => {
@@ -84,6 +88,7 @@ export class MemorySubscription implements ConsumerTransport<MemoryRecord> {
     // A share of the prefetch per partition, so one busy partition cannot fill it and starve
     // the others (with order 'partition' that would serialise the whole subscription).
     const perPartition = Math.max(8, Math.ceil(this.prefetch / Math.max(1, this.owned.size)));
+    this.perPartition = perPartition;
     const attempts = this.memoryGroup.attempts;
     let progressed = true;
     while (progressed && engine.inFlight < this.prefetch) {
@@ -123,7 +128,11 @@ export class MemorySubscription implements ConsumerTransport<MemoryRecord> {
       this.memoryGroup.commit(run.partition, run.tracker.committable());
     }
     // 'requeue': left uncommitted; the partition's next owner reads it again.
-    this.wake();
+    // Refill once half of a limit is free rather than after every record: one pump then hands
+    // over many records, and the engine still has half a prefetch to work on meanwhile.
+    const engine = this.engine as ConsumerEngine<MemoryRecord>;
+    if (engine.inFlight <= this.prefetch >> 1 || record.run.tracker.inFlight <= this.perPartition >> 1)
+      this.wake();
   }
 
   retrying(record: MemoryRecord, attempt: number): void {
@@ -152,6 +161,8 @@ export class MemorySubscription implements ConsumerTransport<MemoryRecord> {
     this.onClosed(this);
   }
 }
+
+const RESOLVED = Promise.resolve();
 
 /** Key of a message's attempt count in its group: survives a handover to another member. */
 function attemptKey(run: PartitionRun, record: StoredRecord): string {
