@@ -6,7 +6,7 @@ import type { ResolvedSubscribeOptions } from '../../core/options.js';
 import { H } from '../../core/wire.js';
 import type { MemoryGroup } from './memory-group.js';
 import type { MemoryState } from './memory-state.js';
-import type { StoredRecord } from './partition-log.js';
+import { headersOf, type StoredRecord } from './partition-log.js';
 
 /** This member's hold on one partition. */
 interface PartitionRun {
@@ -106,7 +106,7 @@ export class MemorySubscription implements ConsumerTransport<MemoryRecord> {
           stored,
           topic: this.topic,
           payload: stored.payload,
-          headers: stored.headers,
+          headers: headersOf(stored),
           key: stored.key,
           timestamp: stored.timestamp,
           partition: run.partition,
