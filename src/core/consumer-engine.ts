@@ -709,7 +709,9 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
       while (round.length > 0) {
         const records: R[] = [];
         const deliveries: Delivery<unknown>[] = [];
-        for (const record of round) {
+        // An index, not for-of: across the awaits below, an array iterator allocates per element.
+        for (let i = 0; i < round.length; i++) {
+          const record = round[i] as R;
           let prepared = prepareDelivery(record, this.options, claim.signal, this.tagFilter);
           if (prepared instanceof Promise) prepared = await prepared;
           if (isDelivery(prepared)) {

@@ -33,7 +33,7 @@ export class KeyedExecutor {
   private running = 0;
   private queued = 0;
   /** Tasks waiting for a slot, as flat triples (task, a, b); a lane waits as (drain, lane). */
-  private readonly ready: unknown[] = [];
+  private ready: unknown[] = [];
   private readyHead = 0;
   private readonly lanes = new Map<string, Lane>();
   private idleWaiters: (() => void)[] = [];
@@ -145,7 +145,7 @@ export class KeyedExecutor {
         queue.length = 0;
         lane.head = 0;
       } else if (lane.head > 3072 && lane.head * 2 > queue.length) {
-        queue.splice(0, lane.head);
+        lane.queue = queue.slice(lane.head); // not splice: it would copy out the larger, dead part
         lane.head = 0;
       }
       try {
@@ -171,9 +171,9 @@ export class KeyedExecutor {
   };
 
   private pump(): void {
-    const ready = this.ready;
     let finished = false;
-    while (!this.paused && this.running < this.concurrency && this.readyHead < ready.length) {
+    while (!this.paused && this.running < this.concurrency && this.readyHead < this.ready.length) {
+      const ready = this.ready; // read anew each time: a task may submit, and a nested pump compact
       const head = this.readyHead;
       const task = ready[head] as AnyTask;
       const a = ready[head + 1];
@@ -184,7 +184,7 @@ export class KeyedExecutor {
         ready.length = 0;
         this.readyHead = 0;
       } else if (this.readyHead > 3072 && this.readyHead * 2 > ready.length) {
-        ready.splice(0, this.readyHead);
+        this.ready = ready.slice(this.readyHead); // not splice: it would copy out the dead part
         this.readyHead = 0;
       }
       this.running++;
