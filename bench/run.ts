@@ -1,11 +1,18 @@
 import { parseArgs } from 'node:util';
 
 /**
- * `npm run bench -- --url <url> [--messages N] [--size BYTES]`: picks the workload for the
- * URL's broker. Network brokers run mqkit and the raw client side by side in this process.
+ * `npm run bench -- --url <url> [--messages N] [--size BYTES] [--batch N]`: picks the workload
+ * for the URL's broker. Network brokers run mqkit and the raw client side by side in this
+ * process. `--batch` (memory only): deliveries per batch-handler call in the batch rows, 0 for
+ * none.
  */
 const { values } = parseArgs({
-  options: { url: { type: 'string' }, messages: { type: 'string' }, size: { type: 'string' } },
+  options: {
+    url: { type: 'string' },
+    messages: { type: 'string' },
+    size: { type: 'string' },
+    batch: { type: 'string' },
+  },
 });
 const url = values.url ?? process.env.MQ_URL ?? 'memory://';
 const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(url)?.[0].toLowerCase() ?? ''; // new URL() rejects kafka host lists
@@ -13,6 +20,7 @@ const args = {
   url,
   messages: values.messages === undefined ? undefined : Number(values.messages),
   size: values.size === undefined ? undefined : Number(values.size),
+  batch: values.batch === undefined ? undefined : Number(values.batch),
 };
 const workloads: Record<string, () => Promise<{ main: (a: typeof args) => Promise<void> }>> = {
   'memory:': () => import('./memory.js'),

@@ -31,7 +31,7 @@ export interface BenchOptions {
   order: 'concurrent' | 'key' | 'partition';
   /** Distinct message keys, round robin; 0 sends without keys. */
   keys: number;
-  /** Simulated I/O per message in the handler (a timer), in ms; 0 = none. */
+  /** Simulated I/O per handler call (a timer; per batch with `batchSize`), in ms; 0 = none. */
   handlerMs: number;
   /**
    * Producers wait while more than this many messages are sent but not yet handled, so the
@@ -40,6 +40,11 @@ export interface BenchOptions {
   maxLag: number;
   /** Reuse a topic (and its group 'bench') across runs; default a new topic per run. */
   topic?: string;
+  /**
+   * mqkit only: subscribe with a batch handler taking up to this many deliveries at once
+   * (`batch: { maxSize }`); absent or 0, a per-message handler.
+   */
+  batchSize?: number;
 }
 
 export const benchDefaults: Omit<BenchOptions, 'label'> = {
@@ -136,21 +141,26 @@ export async function benchBroker(broker: Broker, options: BenchOptions): Promis
   await broker.ensureTopic(topic.name, { partitions: options.partitions });
   const producer = broker.producer({ acks: options.acks });
   let subscription: Subscription | undefined;
+  const common = {
+    topic,
+    group: 'bench',
+    order: options.order,
+    concurrency: options.concurrency,
+    deadLetter: 'discard',
+  } as const;
+  const pause = () => new Promise((resolve) => setTimeout(resolve, options.handlerMs));
   return runWorkload(options, {
     consume: async (received) => {
-      subscription = await broker.subscribe(
-        {
-          topic,
-          group: 'bench',
-          order: options.order,
-          concurrency: options.concurrency,
-          deadLetter: 'discard',
-        },
-        async (d) => {
-          if (options.handlerMs > 0) await new Promise((resolve) => setTimeout(resolve, options.handlerMs));
-          received(d.body as Buffer);
-        },
-      );
+      subscription =
+        options.batchSize !== undefined && options.batchSize > 0
+          ? await broker.subscribe({ ...common, batch: { maxSize: options.batchSize } }, async (ds) => {
+              if (options.handlerMs > 0) await pause();
+              for (const d of ds) received(d.body as Buffer);
+            })
+          : await broker.subscribe(common, async (d) => {
+              if (options.handlerMs > 0) await pause();
+              received(d.body as Buffer);
+            });
     },
     send: async (batch) => {
       await producer.sendBatch(

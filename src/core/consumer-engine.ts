@@ -351,7 +351,7 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
       this.buffer(claim, record);
       return;
     }
-    this.executor.submit(this.lane(claim, record), () => this.process(claim, record));
+    this.executor.submit(this.lane(claim, record), this.processTask, claim, record);
   }
 
   /**
@@ -427,15 +427,101 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
     return this.options.order === 'concurrent' && this.transport?.publishRetry !== undefined;
   }
 
-  private async process(claim: Claim, record: R): Promise<void> {
-    if (claim.isStopped || this.closing.signal.aborted) {
+  /**
+   * A record's executor task: one function for every record, no closure per record. (Typed with
+   * `ReceivedRecord`, not `R`, so that the engine's type stays bivariant in `R`.)
+   *
+   * The common case of a first attempt (decoded synchronously, nobody listening to message
+   * events, the handler succeeding) runs here, outside `process`: a message then costs one
+   * small await, or none when the handler returns nothing. Anything else continues in
+   * `process`, with the same outcome as if it had run there from the start.
+   */
+  private readonly processTask = (claim: Claim, received: ReceivedRecord): Promise<void> | undefined => {
+    const record = received as R;
+    if (claim.isStopped || this.closing.signal.aborted || this.observed) return this.process(claim, record);
+    const prepared = prepareDelivery(record, this.options, claim.signal, this.tagFilter);
+    if (prepared instanceof Promise || !isDelivery(prepared)) return this.process(claim, record, prepared);
+    claim.started();
+    let result: unknown;
+    try {
+      result = (this.config.handler as Handler<unknown>)(prepared);
+    } catch (error) {
+      return this.afterFirstFailure(claim, record, prepared, error);
+    }
+    if (result !== undefined) return this.awaitFirst(claim, record, prepared, result);
+    this.afterFirstSuccess(claim, record);
+    return undefined;
+  };
+  private readonly processBatchTask = (claim: Claim, batch: ReceivedRecord[]): Promise<void> =>
+    this.processBatch(claim, batch as R[]);
+
+  private get observed(): boolean {
+    return this.events.has('delivered') || this.events.has('handled') || this.events.has('failed');
+  }
+
+  private async awaitFirst(
+    claim: Claim,
+    record: R,
+    delivery: Delivery<unknown>,
+    result: unknown,
+  ): Promise<void> {
+    try {
+      await result; // a thenable of any kind, not only a native Promise
+    } catch (error) {
+      return this.afterFirstFailure(claim, record, delivery, error);
+    }
+    this.afterFirstSuccess(claim, record);
+  }
+
+  private afterFirstSuccess(claim: Claim, record: R): void {
+    // Given up on (revoke or close timed out): not acknowledged; delivered again.
+    this.settle(record, claim.signal.aborted ? 'requeue' : 'ack');
+    claim.ended();
+  }
+
+  /** The first attempt failed: as `process` goes on after a failure, from the fast path. */
+  private async afterFirstFailure(
+    claim: Claim,
+    record: R,
+    delivery: Delivery<unknown>,
+    error: unknown,
+  ): Promise<void> {
+    let again = false;
+    try {
+      if (claim.signal.aborted) {
+        this.settle(record, 'requeue');
+        return;
+      }
+      const outcome = failureOutcome(record, this.options, error);
+      again = await this.settleOutcome(claim, record, outcome, delivery, 0);
+    } finally {
+      if (!again) claim.ended();
+    }
+    // Settled (dead-lettered, copied for a retry, given up): done. Else its retry runs now.
+    if (again) await this.process(claim, record, undefined, true);
+  }
+
+  /**
+   * Handles a record until it is settled: attempts, retries, dead-letter. `prepared` is the
+   * first attempt's `prepareDelivery`, if made already; `started` is true when the record
+   * already holds its claim's `started()` (a retry of the fast path's first attempt).
+   */
+  private async process(
+    claim: Claim,
+    record: R,
+    prepared?: ReturnType<typeof prepareDelivery>,
+    started = false,
+  ): Promise<void> {
+    if (!started && (claim.isStopped || this.closing.signal.aborted)) {
       this.settle(record, 'requeue');
       return;
     }
-    claim.started();
+    if (!started) claim.started();
+    let first = prepared;
     try {
       for (;;) {
-        let prepared = prepareDelivery(record, this.options, claim.signal, this.tagFilter);
+        let prepared = first ?? prepareDelivery(record, this.options, claim.signal, this.tagFilter);
+        first = undefined;
         if (prepared instanceof Promise) prepared = await prepared;
         if (!isDelivery(prepared)) {
           await this.settleOutcome(claim, record, prepared, undefined, 0);
@@ -614,7 +700,7 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
     const lane = this.options.order === 'concurrent' ? undefined : claim.id;
     while (claim.buffer.length > 0) {
       const records = claim.buffer.splice(0, maxSize) as R[];
-      this.executor.submit(lane, () => this.processBatch(claim, records));
+      this.executor.submit(lane, this.processBatchTask, claim, records);
     }
   }
 
@@ -637,7 +723,9 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
       while (round.length > 0) {
         const records: R[] = [];
         const deliveries: Delivery<unknown>[] = [];
-        for (const record of round) {
+        // An index, not for-of: across the awaits below, an array iterator allocates per element.
+        for (let i = 0; i < round.length; i++) {
+          const record = round[i] as R;
           let prepared = prepareDelivery(record, this.options, claim.signal, this.tagFilter);
           if (prepared instanceof Promise) prepared = await prepared;
           if (isDelivery(prepared)) {

@@ -116,7 +116,32 @@ export function prepareDelivery(
       ),
     );
   }
-  const toDelivery = (body: unknown): Delivery<unknown> => ({
+  let body: unknown;
+  try {
+    body = decodeBody(record.payload, headers[H.contentType], options.spec);
+  } catch (error) {
+    return deadLetter(record, options, error);
+  }
+  if (body instanceof Promise) {
+    return body.then(
+      (decoded: unknown) => toDelivery(record, decoded, tag, id, idOrigin, signal),
+      (error: unknown) => deadLetter(record, options, error),
+    );
+  }
+  // No closure on this path: it runs once per message (and costs more than its own work).
+  return toDelivery(record, body, tag, id, idOrigin, signal);
+}
+
+function toDelivery(
+  record: ReceivedRecord,
+  body: unknown,
+  tag: string | undefined,
+  id: string,
+  idOrigin: IdOrigin,
+  signal: AbortSignal,
+): Delivery<unknown> {
+  const headers = record.headers;
+  return {
     topic: record.topic,
     body,
     key: record.key,
@@ -130,17 +155,7 @@ export function prepareDelivery(
     offset: record.offset,
     deadLetter: headers[H.errorCode] === undefined ? undefined : deadLetterInfo(headers),
     signal,
-  });
-  let body: unknown;
-  try {
-    body = decodeBody(record.payload, headers[H.contentType], options.spec);
-  } catch (error) {
-    return deadLetter(record, options, error);
-  }
-  if (body instanceof Promise) {
-    return body.then(toDelivery, (error: unknown) => deadLetter(record, options, error));
-  }
-  return toDelivery(body);
+  };
 }
 
 /** What follows a failed attempt: another one after back-off, or the dead-letter topic. */

@@ -1,10 +1,14 @@
-type Task = () => Promise<void>;
-
-/** Returned by the internal resume task of `releaseWhile`: its slot belongs to the resumed task. */
-const RESUMED = Promise.resolve();
+/**
+ * A task: called as `run(a, b)`. Taking its arguments instead of closing over them lets a
+ * caller submit one method for every item, without a closure per item.
+ */
+type Task<A = never, B = never> = (a: A, b: B) => Promise<void> | undefined;
+type AnyTask = (a: unknown, b: unknown) => Promise<void> | undefined;
 
 interface Lane {
-  queue: Task[];
+  readonly name: string;
+  /** Queued tasks as flat triples: task, a, b. */
+  queue: unknown[];
   head: number;
   running: boolean;
 }
@@ -19,17 +23,18 @@ interface Lane {
 export class KeyedExecutor {
   private running = 0;
   private queued = 0;
-  private readonly ready: Task[] = [];
+  /** Tasks waiting for a slot, as flat triples (task, a, b); a lane waits as (drain, lane). */
+  private ready: unknown[] = [];
   private readyHead = 0;
   private readonly lanes = new Map<string, Lane>();
   private idleWaiters: (() => void)[] = [];
   private spaceWaiters: { below: number; resolve: () => void }[] = [];
   private paused = false;
   /**
-   * Tasks coming back from `releaseWhile`: served before new ones, and even while paused (they
-   * started before the pause, and a revoke or close waits for them to end).
+   * Tasks coming back from `releaseWhile` (their resume functions): served before new tasks,
+   * and even while paused (they started before the pause, and a revoke or close waits for them).
    */
-  private resumed: Task[] = [];
+  private readonly resumed: (() => void)[] = [];
 
   constructor(private concurrency: number) {}
 
@@ -62,21 +67,23 @@ export class KeyedExecutor {
     return this.running + this.queued;
   }
 
-  submit(lane: string | undefined, task: Task): void {
+  /** Queues `task(a, b)`; see the class. */
+  submit(lane: string | undefined, task: () => Promise<void> | undefined): void;
+  submit<A, B>(lane: string | undefined, task: Task<A, B>, a: A, b: B): void;
+  submit(lane: string | undefined, task: AnyTask, a?: unknown, b?: unknown): void {
     this.queued++;
     if (lane === undefined) {
-      this.ready.push(task);
+      this.ready.push(task, a, b);
     } else {
       let l = this.lanes.get(lane);
       if (l === undefined) {
-        l = { queue: [], head: 0, running: false };
+        l = { name: lane, queue: [], head: 0, running: false };
         this.lanes.set(lane, l);
       }
-      if (l.running || l.head < l.queue.length) {
-        l.queue.push(task);
-      } else {
+      l.queue.push(task, a, b);
+      if (!l.running) {
         l.running = true;
-        this.ready.push(this.inLane(lane, l, task));
+        this.ready.push(this.drain, l, undefined);
       }
     }
     this.pump();
@@ -84,7 +91,8 @@ export class KeyedExecutor {
 
   /**
    * Called from inside a running task: gives its concurrency slot to other tasks while `wait`
-   * is pending, then takes the next free slot, ahead of tasks not started yet (also while paused). The task keeps its
+   * is pending, then takes the next free slot, ahead of tasks not started yet (also while
+   * paused). The task keeps its
    * lane, so a key retrying with back-off holds up only that key. Parked tasks are not counted
    * in `size`.
    */
@@ -97,10 +105,7 @@ export class KeyedExecutor {
     } finally {
       await new Promise<void>((resume) => {
         this.queued++;
-        this.resumed.push(() => {
-          resume();
-          return RESUMED;
-        });
+        this.resumed.push(resume);
         this.pump();
       });
     }
@@ -118,56 +123,104 @@ export class KeyedExecutor {
     return new Promise((resolve) => this.spaceWaiters.push({ below: limit, resolve }));
   }
 
-  private inLane(name: string, lane: Lane, task: Task): Task {
-    return async () => {
-      try {
-        await task();
-      } finally {
-        if (lane.head < lane.queue.length) {
-          const next = lane.queue[lane.head] as Task;
-          lane.queue[lane.head++] = undefined as unknown as Task;
-          if (lane.head > 1024 && lane.head * 2 > lane.queue.length) {
-            lane.queue.splice(0, lane.head);
-            lane.head = 0;
-          }
-          this.ready.push(this.inLane(name, lane, next));
-        } else {
-          lane.running = false;
-          this.lanes.delete(name);
-        }
+  /**
+   * Runs a lane's queued tasks one after another in the slot it was given. Between two tasks
+   * it keeps the slot only when nothing else waits for one (and the executor is neither paused
+   * nor over its limit), so a busy lane is as fair to others as queueing each task anew, and
+   * costs no promise chain per task when it need not be.
+   */
+  private readonly drain = async (laneArg: unknown): Promise<void> => {
+    const lane = laneArg as Lane;
+    for (;;) {
+      const queue = lane.queue;
+      const task = queue[lane.head] as AnyTask;
+      const a = queue[lane.head + 1];
+      const b = queue[lane.head + 2];
+      queue[lane.head] = queue[lane.head + 1] = queue[lane.head + 2] = undefined;
+      lane.head += 3;
+      if (lane.head === queue.length) {
+        queue.length = 0;
+        lane.head = 0;
+      } else if (lane.head > 3072 && lane.head * 2 > queue.length) {
+        lane.queue = queue.slice(lane.head); // not splice: it would copy out the larger, dead part
+        lane.head = 0;
       }
-    };
-  }
-
-  private pump(): void {
-    while (this.running < this.concurrency) {
-      let task: Task;
-      if (this.resumed.length > 0) task = this.resumed.shift() as Task;
-      else if (!this.paused && this.readyHead < this.ready.length) {
-        task = this.ready[this.readyHead] as Task;
-        this.ready[this.readyHead++] = undefined as unknown as Task;
-        if (this.readyHead === this.ready.length) {
-          this.ready.length = 0;
-          this.readyHead = 0;
-        }
-      } else return;
-      this.running++;
-      this.queued--;
-      const result = task();
-      if (result === RESUMED) continue; // the parked task runs on in this slot and ends it
-      result.then(this.done, (error: unknown) => {
-        this.done();
+      try {
+        const result = task(a, b);
+        if (result !== undefined) await result;
+      } catch (error) {
         queueMicrotask(() => {
           throw error;
         });
-      });
+      }
+      if (lane.head === lane.queue.length) {
+        lane.running = false;
+        this.lanes.delete(lane.name);
+        return;
+      }
+      if (
+        this.paused ||
+        this.running > this.concurrency ||
+        this.readyHead < this.ready.length ||
+        this.resumed.length > 0
+      ) {
+        this.ready.push(this.drain, lane, undefined); // its next task waits its turn, as a new one would
+        return;
+      }
+      this.queued--; // the next task starts in this slot
+      this.notify();
     }
+  };
+
+  private pump(): void {
+    let finished = false;
+    while (this.running < this.concurrency) {
+      const resume = this.resumed.shift();
+      if (resume !== undefined) {
+        this.running++;
+        this.queued--;
+        resume(); // the parked task runs on in this slot and ends it
+        continue;
+      }
+      if (this.paused || this.readyHead >= this.ready.length) break;
+      const ready = this.ready; // read anew each time: a task may submit, and a nested pump compact
+      const head = this.readyHead;
+      const task = ready[head] as AnyTask;
+      const a = ready[head + 1];
+      const b = ready[head + 2];
+      ready[head] = ready[head + 1] = ready[head + 2] = undefined;
+      this.readyHead = head + 3;
+      if (this.readyHead === ready.length) {
+        ready.length = 0;
+        this.readyHead = 0;
+      } else if (this.readyHead > 3072 && this.readyHead * 2 > ready.length) {
+        this.ready = ready.slice(this.readyHead); // not splice: it would copy out the dead part
+        this.readyHead = 0;
+      }
+      this.running++;
+      this.queued--;
+      const result = task(a, b);
+      if (result === undefined) {
+        this.running--; // finished synchronously: its slot is free again
+        finished = true;
+        continue;
+      }
+      result.then(this.done, this.failed);
+    }
+    if (finished) this.notify();
   }
 
   private readonly done = (): void => {
     this.running--;
     this.pump();
     this.notify();
+  };
+
+  private readonly failed = (error: unknown): void => {
+    this.done();
+    queueMicrotask(() => {
+      throw error;
+    });
   };
 
   private notify(): void {

@@ -4,7 +4,7 @@
  * started). Committing it never skips an unfinished message, which is what keeps at-least-once.
  */
 export class OffsetTracker {
-  private readonly started: number[] = [];
+  private started: number[] = [];
   private head = 0;
   private readonly finished = new Set<number>();
   private next: number;
@@ -29,7 +29,7 @@ export class OffsetTracker {
         this.started.length = 0;
         this.head = 0;
       } else if (this.head > 4096) {
-        this.started.splice(0, this.head);
+        this.started = this.started.slice(this.head); // not splice: it would copy out the dead part
         this.head = 0;
       }
     } else {

@@ -199,14 +199,18 @@ const RESERVED_TOPIC = /^mq\./i;
  */
 export function userTopicName(ref: TopicRef<unknown>, field = 'topic'): string {
   const name = topicName(ref, field);
+  if (name === lastUserTopicName) return name; // as in topicName: one topic over and over
   if (RESERVED_TOPIC.test(name)) {
     throw new ConfigError(
       field,
       `names starting with 'mq.' are reserved for mqkit's own topics (got '${name}')`,
     );
   }
+  lastUserTopicName = name;
   return name;
 }
+
+let lastUserTopicName: string | undefined;
 
 /** Longest name a topic derived from a topic and a group may have (Kafka's topic name limit). */
 const DERIVED_NAME_LIMIT = 249;

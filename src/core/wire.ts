@@ -49,8 +49,16 @@ export interface WireMessage {
 const ALLOWED = ['topic', 'body', 'key', 'tag', 'headers', 'id', 'delayMs'];
 const ALLOWED_SET: ReadonlySet<string> = new Set(ALLOWED);
 
-/** Validates and encodes one outgoing message. Throws `ConfigError`, `DecodeError` (bad body) or a non-retriable `PublishError` (too large). */
-export function encodeMessage(message: OutgoingMessage<unknown>, maxBytes: number): WireMessage {
+/**
+ * Validates and encodes one outgoing message. Throws `ConfigError`, `DecodeError` (bad body) or a
+ * non-retriable `PublishError` (too large). `now` is the time a generated `mq-id` carries
+ * (default: the clock), so that a batch can read the clock once.
+ */
+export function encodeMessage(
+  message: OutgoingMessage<unknown>,
+  maxBytes: number,
+  now?: number,
+): WireMessage {
   if (typeof message !== 'object' || message === null) throw new ConfigError('message', 'must be an object');
   for (const k in message) {
     if (!ALLOWED_SET.has(k))
@@ -64,7 +72,7 @@ export function encodeMessage(message: OutgoingMessage<unknown>, maxBytes: numbe
       { retriable: false },
     );
   }
-  const id = message.id ?? uuidv7();
+  const id = message.id ?? uuidv7(now);
   if (typeof id !== 'string' || id === '') throw new ConfigError('message.id', 'must be a non-empty string');
   const { key, tag } = message;
   if (key !== undefined && typeof key !== 'string') throw new ConfigError('message.key', 'must be a string');

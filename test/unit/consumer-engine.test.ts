@@ -172,6 +172,27 @@ describe('consumer engine', () => {
     expect(retried.get(3)).toEqual([2, 3]);
   });
 
+  it('a handler failing its only attempt runs once, and its message is dead-lettered once', async () => {
+    const b = await fresh();
+    let runs = 0;
+    const dead = new Collector();
+    await b.subscribe({ topic: 'once.dlq', group: 'reader' }, dead.handler());
+    await b.subscribe(
+      { topic: 'once', group: 'g', retry: { attempts: 1 }, deadLetter: { topic: 'once.dlq' } },
+      () => {
+        runs++;
+        throw new Error('refused');
+      },
+    );
+    await b.producer().send({ topic: 'once', body: 1 });
+    await dead.waitForCount(1);
+    // A later message through the same subscription shows the first was not run again meanwhile.
+    await b.producer().send({ topic: 'once', body: 2 });
+    await dead.waitForCount(2);
+    expect(runs).toBe(2);
+    expect(dead.bodies).toEqual([1, 2]);
+  });
+
   it('a listener hears events only until it unsubscribes', async () => {
     const b = await fresh();
     const got = new Collector<number>();

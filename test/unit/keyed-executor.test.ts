@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { KeyedExecutor } from '../../src/core/keyed-executor.js';
 import { OffsetTracker } from '../../src/core/offset-tracker.js';
 
@@ -24,6 +24,71 @@ describe('KeyedExecutor', () => {
       expect(seen, lane).toEqual([...seen].sort((a, b) => a - b));
       expect(seen).toHaveLength(15);
     }
+  });
+
+  it("hands a busy lane's slot to a task waiting for one between two of its tasks", async () => {
+    const executor = new KeyedExecutor(1);
+    const started: string[] = [];
+    const gates = new Map<string, () => void>();
+    const task = (name: string) => () => {
+      started.push(name);
+      return new Promise<void>((resolve) => gates.set(name, resolve));
+    };
+    executor.submit('a', task('a1'));
+    executor.submit('a', task('a2'));
+    executor.submit('b', task('b1'));
+    executor.submit('a', task('a3'));
+    for (const name of ['a1', 'b1', 'a2', 'a3']) {
+      await vi.waitFor(() => expect(started.at(-1)).toBe(name));
+      gates.get(name)?.();
+    }
+    await executor.onIdle();
+    expect(started).toEqual(['a1', 'b1', 'a2', 'a3']);
+  });
+
+  it('starts no next task of a lane while paused, nor above a lowered limit', async () => {
+    const executor = new KeyedExecutor(2);
+    const started: string[] = [];
+    const gates = new Map<string, () => void>();
+    const task = (name: string) => () => {
+      started.push(name);
+      return new Promise<void>((resolve) => gates.set(name, resolve));
+    };
+    executor.submit('a', task('a1'));
+    executor.submit('a', task('a2'));
+    executor.submit('b', task('b1'));
+    executor.submit('b', task('b2'));
+    expect(started).toEqual(['a1', 'b1']);
+    executor.pause();
+    gates.get('a1')?.();
+    await executor.onSizeBelow(4); // a1 finished
+    expect(started).toEqual(['a1', 'b1']);
+    executor.resume();
+    await vi.waitFor(() => expect(started).toEqual(['a1', 'b1', 'a2']));
+    executor.setConcurrency(1);
+    gates.get('b1')?.();
+    await executor.onSizeBelow(3); // b1 finished; b2 waits for a2's slot
+    expect(started).toEqual(['a1', 'b1', 'a2']);
+    gates.get('a2')?.();
+    await vi.waitFor(() => expect(started).toEqual(['a1', 'b1', 'a2', 'b2']));
+    gates.get('b2')?.();
+    await executor.onIdle();
+    expect(executor.size).toBe(0);
+  });
+
+  it('passes its arguments to a task and counts one finished synchronously', async () => {
+    const executor = new KeyedExecutor(1);
+    const seen: unknown[] = [];
+    const run = (a: number, b: string): undefined => {
+      seen.push(a, b);
+      return undefined;
+    };
+    executor.submit(undefined, run, 1, 'x');
+    executor.submit('l', run, 2, 'y');
+    executor.submit('l', run, 3, 'z');
+    await executor.onIdle();
+    expect(seen).toEqual([1, 'x', 2, 'y', 3, 'z']);
+    expect(executor.size).toBe(0);
   });
 });
 

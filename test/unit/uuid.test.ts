@@ -14,4 +14,11 @@ describe('uuidv7', () => {
     expect(new Set(ids).size).toBe(ids.length);
     expect([...ids].sort()).toEqual(ids);
   });
+
+  it('carries its own millisecond when ids of one millisecond and of others interleave', () => {
+    const at = [1_700_000_000_000, 1_700_000_000_000, 1_800_000_000_000, 1_700_000_000_000, 0, 2 ** 48 - 1];
+    const ids = at.map((ms) => uuidv7(ms));
+    expect(ids.map((id) => Number.parseInt(id.replace(/-/g, '').slice(0, 12), 16))).toEqual(at);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
 });

@@ -158,8 +158,10 @@ class MemoryProducer implements Producer {
   async sendBatch(messages: readonly OutgoingMessage<unknown>[]): Promise<SendResult[]> {
     if (this.closed) throw new ClosedError('producer is closed');
     if (!Array.isArray(messages)) throw new ConfigError('sendBatch.messages', 'must be an array');
-    const wires = messages.map((m) => encodeMessage(m, MAX_MESSAGE_BYTES)); // all valid before any is stored
-    return wires.map((w) => this.store(w));
+    // One clock read per call: the ids and log timestamps of a batch share its millisecond.
+    const now = Date.now();
+    const wires = messages.map((m) => encodeMessage(m, MAX_MESSAGE_BYTES, now)); // all valid before any is stored
+    return wires.map((w) => this.store(w, now));
   }
 
   sendOneWay<T>(message: OutgoingMessage<T>): void {
@@ -181,7 +183,7 @@ class MemoryProducer implements Producer {
   }
 
   /** Stores a checked message; storing cannot fail, so every message stored is confirmed. */
-  private store(wire: WireMessage): SendResult {
+  private store(wire: WireMessage, now?: number): SendResult {
     let result: SendResult;
     if (wire.delayMs > 0) {
       const headers = { ...wire.headers, [H.timestamp]: String(Date.now()) };
@@ -189,8 +191,8 @@ class MemoryProducer implements Producer {
       setTimeout(() => this.state.append(wire, headers), wire.delayMs).unref();
       result = { id: wire.id, topic: wire.topic };
     } else {
-      const { partition, record } = this.state.append(wire);
-      result = { id: wire.id, topic: wire.topic, partition, offset: String(record.offset) };
+      const record = this.state.append(wire, wire.headers, now);
+      result = { id: wire.id, topic: wire.topic, partition: record.partition, offset: String(record.offset) };
     }
     this.published.confirmed(result);
     return result;

@@ -37,28 +37,27 @@ export class MemoryState {
       this.topics.set(name, topic);
     }
     if (topic.partitions.length < partitions) {
-      while (topic.partitions.length < partitions) topic.partitions.push(new PartitionLog());
+      while (topic.partitions.length < partitions)
+        topic.partitions.push(new PartitionLog(topic.partitions.length));
       for (const group of topic.groups) group.rebalance();
     }
     return topic;
   }
 
-  append(
-    message: WireMessage,
-    headers: Headers = message.headers,
-  ): { partition: number; record: StoredRecord } {
+  /** Stores a message; `now` (default: the clock) is its timestamp. */
+  append(message: WireMessage, headers: Headers = message.headers, now?: number): StoredRecord {
     const topic = this.topic(message.topic);
     const count = topic.partitions.length;
     const partition =
       message.key === undefined ? topic.nextPartition++ % count : partitionForKey(message.key, count);
     const log = topic.partitions[partition] as PartitionLog;
-    const record = log.append(message.key, headers, message.payload);
+    const record = log.append(message.key, headers, message.payload, now);
     if (++this.appendsSinceTrim >= 1024) {
       this.appendsSinceTrim = 0;
       releaseConsumed(topic);
     }
     for (const group of topic.groups) group.notify(partition);
-    return { partition, record };
+    return record;
   }
 }
 

@@ -5,7 +5,7 @@ import { OffsetTracker } from '../../core/offset-tracker.js';
 import type { ResolvedSubscribeOptions } from '../../core/options.js';
 import { H } from '../../core/wire.js';
 import type { MemoryGroup } from './group.js';
-import type { StoredRecord } from './partition-log.js';
+import { headersOf, type StoredRecord } from './partition-log.js';
 import type { MemoryState } from './state.js';
 
 /** This member's hold on one partition. */
@@ -35,6 +35,8 @@ export class MemoryTransport implements ConsumerTransport<MemoryRecord> {
   private readonly owned = new Map<number, PartitionRun>();
   private engine: ConsumerEngine<MemoryRecord> | undefined;
   private prefetch: number;
+  /** The share of `prefetch` one partition may hold, as the last pump computed it. */
+  private perPartition: number;
   private pumpScheduled = false;
 
   constructor(
@@ -47,6 +49,7 @@ export class MemoryTransport implements ConsumerTransport<MemoryRecord> {
     this.group = options.group;
     this.tags = options.tags;
     this.prefetch = prefetchFor(options, options.concurrency);
+    this.perPartition = this.prefetch;
   }
 
   concurrencyChanged(concurrency: number): void {
@@ -78,7 +81,8 @@ export class MemoryTransport implements ConsumerTransport<MemoryRecord> {
   wake(): void {
     if (this.pumpScheduled) return;
     this.pumpScheduled = true;
-    queueMicrotask(this.pump);
+    // Not queueMicrotask: it makes an AsyncResource per call, and this runs for every append.
+    RESOLVED.then(this.pump);
   }
 
   private readonly pump = (): void => {
@@ -89,6 +93,7 @@ export class MemoryTransport implements ConsumerTransport<MemoryRecord> {
     // A share of the prefetch per partition, so one busy partition cannot fill it and starve
     // the others (with order 'partition' that would serialise the whole subscription).
     const perPartition = Math.max(8, Math.ceil(this.prefetch / Math.max(1, this.owned.size)));
+    this.perPartition = perPartition;
     const attempts = this.memoryGroup.attempts;
     let progressed = true;
     while (progressed && engine.inFlight < this.prefetch) {
@@ -106,7 +111,7 @@ export class MemoryTransport implements ConsumerTransport<MemoryRecord> {
           stored,
           topic: this.topic,
           payload: stored.payload,
-          headers: stored.headers,
+          headers: headersOf(stored),
           key: stored.key,
           timestamp: stored.timestamp,
           partition: run.partition,
@@ -128,7 +133,11 @@ export class MemoryTransport implements ConsumerTransport<MemoryRecord> {
       this.memoryGroup.commit(run.partition, run.tracker.committable());
     }
     // 'requeue': left uncommitted; the partition's next owner reads it again.
-    this.wake();
+    // Refill once half of a limit is free rather than after every record: one pump then hands
+    // over many records, and the engine still has half a prefetch to work on meanwhile.
+    const engine = this.engine as ConsumerEngine<MemoryRecord>;
+    if (engine.inFlight <= this.prefetch >> 1 || record.run.tracker.inFlight <= this.perPartition >> 1)
+      this.wake();
   }
 
   retrying(record: MemoryRecord, attempt: number): void {
@@ -162,6 +171,8 @@ export class MemoryTransport implements ConsumerTransport<MemoryRecord> {
 function prefetchFor(options: ResolvedSubscribeOptions, concurrency: number): number {
   return Math.max(64, concurrency * 4 * (options.batch?.maxSize ?? 1));
 }
+
+const RESOLVED = Promise.resolve();
 
 /** Key of a message's attempt count in its group: survives a handover to another member. */
 function attemptKey(run: PartitionRun, record: StoredRecord): string {
