@@ -492,7 +492,8 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
     } finally {
       if (!again) claim.ended();
     }
-    await this.process(claim, record, undefined, true);
+    // Settled (dead-lettered, copied for a retry, given up): done. Else its retry runs now.
+    if (again) await this.process(claim, record, undefined, true);
   }
 
   /**
