@@ -431,10 +431,11 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
    * A record's executor task: one function for every record, no closure per record. (Typed with
    * `ReceivedRecord`, not `R`, so that the engine's type stays bivariant in `R`.)
    *
-   * The common case of a first attempt (decoded synchronously, nobody listening to message
-   * events, the handler succeeding) runs here, outside `process`: a message then costs one
-   * small await, or none when the handler returns nothing. Anything else continues in
-   * `process`, with the same outcome as if it had run there from the start.
+   * The common case (decoded synchronously, nobody listening to message events, the handler
+   * succeeding) runs here, outside `process`, for any delivery, a redelivered attempt too: a
+   * message then costs one small await, or none when the handler returns nothing. Anything
+   * else continues in `process` (after a failure: `afterFirstFailure`), with the same outcome
+   * as if it had run there from the start.
    */
   private readonly processTask = (claim: Claim, received: ReceivedRecord): Promise<void> | undefined => {
     const record = received as R;
@@ -479,7 +480,7 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
     claim.ended();
   }
 
-  /** The first attempt failed: as `process` goes on after a failure, from the fast path. */
+  /** The handler failed when `processTask` ran it: goes on as `process` does after a failure. */
   private async afterFirstFailure(
     claim: Claim,
     record: R,
@@ -502,9 +503,10 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
   }
 
   /**
-   * Handles a record until it is settled: attempts, retries, dead-letter. `prepared` is the
-   * first attempt's `prepareDelivery`, if made already; `started` is true when the record
-   * already holds its claim's `started()` (a retry of the fast path's first attempt).
+   * Handles a record until it is settled: attempts, retries, dead-letter. `prepared` is
+   * `prepareDelivery`'s result for the first pass, if `processTask` made it already; `started`
+   * is true when the record already holds its claim's `started()` (an in-process retry after
+   * `afterFirstFailure`).
    */
   private async process(
     claim: Claim,
