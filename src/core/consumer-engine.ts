@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Subscription } from './broker.js';
 import {
   failureOutcome,
@@ -120,6 +121,8 @@ export class Claim {
     shutdown: AbortSignal,
   ) {
     this.signal = AbortSignal.any([this.abandoned.signal, shutdown]);
+    // Every record waiting out a back-off listens to it: many at once are expected, not a leak.
+    setMaxListeners(0, this.stopped.signal);
   }
 
   get isStopped(): boolean {
@@ -221,6 +224,7 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
     this.tagFilter = config.tagFilter ?? 'client';
     this.executor = new KeyedExecutor(this.options.concurrency);
     this.revokeWaitMs = this.options.closeTimeoutMs;
+    setMaxListeners(0, this.closing.signal); // as Claim's `stopped`
   }
 
   /**

@@ -199,7 +199,18 @@ export class KeyedExecutor {
       }
       this.running++;
       this.queued--;
-      const result = task(a, b);
+      let result: Promise<void> | undefined;
+      try {
+        result = task(a, b);
+      } catch (error) {
+        // A bug in the caller; its slot must not be lost with it.
+        this.running--;
+        finished = true;
+        queueMicrotask(() => {
+          throw error;
+        });
+        continue;
+      }
       if (result === undefined) {
         this.running--; // finished synchronously: its slot is free again
         finished = true;

@@ -156,8 +156,9 @@ export function deadLetterHeaders(
   const out: Headers = { ...headers };
   const err = error instanceof Error ? error : new Error(thrownText(error));
   out[H.errorCode] = isMqError(err) ? (err as MqError).code : 'HANDLER';
-  out[H.errorName] = err.name;
-  out[H.errorMessage] = err.message.slice(0, 1000);
+  // Whatever was thrown: a name or message that is not a string must not throw here.
+  out[H.errorName] = thrownText(err.name);
+  out[H.errorMessage] = thrownText(err.message).slice(0, 1000);
   out[H.originalTopic] = origin.topic;
   out[H.originalGroup] = origin.group;
   if (origin.partition !== undefined) out[H.originalPartition] = String(origin.partition);

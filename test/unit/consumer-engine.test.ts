@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Broker, connect, type Delivery, type MqEvents } from '../../src/index.js';
+import { type Broker, connect, type Delivery, defineTopic, type MqEvents } from '../../src/index.js';
 import { Collector, uniqueName, waitFor } from '../../src/testing/wait-for.js';
 
 /**
@@ -192,6 +192,70 @@ describe('consumer engine', () => {
     expect(runs).toBe(2);
     expect(dead.bodies).toEqual([1, 2]);
   });
+
+  it('a decode failure whose error has a non-string message is dead-lettered, and the next messages flow', async () => {
+    const b = await fresh();
+    const odd = defineTopic('odd-error', {
+      schema: {
+        '~standard': {
+          version: 1,
+          vendor: 'test',
+          validate: (value: unknown) => {
+            if (value === 'bad') throw Object.assign(new Error(), { message: 42 });
+            return { value: value as string };
+          },
+        },
+      },
+    });
+    const dead = new Collector();
+    await b.subscribe({ topic: 'odd-error.dlq', group: 'reader' }, dead.handler());
+    const ok = new Collector<string>();
+    await b.subscribe(
+      { topic: odd, group: 'g', order: 'concurrent', deadLetter: { topic: 'odd-error.dlq' } },
+      ok.handler(),
+    );
+    const producer = b.producer();
+    await producer.send({ topic: 'odd-error', body: 'bad' });
+    await producer.send({ topic: 'odd-error', body: 'ok1' });
+    await producer.send({ topic: 'odd-error', body: 'ok2' });
+    await ok.waitForCount(2, 10_000);
+    await dead.waitForCount(1, 10_000);
+    expect(dead.deliveries[0]?.deadLetter?.errorMessage).toBe('42');
+  });
+
+  it('partitions waiting out a retry back-off do not starve the healthy partitions of the prefetch', async () => {
+    const b = await fresh();
+    await b.ensureTopic('starve', { partitions: 16 });
+    const healthy = new Collector<{ p: number; i: number }>();
+    await b.subscribe<{ p: number; i: number }>(
+      {
+        topic: 'starve',
+        group: 'g',
+        order: 'partition',
+        concurrency: 4,
+        retry: { attempts: 3, backoff: { initialMs: 60_000, maxMs: 60_000 } },
+      },
+      healthy.handler((d) => {
+        if (d.partition !== undefined && d.partition < 8) throw new Error('stuck');
+      }),
+    );
+    const producer = b.producer();
+    // Find keys for every partition, then fill each with 20 messages.
+    const keyOf = new Map<number, string>();
+    for (let k = 0; keyOf.size < 16; k++) {
+      const r = await producer.send({ topic: 'starve', key: `probe-${k}`, body: { p: -1, i: -1 } });
+      if (!keyOf.has(r.partition as number)) keyOf.set(r.partition as number, `probe-${k}`);
+    }
+    const batch = [];
+    for (const [p, key] of keyOf)
+      for (let i = 0; i < 20; i++) batch.push({ topic: 'starve', key, body: { p, i } });
+    await producer.sendBatch(batch);
+    // Partitions 8-15 get every message (20 each, plus their probes), while 0-7 are stuck at their first.
+    await waitFor(() => healthy.bodies.filter((x) => x.p >= 8).length === 8 * 20, {
+      timeoutMs: 20_000,
+      message: () => `healthy partitions handled ${healthy.bodies.filter((x) => x.p >= 8).length} of 160`,
+    });
+  }, 30_000);
 
   it('a listener hears events only until it unsubscribes', async () => {
     const b = await fresh();

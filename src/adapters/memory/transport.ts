@@ -94,9 +94,12 @@ export class MemoryTransport implements ConsumerTransport<MemoryRecord> {
     // the others (with order 'partition' that would serialise the whole subscription).
     const perPartition = Math.max(8, Math.ceil(this.prefetch / Math.max(1, this.owned.size)));
     this.perPartition = perPartition;
+    // Every partition may hold its share, whatever the others hold: partitions whose records
+    // wait out a retry's back-off must not starve the healthy ones.
+    const limit = Math.max(this.prefetch, perPartition * this.owned.size);
     const attempts = this.memoryGroup.attempts;
     let progressed = true;
-    while (progressed && engine.inFlight < this.prefetch) {
+    while (progressed && engine.inFlight < limit) {
       progressed = false;
       for (const run of this.owned.values()) {
         const log = topic.partitions[run.partition];
@@ -119,7 +122,7 @@ export class MemoryTransport implements ConsumerTransport<MemoryRecord> {
           attempt: attempts.size === 0 ? 1 : (attempts.get(attemptKey(run, stored)) ?? 1),
         });
         progressed = true;
-        if (engine.inFlight >= this.prefetch) break;
+        if (engine.inFlight >= limit) break;
       }
     }
   };
