@@ -123,4 +123,4 @@ export type BatchFailures<T = unknown> = ReadonlyMap<Delivery<T>, unknown>;
  */
 export type BatchHandler<T = unknown> = (
   deliveries: readonly Delivery<T>[],
-) => Promise<BatchFailures<T> | undefined | void> | BatchFailures<T> | undefined | void;
+) => Promise<BatchFailures<T> | void> | BatchFailures<T> | void;

@@ -11,8 +11,9 @@ import {
   type SendResult,
 } from '../../src/index.js';
 import { Collector, uniqueName, waitFor } from '../../src/testing/index.js';
-import { plainKafka } from './kafka-helpers.js';
+import { createSmallTopic } from './kafka-helpers.js';
 import { rawConnection, serverSideCloser } from './rabbitmq-helpers.js';
+import { mqRejection, recordingLogger } from './spies.js';
 
 type Recorded = { [E in MqEventName]: { event: E; payload: MqEvents[E] } }[MqEventName];
 
@@ -25,26 +26,6 @@ function record(broker: Broker, ...events: MqEventName[]): Recorded[] {
 
 function payloads<E extends MqEventName>(seen: readonly Recorded[], event: E): MqEvents[E][] {
   return seen.filter((r) => r.event === event).map((r) => r.payload as MqEvents[E]);
-}
-
-/** A logger that keeps every line. */
-function recordingLogger(): Logger & { lines: { level: string; fields: unknown; message: string }[] } {
-  const lines: { level: string; fields: unknown; message: string }[] = [];
-  const at =
-    (level: string) =>
-    (fields: Record<string, unknown>, message: string): void => {
-      lines.push({ level, fields, message });
-    };
-  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<MqError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!isMqError(error)) throw new Error(`expected an MqError, got ${String(error)}`);
-  return error;
 }
 
 /** What `publish-confirmed` says of a send's result. */
@@ -92,10 +73,10 @@ function producerEvents(kind: string, open: (logger?: Logger) => Promise<Broker>
       const seen = record(broker, 'publish-confirmed', 'publish-failed');
       const producer = broker.producer();
       const big = new Uint8Array(broker.capabilities.maxMessageBytes + 1);
-      const alone = await rejection(producer.send({ topic, id: 'big-1', body: big }));
+      const alone = await mqRejection(producer.send({ topic, id: 'big-1', body: big }));
       expect(alone.code).toBe('PUBLISH');
       // One refused message stops its batch: none of it is sent, nothing is reported.
-      const batch = await rejection(
+      const batch = await mqRejection(
         producer.sendBatch([
           { topic, id: 'fits', body: { n: 1 } },
           { topic, id: 'big-2', body: big },
@@ -155,9 +136,9 @@ describe('instrumentation events: rabbitmq', () => {
       const seen = record(broker, 'publish-confirmed', 'publish-failed');
       const oneWayErrors: MqError[] = [];
       const producer = broker.producer({ onError: (error) => oneWayErrors.push(error) });
-      const alone = await rejection(producer.send({ topic, id: 'u-1', body: { n: 1 } }));
+      const alone = await mqRejection(producer.send({ topic, id: 'u-1', body: { n: 1 } }));
       expect(alone.code).toBe('PUBLISH');
-      const batch = await rejection(
+      const batch = await mqRejection(
         producer.sendBatch([
           { topic, id: 'u-2', body: { n: 2 } },
           { topic, id: 'u-3', body: { n: 3 } },
@@ -265,23 +246,14 @@ describe('instrumentation events: kafka', () => {
   // Not sendOneWay: it writes with acks 0, so the broker's refusal never comes back.
   it('publish-failed: one per message the broker refused (over the topic max.message.bytes), from send and sendBatch', async () => {
     const topic = uniqueName('refused');
-    const admin = plainKafka(url).admin();
-    await admin.connect();
-    try {
-      await admin.createTopics({
-        waitForLeaders: false,
-        topics: [{ topic, numPartitions: 1, configEntries: [{ name: 'max.message.bytes', value: '1000' }] }],
-      });
-    } finally {
-      await admin.disconnect();
-    }
+    await createSmallTopic(url, topic, 1000);
     const broker = await connect(url);
     try {
       const seen = record(broker, 'publish-confirmed', 'publish-failed');
       const producer = broker.producer();
       const big = (id: string): OutgoingMessage => ({ topic, id, body: { text: 'x'.repeat(5000) } });
-      const alone = await rejection(producer.send(big('k-1')));
-      const batch = await rejection(producer.sendBatch([big('k-2'), big('k-3')]));
+      const alone = await mqRejection(producer.send(big('k-1')));
+      const batch = await mqRejection(producer.sendBatch([big('k-2'), big('k-3')]));
       const failed = payloads(seen, 'publish-failed');
       expect(failed.map((e) => e.id)).toEqual(['k-1', 'k-2', 'k-3']);
       for (const e of failed) expect(e).toMatchObject({ broker: 'kafka', topic });

@@ -29,6 +29,27 @@ export function plainKafka(url: string): InstanceType<typeof kafkajs.Kafka> {
   return new kafkajs.Kafka({ clientId: 'plain-test', brokers, logLevel: kafkajs.logLevel.NOTHING });
 }
 
+/**
+ * Creates `topic` (one partition) with a `max.message.bytes` of `maxBytes`, so the broker
+ * refuses larger records. Without kafkajs's own wait for leaders: it fails on a broker that
+ * has not caught up yet (UNKNOWN_TOPIC_OR_PARTITION); mqkit's calls wait until every broker
+ * serves the topic.
+ */
+export async function createSmallTopic(url: string, topic: string, maxBytes: number): Promise<void> {
+  const admin = plainKafka(url).admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({
+      waitForLeaders: false,
+      topics: [
+        { topic, numPartitions: 1, configEntries: [{ name: 'max.message.bytes', value: String(maxBytes) }] },
+      ],
+    });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 /** A record as a plain consumer sees it, with header values read as UTF-8. */
 export interface PlainRecord {
   topic: string;

@@ -1,7 +1,7 @@
 import { describe, expect, inject, it } from 'vitest';
 import type { Delivery } from '../../src/index.js';
 import { Collector, uniqueName, waitFor } from '../../src/testing/index.js';
-import { brokerForSuite, plainKafka, readPlain } from './kafka-helpers.js';
+import { brokerForSuite, createSmallTopic, plainKafka, readPlain } from './kafka-helpers.js';
 
 describe('kafka: retry, dead letter, delay and broadcast topics and groups', () => {
   const url = inject('kafkaUrl');
@@ -134,18 +134,7 @@ describe('kafka: retry, dead letter, delay and broadcast topics and groups', () 
 
   it('a delayed record its target refuses for good is set aside in mq.delay.undeliverable; the ones behind it arrive', async () => {
     const topic = uniqueName('small');
-    const admin = plainKafka(url).admin();
-    await admin.connect();
-    try {
-      // kafkajs's own wait for leaders fails on a broker that has not caught up yet
-      // (UNKNOWN_TOPIC_OR_PARTITION); subscribe waits until every broker serves the topic.
-      await admin.createTopics({
-        waitForLeaders: false,
-        topics: [{ topic, numPartitions: 1, configEntries: [{ name: 'max.message.bytes', value: '1000' }] }],
-      });
-    } finally {
-      await admin.disconnect();
-    }
+    await createSmallTopic(url, topic, 1000);
     const got = new Collector<{ text: string }>();
     await broker().subscribe({ topic, group: uniqueName('g') }, got.handler());
     const producer = broker().producer();

@@ -6,31 +6,11 @@ import { RabbitConnection } from '../../src/adapters/rabbitmq/connection.js';
 import { resolveRabbitMqOptions } from '../../src/adapters/rabbitmq/options.js';
 import { Publisher } from '../../src/adapters/rabbitmq/publisher.js';
 import { PublishError } from '../../src/core/errors.js';
-import type { Logger } from '../../src/core/logger.js';
-import { type Broker, connect, isMqError, type MqError } from '../../src/index.js';
+import { type Broker, connect, type MqError } from '../../src/index.js';
 import { Collector, uniqueName, waitFor } from '../../src/testing/index.js';
 import { serverSideCloser } from './rabbitmq-helpers.js';
 import { selfSignedTlsServer } from './self-signed-tls.js';
-
-/** A logger that keeps every line, to look for secrets and warnings in. */
-function recordingLogger(): Logger & { lines: { level: string; fields: unknown; message: string }[] } {
-  const lines: { level: string; fields: unknown; message: string }[] = [];
-  const at =
-    (level: string) =>
-    (fields: Record<string, unknown>, message: string): void => {
-      lines.push({ level, fields, message });
-    };
-  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
-}
-
-async function failure(promise: Promise<unknown>): Promise<MqError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!isMqError(error)) throw new Error(`expected an MqError, got ${inspect(error)}`);
-  return error;
-}
+import { mqRejection, recordingLogger } from './spies.js';
 
 /** A TCP server that accepts connections and never writes a byte; tracks the sockets it holds. */
 async function silentServer(): Promise<{ port: number; open: Set<net.Socket>; close: () => Promise<void> }> {
@@ -101,7 +81,7 @@ describe('rabbitmq: hardening', () => {
         // A stalled producer would fail these with TIMEOUT after 5 s, not PUBLISH.
         const producer = broker.producer({ timeoutMs: 5000 });
         try {
-          const error = await failure(producer.send(message(topic)));
+          const error = await mqRejection(producer.send(message(topic)));
           expect(error.code).toBe('PUBLISH');
           expect(error.retriable).toBe(false);
           expect(error.message).toMatch(limit);
@@ -146,7 +126,7 @@ describe('rabbitmq: hardening', () => {
         onChannelError: () => {},
       });
       try {
-        const refused = await failure(
+        const refused = await mqRejection(
           publisher.publish('amq.direct', 'nowhere', Buffer.from('x'), { messageId: 'i'.repeat(300) }),
         );
         expect(refused.code).toBe('PUBLISH');
@@ -170,7 +150,7 @@ describe('rabbitmq: hardening', () => {
       const server = await silentServer();
       try {
         const started = Date.now();
-        const error = await failure(
+        const error = await mqRejection(
           connect(`amqp://guest:guest@127.0.0.1:${server.port}`, {
             logger: recordingLogger(),
             rabbitmq: { connectTimeoutMs: 300 },
@@ -343,7 +323,7 @@ describe('rabbitmq: hardening', () => {
 
     it('a wrong password is a non-retriable ConnectionError, and the password shows nowhere', async () => {
       const log = recordingLogger();
-      const error = await failure(connect(withPassword('s3cr3t-Pw'), { logger: log }));
+      const error = await mqRejection(connect(withPassword('s3cr3t-Pw'), { logger: log }));
       expect(error.code).toBe('CONNECTION');
       expect(error.retriable).toBe(false);
       expect(error.message).toContain('ACCESS_REFUSED');
@@ -354,7 +334,9 @@ describe('rabbitmq: hardening', () => {
 
     it('an unknown virtual host is a non-retriable ConnectionError naming it', async () => {
       const vhost = uniqueName('no-such-vhost');
-      const error = await failure(connect(withPassword('guest', `/${vhost}`), { logger: recordingLogger() }));
+      const error = await mqRejection(
+        connect(withPassword('guest', `/${vhost}`), { logger: recordingLogger() }),
+      );
       expect(error.code).toBe('CONNECTION');
       expect(error.retriable).toBe(false);
       expect(error.message).toContain(vhost);
@@ -362,7 +344,7 @@ describe('rabbitmq: hardening', () => {
     });
 
     it('a malformed %-escape in the credentials is a ConfigError naming the url', async () => {
-      const error = await failure(
+      const error = await mqRejection(
         connect('amqp://guest:s3cr3t%zz@127.0.0.1:5672', { logger: recordingLogger() }),
       );
       expect(error.code).toBe('CONFIG');
@@ -374,7 +356,7 @@ describe('rabbitmq: hardening', () => {
       const server = await silentServer();
       const { port } = server;
       await server.close(); // nothing listens there now
-      const error = await failure(
+      const error = await mqRejection(
         connect(`amqp://guest:s3cr3t-Pw@127.0.0.1:${port}`, { logger: recordingLogger() }),
       );
       expect(error.code).toBe('CONNECTION');
@@ -385,7 +367,7 @@ describe('rabbitmq: hardening', () => {
     it('a certificate the client does not trust is a non-retriable ConnectionError', async () => {
       const { port, close } = await selfSignedTlsServer();
       try {
-        const error = await failure(
+        const error = await mqRejection(
           connect(`amqps://guest:s3cr3t-Pw@127.0.0.1:${port}`, { logger: recordingLogger() }),
         );
         expect(error.code).toBe('CONNECTION');
