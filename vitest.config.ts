@@ -9,6 +9,7 @@ export default defineConfig({
     alias: [
       { find: /^mqkit$/, replacement: src('index.ts') },
       { find: /^mqkit\/adapter$/, replacement: src('adapter.ts') },
+      { find: /^mqkit\/otel$/, replacement: src('otel/index.ts') },
       { find: /^mqkit\/testing$/, replacement: src('testing/index.ts') },
       { find: /^mqkit\/testing\/conformance$/, replacement: src('testing/conformance.ts') },
     ],

@@ -1,0 +1,317 @@
+import { context, type Meter, type ObservableResult } from '@opentelemetry/api';
+import type { Backlog, Broker, Capabilities, MessageStream, Producer, Subscription } from '../core/broker.js';
+import type { MqEventListener, MqEventName } from '../core/events.js';
+import type { BatchFailures, BatchHandler, Delivery, Handler } from '../core/message.js';
+import type { BatchSubscribeOptions, ProducerOptions, SubscribeOptions } from '../core/options.js';
+import { isPlainObject } from '../core/options.js';
+import { ATTR, type Attributes, METRIC } from './conventions.js';
+import type { Instrumentation, ProcessSpan } from './instrumentation.js';
+import { TracedProducer } from './traced-producer.js';
+
+/**
+ * A broker whose producers, subscriptions and pull streams are traced and measured (see
+ * `instrument`). Administration passes through unchanged.
+ */
+export class TracedBroker implements Broker {
+  private readonly unsubscribe: (() => void)[] = [];
+  /** Groups read by instrumented subscriptions, for the lag gauge: `topic\0group` to open subscriptions. */
+  private readonly lagged = new Map<string, { topic: string; group: string; open: number }>();
+  private readonly observeLag: ((result: ObservableResult) => Promise<void>) | undefined;
+  private readonly lagGauge: ReturnType<Meter['createObservableGauge']> | undefined;
+
+  constructor(
+    private readonly inner: Broker,
+    private readonly instrumentation: Instrumentation,
+    meter: Meter,
+    lag: boolean,
+  ) {
+    this.listen('handled', (event) => instrumentation.settle('ack', event));
+    this.listen('retried', (event) =>
+      instrumentation.settle('retry', event, {
+        [ATTR.retryDelayMs]: event.delayMs,
+        [ATTR.retryVia]: event.via,
+      }),
+    );
+    this.listen('dead-lettered', (event) =>
+      instrumentation.settle(
+        'dead_letter',
+        event,
+        event.deadLetterTopic === undefined ? undefined : { [ATTR.deadLetterTopic]: event.deadLetterTopic },
+      ),
+    );
+    if (lag) {
+      this.lagGauge = meter.createObservableGauge(METRIC.consumerLag, {
+        unit: '{message}',
+        description:
+          "Messages of a consumer group's partition not yet acknowledged (mqkit's name; the conventions define no lag metric yet).",
+      });
+      this.observeLag = (result) => this.collectLag(result);
+      this.lagGauge.addCallback(this.observeLag);
+    }
+  }
+
+  get kind(): string {
+    return this.inner.kind;
+  }
+
+  get capabilities(): Capabilities {
+    return this.inner.capabilities;
+  }
+
+  on<E extends MqEventName>(event: E, listener: MqEventListener<E>): () => void {
+    return this.inner.on(event, listener);
+  }
+
+  ensureTopic(topic: string, options?: { partitions?: number }): Promise<void> {
+    return this.inner.ensureTopic(topic, options);
+  }
+
+  backlog(topic: string, group: string): Promise<Backlog> {
+    return this.inner.backlog(topic, group);
+  }
+
+  producer(options?: ProducerOptions): Producer {
+    return new TracedProducer(this.inner.producer(options), this.instrumentation);
+  }
+
+  subscribe<T = unknown>(options: BatchSubscribeOptions<T>, handler: BatchHandler<T>): Promise<Subscription>;
+  subscribe<T = unknown>(options: SubscribeOptions<T>, handler: Handler<T>): Promise<Subscription>;
+  async subscribe<T>(
+    options: SubscribeOptions<T> | BatchSubscribeOptions<T>,
+    handler: Handler<T> | BatchHandler<T>,
+  ): Promise<Subscription> {
+    if (!isPlainObject(options) || typeof handler !== 'function')
+      return this.inner.subscribe(options as SubscribeOptions<T>, handler as Handler<T>);
+    const group = typeof options.group === 'string' ? options.group : undefined;
+    const traced =
+      (options as BatchSubscribeOptions<T>).batch !== undefined
+        ? this.tracedBatchHandler(handler as BatchHandler<T>, group)
+        : this.tracedHandler(handler as Handler<T>, group);
+    const subscription = await this.inner.subscribe(options as SubscribeOptions<T>, traced as Handler<T>);
+    return this.track(subscription);
+  }
+
+  consume<T = unknown>(options: SubscribeOptions<T>): MessageStream<T> {
+    const stream = this.inner.consume(options);
+    const group = isPlainObject(options) && typeof options.group === 'string' ? options.group : undefined;
+    return new TracedStream(stream, this.instrumentation, group);
+  }
+
+  async close(): Promise<void> {
+    for (const stop of this.unsubscribe.splice(0)) stop();
+    if (this.lagGauge !== undefined && this.observeLag !== undefined)
+      this.lagGauge.removeCallback(this.observeLag);
+    await this.inner.close();
+  }
+
+  private listen<E extends MqEventName>(event: E, listener: MqEventListener<E>): void {
+    this.unsubscribe.push(this.inner.on(event, listener));
+  }
+
+  /** Runs each call of `handler` in its process span, which is active while the handler runs. */
+  private tracedHandler<T>(handler: Handler<T>, group: string | undefined): Handler<T> {
+    const instrumentation = this.instrumentation;
+    return (delivery) => {
+      const process = instrumentation.startProcess([delivery as Delivery<unknown>], group);
+      return settled(instrumentation, process, () =>
+        context.with(process.context, handler, undefined, delivery),
+      );
+    };
+  }
+
+  /** One process span per batch, linked to the creation context of each message in it. */
+  private tracedBatchHandler<T>(handler: BatchHandler<T>, group: string | undefined): BatchHandler<T> {
+    const instrumentation = this.instrumentation;
+    return (deliveries) => {
+      const process = instrumentation.startProcess(deliveries as readonly Delivery<unknown>[], group);
+      return settled(instrumentation, process, () =>
+        context.with(process.context, handler, undefined, deliveries),
+      );
+    };
+  }
+
+  private track(subscription: Subscription): Subscription {
+    const key = `${subscription.topic}\u0000${subscription.group}`;
+    const entry = this.lagged.get(key) ?? { topic: subscription.topic, group: subscription.group, open: 0 };
+    entry.open++;
+    this.lagged.set(key, entry);
+    return new TrackedSubscription(subscription, () => {
+      if (--entry.open === 0 && this.lagged.get(key) === entry) this.lagged.delete(key);
+    });
+  }
+
+  /**
+   * The lag gauge's callback: each instrumented group's backlog per partition, read from the
+   * broker when the meter collects. A backlog that cannot be read is left out of this collection.
+   */
+  private async collectLag(result: ObservableResult): Promise<void> {
+    await Promise.all(
+      [...this.lagged.values()].map(async ({ topic, group }) => {
+        let backlog: Backlog;
+        try {
+          backlog = await this.inner.backlog(topic, group);
+        } catch {
+          return;
+        }
+        for (const partition of backlog.partitions) {
+          const attributes: Attributes = {
+            ...this.instrumentation.system,
+            [ATTR.destination]: topic,
+            [ATTR.group]: group,
+            [ATTR.partition]: String(partition.partition),
+          };
+          result.observe(partition.backlog, attributes);
+        }
+      }),
+    );
+  }
+}
+
+/** A subscription that tells its broker wrapper when it is closed (for the lag gauge). */
+class TrackedSubscription implements Subscription {
+  private closed: Promise<void> | undefined;
+
+  constructor(
+    private readonly inner: Subscription,
+    private readonly onClose: () => void,
+  ) {}
+
+  get topic(): string {
+    return this.inner.topic;
+  }
+
+  get group(): string {
+    return this.inner.group;
+  }
+
+  get paused(): boolean {
+    return this.inner.paused;
+  }
+
+  get concurrency(): number {
+    return this.inner.concurrency;
+  }
+
+  close(options?: { timeoutMs?: number }): Promise<void> {
+    if (this.closed === undefined) {
+      this.closed = this.inner.close(options);
+      this.onClose();
+    }
+    return this.closed;
+  }
+
+  pause(): void {
+    this.inner.pause();
+  }
+
+  resume(): void {
+    this.inner.resume();
+  }
+
+  setConcurrency(concurrency: number): void {
+    this.inner.setConcurrency(concurrency);
+  }
+}
+
+/**
+ * Runs `run` (the handler in its span's context) and ends the span with its outcome, keeping a
+ * synchronous handler synchronous.
+ */
+function settled<R>(instrumentation: Instrumentation, process: ProcessSpan, run: () => R): R {
+  let result: R;
+  try {
+    result = run();
+  } catch (error) {
+    instrumentation.endProcess(process, error);
+    throw error;
+  }
+  if (
+    result !== null &&
+    typeof result === 'object' &&
+    typeof (result as { then?: unknown }).then === 'function'
+  ) {
+    return Promise.resolve(result).then(
+      (value) => {
+        instrumentation.endProcess(process, failedInBatch(value));
+        return value;
+      },
+      (error: unknown) => {
+        instrumentation.endProcess(process, error);
+        throw error;
+      },
+    ) as R;
+  }
+  instrumentation.endProcess(process, failedInBatch(result));
+  return result;
+}
+
+/** A batch handler's failures map, as an error for its span: the first failure's. */
+function failedInBatch(value: unknown): unknown {
+  if (value instanceof Map && value.size > 0)
+    return value.values().next().value ?? new Error('batch failures');
+  return undefined;
+}
+
+/**
+ * A pull stream whose deliveries are traced: each has a process span from the moment the loop
+ * gets it until the loop asks for the next one (handled) or calls `fail`. The span is not made
+ * active (the loop body is the caller's code): wrap work in it with
+ * `context.with(trace.setSpan(context.active(), ...))` only if needed; its settle spans and
+ * metrics are recorded all the same.
+ */
+class TracedStream<T> implements MessageStream<T> {
+  private current: { delivery: Delivery<T>; process: ProcessSpan } | undefined;
+
+  constructor(
+    private readonly inner: MessageStream<T>,
+    private readonly instrumentation: Instrumentation,
+    private readonly group: string | undefined,
+  ) {}
+
+  get ready(): Promise<void> {
+    return this.inner.ready;
+  }
+
+  async next(): Promise<IteratorResult<Delivery<T>>> {
+    this.finish(undefined);
+    const result = await this.inner.next();
+    if (!result.done)
+      this.current = {
+        delivery: result.value,
+        process: this.instrumentation.startProcess([result.value as Delivery<unknown>], this.group),
+      };
+    return result;
+  }
+
+  fail(delivery: Delivery<T>, error: unknown): void {
+    if (this.current?.delivery === delivery) this.finish(error);
+    this.inner.fail(delivery, error);
+  }
+
+  async return(value?: unknown): Promise<IteratorResult<Delivery<T>>> {
+    this.finish(undefined);
+    return (await this.inner.return?.(value)) ?? { done: true, value: undefined };
+  }
+
+  async throw(error?: unknown): Promise<IteratorResult<Delivery<T>>> {
+    this.finish(error);
+    if (this.inner.throw !== undefined) return this.inner.throw(error);
+    throw error;
+  }
+
+  close(): Promise<void> {
+    this.finish(undefined);
+    return this.inner.close();
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  private finish(error: unknown): void {
+    const current = this.current;
+    if (current === undefined) return;
+    this.current = undefined;
+    this.instrumentation.endProcess(current.process, error);
+  }
+}
