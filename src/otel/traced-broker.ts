@@ -1,7 +1,7 @@
 import { context, type Meter, type ObservableResult } from '@opentelemetry/api';
 import type { Backlog, Broker, Capabilities, MessageStream, Producer, Subscription } from '../core/broker.js';
 import type { MqEventListener, MqEventName } from '../core/events.js';
-import type { BatchFailures, BatchHandler, Delivery, Handler } from '../core/message.js';
+import type { BatchHandler, Delivery, Handler } from '../core/message.js';
 import type { BatchSubscribeOptions, ProducerOptions, SubscribeOptions } from '../core/options.js';
 import { isPlainObject } from '../core/options.js';
 import { ATTR, type Attributes, METRIC } from './conventions.js';
