@@ -100,14 +100,17 @@ export function instrument(broker: Broker, given: OtelOptions = {}): Broker {
     throw new ConfigError('instrument.lag', 'must be a boolean');
   if (broker instanceof TracedBroker) throw new ConfigError('instrument.broker', 'is instrumented already');
   const meter = meterProvider.getMeter(SCOPE);
-  const instrumentation = new Instrumentation(
+  let traced: TracedBroker | undefined;
+  const instrumentation: Instrumentation = new Instrumentation(
     broker.kind,
     tracerProvider.getTracer(SCOPE),
     meter,
     propagator,
     processSpanParent,
+    () => traced?.listenToFailures(instrumentation),
   );
-  return new TracedBroker(broker, instrumentation, meter, options.lag ?? true);
+  traced = new TracedBroker(broker, instrumentation, meter, options.lag ?? true);
+  return traced;
 }
 
 function hasMethods(value: unknown, names: readonly string[]): boolean {

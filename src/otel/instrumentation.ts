@@ -5,6 +5,7 @@ import {
   defaultTextMapGetter,
   defaultTextMapSetter,
   type Histogram,
+  INVALID_TRACEID,
   isSpanContextValid,
   type Link,
   type Meter,
@@ -40,18 +41,40 @@ export type ProcessSpanParent = 'active' | 'creation';
  */
 const MAX_PENDING_SETTLES = 10_000;
 
+/** Attribute sets kept for reuse (per topic, partition and group); more distinct ones start it afresh. */
+const MAX_CACHED_ATTRIBUTE_SETS = 1_000;
+
 /** A started process span and what finishing it needs. */
 export interface ProcessSpan {
   readonly span: Span;
+  readonly scope: ProcessScope;
+  /** Whether the span takes part in a trace (false with the API's no-op tracer). */
+  readonly traced: boolean;
+  /** The context to run the handler in: the span's, or the active one when the span is a no-op. */
   readonly context: Context;
   readonly startedAt: number;
   readonly metricAttributes: Attributes;
 }
 
+/** A started send or create span and the headers its message goes with. */
+export interface SendSpan {
+  readonly span: Span;
+  /** The message's headers with the span's context, or the message's own (the same object) when the span is a no-op. */
+  readonly headers: Headers | undefined;
+  /** Whether the span records: only then do attributes of the message matter. */
+  readonly recording: boolean;
+}
+
 /**
  * The tracing and metrics of one instrumented broker: spans and their attributes, the context in
- * headers, the instruments, and the settle spans made from the engine's events. Every method
- * runs on the message path: no work beyond the API's own when the tracer does not record.
+ * headers, the instruments, and the settle spans made from the engine's events.
+ *
+ * Every method runs on the message path, so the work follows what the tracer does: spans start
+ * with attributes shared by every message of a topic (reused objects, enough for a sampler to
+ * decide on); a recording span then gets the message's own attributes and links; a span with no
+ * valid context (the API's no-op tracer, no SDK) leaves the message and its headers untouched,
+ * and until a span is traced the engine's events are not listened to, so that without an SDK
+ * the engine builds no event payloads either.
  */
 export class Instrumentation {
   readonly system: Attributes;
@@ -59,7 +82,10 @@ export class Instrumentation {
   private readonly sentMessages: Counter;
   private readonly consumedMessages: Counter;
   private readonly processDuration: Histogram;
-  private readonly pendingSettles = new Map<string, SpanContext>();
+  private readonly pendingSettles = new Map<string, { context: SpanContext; ackByEvent: boolean }>();
+  private readonly sendSets = new Map<string, Attributes>();
+  private readonly createSets = new Map<string, Attributes>();
+  private listening = false;
 
   constructor(
     readonly kind: string,
@@ -67,6 +93,11 @@ export class Instrumentation {
     meter: Meter,
     private readonly propagator: TextMapPropagator | undefined,
     private readonly processSpanParent: ProcessSpanParent,
+    /**
+     * Subscribes to the engine's `retried` and `dead-lettered` events; called once, at the first
+     * traced delivery. Until then no listener makes the engine build event payloads.
+     */
+    private readonly listen: () => void,
   ) {
     this.system = systemAttributes(kind);
     const seconds = { unit: 's', advice: { explicitBucketBoundaries: DURATION_BUCKETS } };
@@ -92,51 +123,49 @@ export class Instrumentation {
 
   /**
    * Starts a `send` (or `create`) span for a message to `topic` and returns the headers to send
-   * it with: the message's own plus the span's context. With no active span, a `traceparent`
-   * the message already carries (a re-send, an outbox row) is the parent, so the trace goes on.
+   * it with: a copy of the message's own plus the span's context. With no active span, a
+   * `traceparent` the message already carries (a re-send, an outbox row) is the parent, so the
+   * trace goes on.
    */
   startSend(
     operation: 'send' | 'create',
     topic: string,
     message: {
-      id: string;
+      id?: string | undefined;
       key?: string | undefined;
       tag?: string | undefined;
       headers?: Headers | undefined;
     },
-  ): { span: Span; headers: Headers } {
+  ): SendSpan {
     const active = context.active();
     const parent =
-      trace.getSpan(active) === undefined && message.headers !== undefined
+      message.headers !== undefined && trace.getSpan(active) === undefined
         ? this.extract(active, message.headers)
         : active;
-    const attributes: Attributes = {
-      ...this.system,
-      [ATTR.destination]: topic,
-      [ATTR.operationType]: operation,
-      [ATTR.operationName]: operation,
-      [ATTR.messageId]: message.id,
-    };
-    brokerMessageAttributes(this.kind, message, attributes);
     const span = this.tracer.startSpan(
       `${operation} ${topic}`,
-      { kind: SpanKind.PRODUCER, attributes },
+      { kind: SpanKind.PRODUCER, attributes: this.sendAttributes(operation, topic) },
       parent,
     );
+    if (!traced(span.spanContext())) return { span, headers: message.headers, recording: false };
+    const recording = span.isRecording();
+    if (recording) {
+      const own: Attributes = {};
+      if (message.id !== undefined) own[ATTR.messageId] = message.id;
+      brokerMessageAttributes(this.kind, message, own);
+      span.setAttributes(own);
+    }
     const headers: Headers = { ...message.headers };
     this.inject(trace.setSpan(parent, span), headers);
-    return { span, headers };
+    return { span, headers, recording };
   }
 
   /** Starts the span of a `sendBatch` that carries `creations` (the messages' create spans). */
   startBatchSend(destination: string | undefined, creations: readonly Span[]): Span {
     const attributes: Attributes = {
-      ...this.system,
-      [ATTR.operationType]: 'send',
-      [ATTR.operationName]: 'send',
+      ...this.sendAttributes('send', destination),
       [ATTR.batchCount]: creations.length,
     };
-    if (destination !== undefined) attributes[ATTR.destination] = destination;
     const links: Link[] = [];
     for (const creation of creations) {
       const spanContext = creation.spanContext();
@@ -156,18 +185,17 @@ export class Instrumentation {
     destination: string | undefined,
     messages: number,
     error: unknown,
-    result?: { partition?: number | undefined; offset?: string | undefined },
+    result?: { id: string; partition?: number | undefined; offset?: string | undefined },
   ): void {
-    const attributes: Attributes = { ...this.system, [ATTR.operationName]: 'send' };
-    if (destination !== undefined) attributes[ATTR.destination] = destination;
+    let attributes = this.sendAttributes('send', destination);
     if (error !== undefined) {
-      attributes[ATTR.errorType] = errorType(error);
+      attributes = { ...attributes, [ATTR.errorType]: errorType(error) };
       failSpan(span, error);
     } else if (result !== undefined && span.isRecording()) {
-      const extra: Attributes = {};
-      if (result.partition !== undefined) extra[ATTR.partition] = String(result.partition);
-      if (this.kind === 'kafka') brokerMessageAttributes('kafka', { offset: result.offset }, extra);
-      span.setAttributes(extra);
+      const own: Attributes = { [ATTR.messageId]: result.id };
+      if (result.partition !== undefined) own[ATTR.partition] = String(result.partition);
+      if (this.kind === 'kafka') brokerMessageAttributes('kafka', { offset: result.offset }, own);
+      span.setAttributes(own);
     }
     span.end();
     this.operationDuration.record((performance.now() - startedAt) / 1000, attributes);
@@ -179,49 +207,53 @@ export class Instrumentation {
   /**
    * Starts the `process` span of one delivery (or a batch of them), linked to each message's
    * creation context. Its parent is the active context, or with `processSpanParent: 'creation'`
-   * a single message's creation context.
+   * a single message's creation context. Links are added once the span is known to record, so
+   * a sampler does not see them.
    */
-  startProcess(deliveries: readonly Delivery<unknown>[], group: string | undefined): ProcessSpan {
+  startProcess(deliveries: readonly Delivery<unknown>[], scope: ProcessScope): ProcessSpan {
     const first = deliveries[0] as Delivery<unknown>;
-    const links: Link[] = [];
-    let creation: Context | undefined;
-    for (const delivery of deliveries) {
-      const extracted = this.extract(ROOT_CONTEXT, delivery.headers);
-      const spanContext = trace.getSpanContext(extracted);
-      if (spanContext !== undefined && isSpanContextValid(spanContext)) {
-        links.push({ context: spanContext });
-        creation = extracted;
-      }
-    }
+    const shared = scope.attributes(first.topic, first.partition);
+    const metricAttributes = shared.metric;
     const active = context.active();
-    const parent =
-      this.processSpanParent === 'creation' && deliveries.length === 1 && creation !== undefined
-        ? creation
-        : active;
-    const metricAttributes: Attributes = {
-      ...this.system,
-      [ATTR.operationName]: 'process',
-      [ATTR.destination]: first.topic,
-    };
-    if (group !== undefined) metricAttributes[ATTR.group] = group;
-    if (first.partition !== undefined) metricAttributes[ATTR.partition] = String(first.partition);
-    const attributes: Attributes = { ...metricAttributes, [ATTR.operationType]: 'process' };
-    if (deliveries.length === 1) {
-      attributes[ATTR.messageId] = first.id;
-      attributes[ATTR.attempt] = first.attempt;
-      brokerMessageAttributes(this.kind, first, attributes);
-    } else {
-      attributes[ATTR.batchCount] = deliveries.length;
+    let parent = active;
+    let creation: SpanContext | undefined;
+    if (this.processSpanParent === 'creation' && deliveries.length === 1) {
+      const extracted = this.extract(ROOT_CONTEXT, first.headers);
+      creation = trace.getSpanContext(extracted);
+      if (creation !== undefined && isSpanContextValid(creation)) parent = extracted;
     }
     const span = this.tracer.startSpan(
       `process ${first.topic}`,
-      { kind: SpanKind.CONSUMER, attributes, links },
+      { kind: SpanKind.CONSUMER, attributes: shared.span },
       parent,
     );
-    const spanContext = span.spanContext();
-    for (const delivery of deliveries) this.remember(delivery, spanContext);
     this.consumedMessages.add(deliveries.length, metricAttributes);
-    return { span, context: trace.setSpan(parent, span), startedAt: performance.now(), metricAttributes };
+    const startedAt = performance.now();
+    const spanContext = span.spanContext();
+    if (!traced(spanContext))
+      return { span, scope, traced: false, context: active, startedAt, metricAttributes };
+    if (span.isRecording()) {
+      const links: Link[] = [];
+      for (const delivery of deliveries) {
+        const linked =
+          creation !== undefined
+            ? creation
+            : trace.getSpanContext(this.extract(ROOT_CONTEXT, delivery.headers));
+        if (linked !== undefined && isSpanContextValid(linked)) links.push({ context: linked });
+      }
+      if (links.length > 0) span.addLinks(links);
+      const own: Attributes = {};
+      if (deliveries.length === 1) {
+        own[ATTR.messageId] = first.id;
+        own[ATTR.attempt] = first.attempt;
+        brokerMessageAttributes(this.kind, first, own);
+      } else {
+        own[ATTR.batchCount] = deliveries.length;
+      }
+      span.setAttributes(own);
+    }
+    for (const delivery of deliveries) this.remember(delivery, spanContext, scope.ackedByEvents);
+    return { span, scope, traced: true, context: trace.setSpan(parent, span), startedAt, metricAttributes };
   }
 
   /** Ends a process span; `error` is what the handler threw (undefined: it resolved). */
@@ -236,34 +268,91 @@ export class Instrumentation {
   }
 
   /**
-   * A `settle` span (ack, retry, dead_letter) for an engine event, as a child of the process
-   * span of the same message. Events of messages no instrumented subscription processed (a
-   * subscription made on the broker before it was instrumented) make no span.
+   * The `ack` settle span of a delivery its handler (or pull loop) finished with: the engine
+   * acknowledges it now. Made here rather than from the engine's `handled` event, which the
+   * engine would otherwise build for every message.
+   */
+  acked(process: ProcessSpan, delivery: Delivery<unknown>): void {
+    if (!process.traced) return;
+    this.pendingSettles.delete(settleKey(delivery.topic, delivery.partition, delivery.id));
+    this.settleSpan(
+      'ack',
+      process.span.spanContext(),
+      delivery.topic,
+      process.scope.group,
+      delivery.partition,
+      delivery.id,
+    );
+  }
+
+  /**
+   * A `settle` span for an engine event (`retried`, `dead-lettered`, and `handled` for batch
+   * handlers), as a child of the process span of the same message. Events of messages no
+   * instrumented subscription processed make no span.
    */
   settle(operation: 'ack' | 'retry' | 'dead_letter', event: DeliveryEvent, extra?: Attributes): void {
+    if (this.pendingSettles.size === 0) return;
     const key = settleKey(event.topic, event.partition, event.id);
-    const processContext = this.pendingSettles.get(key);
-    if (processContext === undefined) return;
+    const pending = this.pendingSettles.get(key);
+    if (pending === undefined || (operation === 'ack' && !pending.ackByEvent)) return;
     this.pendingSettles.delete(key);
+    this.settleSpan(operation, pending.context, event.topic, event.group, event.partition, event.id, extra);
+  }
+
+  private settleSpan(
+    operation: 'ack' | 'retry' | 'dead_letter',
+    processContext: SpanContext,
+    topic: string,
+    group: string | undefined,
+    partition: number | undefined,
+    id: string,
+    extra?: Attributes,
+  ): void {
     const attributes: Attributes = {
       ...this.system,
-      [ATTR.destination]: event.topic,
-      [ATTR.group]: event.group,
-      [ATTR.messageId]: event.id,
+      [ATTR.destination]: topic,
+      [ATTR.messageId]: id,
       [ATTR.operationType]: 'settle',
       [ATTR.operationName]: operation,
       ...extra,
     };
-    if (event.partition !== undefined) attributes[ATTR.partition] = String(event.partition);
+    if (group !== undefined) attributes[ATTR.group] = group;
+    if (partition !== undefined) attributes[ATTR.partition] = String(partition);
     const parent = trace.setSpanContext(ROOT_CONTEXT, processContext);
-    this.tracer.startSpan(`${operation} ${event.topic}`, { kind: SpanKind.CLIENT, attributes }, parent).end();
+    this.tracer.startSpan(`${operation} ${topic}`, { kind: SpanKind.CLIENT, attributes }, parent).end();
   }
 
-  private remember(delivery: Delivery<unknown>, spanContext: SpanContext): void {
-    if (!isSpanContextValid(spanContext)) return;
+  /** System, destination and operation: the attributes every send to `topic` shares (span start and metrics). */
+  private sendAttributes(operation: 'send' | 'create', topic: string | undefined): Attributes {
+    const sets = operation === 'send' ? this.sendSets : this.createSets;
+    const key = topic ?? '';
+    let attributes = sets.get(key);
+    if (attributes === undefined) {
+      attributes = { ...this.system, [ATTR.operationType]: operation, [ATTR.operationName]: operation };
+      if (topic !== undefined) attributes[ATTR.destination] = topic;
+      if (sets.size >= MAX_CACHED_ATTRIBUTE_SETS) sets.clear();
+      sets.set(key, Object.freeze(attributes));
+    }
+    return attributes;
+  }
+
+  /**
+   * What the process spans of one subscription (or pull stream) of `group` share. A batch
+   * handler's deliveries get their ack spans from the engine's `handled` events
+   * (`ackedByEvents`), since only the engine knows which of a batch it acknowledges.
+   */
+  processScope(group: string | undefined, ackedByEvents = false): ProcessScope {
+    return new ProcessScope(this.system, group, ackedByEvents);
+  }
+
+  private remember(delivery: Delivery<unknown>, spanContext: SpanContext, ackByEvent: boolean): void {
+    if (!this.listening) {
+      this.listening = true;
+      this.listen();
+    }
     const key = settleKey(delivery.topic, delivery.partition, delivery.id);
     this.pendingSettles.delete(key);
-    this.pendingSettles.set(key, spanContext);
+    this.pendingSettles.set(key, { context: spanContext, ackByEvent });
     if (this.pendingSettles.size > MAX_PENDING_SETTLES) {
       const oldest = this.pendingSettles.keys().next().value as string;
       this.pendingSettles.delete(oldest);
@@ -279,6 +368,61 @@ export class Instrumentation {
     if (this.propagator !== undefined) this.propagator.inject(from, headers, defaultTextMapSetter);
     else propagation.inject(from, headers, defaultTextMapSetter);
   }
+}
+
+/**
+ * What every delivery of one partition to one subscription shares, made once: the span's start
+ * attributes, and the metrics' (without the operation type).
+ */
+export class ProcessScope {
+  private readonly byPartition = new Map<string, { span: Attributes; metric: Attributes }>();
+
+  constructor(
+    private readonly system: Attributes,
+    private groupName: string | undefined,
+    readonly ackedByEvents: boolean,
+  ) {}
+
+  get group(): string | undefined {
+    return this.groupName;
+  }
+
+  /** Names the group once known (a broadcasting subscription's is made up when it starts). */
+  set group(group: string) {
+    if (group === this.groupName) return;
+    this.groupName = group;
+    this.byPartition.clear();
+  }
+
+  attributes(topic: string, partition: number | undefined): { span: Attributes; metric: Attributes } {
+    const key = partition === undefined ? topic : `${topic}\u0000${partition}`;
+    let sets = this.byPartition.get(key);
+    if (sets === undefined) {
+      const metric: Attributes = {
+        ...this.system,
+        [ATTR.operationName]: 'process',
+        [ATTR.destination]: topic,
+      };
+      if (this.groupName !== undefined) metric[ATTR.group] = this.groupName;
+      if (partition !== undefined) metric[ATTR.partition] = String(partition);
+      sets = {
+        metric: Object.freeze(metric),
+        span: Object.freeze({ ...metric, [ATTR.operationType]: 'process' }),
+      };
+      if (this.byPartition.size >= MAX_CACHED_ATTRIBUTE_SETS) this.byPartition.clear();
+      this.byPartition.set(key, sets);
+    }
+    return sets;
+  }
+}
+
+/**
+ * Whether a span takes part in a trace. The API's no-op tracer (no SDK registered) gives every
+ * span the invalid context; an SDK gives each a valid one, sampled or not. Cheaper than
+ * `isSpanContextValid`, which runs two regular expressions.
+ */
+function traced(spanContext: SpanContext): boolean {
+  return spanContext.traceId !== INVALID_TRACEID && isSpanContextValid(spanContext);
 }
 
 /**

@@ -5,7 +5,7 @@ import type { BatchHandler, Delivery, Handler } from '../core/message.js';
 import type { BatchSubscribeOptions, ProducerOptions, SubscribeOptions } from '../core/options.js';
 import { isPlainObject } from '../core/options.js';
 import { ATTR, type Attributes, METRIC } from './conventions.js';
-import type { Instrumentation, ProcessSpan } from './instrumentation.js';
+import type { Instrumentation, ProcessScope, ProcessSpan } from './instrumentation.js';
 import { TracedProducer } from './traced-producer.js';
 
 /**
@@ -14,6 +14,8 @@ import { TracedProducer } from './traced-producer.js';
  */
 export class TracedBroker implements Broker {
   private readonly unsubscribe: (() => void)[] = [];
+  private closed = false;
+  private listeningToBatchAcks = false;
   /** Groups read by instrumented subscriptions, for the lag gauge: `topic\0group` to open subscriptions. */
   private readonly lagged = new Map<string, { topic: string; group: string; open: number }>();
   private readonly observeLag: ((result: ObservableResult) => Promise<void>) | undefined;
@@ -25,20 +27,6 @@ export class TracedBroker implements Broker {
     meter: Meter,
     lag: boolean,
   ) {
-    this.listen('handled', (event) => instrumentation.settle('ack', event));
-    this.listen('retried', (event) =>
-      instrumentation.settle('retry', event, {
-        [ATTR.retryDelayMs]: event.delayMs,
-        [ATTR.retryVia]: event.via,
-      }),
-    );
-    this.listen('dead-lettered', (event) =>
-      instrumentation.settle(
-        'dead_letter',
-        event,
-        event.deadLetterTopic === undefined ? undefined : { [ATTR.deadLetterTopic]: event.deadLetterTopic },
-      ),
-    );
     if (lag) {
       this.lagGauge = meter.createObservableGauge(METRIC.consumerLag, {
         unit: '{message}',
@@ -82,26 +70,59 @@ export class TracedBroker implements Broker {
   ): Promise<Subscription> {
     if (!isPlainObject(options) || typeof handler !== 'function')
       return this.inner.subscribe(options as SubscribeOptions<T>, handler as Handler<T>);
-    const group = typeof options.group === 'string' ? options.group : undefined;
-    const traced =
-      (options as BatchSubscribeOptions<T>).batch !== undefined
-        ? this.tracedBatchHandler(handler as BatchHandler<T>, group)
-        : this.tracedHandler(handler as Handler<T>, group);
+    const group =
+      typeof options.group === 'string' && options.mode !== 'broadcasting' ? options.group : undefined;
+    const batch = (options as BatchSubscribeOptions<T>).batch !== undefined;
+    const scope = this.instrumentation.processScope(group, batch);
+    if (batch) this.listenToBatchAcks();
+    const traced = batch
+      ? this.tracedBatchHandler(handler as BatchHandler<T>, scope)
+      : this.tracedHandler(handler as Handler<T>, scope);
     const subscription = await this.inner.subscribe(options as SubscribeOptions<T>, traced as Handler<T>);
+    scope.group = subscription.group;
     return this.track(subscription);
   }
 
   consume<T = unknown>(options: SubscribeOptions<T>): MessageStream<T> {
     const stream = this.inner.consume(options);
-    const group = isPlainObject(options) && typeof options.group === 'string' ? options.group : undefined;
+    const group =
+      isPlainObject(options) && typeof options.group === 'string' && options.mode !== 'broadcasting'
+        ? options.group
+        : undefined;
     return new TracedStream(stream, this.instrumentation, group);
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     for (const stop of this.unsubscribe.splice(0)) stop();
     if (this.lagGauge !== undefined && this.observeLag !== undefined)
       this.lagGauge.removeCallback(this.observeLag);
     await this.inner.close();
+  }
+
+  /** Turns the engine's failure events into settle spans (see `Instrumentation`: from the first traced delivery on). */
+  listenToFailures(instrumentation: Instrumentation): void {
+    if (this.closed) return;
+    this.listen('retried', (event) =>
+      instrumentation.settle('retry', event, {
+        [ATTR.retryDelayMs]: event.delayMs,
+        [ATTR.retryVia]: event.via,
+      }),
+    );
+    this.listen('dead-lettered', (event) =>
+      instrumentation.settle(
+        'dead_letter',
+        event,
+        event.deadLetterTopic === undefined ? undefined : { [ATTR.deadLetterTopic]: event.deadLetterTopic },
+      ),
+    );
+  }
+
+  /** Batch handlers' ack spans come from the engine's `handled` events, listened to from the first batch subscription on. */
+  private listenToBatchAcks(): void {
+    if (this.listeningToBatchAcks || this.closed) return;
+    this.listeningToBatchAcks = true;
+    this.listen('handled', (event) => this.instrumentation.settle('ack', event));
   }
 
   private listen<E extends MqEventName>(event: E, listener: MqEventListener<E>): void {
@@ -109,21 +130,27 @@ export class TracedBroker implements Broker {
   }
 
   /** Runs each call of `handler` in its process span, which is active while the handler runs. */
-  private tracedHandler<T>(handler: Handler<T>, group: string | undefined): Handler<T> {
+  private tracedHandler<T>(handler: Handler<T>, scope: ProcessScope): Handler<T> {
     const instrumentation = this.instrumentation;
     return (delivery) => {
-      const process = instrumentation.startProcess([delivery as Delivery<unknown>], group);
-      return settled(instrumentation, process, () =>
-        context.with(process.context, handler, undefined, delivery),
+      const process = instrumentation.startProcess([delivery as Delivery<unknown>], scope);
+      return settled(
+        instrumentation,
+        process,
+        () => context.with(process.context, handler, undefined, delivery),
+        // Resolved and not given up on: the engine acknowledges it.
+        () => {
+          if (!delivery.signal.aborted) instrumentation.acked(process, delivery as Delivery<unknown>);
+        },
       );
     };
   }
 
   /** One process span per batch, linked to the creation context of each message in it. */
-  private tracedBatchHandler<T>(handler: BatchHandler<T>, group: string | undefined): BatchHandler<T> {
+  private tracedBatchHandler<T>(handler: BatchHandler<T>, scope: ProcessScope): BatchHandler<T> {
     const instrumentation = this.instrumentation;
     return (deliveries) => {
-      const process = instrumentation.startProcess(deliveries as readonly Delivery<unknown>[], group);
+      const process = instrumentation.startProcess(deliveries as readonly Delivery<unknown>[], scope);
       return settled(instrumentation, process, () =>
         context.with(process.context, handler, undefined, deliveries),
       );
@@ -217,7 +244,12 @@ class TrackedSubscription implements Subscription {
  * Runs `run` (the handler in its span's context) and ends the span with its outcome, keeping a
  * synchronous handler synchronous.
  */
-function settled<R>(instrumentation: Instrumentation, process: ProcessSpan, run: () => R): R {
+function settled<R>(
+  instrumentation: Instrumentation,
+  process: ProcessSpan,
+  run: () => R,
+  succeeded?: () => void,
+): R {
   let result: R;
   try {
     result = run();
@@ -230,9 +262,10 @@ function settled<R>(instrumentation: Instrumentation, process: ProcessSpan, run:
     typeof result === 'object' &&
     typeof (result as { then?: unknown }).then === 'function'
   ) {
-    return Promise.resolve(result).then(
+    return (result as unknown as PromiseLike<unknown>).then(
       (value) => {
         instrumentation.endProcess(process, failedInBatch(value));
+        succeeded?.();
         return value;
       },
       (error: unknown) => {
@@ -242,6 +275,7 @@ function settled<R>(instrumentation: Instrumentation, process: ProcessSpan, run:
     ) as R;
   }
   instrumentation.endProcess(process, failedInBatch(result));
+  succeeded?.();
   return result;
 }
 
@@ -261,46 +295,49 @@ function failedInBatch(value: unknown): unknown {
  */
 class TracedStream<T> implements MessageStream<T> {
   private current: { delivery: Delivery<T>; process: ProcessSpan } | undefined;
+  private readonly scope: ProcessScope;
 
   constructor(
     private readonly inner: MessageStream<T>,
     private readonly instrumentation: Instrumentation,
-    private readonly group: string | undefined,
-  ) {}
+    group: string | undefined,
+  ) {
+    this.scope = instrumentation.processScope(group);
+  }
 
   get ready(): Promise<void> {
     return this.inner.ready;
   }
 
   async next(): Promise<IteratorResult<Delivery<T>>> {
-    this.finish(undefined);
+    this.finish(undefined, true);
     const result = await this.inner.next();
     if (!result.done)
       this.current = {
         delivery: result.value,
-        process: this.instrumentation.startProcess([result.value as Delivery<unknown>], this.group),
+        process: this.instrumentation.startProcess([result.value as Delivery<unknown>], this.scope),
       };
     return result;
   }
 
   fail(delivery: Delivery<T>, error: unknown): void {
-    if (this.current?.delivery === delivery) this.finish(error);
+    if (this.current?.delivery === delivery) this.finish(error, false);
     this.inner.fail(delivery, error);
   }
 
   async return(value?: unknown): Promise<IteratorResult<Delivery<T>>> {
-    this.finish(undefined);
+    this.finish(undefined, false);
     return (await this.inner.return?.(value)) ?? { done: true, value: undefined };
   }
 
   async throw(error?: unknown): Promise<IteratorResult<Delivery<T>>> {
-    this.finish(error);
+    this.finish(error, false);
     if (this.inner.throw !== undefined) return this.inner.throw(error);
     throw error;
   }
 
   close(): Promise<void> {
-    this.finish(undefined);
+    this.finish(undefined, false);
     return this.inner.close();
   }
 
@@ -308,10 +345,16 @@ class TracedStream<T> implements MessageStream<T> {
     return this;
   }
 
-  private finish(error: unknown): void {
+  /**
+   * Ends the current delivery's span. `handled`: the loop asked for the next one, so the engine
+   * acknowledges it; leaving the loop or closing does not (it is delivered again).
+   */
+  private finish(error: unknown, handled: boolean): void {
     const current = this.current;
     if (current === undefined) return;
     this.current = undefined;
     this.instrumentation.endProcess(current.process, error);
+    if (handled && !current.delivery.signal.aborted)
+      this.instrumentation.acked(current.process, current.delivery as Delivery<unknown>);
   }
 }

@@ -3,16 +3,18 @@ import type { BatchMessage, Producer } from '../core/broker.js';
 import type { OutgoingMessage, SendResult, TopicRef } from '../core/message.js';
 import { isPlainObject } from '../core/options.js';
 import { uuidv7 } from '../core/uuid.js';
+import { ATTR } from './conventions.js';
 import type { Instrumentation } from './instrumentation.js';
 
 /**
  * A producer whose sends are traced: a `send` span (PRODUCER) per `send` and `sendOneWay`, and
  * for a `sendBatch` a `create` span (PRODUCER) per message plus one `send` span (CLIENT) linked
  * to them. Each message leaves with its span's context in its headers (`traceparent`,
- * `tracestate` with the W3C propagator), on a copy: the caller's message is not changed.
+ * `tracestate` with the W3C propagator), on a copy: the caller's message is not changed. With
+ * the API's no-op tracer (no SDK) messages go as given.
  *
- * A message without an id gets its UUIDv7 here rather than in the producer (the same default),
- * so that its spans carry `messaging.message.id`. A malformed message is passed on untouched for
+ * A traced message without an id gets its UUIDv7 here rather than in the producer (the same
+ * default) where its span ends before the send. A malformed message is passed on untouched for
  * the producer to refuse.
  */
 export class TracedProducer implements Producer {
@@ -24,11 +26,10 @@ export class TracedProducer implements Producer {
   async send<T>(message: OutgoingMessage<T>): Promise<SendResult> {
     if (!wellFormed(message)) return this.inner.send(message);
     const topic = topicNameOf(message.topic);
-    const id = message.id ?? uuidv7();
     const startedAt = performance.now();
-    const { span, headers } = this.instrumentation.startSend('send', topic, { ...message, id });
+    const { span, headers } = this.instrumentation.startSend('send', topic, message);
     try {
-      const result = await this.inner.send({ ...message, id, headers });
+      const result = await this.inner.send(headers === message.headers ? message : { ...message, headers });
       this.instrumentation.endSend(span, startedAt, topic, 1, undefined, result);
       return result;
     } catch (error) {
@@ -46,19 +47,25 @@ export class TracedProducer implements Producer {
     const startedAt = performance.now();
     const creations: Span[] = [];
     const topics = new Set<string>();
-    const traced = list.map((message) => {
+    let traced: BatchMessage<unknown>[] | undefined;
+    for (let i = 0; i < list.length; i++) {
+      const message = list[i] as BatchMessage<unknown>;
       const topic = topicNameOf(message.topic);
       topics.add(topic);
-      const id = message.id ?? uuidv7();
-      const { span, headers } = this.instrumentation.startSend('create', topic, { ...message, id });
+      const { span, headers, recording } = this.instrumentation.startSend('create', topic, message);
+      // The id the producer would give, given here so that the create span, ended before the send, names it.
+      const id = message.id ?? (recording ? uuidv7() : undefined);
+      if (recording && message.id === undefined) span.setAttribute(ATTR.messageId, id as string);
       span.end();
       creations.push(span);
-      return { ...message, id, headers };
-    });
+      // A no-op create span (no SDK) leaves its message as given, and the batch while all are.
+      if (!recording && headers === message.headers) traced?.push(message);
+      else (traced ??= list.slice(0, i)).push({ ...message, id, headers });
+    }
     const destination = topics.size === 1 ? (topics.values().next().value as string) : undefined;
     const span = this.instrumentation.startBatchSend(destination, creations);
     try {
-      const results = await this.inner.sendBatch(traced as unknown as typeof messages);
+      const results = await this.inner.sendBatch((traced ?? list) as unknown as typeof messages);
       this.instrumentation.endSend(span, startedAt, destination, list.length, undefined);
       return results;
     } catch (error) {
@@ -74,11 +81,12 @@ export class TracedProducer implements Producer {
       return;
     }
     const topic = topicNameOf(message.topic);
-    const id = message.id ?? uuidv7();
     const startedAt = performance.now();
-    const { span, headers } = this.instrumentation.startSend('send', topic, { ...message, id });
+    const { span, headers, recording } = this.instrumentation.startSend('send', topic, message);
+    const id = message.id ?? (recording ? uuidv7() : undefined);
+    if (recording && message.id === undefined) span.setAttribute(ATTR.messageId, id as string);
     try {
-      this.inner.sendOneWay({ ...message, id, headers });
+      this.inner.sendOneWay(headers === message.headers ? message : { ...message, id, headers });
       this.instrumentation.endSend(span, startedAt, topic, 1, undefined);
     } catch (error) {
       this.instrumentation.endSend(span, startedAt, topic, 1, error);

@@ -311,6 +311,12 @@ function otelSuite(kind: string, url: () => string): void {
       // Each create span is linked from the batch that carried its message.
       for (const create of creates) expect(processes.some((p) => linksTo(p, create))).toBe(true);
       if (processes.length === 1) expect(processes[0]?.attributes['messaging.batch.message_count']).toBe(3);
+      // The engine acknowledged each message of the batch: one ack span each, under its batch's span.
+      const acks = await waitFor(() => {
+        const found = spans(`ack ${topic}`);
+        return found.length === 3 ? found : undefined;
+      });
+      expect(acks.every((ack) => processes.some((p) => childOf(ack, p)))).toBe(true);
       await producer.close();
     } finally {
       await broker.close();
@@ -346,6 +352,10 @@ function otelSuite(kind: string, url: () => string): void {
       expect(ok[0]?.status.code).not.toBe(SpanStatusCode.ERROR);
       expect(bad).toHaveLength(2);
       expect(bad.every((p) => p.attributes['error.type'] === 'TypeError')).toBe(true);
+      // Asking for the next delivery acknowledged pull-ok; pull-bad, failed twice, was never acknowledged.
+      const acks = spans(`ack ${topic}`);
+      expect(acks.map((a) => a.attributes['messaging.message.id'])).toEqual(['pull-ok']);
+      expect(childOf(acks[0] as ReadableSpan, ok[0] as ReadableSpan)).toBe(true);
       const sendOk = spans(`send ${topic}`).find((s) => s.attributes['messaging.message.id'] === 'pull-ok');
       expect(linksTo(ok[0] as ReadableSpan, sendOk as ReadableSpan)).toBe(true);
       await producer.close();
