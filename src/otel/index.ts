@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import {
   type MeterProvider,
   metrics,
@@ -44,6 +45,17 @@ export interface OtelOptions {
 }
 
 const SCOPE = 'mqkit';
+
+/** mqkit's version, the instrumentation scope's: src/otel and dist/otel both sit two levels below package.json. */
+function scopeVersion(): string | undefined {
+  try {
+    return (
+      JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }
+    ).version;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Traces and measures a broker by the OpenTelemetry messaging semantic conventions, through
@@ -99,11 +111,12 @@ export function instrument(broker: Broker, given: OtelOptions = {}): Broker {
   if (options.lag !== undefined && typeof options.lag !== 'boolean')
     throw new ConfigError('instrument.lag', 'must be a boolean');
   if (broker instanceof TracedBroker) throw new ConfigError('instrument.broker', 'is instrumented already');
-  const meter = meterProvider.getMeter(SCOPE);
+  const version = scopeVersion();
+  const meter = meterProvider.getMeter(SCOPE, version);
   let traced: TracedBroker | undefined;
   const instrumentation: Instrumentation = new Instrumentation(
     broker.kind,
-    tracerProvider.getTracer(SCOPE),
+    tracerProvider.getTracer(SCOPE, version),
     meter,
     propagator,
     processSpanParent,

@@ -1,3 +1,6 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { context, propagation, type SpanContext, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -19,6 +22,8 @@ import { DURATION_BUCKETS, instrument, type OtelOptions } from 'mqkit/otel';
 import { Collector, uniqueName, waitFor } from 'mqkit/testing';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Delivery } from '../../src/index.js';
+
+const run = promisify(execFile);
 
 /** Reads the metrics on demand. */
 class TestReader extends MetricReader {
@@ -386,6 +391,18 @@ describe('OpenTelemetry: memory', () => {
     } finally {
       await broker.close();
     }
+  });
+
+  it('examples/otel-console.ts prints the trace of an order and the messaging metrics', async () => {
+    const script = fileURLToPath(new URL('../../examples/otel-console.ts', import.meta.url));
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', script], {
+      env: { ...process.env, MQ_URL: 'memory://' },
+      timeout: 60_000,
+    });
+    for (const span of ['POST /orders', 'send orders-', 'process orders-', 'retry orders-', 'ack orders-'])
+      expect(stdout).toContain(`name: '${span}`);
+    for (const metric of ['messaging.client.sent.messages', 'messaging.process.duration'])
+      expect(stdout).toContain(`name: '${metric}'`);
   });
 
   it('options are checked: unknown keys and wrong types are refused naming the field', async () => {
