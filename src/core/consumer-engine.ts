@@ -749,9 +749,8 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
 
   /** Runs the batch handler once; settles what succeeded or is dead-lettered, returns what runs again. */
   private async runBatch(claim: Claim, records: R[], deliveries: Delivery<unknown>[]): Promise<R[]> {
-    const observed = this.events.has('delivered') || this.events.has('handled') || this.events.has('failed');
-    const startedAt = observed ? performance.now() : 0;
-    if (observed) for (const d of deliveries) this.events.emit('delivered', this.deliveryEvent(d));
+    if (this.events.has('delivered')) for (const d of deliveries) this.events.emit('delivered', this.deliveryEvent(d));
+    const startedAt = performance.now(); // once per batch: cheap enough to measure whether or not anyone listens
     let all: unknown = NO_ERROR;
     let failures: ReadonlyMap<Delivery<unknown>, unknown> | undefined;
     try {
@@ -764,6 +763,8 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
       for (const record of records) this.settle(record, 'requeue');
       return [];
     }
+    // Checked after the handler: a listener may subscribe while it runs (mqkit/otel does at its first traced batch).
+    const observed = this.events.has('handled') || this.events.has('failed');
     const durationMs = observed ? performance.now() - startedAt : 0;
     const ordered = this.options.order !== 'concurrent';
     const blocked = new Set<string>();

@@ -28,12 +28,13 @@ export interface OtelOptions {
   propagator?: TextMapPropagator;
   /**
    * The parent of a single message's `process` span:
-   * - `'active'` (default): the context active when the handler is called (usually none: the
-   *   span starts a trace of its own), linked to the message's creation context. The
-   *   conventions' default: a consumer's work is not a part of the sender's request.
+   * - `'none'` (default): none; the span starts a trace of its own, linked to the message's
+   *   creation context, as the conventions advise for a consumer, whose work is not a part of
+   *   the sender's request. (Not the context active where the broker calls the handler: that is
+   *   whatever called `connect` or `subscribe`, such as a startup span, not the message's.)
    * - `'creation'`: the message's creation context (the producer's `send` span), also linked:
    *   sender, every attempt, retries and dead letter show as one trace.
-   * A batch's process span always takes the active context, with a link per message.
+   * A batch's process span has no parent, with a link per message.
    */
   processSpanParent?: ProcessSpanParent;
   /**
@@ -105,11 +106,13 @@ export function instrument(broker: Broker, given: OtelOptions = {}): Broker {
   const processSpanParent = oneOf(
     options.processSpanParent,
     'instrument.processSpanParent',
-    ['active', 'creation'] as const,
-    'active',
+    ['none', 'creation'] as const,
+    'none',
   );
   if (options.lag !== undefined && typeof options.lag !== 'boolean')
     throw new ConfigError('instrument.lag', 'must be a boolean');
+  if (!hasMethods(broker, ['producer', 'subscribe', 'consume', 'on', 'backlog', 'close']))
+    throw new ConfigError('instrument.broker', 'must be a Broker (what connect() resolves with)');
   if (broker instanceof TracedBroker) throw new ConfigError('instrument.broker', 'is instrumented already');
   const version = scopeVersion();
   const meter = meterProvider.getMeter(SCOPE, version);
@@ -120,7 +123,8 @@ export function instrument(broker: Broker, given: OtelOptions = {}): Broker {
     meter,
     propagator,
     processSpanParent,
-    () => traced?.listenToFailures(instrumentation),
+    () => traced?.listenToFailures(),
+    () => traced?.listenToAcks(),
   );
   traced = new TracedBroker(broker, instrumentation, meter, options.lag ?? true);
   return traced;

@@ -32,12 +32,12 @@ import {
 } from './conventions.js';
 
 /** Where a process span's parent comes from; see `OtelOptions.processSpanParent`. */
-export type ProcessSpanParent = 'active' | 'creation';
+export type ProcessSpanParent = 'none' | 'creation';
 
 /**
- * Process spans whose settle events have not come yet, by message. A message the engine gives
- * up without settling (a revoke, a close that timed out) leaves an entry behind: the map keeps
- * the newest entries only.
+ * Process spans whose settle events have not come yet, by message. A message whose last attempt
+ * the engine gives up on after it failed (a retry wait cut short by a revoke or a close, a
+ * dead-letter copy abandoned) leaves an entry behind: the map keeps the newest entries only.
  */
 const MAX_PENDING_SETTLES = 10_000;
 
@@ -86,6 +86,9 @@ export class Instrumentation {
   private readonly sendSets = new Map<string, Attributes>();
   private readonly createSets = new Map<string, Attributes>();
   private listening = false;
+  private listeningToAcks = false;
+  /** Whether the last process span took part in a trace; until then, true (so the first gets its links). */
+  private tracing = true;
 
   constructor(
     readonly kind: string,
@@ -98,6 +101,8 @@ export class Instrumentation {
      * traced delivery. Until then no listener makes the engine build event payloads.
      */
     private readonly listen: () => void,
+    /** Subscribes to the engine's `handled` events (acks of batch handlers); called once, at the first traced batch. */
+    private readonly listenToAcks: () => void,
   ) {
     this.system = systemAttributes(kind);
     const seconds = { unit: 's', advice: { explicitBucketBoundaries: DURATION_BUCKETS } };
@@ -156,6 +161,8 @@ export class Instrumentation {
       span.setAttributes(own);
     }
     const headers: Headers = { ...message.headers };
+    // A re-sent message's old `tracestate` (or any field of the propagator) must not outlive its `traceparent`.
+    if (message.headers !== undefined) for (const field of this.fields()) delete headers[field];
     this.inject(trace.setSpan(parent, span), headers);
     return { span, headers, recording };
   }
@@ -206,42 +213,32 @@ export class Instrumentation {
 
   /**
    * Starts the `process` span of one delivery (or a batch of them), linked to each message's
-   * creation context. Its parent is the active context, or with `processSpanParent: 'creation'`
-   * a single message's creation context. Links are added once the span is known to record, so
-   * a sampler does not see them.
+   * creation context. Its parent is none (a trace of its own: whatever context happens to be
+   * active where the broker calls the handler, such as the span that called `subscribe`, is
+   * not the message's), or with `processSpanParent: 'creation'` a single message's creation
+   * context. Runs in the handler wrapper: it must not throw (see `TracedBroker`).
    */
   startProcess(deliveries: readonly Delivery<unknown>[], scope: ProcessScope): ProcessSpan {
     const first = deliveries[0] as Delivery<unknown>;
     const shared = scope.attributes(first.topic, first.partition);
     const metricAttributes = shared.metric;
     const active = context.active();
-    let parent = active;
-    let creation: SpanContext | undefined;
-    if (this.processSpanParent === 'creation' && deliveries.length === 1) {
-      const extracted = this.extract(ROOT_CONTEXT, first.headers);
-      creation = trace.getSpanContext(extracted);
-      if (creation !== undefined && isSpanContextValid(creation)) parent = extracted;
-    }
+    // Links are read only while spans are traced: with the API's no-op tracer the headers are not parsed.
+    const links = this.tracing ? this.creationLinks(deliveries) : undefined;
+    let parent = ROOT_CONTEXT;
+    if (this.processSpanParent === 'creation' && deliveries.length === 1 && links?.length === 1)
+      parent = trace.setSpanContext(ROOT_CONTEXT, (links[0] as Link).context);
     const span = this.tracer.startSpan(
       `process ${first.topic}`,
-      { kind: SpanKind.CONSUMER, attributes: shared.span },
+      { kind: SpanKind.CONSUMER, attributes: shared.span, links },
       parent,
     );
     this.consumedMessages.add(deliveries.length, metricAttributes);
     const startedAt = performance.now();
     const spanContext = span.spanContext();
-    if (!traced(spanContext))
-      return { span, scope, traced: false, context: active, startedAt, metricAttributes };
+    this.tracing = traced(spanContext);
+    if (!this.tracing) return { span, scope, traced: false, context: active, startedAt, metricAttributes };
     if (span.isRecording()) {
-      const links: Link[] = [];
-      for (const delivery of deliveries) {
-        const linked =
-          creation !== undefined
-            ? creation
-            : trace.getSpanContext(this.extract(ROOT_CONTEXT, delivery.headers));
-        if (linked !== undefined && isSpanContextValid(linked)) links.push({ context: linked });
-      }
-      if (links.length > 0) span.addLinks(links);
       const own: Attributes = {};
       if (deliveries.length === 1) {
         own[ATTR.messageId] = first.id;
@@ -252,8 +249,8 @@ export class Instrumentation {
       }
       span.setAttributes(own);
     }
-    for (const delivery of deliveries) this.remember(delivery, spanContext, scope.ackedByEvents);
-    return { span, scope, traced: true, context: trace.setSpan(parent, span), startedAt, metricAttributes };
+    for (const delivery of deliveries) this.remember(delivery, scope, spanContext);
+    return { span, scope, traced: true, context: trace.setSpan(active, span), startedAt, metricAttributes };
   }
 
   /** Ends a process span; `error` is what the handler threw (undefined: it resolved). */
@@ -268,15 +265,18 @@ export class Instrumentation {
   }
 
   /**
-   * The `ack` settle span of a delivery its handler (or pull loop) finished with: the engine
-   * acknowledges it now. Made here rather than from the engine's `handled` event, which the
-   * engine would otherwise build for every message.
+   * The settle span of a delivery whose handler (or pull loop iteration) finished: `ack` when
+   * the engine acknowledges it now, `nack` when it gives it up (revoked, closing, a pull loop
+   * left) and the broker delivers it again. Made here rather than from the engine's `handled`
+   * event, which the engine would otherwise build for every message.
    */
-  acked(process: ProcessSpan, delivery: Delivery<unknown>): void {
+  finished(process: ProcessSpan, delivery: Delivery<unknown>, outcome: 'ack' | 'nack'): void {
     if (!process.traced) return;
-    this.pendingSettles.delete(settleKey(delivery.topic, delivery.partition, delivery.id));
+    this.pendingSettles.delete(
+      settleKey(process.scope.group, delivery.topic, delivery.partition, delivery.id),
+    );
     this.settleSpan(
-      'ack',
+      outcome,
       process.span.spanContext(),
       delivery.topic,
       process.scope.group,
@@ -292,15 +292,20 @@ export class Instrumentation {
    */
   settle(operation: 'ack' | 'retry' | 'dead_letter', event: DeliveryEvent, extra?: Attributes): void {
     if (this.pendingSettles.size === 0) return;
-    const key = settleKey(event.topic, event.partition, event.id);
-    const pending = this.pendingSettles.get(key);
+    let key = settleKey(event.group, event.topic, event.partition, event.id);
+    let pending = this.pendingSettles.get(key);
+    if (pending === undefined) {
+      // A pull stream in broadcasting mode does not know its group's name.
+      key = settleKey(undefined, event.topic, event.partition, event.id);
+      pending = this.pendingSettles.get(key);
+    }
     if (pending === undefined || (operation === 'ack' && !pending.ackByEvent)) return;
     this.pendingSettles.delete(key);
     this.settleSpan(operation, pending.context, event.topic, event.group, event.partition, event.id, extra);
   }
 
   private settleSpan(
-    operation: 'ack' | 'retry' | 'dead_letter',
+    operation: 'ack' | 'nack' | 'retry' | 'dead_letter',
     processContext: SpanContext,
     topic: string,
     group: string | undefined,
@@ -320,6 +325,16 @@ export class Instrumentation {
     if (partition !== undefined) attributes[ATTR.partition] = String(partition);
     const parent = trace.setSpanContext(ROOT_CONTEXT, processContext);
     this.tracer.startSpan(`${operation} ${topic}`, { kind: SpanKind.CLIENT, attributes }, parent).end();
+  }
+
+  /** The valid creation contexts in the deliveries' headers. */
+  private creationLinks(deliveries: readonly Delivery<unknown>[]): Link[] {
+    const links: Link[] = [];
+    for (const delivery of deliveries) {
+      const linked = trace.getSpanContext(this.extract(ROOT_CONTEXT, delivery.headers));
+      if (linked !== undefined && isSpanContextValid(linked)) links.push({ context: linked });
+    }
+    return links;
   }
 
   /** System, destination and operation: the attributes every send to `topic` shares (span start and metrics). */
@@ -345,14 +360,18 @@ export class Instrumentation {
     return new ProcessScope(this.system, group, ackedByEvents);
   }
 
-  private remember(delivery: Delivery<unknown>, spanContext: SpanContext, ackByEvent: boolean): void {
+  private remember(delivery: Delivery<unknown>, scope: ProcessScope, spanContext: SpanContext): void {
     if (!this.listening) {
       this.listening = true;
       this.listen();
     }
-    const key = settleKey(delivery.topic, delivery.partition, delivery.id);
+    if (scope.ackedByEvents && !this.listeningToAcks) {
+      this.listeningToAcks = true;
+      this.listenToAcks();
+    }
+    const key = settleKey(scope.group, delivery.topic, delivery.partition, delivery.id);
     this.pendingSettles.delete(key);
-    this.pendingSettles.set(key, { context: spanContext, ackByEvent });
+    this.pendingSettles.set(key, { context: spanContext, ackByEvent: scope.ackedByEvents });
     if (this.pendingSettles.size > MAX_PENDING_SETTLES) {
       const oldest = this.pendingSettles.keys().next().value as string;
       this.pendingSettles.delete(oldest);
@@ -362,6 +381,10 @@ export class Instrumentation {
   private extract(into: Context, headers: Headers): Context {
     if (this.propagator !== undefined) return this.propagator.extract(into, headers, defaultTextMapGetter);
     return propagation.extract(into, headers, defaultTextMapGetter);
+  }
+
+  private fields(): string[] {
+    return this.propagator !== undefined ? this.propagator.fields() : propagation.fields();
   }
 
   private inject(from: Context, headers: Headers): void {
@@ -418,20 +441,21 @@ export class ProcessScope {
 
 /**
  * Whether a span takes part in a trace. The API's no-op tracer (no SDK registered) gives every
- * span the invalid context; an SDK gives each a valid one, sampled or not. Cheaper than
- * `isSpanContextValid`, which runs two regular expressions.
+ * span the invalid context; an SDK gives each a valid one, sampled or not. The comparison spares
+ * the no-op case `isSpanContextValid`'s two regular expressions.
  */
 function traced(spanContext: SpanContext): boolean {
   return spanContext.traceId !== INVALID_TRACEID && isSpanContextValid(spanContext);
 }
 
-/**
- * Identifies a message among those in process. Two instrumented groups of one process handling
- * the same message at once share a key: a settle span may then hang under the other group's
- * process span (of the same trace).
- */
-function settleKey(topic: string, partition: number | undefined, id: string): string {
-  return `${topic}\u0000${partition ?? ''}\u0000${id}`;
+/** Identifies a message among those in process, per group. */
+function settleKey(
+  group: string | undefined,
+  topic: string,
+  partition: number | undefined,
+  id: string,
+): string {
+  return `${group ?? ''}\u0000${topic}\u0000${partition ?? ''}\u0000${id}`;
 }
 
 function failSpan(span: Span, error: unknown): void {

@@ -6,6 +6,7 @@ import type { BatchSubscribeOptions, ProducerOptions, SubscribeOptions } from '.
 import { isPlainObject } from '../core/options.js';
 import { ATTR, type Attributes, METRIC } from './conventions.js';
 import type { Instrumentation, ProcessScope, ProcessSpan } from './instrumentation.js';
+import { quietly } from './quietly.js';
 import { TracedProducer } from './traced-producer.js';
 
 /**
@@ -15,7 +16,6 @@ import { TracedProducer } from './traced-producer.js';
 export class TracedBroker implements Broker {
   private readonly unsubscribe: (() => void)[] = [];
   private closed = false;
-  private listeningToBatchAcks = false;
   /** Groups read by instrumented subscriptions, for the lag gauge: `topic\0group` to open subscriptions. */
   private readonly lagged = new Map<string, { topic: string; group: string; open: number }>();
   private readonly observeLag: ((result: ObservableResult) => Promise<void>) | undefined;
@@ -70,11 +70,8 @@ export class TracedBroker implements Broker {
   ): Promise<Subscription> {
     if (!isPlainObject(options) || typeof handler !== 'function')
       return this.inner.subscribe(options as SubscribeOptions<T>, handler as Handler<T>);
-    const group =
-      typeof options.group === 'string' && options.mode !== 'broadcasting' ? options.group : undefined;
     const batch = (options as BatchSubscribeOptions<T>).batch !== undefined;
-    const scope = this.instrumentation.processScope(group, batch);
-    if (batch) this.listenToBatchAcks();
+    const scope = this.instrumentation.processScope(groupOf(options), batch);
     const traced = batch
       ? this.tracedBatchHandler(handler as BatchHandler<T>, scope)
       : this.tracedHandler(handler as Handler<T>, scope);
@@ -85,11 +82,11 @@ export class TracedBroker implements Broker {
 
   consume<T = unknown>(options: SubscribeOptions<T>): MessageStream<T> {
     const stream = this.inner.consume(options);
-    const group =
-      isPlainObject(options) && typeof options.group === 'string' && options.mode !== 'broadcasting'
-        ? options.group
-        : undefined;
-    return new TracedStream(stream, this.instrumentation, group);
+    return new TracedStream(
+      stream,
+      this.instrumentation,
+      isPlainObject(options) ? groupOf(options) : undefined,
+    );
   }
 
   async close(): Promise<void> {
@@ -101,8 +98,8 @@ export class TracedBroker implements Broker {
   }
 
   /** Turns the engine's failure events into settle spans (see `Instrumentation`: from the first traced delivery on). */
-  listenToFailures(instrumentation: Instrumentation): void {
-    if (this.closed) return;
+  listenToFailures(): void {
+    const instrumentation = this.instrumentation;
     this.listen('retried', (event) =>
       instrumentation.settle('retry', event, {
         [ATTR.retryDelayMs]: event.delayMs,
@@ -118,29 +115,36 @@ export class TracedBroker implements Broker {
     );
   }
 
-  /** Batch handlers' ack spans come from the engine's `handled` events, listened to from the first batch subscription on. */
-  private listenToBatchAcks(): void {
-    if (this.listeningToBatchAcks || this.closed) return;
-    this.listeningToBatchAcks = true;
+  /** Batch handlers' ack spans come from the engine's `handled` events (from the first traced batch on). */
+  listenToAcks(): void {
     this.listen('handled', (event) => this.instrumentation.settle('ack', event));
   }
 
   private listen<E extends MqEventName>(event: E, listener: MqEventListener<E>): void {
+    if (this.closed) return;
     this.unsubscribe.push(this.inner.on(event, listener));
   }
 
-  /** Runs each call of `handler` in its process span, which is active while the handler runs. */
+  /**
+   * Runs each call of `handler` in its process span, active while the handler runs. Tracing
+   * never changes a delivery's outcome: if the instrumentation throws (a broken SDK), the
+   * handler runs untraced and its result stands.
+   */
   private tracedHandler<T>(handler: Handler<T>, scope: ProcessScope): Handler<T> {
     const instrumentation = this.instrumentation;
     return (delivery) => {
-      const process = instrumentation.startProcess([delivery as Delivery<unknown>], scope);
+      const process = quietly(() => instrumentation.startProcess([delivery as Delivery<unknown>], scope));
+      if (process === undefined) return handler(delivery);
       return settled(
         instrumentation,
         process,
         () => context.with(process.context, handler, undefined, delivery),
-        // Resolved and not given up on: the engine acknowledges it.
-        () => {
-          if (!delivery.signal.aborted) instrumentation.acked(process, delivery as Delivery<unknown>);
+        (failed) => {
+          // Given up on (revoke, close timed out): the engine requeues it, with no event.
+          if (delivery.signal.aborted)
+            instrumentation.finished(process, delivery as Delivery<unknown>, 'nack');
+          // Otherwise a success is acknowledged now; a failure's fate comes as an engine event.
+          else if (!failed) instrumentation.finished(process, delivery as Delivery<unknown>, 'ack');
         },
       );
     };
@@ -150,9 +154,21 @@ export class TracedBroker implements Broker {
   private tracedBatchHandler<T>(handler: BatchHandler<T>, scope: ProcessScope): BatchHandler<T> {
     const instrumentation = this.instrumentation;
     return (deliveries) => {
-      const process = instrumentation.startProcess(deliveries as readonly Delivery<unknown>[], scope);
-      return settled(instrumentation, process, () =>
-        context.with(process.context, handler, undefined, deliveries),
+      const process = quietly(() =>
+        instrumentation.startProcess(deliveries as readonly Delivery<unknown>[], scope),
+      );
+      if (process === undefined) return handler(deliveries);
+      return settled(
+        instrumentation,
+        process,
+        () => context.with(process.context, handler, undefined, deliveries),
+        () => {
+          // Which of a batch the engine acknowledges only it knows: `handled` events say. A batch
+          // given up on is requeued whole, with no event.
+          if (deliveries[0]?.signal.aborted)
+            for (const delivery of deliveries)
+              instrumentation.finished(process, delivery as Delivery<unknown>, 'nack');
+        },
       );
     };
   }
@@ -196,7 +212,7 @@ export class TracedBroker implements Broker {
 
 /** A subscription that tells its broker wrapper when it is closed (for the lag gauge). */
 class TrackedSubscription implements Subscription {
-  private closed: Promise<void> | undefined;
+  private closed = false;
 
   constructor(
     private readonly inner: Subscription,
@@ -219,12 +235,18 @@ class TrackedSubscription implements Subscription {
     return this.inner.concurrency;
   }
 
+  /** Every call goes to the subscription (it refuses bad options, and a second call returns the first's promise). */
   close(options?: { timeoutMs?: number }): Promise<void> {
-    if (this.closed === undefined) {
-      this.closed = this.inner.close(options);
-      this.onClose();
-    }
-    return this.closed;
+    const closing = this.inner.close(options);
+    closing.then(
+      () => {
+        if (this.closed) return;
+        this.closed = true;
+        this.onClose();
+      },
+      () => {},
+    );
+    return closing;
   }
 
   pause(): void {
@@ -241,20 +263,26 @@ class TrackedSubscription implements Subscription {
 }
 
 /**
- * Runs `run` (the handler in its span's context) and ends the span with its outcome, keeping a
- * synchronous handler synchronous.
+ * Runs `run` (the handler in its span's context), ends the span with the outcome, then calls
+ * `finished(failed)`, keeping a synchronous handler synchronous. The handler's result or error
+ * is passed on as it is; an error of the instrumentation itself is dropped.
  */
 function settled<R>(
   instrumentation: Instrumentation,
   process: ProcessSpan,
   run: () => R,
-  succeeded?: () => void,
+  finished: (failed: boolean) => void,
 ): R {
+  const end = (error: unknown) =>
+    quietly(() => {
+      instrumentation.endProcess(process, error);
+      finished(error !== undefined);
+    });
   let result: R;
   try {
     result = run();
   } catch (error) {
-    instrumentation.endProcess(process, error);
+    end(error ?? new Error('handler threw undefined'));
     throw error;
   }
   if (
@@ -264,19 +292,22 @@ function settled<R>(
   ) {
     return (result as unknown as PromiseLike<unknown>).then(
       (value) => {
-        instrumentation.endProcess(process, failedInBatch(value));
-        succeeded?.();
+        end(failedInBatch(value));
         return value;
       },
       (error: unknown) => {
-        instrumentation.endProcess(process, error);
+        end(error ?? new Error('handler rejected with undefined'));
         throw error;
       },
     ) as R;
   }
-  instrumentation.endProcess(process, failedInBatch(result));
-  succeeded?.();
+  end(failedInBatch(result));
   return result;
+}
+
+/** The group a subscription names: none in broadcasting mode, where the group is made up per member. */
+function groupOf(options: Record<string, unknown>): string | undefined {
+  return typeof options.group === 'string' && options.mode !== 'broadcasting' ? options.group : undefined;
 }
 
 /** A batch handler's failures map, as an error for its span: the first failure's. */
@@ -288,10 +319,9 @@ function failedInBatch(value: unknown): unknown {
 
 /**
  * A pull stream whose deliveries are traced: each has a process span from the moment the loop
- * gets it until the loop asks for the next one (handled) or calls `fail`. The span is not made
- * active (the loop body is the caller's code): wrap work in it with
- * `context.with(trace.setSpan(context.active(), ...))` only if needed; its settle spans and
- * metrics are recorded all the same.
+ * gets it until the loop asks for the next one (then an `ack` span), calls `fail`, or leaves
+ * the loop (then a `nack` span: the delivery is not acknowledged and comes again). The span is
+ * not made active: the loop body is the caller's code, running in the caller's context.
  */
 class TracedStream<T> implements MessageStream<T> {
   private current: { delivery: Delivery<T>; process: ProcessSpan } | undefined;
@@ -310,34 +340,31 @@ class TracedStream<T> implements MessageStream<T> {
   }
 
   async next(): Promise<IteratorResult<Delivery<T>>> {
-    this.finish(undefined, true);
+    this.finish(undefined, 'ack');
     const result = await this.inner.next();
-    if (!result.done)
-      this.current = {
-        delivery: result.value,
-        process: this.instrumentation.startProcess([result.value as Delivery<unknown>], this.scope),
-      };
+    if (!result.done) {
+      const delivery = result.value;
+      const process = quietly(() =>
+        this.instrumentation.startProcess([delivery as Delivery<unknown>], this.scope),
+      );
+      if (process !== undefined) this.current = { delivery, process };
+    }
     return result;
   }
 
   fail(delivery: Delivery<T>, error: unknown): void {
-    if (this.current?.delivery === delivery) this.finish(error, false);
+    if (this.current?.delivery === delivery)
+      this.finish(error ?? new Error('failed with undefined'), undefined);
     this.inner.fail(delivery, error);
   }
 
   async return(value?: unknown): Promise<IteratorResult<Delivery<T>>> {
-    this.finish(undefined, false);
+    this.finish(undefined, 'nack');
     return (await this.inner.return?.(value)) ?? { done: true, value: undefined };
   }
 
-  async throw(error?: unknown): Promise<IteratorResult<Delivery<T>>> {
-    this.finish(error, false);
-    if (this.inner.throw !== undefined) return this.inner.throw(error);
-    throw error;
-  }
-
   close(): Promise<void> {
-    this.finish(undefined, false);
+    this.finish(undefined, 'nack');
     return this.inner.close();
   }
 
@@ -345,16 +372,16 @@ class TracedStream<T> implements MessageStream<T> {
     return this;
   }
 
-  /**
-   * Ends the current delivery's span. `handled`: the loop asked for the next one, so the engine
-   * acknowledges it; leaving the loop or closing does not (it is delivered again).
-   */
-  private finish(error: unknown, handled: boolean): void {
+  /** Ends the current delivery's span, with its settle span unless it failed (the engine's events tell what follows). */
+  private finish(error: unknown, outcome: 'ack' | 'nack' | undefined): void {
     const current = this.current;
     if (current === undefined) return;
     this.current = undefined;
-    this.instrumentation.endProcess(current.process, error);
-    if (handled && !current.delivery.signal.aborted)
-      this.instrumentation.acked(current.process, current.delivery as Delivery<unknown>);
+    quietly(() => {
+      this.instrumentation.endProcess(current.process, error);
+      if (outcome === undefined) return;
+      const settled = current.delivery.signal.aborted ? 'nack' : outcome;
+      this.instrumentation.finished(current.process, current.delivery as Delivery<unknown>, settled);
+    });
   }
 }

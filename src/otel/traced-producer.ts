@@ -4,7 +4,8 @@ import type { OutgoingMessage, SendResult, TopicRef } from '../core/message.js';
 import { isPlainObject } from '../core/options.js';
 import { uuidv7 } from '../core/uuid.js';
 import { ATTR } from './conventions.js';
-import type { Instrumentation } from './instrumentation.js';
+import type { Instrumentation, SendSpan } from './instrumentation.js';
+import { quietly } from './quietly.js';
 
 /**
  * A producer whose sends are traced: a `send` span (PRODUCER) per `send` and `sendOneWay`, and
@@ -15,7 +16,12 @@ import type { Instrumentation } from './instrumentation.js';
  *
  * A traced message without an id gets its UUIDv7 here rather than in the producer (the same
  * default) where its span ends before the send. A malformed message is passed on untouched for
- * the producer to refuse.
+ * the producer to refuse. Tracing never changes a send's outcome: an error of the
+ * instrumentation itself sends the message untraced, or is dropped once it was sent.
+ *
+ * `sendOneWay`: its span ends when the message is handed over and counts as sent (a one-way
+ * send reports failures later, to `onError` only), and `onError` gets the traced copy of the
+ * message (with its id and `traceparent`), not the caller's object.
  */
 export class TracedProducer implements Producer {
   constructor(
@@ -27,15 +33,18 @@ export class TracedProducer implements Producer {
     if (!wellFormed(message)) return this.inner.send(message);
     const topic = topicNameOf(message.topic);
     const startedAt = performance.now();
-    const { span, headers } = this.instrumentation.startSend('send', topic, message);
+    const started = quietly(() => this.instrumentation.startSend('send', topic, message));
+    if (started === undefined) return this.inner.send(message);
+    const { span, headers } = started;
+    let result: SendResult;
     try {
-      const result = await this.inner.send(headers === message.headers ? message : { ...message, headers });
-      this.instrumentation.endSend(span, startedAt, topic, 1, undefined, result);
-      return result;
+      result = await this.inner.send(headers === message.headers ? message : { ...message, headers });
     } catch (error) {
-      this.instrumentation.endSend(span, startedAt, topic, 1, error);
+      quietly(() => this.instrumentation.endSend(span, startedAt, topic, 1, error));
       throw error;
     }
+    quietly(() => this.instrumentation.endSend(span, startedAt, topic, 1, undefined, result));
+    return result;
   }
 
   async sendBatch<T extends readonly unknown[]>(
@@ -45,36 +54,20 @@ export class TracedProducer implements Producer {
     if (!Array.isArray(list) || list.length === 0 || !list.every(wellFormed))
       return this.inner.sendBatch(messages);
     const startedAt = performance.now();
-    const creations: Span[] = [];
-    const topics = new Set<string>();
-    let traced: BatchMessage<unknown>[] | undefined;
-    for (let i = 0; i < list.length; i++) {
-      const message = list[i] as BatchMessage<unknown>;
-      const topic = topicNameOf(message.topic);
-      topics.add(topic);
-      const { span, headers, recording } = this.instrumentation.startSend('create', topic, message);
-      // The id the producer would give, given here so that the create span, ended before the send, names it.
-      const id = message.id ?? (recording ? uuidv7() : undefined);
-      if (recording && message.id === undefined) span.setAttribute(ATTR.messageId, id as string);
-      span.end();
-      creations.push(span);
-      // A no-op create span (no SDK) leaves its message as given, and the batch while all are.
-      if (!recording && headers === message.headers) traced?.push(message);
-      else (traced ??= list.slice(0, i)).push({ ...message, id, headers });
-    }
-    const destination = topics.size === 1 ? (topics.values().next().value as string) : undefined;
-    const span = this.instrumentation.startBatchSend(destination, creations);
+    const traced = quietly(() => this.startBatch(list));
+    if (traced === undefined) return this.inner.sendBatch(messages);
+    const { span, destination, batch } = traced;
+    let results: SendResult[];
     try {
-      const results = await this.inner.sendBatch((traced ?? list) as unknown as typeof messages);
-      this.instrumentation.endSend(span, startedAt, destination, list.length, undefined);
-      return results;
+      results = await this.inner.sendBatch(batch as unknown as typeof messages);
     } catch (error) {
-      this.instrumentation.endSend(span, startedAt, destination, list.length, error);
+      quietly(() => this.instrumentation.endSend(span, startedAt, destination, list.length, error));
       throw error;
     }
+    quietly(() => this.instrumentation.endSend(span, startedAt, destination, list.length, undefined));
+    return results;
   }
 
-  /** The span ends once the message is handed over: a one-way send has no acknowledgement to wait for. */
   sendOneWay<T>(message: OutgoingMessage<T>): void {
     if (!wellFormed(message)) {
       this.inner.sendOneWay(message);
@@ -82,21 +75,63 @@ export class TracedProducer implements Producer {
     }
     const topic = topicNameOf(message.topic);
     const startedAt = performance.now();
-    const { span, headers, recording } = this.instrumentation.startSend('send', topic, message);
-    const id = message.id ?? (recording ? uuidv7() : undefined);
-    if (recording && message.id === undefined) span.setAttribute(ATTR.messageId, id as string);
+    const started = quietly(() => this.instrumentation.startSend('send', topic, message));
+    if (started === undefined) {
+      this.inner.sendOneWay(message);
+      return;
+    }
+    const { span, headers } = started;
+    const id = quietly(() => idFor(started, message)) ?? message.id;
     try {
       this.inner.sendOneWay(headers === message.headers ? message : { ...message, id, headers });
-      this.instrumentation.endSend(span, startedAt, topic, 1, undefined);
     } catch (error) {
-      this.instrumentation.endSend(span, startedAt, topic, 1, error);
+      quietly(() => this.instrumentation.endSend(span, startedAt, topic, 1, error));
       throw error;
     }
+    quietly(() => this.instrumentation.endSend(span, startedAt, topic, 1, undefined));
   }
 
   close(): Promise<void> {
     return this.inner.close();
   }
+
+  /** The create spans of a batch (ended at once) and its send span, with the batch to send: the caller's while nothing is traced. */
+  private startBatch(list: readonly BatchMessage<unknown>[]): {
+    span: Span;
+    destination: string | undefined;
+    batch: readonly BatchMessage<unknown>[];
+  } {
+    const creations: Span[] = [];
+    const topics = new Set<string>();
+    let traced: BatchMessage<unknown>[] | undefined;
+    for (let i = 0; i < list.length; i++) {
+      const message = list[i] as BatchMessage<unknown>;
+      const topic = topicNameOf(message.topic);
+      topics.add(topic);
+      const started = this.instrumentation.startSend('create', topic, message);
+      const id = idFor(started, message);
+      const { span, headers } = started;
+      span.end();
+      creations.push(span);
+      // A no-op create span (no SDK) leaves its message as given, and the batch while all are.
+      if (headers === message.headers) traced?.push(message);
+      else (traced ??= list.slice(0, i)).push({ ...message, id, headers });
+    }
+    const destination = topics.size === 1 ? (topics.values().next().value as string) : undefined;
+    return {
+      span: this.instrumentation.startBatchSend(destination, creations),
+      destination,
+      batch: traced ?? list,
+    };
+  }
+}
+
+/** The id a recording span's message is sent with: its own, or the producer's default made here and named on the span. */
+function idFor(started: SendSpan, message: { id?: string | undefined }): string | undefined {
+  if (message.id !== undefined || !started.recording) return message.id;
+  const id = uuidv7();
+  started.span.setAttribute(ATTR.messageId, id);
+  return id;
 }
 
 /** Whether the message has the shape tracing needs; the producer refuses anything else itself. */
