@@ -481,6 +481,39 @@ describe('OpenTelemetry: memory', () => {
     }
   });
 
+  it('a tracer that throws changes nothing: sends resolve, each message is handled once and acknowledged', async () => {
+    const broken = {
+      getTracer: () => ({
+        startSpan: () => {
+          throw new Error('broken tracer');
+        },
+        startActiveSpan: () => {
+          throw new Error('broken tracer');
+        },
+      }),
+    };
+    const broker = instrument(await connect('memory://'), { tracerProvider: broken as never });
+    try {
+      const topic = uniqueName('broken');
+      const collector = new Collector();
+      collector.watch(broker, topic);
+      await broker.subscribe({ topic, group: 'g' }, collector.handler());
+      const producer = broker.producer();
+      const sent = await producer.send({ topic, body: 1 });
+      await producer.sendBatch([{ topic, body: 2 }]);
+      producer.sendOneWay({ topic, body: 3 });
+      await collector.waitForCount(3);
+      await collector.waitForOutcome(sent.id, 'handled');
+      expect(collector.deliveries.map((d) => d.attempt)).toEqual([1, 1, 1]);
+      for await (const d of broker.consume({ topic, group: 'pull' })) {
+        expect(d.body).toBe(1);
+        break;
+      }
+    } finally {
+      await broker.close();
+    }
+  });
+
   it('options are checked: unknown keys and wrong types are refused naming the field', async () => {
     const plain = await connect('memory://');
     try {
