@@ -749,7 +749,8 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
 
   /** Runs the batch handler once; settles what succeeded or is dead-lettered, returns what runs again. */
   private async runBatch(claim: Claim, records: R[], deliveries: Delivery<unknown>[]): Promise<R[]> {
-    if (this.events.has('delivered')) for (const d of deliveries) this.events.emit('delivered', this.deliveryEvent(d));
+    if (this.events.has('delivered'))
+      for (const d of deliveries) this.events.emit('delivered', this.deliveryEvent(d));
     const startedAt = performance.now(); // once per batch: cheap enough to measure whether or not anyone listens
     let all: unknown = NO_ERROR;
     let failures: ReadonlyMap<Delivery<unknown>, unknown> | undefined;

@@ -114,8 +114,12 @@ export class TracedProducer implements Producer {
       span.end();
       creations.push(span);
       // A no-op create span (no SDK) leaves its message as given, and the batch while all are.
-      if (headers === message.headers) traced?.push(message);
-      else (traced ??= list.slice(0, i)).push({ ...message, id, headers });
+      if (headers === message.headers) {
+        traced?.push(message);
+      } else {
+        traced ??= list.slice(0, i);
+        traced.push({ ...message, id, headers });
+      }
     }
     const destination = topics.size === 1 ? (topics.values().next().value as string) : undefined;
     return {
