@@ -2,6 +2,7 @@ import {
   type Context,
   type Counter,
   context,
+  createNoopMeter,
   defaultTextMapGetter,
   defaultTextMapSetter,
   type Histogram,
@@ -87,8 +88,11 @@ export class Instrumentation {
   private readonly createSets = new Map<string, Attributes>();
   private listening = false;
   private listeningToAcks = false;
-  /** Whether the last process span took part in a trace; until then, true (so the first gets its links). */
+  /** Whether the last span started took part in a trace; until then, true (so the first gets its links). */
   private tracing = true;
+  /** Whether the meter records: the API's no-op meter (no SDK) never will, as metrics have no late registration. */
+  private readonly metered: boolean;
+  private idleCount = 0;
 
   constructor(
     readonly kind: string,
@@ -122,6 +126,19 @@ export class Instrumentation {
       ...seconds,
       description: 'Duration of processing operations (a handler call, or a pull loop iteration).',
     });
+    this.metered =
+      this.sentMessages.constructor !== createNoopMeter().createCounter(METRIC.sentMessages).constructor;
+  }
+
+  /**
+   * True when this message may skip instrumentation altogether: the meter is the no-op one and
+   * the last span was not traced (the API's no-op tracer: no SDK). One message in 1024 takes
+   * the full path all the same, so a tracer registered later is found (the global tracer
+   * provider delegates to an SDK registered after `instrument`).
+   */
+  idle(): boolean {
+    if (this.tracing || this.metered) return false;
+    return (++this.idleCount & 1023) !== 0;
   }
 
   // ---- producing ----
@@ -152,7 +169,8 @@ export class Instrumentation {
       { kind: SpanKind.PRODUCER, attributes: this.sendAttributes(operation, topic) },
       parent,
     );
-    if (!traced(span.spanContext())) return { span, headers: message.headers, recording: false };
+    this.tracing = traced(span.spanContext());
+    if (!this.tracing) return { span, headers: message.headers, recording: false };
     const recording = span.isRecording();
     if (recording) {
       const own: Attributes = {};

@@ -133,6 +133,7 @@ export class TracedBroker implements Broker {
   private tracedHandler<T>(handler: Handler<T>, scope: ProcessScope): Handler<T> {
     const instrumentation = this.instrumentation;
     return (delivery) => {
+      if (instrumentation.idle()) return handler(delivery);
       const process = quietly(() => instrumentation.startProcess([delivery as Delivery<unknown>], scope));
       if (process === undefined) return handler(delivery);
       return settled(
@@ -154,6 +155,7 @@ export class TracedBroker implements Broker {
   private tracedBatchHandler<T>(handler: BatchHandler<T>, scope: ProcessScope): BatchHandler<T> {
     const instrumentation = this.instrumentation;
     return (deliveries) => {
+      if (instrumentation.idle()) return handler(deliveries);
       const process = quietly(() =>
         instrumentation.startProcess(deliveries as readonly Delivery<unknown>[], scope),
       );
@@ -342,7 +344,7 @@ class TracedStream<T> implements MessageStream<T> {
   async next(): Promise<IteratorResult<Delivery<T>>> {
     this.finish(undefined, 'ack');
     const result = await this.inner.next();
-    if (!result.done) {
+    if (!result.done && !this.instrumentation.idle()) {
       const delivery = result.value;
       const process = quietly(() =>
         this.instrumentation.startProcess([delivery as Delivery<unknown>], this.scope),

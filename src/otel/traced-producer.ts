@@ -30,7 +30,7 @@ export class TracedProducer implements Producer {
   ) {}
 
   async send<T>(message: OutgoingMessage<T>): Promise<SendResult> {
-    if (!wellFormed(message)) return this.inner.send(message);
+    if (this.instrumentation.idle() || !wellFormed(message)) return this.inner.send(message);
     const topic = topicNameOf(message.topic);
     const startedAt = performance.now();
     const started = quietly(() => this.instrumentation.startSend('send', topic, message));
@@ -51,7 +51,7 @@ export class TracedProducer implements Producer {
     messages: { readonly [K in keyof T]: BatchMessage<T[K]> },
   ): Promise<SendResult[]> {
     const list = messages as readonly BatchMessage<unknown>[];
-    if (!Array.isArray(list) || list.length === 0 || !list.every(wellFormed))
+    if (this.instrumentation.idle() || !Array.isArray(list) || list.length === 0 || !list.every(wellFormed))
       return this.inner.sendBatch(messages);
     const startedAt = performance.now();
     const traced = quietly(() => this.startBatch(list));
@@ -69,7 +69,7 @@ export class TracedProducer implements Producer {
   }
 
   sendOneWay<T>(message: OutgoingMessage<T>): void {
-    if (!wellFormed(message)) {
+    if (this.instrumentation.idle() || !wellFormed(message)) {
       this.inner.sendOneWay(message);
       return;
     }

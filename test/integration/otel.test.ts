@@ -481,6 +481,32 @@ describe('OpenTelemetry: memory', () => {
     }
   });
 
+  it('instrumented before an SDK is registered: untraced at first, traced within 1024 messages once the global tracer provider gets one', async () => {
+    const broker = instrument(await connect('memory://')); // the global (proxy) tracer provider, no SDK yet
+    const exporter = new InMemorySpanExporter();
+    try {
+      const topic = uniqueName('late-sdk');
+      const producer = broker.producer();
+      for (let i = 0; i < 10; i++) await producer.send({ topic, body: i });
+      trace.setGlobalTracerProvider(
+        new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] }),
+      );
+      let sent = 0;
+      while (exporter.getFinishedSpans().length === 0 && sent < 1100) {
+        await producer.send({ topic, body: sent });
+        sent++;
+      }
+      expect(exporter.getFinishedSpans().map((s) => s.name)).toEqual([`send ${topic}`]);
+      expect(sent).toBeLessThanOrEqual(1024);
+      // From then on every message is traced.
+      await producer.send({ topic, body: 'next' });
+      expect(exporter.getFinishedSpans()).toHaveLength(2);
+    } finally {
+      trace.disable();
+      await broker.close();
+    }
+  });
+
   it('a tracer that throws changes nothing: sends resolve, each message is handled once and acknowledged', async () => {
     const broken = {
       getTracer: () => ({
