@@ -1,1 +1,2 @@
 export * from './idempotency/index.js';
+export * from './outbox/index.js';
