@@ -14,6 +14,7 @@ import {
 } from './args.js';
 import { benchBroker, benchDefaults, formatResults } from './bench.js';
 import { formatDemo, runDemo } from './demo.js';
+import { outboxCommand } from './outbox.js';
 
 const range = (name: keyof typeof c) => `${c[name].min}..${c[name].max}`;
 
@@ -33,7 +34,11 @@ Commands:
           --topic NAME --group NAME
           --management URL (RabbitMQ: also count unacked deliveries, e.g. http://127.0.0.1:15672)
 
-Every command takes --url (default: $MQ_URL, else memory://). Counts are decimal integers.
+  outbox  parked outbox rows (and half messages out of checks), oldest first; or re-queue them
+          --pg URL (default: $DATABASE_URL)  --table NAME (default mqkit_outbox)
+          --limit N (${range('limit')}, default ${c.limit.fallback})  --requeue ID|all
+
+Every broker command takes --url (default: $MQ_URL, else memory://). Counts are decimal integers.
   mqkit --help      this text
   mqkit --version   the installed version
 
@@ -58,6 +63,7 @@ function version(): string {
 
 async function run(line: CommandLine & { kind: 'run' }): Promise<string> {
   const { command, values } = line;
+  if (command === 'outbox') return outboxCommand(values, count(values, 'limit'));
   // Validate every option before connecting: a bad count must not cost a connection attempt.
   const orders = command === 'demo' ? count(values, 'orders') : 0;
   const bench =

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { runCli } from '../../src/cli/cli.js';
 import { type Broker, connect, type Delivery } from '../../src/index.js';
 import {
   createOutbox,
@@ -229,7 +230,16 @@ describe('outbox on rabbitmq: a failing row', () => {
     // A group appears for the topic; the row re-queued is published.
     const late = new Collector<{ n: number }>();
     const lateSub = await broker.subscribe({ topic: nowhere, group: 'g' }, late.handler());
-    expect(await outbox.requeue(pool)).toBe(1);
+    // The command line lists it, and refuses to re-queue an id that is not parked.
+    const listed = await runCli(['outbox', '--pg', inject('pgUrl'), '--table', table]);
+    expect(listed.stderr).toBe('');
+    expect(listed.stdout).toContain(`${stuck}  parked  topic ${nowhere}  key k  attempts 3`);
+    expect(listed.stdout).toMatch(/unroutable/);
+    const wrong = await runCli(['outbox', '--pg', inject('pgUrl'), '--table', table, '--requeue', after]);
+    expect(wrong).toMatchObject({ code: 1, stderr: expect.stringMatching(/no parked row with id/) });
+    expect(
+      await runCli(['outbox', '--pg', inject('pgUrl'), '--table', table, '--requeue', stuck]),
+    ).toMatchObject({ code: 0, stdout: 'requeued 1\n' });
     await late.waitForIds(1);
     expect(late.deliveries[0]?.id).toBe(stuck);
     expect(await outbox.parked(pool)).toEqual([]);
