@@ -1,0 +1,186 @@
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { type Broker, connect } from '../src/index.js';
+import { createOutbox, ensureOutbox, type OutboxRelay, startOutboxRelay } from '../src/patterns/index.js';
+
+/**
+ * Outbox relay figures: `npm run bench -- outbox [--rows 10000] [--brokers memory,kafka,rabbitmq]
+ * [--rate 1000] [--seconds 5] [--pg URL] [--kafka URL] [--amqp URL]`.
+ *
+ * Throughput: `--rows` rows over 100 keys are committed first, then 1 or 3 relays start and
+ * publish them (acks all); rows/s from the relays' start to the last row acknowledged and
+ * deleted. Latency: `--rate` rows/s are committed for `--seconds` (10 rows per transaction)
+ * while one relay runs, with LISTEN/NOTIFY and with polling alone (pollMs 1000); the time from
+ * COMMIT returning to the consumer receiving the message, p50 and p99.
+ */
+const { values } = parseArgs({
+  args: process.argv.slice(3),
+  options: {
+    rows: { type: 'string' },
+    brokers: { type: 'string' },
+    rate: { type: 'string' },
+    seconds: { type: 'string' },
+    pg: { type: 'string' },
+    kafka: { type: 'string' },
+    amqp: { type: 'string' },
+  },
+});
+const rows = Number(values.rows ?? 10_000);
+const rate = Number(values.rate ?? 1000);
+const seconds = Number(values.seconds ?? 5);
+const urls: Record<string, string> = {
+  memory: 'memory://outbox-bench',
+  kafka: values.kafka ?? process.env.MQKIT_TEST_KAFKA_URL ?? 'kafka://127.0.0.1:9092',
+  amqp: values.amqp ?? process.env.MQKIT_TEST_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
+};
+urls.rabbitmq = urls.amqp as string;
+if (!/^kafka:/.test(urls.kafka as string)) urls.kafka = `kafka://${urls.kafka}`;
+const kinds = (values.brokers ?? 'memory,kafka,rabbitmq').split(',');
+const pool = new pg.Pool({
+  connectionString:
+    values.pg ?? process.env.MQKIT_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+  max: 20,
+});
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+const keys = 100;
+const body = { order: 'o-000000', amount: 1234, items: ['sku-1', 'sku-2'], note: 'x'.repeat(40) };
+
+function freshTable(): string {
+  return `ob_bench_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 6)}`;
+}
+
+async function fill(table: string, topic: string, count: number): Promise<void> {
+  const outbox = createOutbox({ table });
+  const chunk = 1000;
+  for (let i = 0; i < count; i += chunk) {
+    const tx = await pool.connect();
+    try {
+      await tx.query('BEGIN');
+      await outbox.addBatch(
+        tx,
+        Array.from({ length: Math.min(chunk, count - i) }, (_, j) => ({
+          topic,
+          key: `k${(i + j) % keys}`,
+          body,
+        })),
+      );
+      await tx.query('COMMIT');
+    } finally {
+      tx.release();
+    }
+  }
+}
+
+async function throughput(broker: Broker, relaysCount: number): Promise<string> {
+  const table = freshTable();
+  await ensureOutbox(pool, { table, slots: 64 });
+  const topic = `ob-bench-${Date.now().toString(36)}`;
+  await broker.ensureTopic(topic, { partitions: 6 });
+  await fill(table, topic, rows);
+  const producers = Array.from({ length: relaysCount }, () => broker.producer());
+  let published = 0;
+  let done: () => void = () => {};
+  const finished = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  const started = performance.now();
+  const relays: OutboxRelay[] = await Promise.all(
+    producers.map((producer) =>
+      startOutboxRelay({ pool, producer, table, logger: quiet, rebalanceMs: 200, batchSize: 1000 }),
+    ),
+  );
+  for (const r of relays) {
+    r.on('published', (e) => {
+      published += e.count;
+      if (published >= rows) done();
+    });
+  }
+  await finished;
+  const ms = performance.now() - started;
+  await Promise.all(relays.map((r) => r.close()));
+  await Promise.all(producers.map((p) => p.close()));
+  await pool.query(`DROP TABLE ${table}, ${table}_meta, ${table}_relays`);
+  return `${broker.kind.padEnd(9)} relays ${relaysCount}  ${String(rows).padStart(6)} rows  ${(ms / 1000).toFixed(2).padStart(6)} s  ${Math.round(
+    (rows / ms) * 1000,
+  )
+    .toString()
+    .padStart(7)} rows/s`;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? Number.NaN;
+}
+
+async function latency(broker: Broker, listen: boolean): Promise<string> {
+  const table = freshTable();
+  await ensureOutbox(pool, { table, slots: 64 });
+  const outbox = createOutbox({ table });
+  const topic = `ob-lat-${Date.now().toString(36)}`;
+  await broker.ensureTopic(topic, { partitions: 6 });
+  const committedAt = new Map<string, number>();
+  const receivedAt = new Map<string, number>();
+  const total = rate * seconds;
+  let received = 0;
+  const sub = await broker.subscribe(
+    { topic, group: `g-${Date.now().toString(36)}`, concurrency: 32 },
+    (d) => {
+      // A delivery may beat the writer's COMMIT reply: keep both times, pair them at the end.
+      if (!receivedAt.has(d.id)) receivedAt.set(d.id, performance.now());
+      received++;
+    },
+  );
+  const producer = broker.producer();
+  const relay = await startOutboxRelay({ pool, producer, table, logger: quiet, listen, pollMs: 1000 });
+  const perTx = 10;
+  const interval = (1000 * perTx) / rate;
+  const start = performance.now();
+  const writes: Promise<void>[] = [];
+  for (let n = 0; n < total / perTx; n++) {
+    const due = start + n * interval;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+    writes.push(
+      (async () => {
+        const tx = await pool.connect();
+        try {
+          await tx.query('BEGIN');
+          const ids = await outbox.addBatch(
+            tx,
+            Array.from({ length: perTx }, (_, j) => ({ topic, key: `k${(n * perTx + j) % keys}`, body })),
+          );
+          await tx.query('COMMIT');
+          const now = performance.now();
+          for (const id of ids) committedAt.set(id, now);
+        } finally {
+          tx.release();
+        }
+      })(),
+    );
+  }
+  await Promise.all(writes);
+  while (received < total) await new Promise((resolve) => setTimeout(resolve, 20));
+  const achieved = Math.round((total / (performance.now() - start)) * 1000);
+  await relay.close();
+  await producer.close();
+  await sub.close();
+  await pool.query(`DROP TABLE ${table}, ${table}_meta, ${table}_relays`);
+  const latencies = [...committedAt].map(([id, at]) => Math.max(0, (receivedAt.get(id) ?? Number.NaN) - at));
+  latencies.sort((a, b) => a - b);
+  return `${broker.kind.padEnd(9)} ${listen ? 'NOTIFY ' : 'polling'}  ${total} rows at ${rate}/s (took ${achieved}/s)  commit-to-delivery p50 ${percentile(latencies, 50).toFixed(1)} ms  p99 ${percentile(latencies, 99).toFixed(1)} ms  (n=${latencies.length})`;
+}
+
+const out: string[] = [];
+for (const kind of kinds) {
+  const url = urls[kind];
+  if (url === undefined) throw new Error(`unknown broker ${kind}`);
+  const broker = await connect(url);
+  try {
+    for (const n of [1, 3]) out.push(await throughput(broker, n));
+    for (const listen of [true, false]) out.push(await latency(broker, listen));
+  } finally {
+    await broker.close();
+  }
+  process.stdout.write(`${out.splice(0).join('\n')}\n`);
+}
+await pool.end();
