@@ -105,6 +105,7 @@ export function outboxMigration(options: EnsureOutboxOptions = {}): string[] {
     `CREATE INDEX IF NOT EXISTS ${t}_parked ON ${t} (seq) WHERE status IN ('parked', 'unresolved')`,
     `CREATE INDEX IF NOT EXISTS ${t}_sent ON ${t} (sent_at) WHERE status = 'sent'`,
     `CREATE INDEX IF NOT EXISTS ${t}_prepared ON ${t} (check_group, check_at) WHERE status = 'prepared'`,
+    `CREATE INDEX IF NOT EXISTS ${t}_rolled_back ON ${t} (check_group, created_at) WHERE status = 'rolled_back'`,
     // One NOTIFY per inserting statement, delivered at commit (none on rollback): wakes relays.
     `CREATE OR REPLACE FUNCTION ${t}_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN PERFORM pg_notify('${channelOf(t)}', ''); RETURN NULL; END $$`,
