@@ -5,12 +5,12 @@ import { type Broker, connect } from '../src/index.js';
 import { createOutbox, ensureOutbox, type OutboxRelay, startOutboxRelay } from '../src/patterns/index.js';
 
 /**
- * Outbox relay figures: `npm run bench -- outbox [--rows 10000] [--brokers memory,kafka,rabbitmq]
+ * Outbox relay figures: `npm run bench -- outbox [--rows 20000] [--brokers memory,kafka,rabbitmq]
  * [--rate 1000] [--seconds 5] [--pg URL] [--kafka URL] [--amqp URL]`.
  *
- * Throughput: `--rows` rows over 100 keys are committed first, then 1 or 3 relays start and
- * publish them (acks all); rows/s from the relays' start to the last row acknowledged and
- * deleted. Latency: `--rate` rows/s are committed for `--seconds` (10 rows per transaction)
+ * Throughput: 1 or 3 relays start and divide the key slots; `--rows` rows (default 20 000)
+ * over 100 keys are written in one transaction; rows/s from its COMMIT to the last row
+ * acknowledged (acks all) and deleted. Latency: `--rate` rows/s are committed for `--seconds` (10 rows per transaction)
  * while one relay runs, with LISTEN/NOTIFY and with polling alone (pollMs 1000); the time from
  * COMMIT returning to the consumer receiving the message, p50 and p99.
  */
@@ -26,7 +26,7 @@ const { values } = parseArgs({
     amqp: { type: 'string' },
   },
 });
-const rows = Number(values.rows ?? 10_000);
+const rows = Number(values.rows ?? 20_000);
 const rate = Number(values.rate ?? 1000);
 const seconds = Number(values.seconds ?? 5);
 const urls: Record<string, string> = {
@@ -50,26 +50,26 @@ function freshTable(): string {
   return `ob_bench_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 6)}`;
 }
 
-async function fill(table: string, topic: string, count: number): Promise<void> {
+/** Writes `count` rows over 100 keys in one transaction, committed when `commit` is called. */
+async function fill(table: string, topic: string, count: number): Promise<() => Promise<void>> {
   const outbox = createOutbox({ table });
+  const tx = await pool.connect();
+  await tx.query('BEGIN');
   const chunk = 1000;
   for (let i = 0; i < count; i += chunk) {
-    const tx = await pool.connect();
-    try {
-      await tx.query('BEGIN');
-      await outbox.addBatch(
-        tx,
-        Array.from({ length: Math.min(chunk, count - i) }, (_, j) => ({
-          topic,
-          key: `k${(i + j) % keys}`,
-          body,
-        })),
-      );
-      await tx.query('COMMIT');
-    } finally {
-      tx.release();
-    }
+    await outbox.addBatch(
+      tx,
+      Array.from({ length: Math.min(chunk, count - i) }, (_, j) => ({
+        topic,
+        key: `k${(i + j) % keys}`,
+        body,
+      })),
+    );
   }
+  return async () => {
+    await tx.query('COMMIT');
+    tx.release();
+  };
 }
 
 async function throughput(broker: Broker, relaysCount: number): Promise<string> {
@@ -77,25 +77,34 @@ async function throughput(broker: Broker, relaysCount: number): Promise<string> 
   await ensureOutbox(pool, { table, slots: 64 });
   const topic = `ob-bench-${Date.now().toString(36)}`;
   await broker.ensureTopic(topic, { partitions: 6 });
-  await fill(table, topic, rows);
   const producers = Array.from({ length: relaysCount }, () => broker.producer());
-  let published = 0;
-  let done: () => void = () => {};
-  const finished = new Promise<void>((resolve) => {
-    done = resolve;
-  });
-  const started = performance.now();
   const relays: OutboxRelay[] = await Promise.all(
     producers.map((producer) =>
       startOutboxRelay({ pool, producer, table, logger: quiet, rebalanceMs: 200, batchSize: 1000 }),
     ),
   );
+  // The relays have divided the slots between them before the rows become visible.
+  const share = Math.ceil(64 / relaysCount);
+  const balanced = () =>
+    relays.every((r) => r.slots.length > 0 && r.slots.length <= share) &&
+    relays.reduce((sum, r) => sum + r.slots.length, 0) === 64;
+  while (!balanced()) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const commit = await fill(table, topic, rows);
+  let published = 0;
+  let done: () => void = () => {};
+  const finished = new Promise<void>((resolve) => {
+    done = resolve;
+  });
   for (const r of relays) {
     r.on('published', (e) => {
       published += e.count;
       if (published >= rows) done();
     });
   }
+  const started = performance.now();
+  await commit();
   await finished;
   const ms = performance.now() - started;
   await Promise.all(relays.map((r) => r.close()));

@@ -160,6 +160,8 @@ class Relay implements OutboxRelay {
   private readonly listeners = new Map<string, Set<(e: never) => void>>();
   private readonly specs = new Map<string, TopicSpec<Uint8Array>>();
   private readonly owned = new Set<number>();
+  /** Rows published and not yet deleted or marked 'sent'. */
+  private marks: Row[] = [];
   /** Slots seen free at the last rebalance: taken beyond this relay's share if still free now. */
   private freeBefore = new Set<number>();
   private slotCount = 0;
@@ -384,7 +386,10 @@ class Relay implements OutboxRelay {
     let failures = 0;
     while (!this.closed) {
       try {
-        if (Date.now() >= this.nextRebalance || this.sessionBroken) await this.rebalance();
+        if (Date.now() >= this.nextRebalance || this.sessionBroken) {
+          await this.flushMarks();
+          await this.rebalance();
+        }
         let published = 0;
         if (this.owned.size > 0) {
           const woken = this.notified;
@@ -409,6 +414,11 @@ class Relay implements OutboxRelay {
         await sleep(Math.min(this.pollMs, 50 * 2 ** Math.min(failures, 6)), this.stop.signal);
       }
     }
+    try {
+      await this.flushMarks();
+    } catch (error) {
+      this.report(error, 'marking the last batch failed; its rows will be published again');
+    }
   }
 
   private idle(ms: number): Promise<void> {
@@ -427,8 +437,12 @@ class Relay implements OutboxRelay {
 
   /** Fetches, publishes and marks one batch; resolves with the rows published. */
   private async batch(): Promise<number> {
+    // The marks of the previous batch travel with this fetch: one round trip per batch. The
+    // fetch reads the snapshot from before they apply, so it leaves those rows out itself.
+    const marking = this.marks;
     const { rows: fetched } = (await this.pool.query(
-      `WITH blocked AS (
+      `WITH ${this.markCte(3)},
+       blocked AS (
          SELECT DISTINCT key FROM ${this.table}
          WHERE status = 'pending' AND attempts > 0 AND next_attempt_at > now() AND key IS NOT NULL
        )
@@ -437,9 +451,11 @@ class Relay implements OutboxRelay {
          AND txid < pg_snapshot_xmin(pg_current_snapshot())
          AND next_attempt_at <= now()
          AND (key IS NULL OR key NOT IN (SELECT key FROM blocked))
+         AND seq <> ALL($3::bigint[])
        ORDER BY seq LIMIT $2`,
-      [this.slots, this.batchSize],
+      [this.slots, this.batchSize, marking.map((r) => r.seq)],
     )) as { rows: Row[] };
+    this.marked(marking);
     this.emit('polled', { rows: fetched.length });
     // A row that failed before goes without the later rows of its key: should it fail again,
     // none of them may be stored ahead of it (a failed sendBatch may have stored the rest).
@@ -460,19 +476,29 @@ class Relay implements OutboxRelay {
       if (this.closed && error instanceof ClosedError) throw error;
       done = await this.oneByOne(rows, messages);
     }
-    if (done.length > 0) {
-      const seqs = done.map((r) => r.seq);
-      if (this.retainSentMs === 0) {
-        await this.pool.query(`DELETE FROM ${this.table} WHERE seq = ANY($1::bigint[])`, [seqs]);
-      } else {
-        await this.pool.query(
-          `UPDATE ${this.table} SET status = 'sent', sent_at = now() WHERE seq = ANY($1::bigint[])`,
-          [seqs],
-        );
-      }
-      this.emit('published', { count: done.length, ids: done.map((r) => r.id) });
-    }
+    this.marks = done;
     return done.length;
+  }
+
+  /** The statement part that deletes (or marks 'sent') the rows whose seqs are parameter `n`. */
+  private markCte(n: number): string {
+    return this.retainSentMs === 0
+      ? `done AS (DELETE FROM ${this.table} WHERE seq = ANY($${n}::bigint[]))`
+      : `done AS (UPDATE ${this.table} SET status = 'sent', sent_at = now() WHERE seq = ANY($${n}::bigint[]))`;
+  }
+
+  private marked(rows: Row[]): void {
+    if (rows.length === 0) return;
+    if (this.marks === rows) this.marks = [];
+    this.emit('published', { count: rows.length, ids: rows.map((r) => r.id) });
+  }
+
+  /** Marks what was published and not marked yet: before slots change hands, and on close. */
+  private async flushMarks(): Promise<void> {
+    const marking = this.marks;
+    if (marking.length === 0) return;
+    await this.pool.query(`WITH ${this.markCte(1)} SELECT 1`, [marking.map((r) => r.seq)]);
+    this.marked(marking);
   }
 
   /**
