@@ -42,12 +42,14 @@ const acksValues: readonly Acks[] = ['all', 'leader', 'none'];
 
 /** The options each command takes (every broker command takes --url). */
 const optionsOf: Record<Command, readonly string[]> = {
-  demo: ['url', 'orders'],
+  demo: ['url', 'orders', 'outbox', 'pg'],
   bench: ['url', 'messages', 'size', 'acks', 'partitions', 'batch', 'inflight', 'concurrency', 'max-lag'],
   lag: ['url', 'topic', 'group', 'management'],
   outbox: ['pg', 'table', 'limit', 'requeue'],
 };
 const allOptions = new Set(Object.values(optionsOf).flat());
+/** Options that take no value: present or not. */
+const flags: ReadonlySet<string> = new Set(['outbox']);
 
 export type CommandLine =
   | { kind: 'help' }
@@ -89,7 +91,10 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
     const name = arg.slice(2, eq === -1 ? undefined : eq);
     if (!allOptions.has(name)) throw new UsageError(`unknown option ${shown(`--${name}`)}`);
     let value: string;
-    if (eq !== -1) value = arg.slice(eq + 1);
+    if (flags.has(name)) {
+      if (eq !== -1) throw new UsageError(`--${name} takes no value`);
+      value = 'true';
+    } else if (eq !== -1) value = arg.slice(eq + 1);
     else {
       const next = argv[i + 1];
       if (next === undefined || next.startsWith('--')) throw new UsageError(`--${name} needs a value`);

@@ -14,7 +14,8 @@ import {
 } from './args.js';
 import { benchBroker, benchDefaults, formatResults } from './bench.js';
 import { formatDemo, runDemo } from './demo.js';
-import { outboxCommand } from './outbox.js';
+import { formatOutboxDemo, runOutboxDemo } from './demo-outbox.js';
+import { openPgPool, outboxCommand } from './outbox.js';
 
 const range = (name: keyof typeof c) => `${c[name].min}..${c[name].max}`;
 
@@ -23,6 +24,8 @@ const usage = `mqkit <command> [options]
 Commands:
   demo    the order scenario: an order service and stock, coupon and points consumers
           --orders N (${range('orders')}, default ${c.orders.fallback})
+          --outbox: each order and its events in one PostgreSQL transaction (some roll back),
+          published by two outbox relays; --pg URL (default: $DATABASE_URL)
   bench   produce and consume through mqkit; prints throughput and p50/p99 latency
           --messages N (${range('messages')}, default ${benchDefaults.messages})
           --size BYTES (${range('size')}, default ${benchDefaults.size})  --acks all|leader|none
@@ -98,6 +101,14 @@ async function run(line: CommandLine & { kind: 'run' }): Promise<string> {
     management === undefined ? undefined : { rabbitmq: { managementUrl: management } },
   );
   try {
+    if (command === 'demo' && values.has('outbox')) {
+      const pool = await openPgPool(values, 'demo --outbox');
+      try {
+        return formatOutboxDemo(await runOutboxDemo(broker, redact(url), orders, pool));
+      } finally {
+        await pool.end();
+      }
+    }
     if (command === 'demo') return formatDemo(await runDemo(broker, redact(url), orders));
     if (bench !== undefined) {
       return formatResults([await benchBroker(broker, { ...bench, label: `mqkit ${broker.kind}` })]);

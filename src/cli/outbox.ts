@@ -6,17 +6,8 @@ import { UsageError } from './args.js';
  * `--requeue all`). pg is an optional peer dependency, loaded only here.
  */
 export async function outboxCommand(values: Map<string, string>, limit: number): Promise<string> {
-  const url = values.get('pg') ?? (process.env.DATABASE_URL || undefined);
-  if (url === undefined) throw new UsageError('outbox needs --pg URL (or DATABASE_URL)');
   const outbox = createOutbox({ table: values.get('table') });
-  let pg: typeof import('pg');
-  try {
-    pg = await import('pg');
-  } catch (error) {
-    throw new Error('outbox needs the pg package: npm install pg', { cause: error });
-  }
-  const Pool = pg.default?.Pool ?? pg.Pool;
-  const pool = new Pool({ connectionString: url, max: 1 });
+  const pool = await openPgPool(values, 'outbox');
   try {
     const requeue = values.get('requeue');
     if (requeue !== undefined) {
@@ -34,4 +25,18 @@ export async function outboxCommand(values: Map<string, string>, limit: number):
   } finally {
     await pool.end();
   }
+}
+
+/** A pg pool on `--pg` (default `$DATABASE_URL`), loading the optional pg package. */
+export async function openPgPool(values: Map<string, string>, command: string): Promise<import('pg').Pool> {
+  const url = values.get('pg') ?? (process.env.DATABASE_URL || undefined);
+  if (url === undefined) throw new UsageError(`${command} needs --pg URL (or DATABASE_URL)`);
+  let pg: typeof import('pg');
+  try {
+    pg = await import('pg');
+  } catch (error) {
+    throw new Error(`${command} needs the pg package: npm install pg`, { cause: error });
+  }
+  const Pool = pg.default?.Pool ?? pg.Pool;
+  return new Pool({ connectionString: url, max: 10 });
 }

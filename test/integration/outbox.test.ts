@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { runCli } from '../../src/cli/cli.js';
+import { formatOutboxDemo, runOutboxDemo } from '../../src/cli/demo-outbox.js';
 import { type Broker, connect, type Delivery } from '../../src/index.js';
 import {
   createOutbox,
@@ -279,5 +280,28 @@ describe('outbox: retention', () => {
     await relay?.close();
     await sub.close();
     await broker.close();
+  });
+});
+
+describe('mqkit demo --outbox', () => {
+  it('publishes each committed order’s events once and in order, and none of a rolled-back order', async () => {
+    const broker = await connect(`memory://${uniqueName('demo-outbox')}`);
+    try {
+      const summary = await runOutboxDemo(broker, 'memory://', 500, pool);
+      expect(summary).toMatchObject({ orders: 500, rolledBack: 20, rolledBackSeen: 0, messagesSent: 960 });
+      expect(summary.services).toEqual([
+        { name: 'stock', tags: 'all', handled: 960, duplicatesAbsorbed: 0, orderViolations: 0 },
+        { name: 'coupons', tags: 'placed', handled: 480, duplicatesAbsorbed: 0, orderViolations: 0 },
+        { name: 'points', tags: 'paid', handled: 480, duplicatesAbsorbed: 0, orderViolations: 0 },
+      ]);
+      expect(formatOutboxDemo(summary)).toContain('events of rolled-back orders delivered: 0');
+    } finally {
+      await broker.close();
+    }
+  });
+
+  it('takes --outbox as a flag, without a value', async () => {
+    const result = await runCli(['demo', '--outbox=yes']);
+    expect(result).toMatchObject({ code: 2, stderr: expect.stringMatching(/--outbox takes no value/) });
   });
 });
