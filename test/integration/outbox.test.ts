@@ -18,16 +18,22 @@ beforeAll(() => {
   pool = new pg.Pool({ connectionString: inject('pgUrl'), max: 12 });
 });
 
+/** Every relay a test started: closed here too, so a failed test does not hold the pool open. */
+const started: OutboxRelay[] = [];
+
 afterAll(async () => {
+  await Promise.all(started.map((r) => r.close()));
   await pool?.end();
 });
 
 async function relays(count: number, options: Omit<OutboxRelayOptions, 'pool'>): Promise<OutboxRelay[]> {
-  return Promise.all(
+  const made = await Promise.all(
     Array.from({ length: count }, () =>
       startOutboxRelay({ pool, pollMs: 200, rebalanceMs: 200, logger: quietLogger, ...options }),
     ),
   );
+  started.push(...made);
+  return made;
 }
 
 const brokers = [
@@ -303,5 +309,51 @@ describe('mqkit demo --outbox', () => {
   it('takes --outbox as a flag, without a value', async () => {
     const result = await runCli(['demo', '--outbox=yes']);
     expect(result).toMatchObject({ code: 2, stderr: expect.stringMatching(/--outbox takes no value/) });
+  });
+});
+
+describe('outbox relay: its PostgreSQL session is killed', () => {
+  it('stops publishing its slots, opens a new session, takes slots again and loses nothing', async () => {
+    const broker = await connect(`memory://${uniqueName('session')}`);
+    const table = await freshOutboxTable(pool, 8);
+    const outbox = createOutbox({ table });
+    const topic = uniqueName('ob-session');
+    const seen = new Collector<{ n: number }>();
+    const sub = await broker.subscribe({ topic, group: 'g' }, seen.handler());
+    const errors: string[] = [];
+    const [relay] = await relays(1, { table, producer: broker.producer() });
+    const ownedHistory: number[] = [];
+    relay?.on('slots', (e) => ownedHistory.push(e.owned.length));
+    relay?.on('error', (e) => errors.push(e.context));
+    await waitFor(() => relay?.slots.length === 8);
+    const ids = await inTransaction(pool, (tx) =>
+      outbox.addBatch(
+        tx,
+        Array.from({ length: 50 }, (_, n) => ({ topic, key: `k${n % 5}`, body: { n } })),
+      ),
+    );
+    await seen.waitForIds(50);
+    // The session holding the slot locks (and LISTEN), as an operator or a failover would end it.
+    const killed = await pool.query(
+      `SELECT pg_terminate_backend(pid) FROM (SELECT DISTINCT pid FROM pg_locks
+         WHERE locktype = 'advisory' AND objsubid = 2
+           AND classid = (hashtext($1)::bigint & 4294967295)::text::oid) s`,
+      [`mqkit-outbox:${table}`],
+    );
+    expect(killed.rowCount).toBe(1);
+    await waitFor(() => ownedHistory.includes(0));
+    await waitFor(() => relay?.slots.length === 8);
+    const more = await inTransaction(pool, (tx) =>
+      outbox.addBatch(
+        tx,
+        Array.from({ length: 50 }, (_, n) => ({ topic, key: `k${n % 5}`, body: { n: 50 + n } })),
+      ),
+    );
+    await seen.waitForIds(100);
+    expect([...ids, ...more].every((id) => seen.ids.has(id))).toBe(true);
+    expect(errors.length).toBeGreaterThan(0);
+    await relay?.close();
+    await sub.close();
+    await broker.close();
   });
 });

@@ -290,7 +290,10 @@ class Relay implements OutboxRelay {
     client.on('error', (error: Error) => {
       // The session's locks are gone with it: stop publishing its slots at once.
       this.sessionBroken = true;
-      this.owned.clear();
+      if (this.owned.size > 0) {
+        this.owned.clear();
+        this.emit('slots', { owned: [] });
+      }
       this.report(error, 'lock session lost');
       this.wake();
     });
@@ -316,6 +319,21 @@ class Relay implements OutboxRelay {
 
   /** Renews the heartbeat and takes or gives back slots towards an even share. */
   private async rebalance(): Promise<void> {
+    try {
+      await this.rebalanceOnce();
+    } catch (error) {
+      // Whether the session still holds its locks is unknown: publish nothing until a new
+      // session has taken slots again.
+      this.sessionBroken = true;
+      if (this.owned.size > 0) {
+        this.owned.clear();
+        this.emit('slots', { owned: [] });
+      }
+      throw error;
+    }
+  }
+
+  private async rebalanceOnce(): Promise<void> {
     this.nextRebalance = Date.now() + this.rebalanceMs;
     if (this.session === undefined || this.sessionBroken) {
       await this.closeSession();
