@@ -6,13 +6,15 @@ import { createOutbox, ensureOutbox, type OutboxRelay, startOutboxRelay } from '
 
 /**
  * Outbox relay figures: `npm run bench -- outbox [--rows 20000] [--brokers memory,kafka,rabbitmq]
- * [--rate 1000] [--seconds 5] [--pg URL] [--kafka URL] [--amqp URL]`.
+ * [--rate 1000] [--seconds 5] [--order-rows 10000] [--pg URL] [--kafka URL] [--amqp URL]`.
  *
  * Throughput: 1 or 3 relays start and divide the key slots; `--rows` rows (default 20 000)
  * over 100 keys are written in one transaction; rows/s from its COMMIT to the last row
  * acknowledged (acks all) and deleted. Latency: `--rate` rows/s are committed for `--seconds` (10 rows per transaction)
  * while one relay runs, with LISTEN/NOTIFY and with polling alone (pollMs 1000); the time from
- * COMMIT returning to the consumer receiving the message, p50 and p99.
+ * COMMIT returning to the consumer receiving the message, p50 and p99. Order check: 3 relays
+ * drain `--order-rows` (default 10 000) rows over 100 keys written while they run; the consumer
+ * counts per-key order violations.
  */
 const { values } = parseArgs({
   args: process.argv.slice(3),
@@ -21,6 +23,7 @@ const { values } = parseArgs({
     brokers: { type: 'string' },
     rate: { type: 'string' },
     seconds: { type: 'string' },
+    'order-rows': { type: 'string' },
     pg: { type: 'string' },
     kafka: { type: 'string' },
     amqp: { type: 'string' },
@@ -29,6 +32,7 @@ const { values } = parseArgs({
 const rows = Number(values.rows ?? 20_000);
 const rate = Number(values.rate ?? 1000);
 const seconds = Number(values.seconds ?? 5);
+const orderRows = Number(values['order-rows'] ?? 10_000);
 const urls: Record<string, string> = {
   memory: 'memory://outbox-bench',
   kafka: values.kafka ?? process.env.MQKIT_TEST_KAFKA_URL ?? 'kafka://127.0.0.1:9092',
@@ -179,6 +183,64 @@ async function latency(broker: Broker, listen: boolean): Promise<string> {
   return `${broker.kind.padEnd(9)} ${listen ? 'NOTIFY ' : 'polling'}  ${total} rows at ${rate}/s (took ${achieved}/s)  commit-to-delivery p50 ${percentile(latencies, 50).toFixed(1)} ms  p99 ${percentile(latencies, 99).toFixed(1)} ms  (n=${latencies.length})`;
 }
 
+/**
+ * The issue's ordering run: 3 relays drain `orderRows` rows over 100 keys, written in
+ * transactions of 100 rows while they run; a consumer (order 'key') counts rows whose per-key
+ * sequence is not the next one.
+ */
+async function ordering(broker: Broker): Promise<string> {
+  const table = freshTable();
+  await ensureOutbox(pool, { table, slots: 64 });
+  const outbox = createOutbox({ table });
+  const topic = `ob-order-${Date.now().toString(36)}`;
+  await broker.ensureTopic(topic, { partitions: 6 });
+  const last = new Map<string, number>();
+  const seen = new Set<string>();
+  let violations = 0;
+  let duplicates = 0;
+  const sub = await broker.subscribe(
+    { topic, group: `g-${Date.now().toString(36)}`, order: 'key', concurrency: 16 },
+    (d) => {
+      if (seen.has(d.id)) {
+        duplicates++;
+        return;
+      }
+      const seq = (d.body as { seq: number }).seq;
+      if (seq !== (last.get(d.key as string) ?? -1) + 1) violations++;
+      last.set(d.key as string, seq);
+      seen.add(d.id);
+    },
+  );
+  const producers = [broker.producer(), broker.producer(), broker.producer()];
+  const relays = await Promise.all(
+    producers.map((producer) => startOutboxRelay({ pool, producer, table, logger: quiet, rebalanceMs: 200 })),
+  );
+  const started = performance.now();
+  const perKey = Math.ceil(orderRows / keys);
+  for (let seq = 0; seq < perKey; seq++) {
+    const tx = await pool.connect();
+    try {
+      await tx.query('BEGIN');
+      await outbox.addBatch(
+        tx,
+        Array.from({ length: keys }, (_, k) => ({ topic, key: `k${k}`, body: { seq } })),
+      );
+      await tx.query('COMMIT');
+    } finally {
+      tx.release();
+    }
+  }
+  const total = perKey * keys;
+  while (seen.size < total) await new Promise((resolve) => setTimeout(resolve, 20));
+  const ms = performance.now() - started;
+  const shares = relays.map((r) => r.slots.length).join('/');
+  await Promise.all(relays.map((r) => r.close()));
+  await Promise.all(producers.map((p) => p.close()));
+  await sub.close();
+  await pool.query(`DROP TABLE ${table}, ${table}_meta, ${table}_relays`);
+  return `${broker.kind.padEnd(9)} order check: ${total} rows over ${keys} keys, 3 relays (slots ${shares} at the end): delivered ${seen.size}, duplicates ${duplicates}, per-key order violations ${violations} (${(ms / 1000).toFixed(2)} s)`;
+}
+
 const out: string[] = [];
 for (const kind of kinds) {
   const url = urls[kind];
@@ -187,6 +249,7 @@ for (const kind of kinds) {
   try {
     for (const n of [1, 3]) out.push(await throughput(broker, n));
     for (const listen of [true, false]) out.push(await latency(broker, listen));
+    out.push(await ordering(broker));
   } finally {
     await broker.close();
   }

@@ -340,7 +340,7 @@ class Relay implements OutboxRelay {
       await this.openSession();
     }
     const session = this.session as PgListenClientLike;
-    const ttl = `${this.rebalanceMs * 3} milliseconds`;
+    const ttl = `${this.rebalanceMs * 5} milliseconds`;
     await session.query(
       `INSERT INTO ${this.table}_relays (relay_id, seen_at) VALUES ($1, now())
        ON CONFLICT (relay_id) DO UPDATE SET seen_at = now()`,

@@ -16,7 +16,11 @@ import { insertRows } from '../outbox/outbox.js';
 import { type OutboxRelay, type OutboxRelayOptions, startOutboxRelay } from '../outbox/relay.js';
 import { channelOf, type OutboxPoolLike, outboxTable } from '../outbox/schema.js';
 
-/** What the application says about its local transaction (RocketMQ's LocalTransactionState). */
+/**
+ * What the application says about its local transaction (RocketMQ's LocalTransactionState).
+ * TypeScript widens an async arrow function's single literal return (`async () => 'commit'`)
+ * to `string`: write `'commit' as const`, or annotate the return type.
+ */
 export type LocalTransactionState = 'commit' | 'rollback' | 'unknown';
 
 /** Where a half message stands. */
