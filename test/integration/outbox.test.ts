@@ -357,3 +357,22 @@ describe('outbox relay: its PostgreSQL session is killed', () => {
     await broker.close();
   });
 });
+
+describe('outbox relay: a closed producer', () => {
+  it('counts no attempt against the rows and parks nothing; the rows wait', async () => {
+    const broker = await connect(`memory://${uniqueName('closed')}`);
+    const table = await freshOutboxTable(pool);
+    const outbox = createOutbox({ table });
+    const producer = broker.producer();
+    await producer.close();
+    const [relay] = await relays(1, { table, producer, maxAttempts: 1, backoff: { initialMs: 0 } });
+    const errors: unknown[] = [];
+    relay?.on('error', (e) => errors.push(e.error));
+    await inTransaction(pool, (tx) => outbox.add(tx, { topic: uniqueName('t'), key: 'k', body: 1 }));
+    await waitFor(() => errors.length >= 2);
+    const { rows } = await pool.query(`SELECT status, attempts FROM ${table}`);
+    expect(rows).toEqual([{ status: 'pending', attempts: 0 }]);
+    await relay?.close();
+    await broker.close();
+  });
+});

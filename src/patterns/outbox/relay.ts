@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Producer } from '../../core/broker.js';
 import type { Codec, TopicSpec } from '../../core/codec.js';
-import { ClosedError, ConfigError } from '../../core/errors.js';
+import { ConfigError, isMqError } from '../../core/errors.js';
 import { type Logger, processWarningLogger, safeLog } from '../../core/logger.js';
 import type { Headers, OutgoingMessage } from '../../core/message.js';
 import { intOption, isPlainObject, MAX_TIMER_MS, refuseUnknownKeys, thrownText } from '../../core/options.js';
@@ -24,7 +24,11 @@ export interface OutboxRelayOptions {
   pollMs?: number;
   /** Wake on the table's NOTIFY (sent at commit by `ensureOutbox`'s trigger). Default true. */
   listen?: boolean;
-  /** Publish attempts before a row is parked. Default 10; 1 to 1000. */
+  /**
+   * Publish attempts before a row is parked, when its last error is not retriable (too large,
+   * unroutable, refused by a schema). A retriable error (a broker outage, a timeout) never
+   * parks a row: it is retried at the back-off's pace. Default 10; 1 to 1000.
+   */
   maxAttempts?: number;
   /** Delay before retrying a failed row: initialMs × multiplier^(attempt−1), at most maxMs. Default 1000, 2, 60 000. */
   backoff?: { initialMs?: number; multiplier?: number; maxMs?: number };
@@ -491,7 +495,8 @@ class Relay implements OutboxRelay {
       await this.producer.sendBatch(messages);
       done = rows;
     } catch (error) {
-      if (this.closed && error instanceof ClosedError) throw error;
+      // A closed producer is not the rows' fault: count no attempt, let the loop back off.
+      if (isMqError(error, 'CLOSED')) throw error;
       done = await this.oneByOne(rows, messages);
     }
     this.marks = done;
@@ -541,6 +546,7 @@ class Relay implements OutboxRelay {
             await this.producer.send(messages[i] as OutgoingMessage<Uint8Array>);
             done.push(row);
           } catch (error) {
+            if (isMqError(error, 'CLOSED')) return;
             await this.recordFailure(row, error);
             return;
           }
@@ -552,7 +558,9 @@ class Relay implements OutboxRelay {
 
   private async recordFailure(row: Row, error: unknown): Promise<void> {
     const attempts = row.attempts + 1;
-    const parked = attempts >= this.maxAttempts;
+    // A retriable error (a broker outage, a timeout) says nothing against the row: it keeps
+    // being retried at the back-off's pace and is never parked for it.
+    const parked = attempts >= this.maxAttempts && !(isMqError(error) && error.retriable);
     const delay = Math.min(
       this.backoff.maxMs,
       this.backoff.initialMs * this.backoff.multiplier ** Math.max(0, attempts - 1),
