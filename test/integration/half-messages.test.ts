@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type Broker, connect } from '../../src/index.js';
@@ -20,6 +21,68 @@ beforeAll(() => {
 afterAll(async () => {
   await pool?.end();
 });
+
+/**
+ * Runs `sendInTransaction` in a child process whose local transaction never ends; resolves
+ * once it runs, with the half message's id and a function that kills the child with SIGKILL.
+ */
+function senderKilledMidTransaction(
+  table: string,
+  group: string,
+  topic: string,
+): Promise<{ id: string; kill: () => Promise<string | null> }> {
+  const script = `
+    import pg from 'pg';
+    import { connect } from './src/index.ts';
+    import { halfMessages } from './src/patterns/index.ts';
+    const pool = new pg.Pool({ connectionString: ${JSON.stringify(inject('pgUrl'))} });
+    const broker = await connect('memory://sender');
+    const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+    const producer = await halfMessages({
+      pool, producer: broker.producer(), group: ${JSON.stringify(group)}, table: ${JSON.stringify(table)},
+      checkLocalTransaction: () => 'unknown', immunityMs: 30, relay: false, logger: quiet,
+    });
+    await producer.sendInTransaction({ topic: ${JSON.stringify(topic)}, body: { n: 1 } }, async (half) => {
+      process.stdout.write('LOCAL ' + half.id + '\\n');
+      await new Promise(() => {});
+    });
+  `;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    cwd: process.cwd(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  const exited = new Promise<string | null>((resolve) =>
+    child.on('exit', (_code, signal) => resolve(signal)),
+  );
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the child never ran its local transaction: ${stderr.slice(-500)}`));
+    }, 60_000);
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+      const id = /LOCAL (\S+)\n/.exec(stdout)?.[1];
+      if (id === undefined) return;
+      clearTimeout(timer);
+      resolve({
+        id,
+        kill: async () => {
+          child.kill('SIGKILL');
+          return exited;
+        },
+      });
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the child exited (${code}) before its local transaction: ${stderr.slice(-500)}`));
+    });
+  });
+}
 
 const brokers = [
   ['memory', () => `memory://${uniqueName('half')}`],
@@ -161,6 +224,24 @@ describe.each(brokers)('half messages on %s', (_kind, url) => {
     });
     await waitFor(() => seen.ids.has(result.id));
     expect(asked).toEqual([result.id]);
+    await sub.close();
+  });
+
+  it('the sender is killed (SIGKILL) during its local transaction: a live member’s check decides', async () => {
+    const { table, topic, seen, sub, member } = await setup();
+    const group = uniqueName('crash');
+    const child = await senderKilledMidTransaction(table, group, topic);
+    expect(await child.kill()).toBe('SIGKILL');
+    const asked: string[] = [];
+    await member(
+      (m) => {
+        asked.push(m.id);
+        return 'commit';
+      },
+      { group },
+    );
+    await waitFor(() => seen.ids.has(child.id));
+    expect(asked).toEqual([child.id]);
     await sub.close();
   });
 
