@@ -376,3 +376,36 @@ describe('outbox relay: a closed producer', () => {
     await broker.close();
   });
 });
+
+describe('outbox relays: more relays than slots', () => {
+  it('a relay without slots stands by and takes over when the holder closes', async () => {
+    const broker = await connect(`memory://${uniqueName('standby')}`);
+    const table = await freshOutboxTable(pool, 1);
+    const outbox = createOutbox({ table });
+    const topic = uniqueName('ob-standby');
+    const seen = new Collector<{ n: number }>();
+    const sub = await broker.subscribe({ topic, group: 'g' }, seen.handler());
+    const [first, second] = await relays(2, { table, producer: broker.producer() });
+    await waitFor(() => (first?.slots.length ?? 0) + (second?.slots.length ?? 0) === 1);
+    const [holder, standby] = first?.slots.length === 1 ? [first, second] : [second, first];
+    const published = new Map<OutboxRelay | undefined, number>();
+    for (const r of [holder, standby])
+      r?.on('published', (e) => published.set(r, (published.get(r) ?? 0) + e.count));
+    await inTransaction(pool, (tx) =>
+      outbox.addBatch(
+        tx,
+        Array.from({ length: 20 }, (_, n) => ({ topic, key: `k${n % 3}`, body: { n } })),
+      ),
+    );
+    await seen.waitForIds(20);
+    expect(published.get(standby)).toBeUndefined();
+    await holder?.close();
+    await waitFor(() => standby?.slots.length === 1);
+    await inTransaction(pool, (tx) => outbox.add(tx, { topic, key: 'k0', body: { n: 20 } }));
+    await seen.waitForIds(21);
+    await waitFor(() => published.get(standby) === 1); // reported once marked, after the delivery
+    await standby?.close();
+    await sub.close();
+    await broker.close();
+  });
+});

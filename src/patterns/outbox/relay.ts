@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Producer } from '../../core/broker.js';
 import type { Codec, TopicSpec } from '../../core/codec.js';
 import { ConfigError, isMqError } from '../../core/errors.js';
-import { type Logger, processWarningLogger, safeLog } from '../../core/logger.js';
+import { isLogger, type Logger, processWarningLogger, safeLog } from '../../core/logger.js';
 import type { Headers, OutgoingMessage } from '../../core/message.js';
 import { intOption, isPlainObject, MAX_TIMER_MS, refuseUnknownKeys, thrownText } from '../../core/options.js';
 import { sleep } from '../../core/timers.js';
@@ -227,6 +227,9 @@ class Relay implements OutboxRelay {
     );
     this.cleanupBatch = intOption(options.cleanupBatch, 'outboxRelay.cleanupBatch', 1, 1000, 100_000);
     this.rebalanceMs = intOption(options.rebalanceMs, 'outboxRelay.rebalanceMs', 10, 2000, 600_000);
+    if (options.logger !== undefined && !isLogger(options.logger)) {
+      throw new ConfigError('outboxRelay.logger', 'must have debug, info, warn and error methods');
+    }
     this.logger = options.logger ?? processWarningLogger();
     this.lockClass = `mqkit-outbox:${this.table}`;
   }
@@ -282,8 +285,13 @@ class Relay implements OutboxRelay {
       throw new ConfigError('outboxRelay.table', `${this.table} has no slot count: run ensureOutbox first`);
     }
     this.slotCount = slots;
-    await this.openSession();
-    await this.rebalance();
+    try {
+      await this.openSession();
+      await this.rebalance();
+    } catch (error) {
+      await this.closeSession();
+      throw error;
+    }
     this.loop = this.run();
     if (this.retainSentMs > 0) this.cleanup = this.runCleanup();
   }
@@ -413,9 +421,10 @@ class Relay implements OutboxRelay {
           await this.rebalance();
         }
         let published = 0;
+        // Cleared on every turn, slots or not: a relay holding none must still wait in idle().
+        const woken = this.notified;
+        this.notified = false;
         if (this.owned.size > 0) {
-          const woken = this.notified;
-          this.notified = false;
           published = await this.batch();
           if (published > 0) {
             quiet = 0;

@@ -1,7 +1,7 @@
 import type { Producer } from '../../core/broker.js';
 import { decodeBody } from '../../core/codec.js';
 import { ConfigError } from '../../core/errors.js';
-import { type Logger, processWarningLogger, safeLog } from '../../core/logger.js';
+import { isLogger, type Logger, processWarningLogger, safeLog } from '../../core/logger.js';
 import type { Headers, OutgoingMessage } from '../../core/message.js';
 import {
   groupName,
@@ -236,6 +236,9 @@ class HalfMessages implements TransactionalProducer {
     );
     if (options.relay !== undefined && typeof options.relay !== 'boolean' && !isPlainObject(options.relay)) {
       throw new ConfigError('halfMessages.relay', 'must be a boolean or relay options');
+    }
+    if (options.logger !== undefined && !isLogger(options.logger)) {
+      throw new ConfigError('halfMessages.logger', 'must have debug, info, warn and error methods');
     }
     this.logger = options.logger ?? processWarningLogger();
   }
