@@ -85,6 +85,9 @@ interface Row {
   attempts: number;
 }
 
+/** Rebalances in a row a slot must be seen free before a relay takes it beyond its share. */
+const ORPHAN_ROUNDS = 3;
+
 const RELAY_KEYS = [
   'pool',
   'producer',
@@ -166,8 +169,11 @@ class Relay implements OutboxRelay {
   private readonly owned = new Set<number>();
   /** Rows published and not yet deleted or marked 'sent'. */
   private marks: Row[] = [];
-  /** Slots seen free at the last rebalance: taken beyond this relay's share if still free now. */
-  private freeBefore = new Set<number>();
+  /**
+   * Per free slot, the rebalances in a row it was seen free (not counting one this relay had
+   * just given back): taken beyond this relay's share once it reaches ORPHAN_ROUNDS.
+   */
+  private freeRounds = new Map<number, number>();
   private slotCount = 0;
   private session: PgListenClientLike | undefined;
   private sessionBroken = false;
@@ -367,8 +373,9 @@ class Relay implements OutboxRelay {
     const index = Math.max(0, ids.indexOf(this.relayId));
     const share = Math.ceil(this.slotCount / count);
     const before = this.slots.join(',');
+    let extra: number[] = [];
     if (this.owned.size > share) {
-      const extra = this.slots.slice(share - this.owned.size);
+      extra = this.slots.slice(share - this.owned.size);
       await session.query('SELECT pg_advisory_unlock(hashtext($1), s) FROM unnest($2::int[]) s', [
         this.lockClass,
         extra,
@@ -392,10 +399,13 @@ class Relay implements OutboxRelay {
       if (!taken.has(s)) free.push(s);
     }
     const wanted = free.slice(0, Math.max(0, share - this.owned.size));
-    // Slots free now and at the last rebalance: a relay that died may still be counted live
-    // (its heartbeat not yet expired); its slots must not wait for that.
-    for (const s of free.slice(wanted.length)) if (this.freeBefore.has(s)) wanted.push(s);
-    this.freeBefore = new Set(free);
+    // A slot nobody took for several rebalances in a row is taken whatever the share: a relay
+    // that died may still be counted live (its heartbeat not yet expired), and its slots must
+    // not wait for that. Not one this relay just gave back: relays under their share take those.
+    const rounds = new Map<number, number>();
+    for (const s of free) rounds.set(s, extra.includes(s) ? 0 : (this.freeRounds.get(s) ?? 0) + 1);
+    this.freeRounds = rounds;
+    for (const s of free.slice(wanted.length)) if ((rounds.get(s) ?? 0) >= ORPHAN_ROUNDS) wanted.push(s);
     if (wanted.length > 0) {
       const got = await session.query(
         'SELECT s FROM unnest($2::int[]) s WHERE pg_try_advisory_lock(hashtext($1), s)',
