@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import amqp from 'amqplib';
 import pg from 'pg';
 import { type Broker, connect } from '../src/index.js';
 import { createOutbox, ensureOutbox, type OutboxRelay, startOutboxRelay } from '../src/patterns/index.js';
@@ -114,11 +115,27 @@ async function throughput(broker: Broker, relaysCount: number): Promise<string> 
   await Promise.all(relays.map((r) => r.close()));
   await Promise.all(producers.map((p) => p.close()));
   await pool.query(`DROP TABLE ${table}, ${table}_meta, ${table}_relays`);
+  if (broker.kind === 'rabbitmq') await dropHeld(topic);
   return `${broker.kind.padEnd(9)} relays ${relaysCount}  ${String(rows).padStart(6)} rows  ${(ms / 1000).toFixed(2).padStart(6)} s  ${Math.round(
     (rows / ms) * 1000,
   )
     .toString()
     .padStart(7)} rows/s`;
+}
+
+/**
+ * The throughput topic has no group: RabbitMQ holds its messages in the topic's
+ * `mq.unrouted:<topic>` queue (for groups created later). A bench leaves nothing behind.
+ */
+async function dropHeld(topic: string): Promise<void> {
+  const connection = await amqp.connect(urls.rabbitmq as string);
+  try {
+    const channel = await connection.createChannel();
+    await channel.deleteQueue(`mq.unrouted:${topic}`);
+    await channel.close();
+  } finally {
+    await connection.close();
+  }
 }
 
 function percentile(sorted: number[], p: number): number {

@@ -10,7 +10,10 @@ import { channelOf, type OutboxPoolLike, outboxTable, type PgListenClientLike } 
 
 /** Options of {@link startOutboxRelay}. Every duration is in milliseconds. */
 export interface OutboxRelayOptions {
-  /** Connections: one is held for the relay's advisory locks and LISTEN, others taken per batch. */
+  /**
+   * Connections: the relay holds one for its advisory locks and LISTEN for as long as it runs,
+   * and takes another per statement; size the pool for at least two per relay.
+   */
   pool: OutboxPoolLike;
   /** Publishes the rows. Make it with acks 'all' (the default): a row is marked once `send` resolved. */
   producer: Producer;
