@@ -46,9 +46,9 @@ export interface Outbox {
   /** Parked rows (and unresolved half messages), oldest first. Default limit 100. */
   parked(db: PgQueryableLike, options?: { limit?: number }): Promise<ParkedRow[]>;
   /**
-   * Puts parked rows back to 'pending' with their attempts reset, so relays publish them again
-   * (after the rows before them of the same key that are still pending). `ids` omitted: every
-   * parked row. Unresolved half messages are not touched (see `HalfMessages.resolve`).
+   * Puts parked rows back to 'pending' with their attempts reset, so relays publish them again,
+   * ahead of the later rows of their key still pending (rows of the key published while one was
+   * parked are not recalled: as a dead letter replayed). `ids` omitted: every parked row. Unresolved half messages are not touched (see `HalfMessages.resolve`).
    * Resolves with the number of rows re-queued.
    */
   requeue(db: PgQueryableLike, ids?: readonly string[]): Promise<number>;
