@@ -51,6 +51,11 @@ const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 const keys = 100;
 const body = { order: 'o-000000', amount: 1234, items: ['sku-1', 'sku-2'], note: 'x'.repeat(40) };
 
+async function dropTable(table: string): Promise<void> {
+  await pool.query(`DROP TABLE ${table}, ${table}_meta, ${table}_relays`);
+  await pool.query(`DROP FUNCTION ${table}_notify()`);
+}
+
 function freshTable(): string {
   return `ob_bench_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 6)}`;
 }
@@ -114,7 +119,7 @@ async function throughput(broker: Broker, relaysCount: number): Promise<string> 
   const ms = performance.now() - started;
   await Promise.all(relays.map((r) => r.close()));
   await Promise.all(producers.map((p) => p.close()));
-  await pool.query(`DROP TABLE ${table}, ${table}_meta, ${table}_relays`);
+  await dropTable(table);
   if (broker.kind === 'rabbitmq') await dropHeld(topic);
   return `${broker.kind.padEnd(9)} relays ${relaysCount}  ${String(rows).padStart(6)} rows  ${(ms / 1000).toFixed(2).padStart(6)} s  ${Math.round(
     (rows / ms) * 1000,
@@ -194,7 +199,7 @@ async function latency(broker: Broker, listen: boolean): Promise<string> {
   await relay.close();
   await producer.close();
   await sub.close();
-  await pool.query(`DROP TABLE ${table}, ${table}_meta, ${table}_relays`);
+  await dropTable(table);
   const latencies = [...committedAt].map(([id, at]) => Math.max(0, (receivedAt.get(id) ?? Number.NaN) - at));
   latencies.sort((a, b) => a - b);
   return `${broker.kind.padEnd(9)} ${listen ? 'NOTIFY ' : 'polling'}  ${total} rows at ${rate}/s (took ${achieved}/s)  commit-to-delivery p50 ${percentile(latencies, 50).toFixed(1)} ms  p99 ${percentile(latencies, 99).toFixed(1)} ms  (n=${latencies.length})`;
@@ -254,7 +259,7 @@ async function ordering(broker: Broker): Promise<string> {
   await Promise.all(relays.map((r) => r.close()));
   await Promise.all(producers.map((p) => p.close()));
   await sub.close();
-  await pool.query(`DROP TABLE ${table}, ${table}_meta, ${table}_relays`);
+  await dropTable(table);
   return `${broker.kind.padEnd(9)} order check: ${total} rows over ${keys} keys, 3 relays (slots ${shares} at the end): delivered ${seen.size}, duplicates ${duplicates}, per-key order violations ${violations} (${(ms / 1000).toFixed(2)} s)`;
 }
 

@@ -93,6 +93,7 @@ export async function runOutboxDemo(
     await Promise.all(relays.map((r) => r.close()));
     await Promise.all(producers.map((p) => p.close()));
     await pool.query(`DROP TABLE IF EXISTS ${table}, ${table}_meta, ${table}_relays, ${ordersTable}`);
+    await pool.query(`DROP FUNCTION IF EXISTS ${table}_notify()`);
   }
 }
 

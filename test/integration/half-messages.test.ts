@@ -10,7 +10,7 @@ import {
   type TransactionalProducer,
 } from '../../src/patterns/index.js';
 import { Collector, uniqueName, waitFor } from '../../src/testing/index.js';
-import { freshOutboxTable, quietLogger } from './outbox-helpers.js';
+import { dropOutboxTables, freshOutboxTable, quietLogger } from './outbox-helpers.js';
 
 let pool: pg.Pool;
 
@@ -19,6 +19,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
+  if (pool !== undefined) await dropOutboxTables(pool);
   await pool?.end();
 });
 

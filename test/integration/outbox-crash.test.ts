@@ -4,12 +4,12 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { connect, type Delivery } from '../../src/index.js';
 import {
   createOutbox,
-  ensureOutbox,
   idempotent,
   MemoryIdempotencyStore,
   startOutboxRelay,
 } from '../../src/patterns/index.js';
 import { uniqueName, waitFor } from '../../src/testing/index.js';
+import { dropOutboxTables, freshOutboxTable } from './outbox-helpers.js';
 
 let pool: pg.Pool;
 
@@ -18,6 +18,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
+  if (pool !== undefined) await dropOutboxTables(pool);
   await pool?.end();
 });
 
@@ -96,8 +97,7 @@ const brokers = [
 describe.each(brokers)('outbox relay killed between publish and mark, on %s', (_kind, url) => {
   it('loses nothing, and an idempotent consumer applies each message once', async () => {
     const broker = await connect(url());
-    const table = `ob_crash_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 6)}`;
-    await ensureOutbox(pool, { table, slots: 8 });
+    const table = await freshOutboxTable(pool, 8);
     const outbox = createOutbox({ table });
     const topic = uniqueName('ob-crash');
     await broker.ensureTopic(topic, { partitions: 2 });

@@ -10,7 +10,7 @@ import {
   startOutboxRelay,
 } from '../../src/patterns/index.js';
 import { Collector, uniqueName, waitFor } from '../../src/testing/index.js';
-import { freshOutboxTable, inTransaction, quietLogger } from './outbox-helpers.js';
+import { dropOutboxTables, freshOutboxTable, inTransaction, quietLogger } from './outbox-helpers.js';
 
 let pool: pg.Pool;
 
@@ -23,6 +23,7 @@ const started: OutboxRelay[] = [];
 
 afterAll(async () => {
   await Promise.all(started.map((r) => r.close()));
+  if (pool !== undefined) await dropOutboxTables(pool);
   await pool?.end();
 });
 
