@@ -5,7 +5,23 @@ import { parseArgs } from 'node:util';
  * for the URL's broker. Network brokers run mqkit and the raw client side by side in this
  * process. `--batch` (memory only): deliveries per batch-handler call in the batch rows, 0 for
  * none.
+ *
+ * `npm run bench -- <name> [options]` runs a named workload instead, which reads its own
+ * options: `outbox` (bench/outbox.ts).
  */
+const named: Record<string, () => Promise<unknown>> = {
+  outbox: () => import('./outbox.js'),
+};
+const first = process.argv[2];
+if (first !== undefined && !first.startsWith('-')) {
+  const run = named[first];
+  if (run === undefined) {
+    process.stderr.write(`bench: no workload named ${first}; known: ${Object.keys(named).join(' ')}\n`);
+    process.exit(2);
+  }
+  await run();
+  process.exit(0);
+}
 const { values } = parseArgs({
   options: {
     url: { type: 'string' },

@@ -7,7 +7,7 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-export const commands = ['demo', 'bench', 'lag'] as const;
+export const commands = ['demo', 'bench', 'lag', 'outbox'] as const;
 export type Command = (typeof commands)[number];
 
 /** A count option: decimal digits (optionally grouped with `_`), from `min` to `max`. */
@@ -31,6 +31,7 @@ export const countOptions = {
   inflight: { min: 1, max: 64, fallback: benchDefaults.inflight },
   concurrency: { min: 1, max: 1000, fallback: benchDefaults.concurrency },
   'max-lag': { min: 0, max: 10_000_000, fallback: benchDefaults.maxLag },
+  limit: { min: 1, max: 100_000, fallback: 100 },
 } satisfies Record<string, CountSpec>;
 type CountName = keyof typeof countOptions;
 
@@ -39,13 +40,16 @@ export const MAX_BENCH_BYTES_IN_FLIGHT = 256 * 1024 * 1024;
 
 const acksValues: readonly Acks[] = ['all', 'leader', 'none'];
 
-/** The options each command takes (every command takes --url). */
+/** The options each command takes (every broker command takes --url). */
 const optionsOf: Record<Command, readonly string[]> = {
-  demo: ['url', 'orders'],
+  demo: ['url', 'orders', 'outbox', 'pg'],
   bench: ['url', 'messages', 'size', 'acks', 'partitions', 'batch', 'inflight', 'concurrency', 'max-lag'],
   lag: ['url', 'topic', 'group', 'management'],
+  outbox: ['pg', 'table', 'limit', 'requeue'],
 };
 const allOptions = new Set(Object.values(optionsOf).flat());
+/** Options that take no value: present or not. */
+const flags: ReadonlySet<string> = new Set(['outbox']);
 
 export type CommandLine =
   | { kind: 'help' }
@@ -87,7 +91,10 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
     const name = arg.slice(2, eq === -1 ? undefined : eq);
     if (!allOptions.has(name)) throw new UsageError(`unknown option ${shown(`--${name}`)}`);
     let value: string;
-    if (eq !== -1) value = arg.slice(eq + 1);
+    if (flags.has(name)) {
+      if (eq !== -1) throw new UsageError(`--${name} takes no value`);
+      value = 'true';
+    } else if (eq !== -1) value = arg.slice(eq + 1);
     else {
       const next = argv[i + 1];
       if (next === undefined || next.startsWith('--')) throw new UsageError(`--${name} needs a value`);

@@ -14,6 +14,8 @@ import {
 } from './args.js';
 import { benchBroker, benchDefaults, formatResults } from './bench.js';
 import { formatDemo, runDemo } from './demo.js';
+import { formatOutboxDemo, runOutboxDemo } from './demo-outbox.js';
+import { openPgPool, outboxCommand } from './outbox.js';
 
 const range = (name: keyof typeof c) => `${c[name].min}..${c[name].max}`;
 
@@ -22,6 +24,8 @@ const usage = `mqkit <command> [options]
 Commands:
   demo    the order scenario: an order service and stock, coupon and points consumers
           --orders N (${range('orders')}, default ${c.orders.fallback})
+          --outbox: each order and its events in one PostgreSQL transaction (some roll back),
+          published by two outbox relays; --pg URL (default: $DATABASE_URL)
   bench   produce and consume through mqkit; prints throughput and p50/p99 latency
           --messages N (${range('messages')}, default ${benchDefaults.messages})
           --size BYTES (${range('size')}, default ${benchDefaults.size})  --acks all|leader|none
@@ -33,7 +37,11 @@ Commands:
           --topic NAME --group NAME
           --management URL (RabbitMQ: also count unacked deliveries, e.g. http://127.0.0.1:15672)
 
-Every command takes --url (default: $MQ_URL, else memory://). Counts are decimal integers.
+  outbox  parked outbox rows (and half messages out of checks), oldest first; or re-queue them
+          --pg URL (default: $DATABASE_URL)  --table NAME (default mqkit_outbox)
+          --limit N (${range('limit')}, default ${c.limit.fallback})  --requeue ID|all
+
+Every broker command takes --url (default: $MQ_URL, else memory://). Counts are decimal integers.
   mqkit --help      this text
   mqkit --version   the installed version
 
@@ -58,6 +66,7 @@ function version(): string {
 
 async function run(line: CommandLine & { kind: 'run' }): Promise<string> {
   const { command, values } = line;
+  if (command === 'outbox') return outboxCommand(values, count(values, 'limit'));
   // Validate every option before connecting: a bad count must not cost a connection attempt.
   const orders = command === 'demo' ? count(values, 'orders') : 0;
   const bench =
@@ -92,6 +101,14 @@ async function run(line: CommandLine & { kind: 'run' }): Promise<string> {
     management === undefined ? undefined : { rabbitmq: { managementUrl: management } },
   );
   try {
+    if (command === 'demo' && values.has('outbox')) {
+      const pool = await openPgPool(values, 'demo --outbox');
+      try {
+        return formatOutboxDemo(await runOutboxDemo(broker, redact(url), orders, pool));
+      } finally {
+        await pool.end();
+      }
+    }
     if (command === 'demo') return formatDemo(await runDemo(broker, redact(url), orders));
     if (bench !== undefined) {
       return formatResults([await benchBroker(broker, { ...bench, label: `mqkit ${broker.kind}` })]);

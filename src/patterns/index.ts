@@ -1,1 +1,3 @@
 export * from './idempotency/index.js';
+export * from './outbox/index.js';
+export * from './transactions/index.js';

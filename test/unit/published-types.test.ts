@@ -146,9 +146,14 @@ describe('published declarations in a strict user project', () => {
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import {
+  createOutbox,
   ensureLedger,
+  ensureOutbox,
+  halfMessages,
   RedisIdempotencyStore,
+  startOutboxRelay,
   transactional,
+  type HalfMessageState,
   type PgPoolLike,
   type RedisLike,
 } from 'mqkit/patterns';
@@ -172,6 +177,27 @@ async function annotated(d: Delivery<Order>, tx: pg.PoolClient): Promise<void> {
   await tx.query('INSERT INTO effects (k) VALUES ($1)', [d.id]);
 }
 export const viaAnnotated: Handler<Order> = transactional(annotated, { pool });
+// The outbox and half messages take a pg.Pool and a pg.PoolClient in a transaction as they are.
+export async function outboxed(): Promise<void> {
+  await ensureOutbox(pool);
+  const tx = await pool.connect();
+  const id: string = await createOutbox().add(tx, { topic: orders, key: 'o1', body: { id: 'o1', total: 1 } });
+  tx.release();
+  const b = await connect('memory://');
+  const relay = await startOutboxRelay({ pool, producer: b.producer() });
+  const half = await halfMessages({
+    pool,
+    producer: b.producer(),
+    group: 'orders',
+    checkLocalTransaction: () => 'commit',
+  });
+  const sent = await half.sendInTransaction({ topic: orders, body: { id, total: 1 } }, (m) =>
+    m.body.total > 0 ? 'commit' : 'rollback',
+  );
+  const state: HalfMessageState = sent.state;
+  void state;
+  await Promise.all([relay.close(), half.close()]);
+}
 `;
     await expectCompiles(userProject('pg-ioredis', ['pg', '@types/pg', 'ioredis'], source));
   }, 120_000);

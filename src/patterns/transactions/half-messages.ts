@@ -1,0 +1,531 @@
+import type { Producer } from '../../core/broker.js';
+import { decodeBody } from '../../core/codec.js';
+import { ConfigError } from '../../core/errors.js';
+import { isLogger, type Logger, processWarningLogger, safeLog } from '../../core/logger.js';
+import type { Headers, OutgoingMessage } from '../../core/message.js';
+import {
+  groupName,
+  intOption,
+  isPlainObject,
+  MAX_TIMER_MS,
+  refuseUnknownKeys,
+  thrownText,
+} from '../../core/options.js';
+import { sleep } from '../../core/timers.js';
+import { insertRows } from '../outbox/outbox.js';
+import { type OutboxRelay, type OutboxRelayOptions, startOutboxRelay } from '../outbox/relay.js';
+import { channelOf, type OutboxPoolLike, outboxTable } from '../outbox/schema.js';
+
+/**
+ * What the application says about its local transaction (RocketMQ's LocalTransactionState).
+ * TypeScript widens an async arrow function's single literal return (`async () => 'commit'`)
+ * to `string`: write `'commit' as const`, or annotate the return type.
+ */
+export type LocalTransactionState = 'commit' | 'rollback' | 'unknown';
+
+/** Where a half message stands. */
+export type HalfMessageState =
+  /** Stored, invisible to consumers, waiting for a decision (from the sender or a check). */
+  | 'prepared'
+  /** Committed: handed to the outbox relay, which publishes it (and by default deletes the row). */
+  | 'committed'
+  /** Rolled back: never published. */
+  | 'rolled-back'
+  /** Out of checks with no decision: parked, never published unless resolved by hand. */
+  | 'unresolved';
+
+/** A half message as the local transaction and the check see it. */
+export interface HalfMessage<T = unknown> {
+  readonly id: string;
+  readonly topic: string;
+  /** The body, decoded by its content type (JSON by default; bytes as a Buffer). */
+  readonly body: T;
+  readonly key: string | undefined;
+  readonly tag: string | undefined;
+  readonly headers: Headers;
+  /** Checks made so far, this one included (0 in the local transaction). */
+  readonly checks: number;
+}
+
+/** Options of {@link halfMessages}. Durations in milliseconds. */
+export interface HalfMessagesOptions {
+  /** Where half messages are stored: the outbox table (`ensureOutbox`). */
+  pool: OutboxPoolLike;
+  /** Publishes committed half messages (through the relay). Acks 'all' (the default). */
+  producer: Producer;
+  /**
+   * The producer group (RocketMQ's): every live `halfMessages` of one group checks the group's
+   * prepared messages, whichever process sent them. Same rules as a consumer group name.
+   */
+  group: string;
+  /**
+   * Answers a check: the state of the local transaction of `message`. Throwing counts as
+   * 'unknown'. Called by any live member of the group, at most once at a time per message.
+   */
+  checkLocalTransaction: (message: HalfMessage) => LocalTransactionState | Promise<LocalTransactionState>;
+  /** Default 'mqkit_outbox'. */
+  table?: string;
+  /** Time before the first check (RocketMQ's transaction timeout). Default 6000; per message too. */
+  immunityMs?: number;
+  /** Time between checks. Default 30 000. */
+  checkIntervalMs?: number;
+  /** Checks before a message with no decision is parked as 'unresolved'. Default 15; 1 to 1000. */
+  maxChecks?: number;
+  /** How often the checker looks for due messages (and reports the gauge). Default 1000. */
+  scanMs?: number;
+  /** How long rolled-back rows are kept (then deleted, bounded). Default 24 h. */
+  keepRolledBackMs?: number;
+  /**
+   * Run an outbox relay on the table with `producer` (true, the default), with these relay
+   * options, or not (false: another process's relay publishes committed messages).
+   */
+  relay?: boolean | Omit<OutboxRelayOptions, 'pool' | 'producer' | 'table' | 'logger'>;
+  logger?: Logger;
+}
+
+/** Events of a {@link TransactionalProducer}. */
+export interface HalfMessageEvents {
+  /** The gauge: prepared half messages of the group, counted at each scan. */
+  pending: { readonly group: string; readonly count: number };
+  /** A check was answered (`error` when it threw, which counts as 'unknown'). */
+  checked: {
+    readonly id: string;
+    readonly checks: number;
+    readonly state: LocalTransactionState;
+    readonly error?: unknown;
+  };
+  /** A half message reached a final state, by its sender, a check, or `resolve`. */
+  resolved: { readonly id: string; readonly state: 'committed' | 'rolled-back' | 'unresolved' };
+  error: { readonly error: unknown; readonly context: string };
+}
+
+/** What `sendInTransaction` resolves with. */
+export interface TransactionSendResult {
+  id: string;
+  /** 'prepared' when the local transaction answered 'unknown' or threw: a check decides. */
+  state: HalfMessageState;
+  /** What the local transaction threw, if it did. */
+  error?: unknown;
+}
+
+/**
+ * RocketMQ-style transactional messages on any broker, held in PostgreSQL. See
+ * {@link halfMessages}.
+ */
+export interface TransactionalProducer {
+  readonly group: string;
+  /**
+   * Stores `message` as a half message (durable, invisible to consumers), runs
+   * `localTransaction`, then commits the message (the relay publishes it) or rolls it back
+   * (never published). 'unknown', a throw, or a crash before the decision leaves it prepared:
+   * the group's checker then asks `checkLocalTransaction`, first after `immunityMs` (default the
+   * producer's), then every `checkIntervalMs`, at most `maxChecks` times, then parks it as
+   * 'unresolved'. A decision races a check harmlessly: the first one recorded wins.
+   * Rejects only when the half message could not be stored (nothing was sent; the local
+   * transaction did not run) or the decision could not be recorded (a check will decide).
+   */
+  sendInTransaction<T>(
+    message: OutgoingMessage<T>,
+    localTransaction: (
+      message: HalfMessage<NoInfer<T>>,
+    ) => LocalTransactionState | Promise<LocalTransactionState>,
+    options?: { immunityMs?: number },
+  ): Promise<TransactionSendResult>;
+  /** The state of a half message of this group; undefined once its row is gone (committed and published, or cleaned up). */
+  state(id: string): Promise<HalfMessageState | undefined>;
+  /** Unresolved half messages of this group, oldest first. */
+  unresolved(options?: {
+    limit?: number;
+  }): Promise<{ id: string; topic: string; checks: number; lastError: string | undefined }[]>;
+  /**
+   * Decides a prepared or unresolved message by hand. Resolves false when it is neither
+   * (already decided, or unknown).
+   */
+  resolve(id: string, decision: 'commit' | 'rollback'): Promise<boolean>;
+  on<E extends keyof HalfMessageEvents>(
+    event: E,
+    listener: (event: HalfMessageEvents[E]) => void,
+  ): () => void;
+  /** Stops the checker and the relay it runs (finishing checks in flight). Does not close the producer. */
+  close(): Promise<void>;
+}
+
+const KEYS = [
+  'pool',
+  'producer',
+  'group',
+  'checkLocalTransaction',
+  'table',
+  'immunityMs',
+  'checkIntervalMs',
+  'maxChecks',
+  'scanMs',
+  'keepRolledBackMs',
+  'relay',
+  'logger',
+];
+
+interface HalfRow {
+  seq: string;
+  id: string;
+  topic: string;
+  key: string | null;
+  tag: string | null;
+  headers: Headers;
+  content_type: string;
+  payload: Buffer;
+  checks: number;
+}
+
+const STATES: Record<string, HalfMessageState> = {
+  prepared: 'prepared',
+  pending: 'committed',
+  sent: 'committed',
+  parked: 'committed',
+  rolled_back: 'rolled-back',
+  unresolved: 'unresolved',
+};
+
+class HalfMessages implements TransactionalProducer {
+  readonly group: string;
+  private readonly pool: OutboxPoolLike;
+  private readonly check: HalfMessagesOptions['checkLocalTransaction'];
+  private readonly table: string;
+  private readonly immunityMs: number;
+  private readonly intervalMs: number;
+  private readonly maxChecks: number;
+  private readonly scanMs: number;
+  private readonly keepRolledBackMs: number;
+  private readonly logger: Logger;
+  private readonly listeners = new Map<string, Set<(e: never) => void>>();
+  private readonly stop = new AbortController();
+  private relay: OutboxRelay | undefined;
+  private loop: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(private readonly options: HalfMessagesOptions) {
+    if (!isPlainObject(options)) throw new ConfigError('halfMessages', 'must be an options object');
+    refuseUnknownKeys(options, KEYS, 'halfMessages.');
+    if (typeof options.pool?.connect !== 'function')
+      throw new ConfigError('halfMessages.pool', 'must be a pg Pool');
+    if (typeof options.producer?.sendBatch !== 'function') {
+      throw new ConfigError('halfMessages.producer', 'must be an mqkit Producer');
+    }
+    if (typeof options.checkLocalTransaction !== 'function') {
+      throw new ConfigError('halfMessages.checkLocalTransaction', 'must be a function');
+    }
+    this.group = groupName(options.group, 'halfMessages.group');
+    this.pool = options.pool;
+    this.check = options.checkLocalTransaction;
+    this.table = outboxTable(options.table, 'halfMessages.table');
+    this.immunityMs = intOption(options.immunityMs, 'halfMessages.immunityMs', 0, 6000, MAX_TIMER_MS);
+    this.intervalMs = intOption(
+      options.checkIntervalMs,
+      'halfMessages.checkIntervalMs',
+      1,
+      30_000,
+      MAX_TIMER_MS,
+    );
+    this.maxChecks = intOption(options.maxChecks, 'halfMessages.maxChecks', 1, 15, 1000);
+    this.scanMs = intOption(options.scanMs, 'halfMessages.scanMs', 1, 1000, 600_000);
+    this.keepRolledBackMs = intOption(
+      options.keepRolledBackMs,
+      'halfMessages.keepRolledBackMs',
+      0,
+      24 * 3600_000,
+    );
+    if (options.relay !== undefined && typeof options.relay !== 'boolean' && !isPlainObject(options.relay)) {
+      throw new ConfigError('halfMessages.relay', 'must be a boolean or relay options');
+    }
+    if (options.logger !== undefined && !isLogger(options.logger)) {
+      throw new ConfigError('halfMessages.logger', 'must have debug, info, warn and error methods');
+    }
+    this.logger = options.logger ?? processWarningLogger();
+  }
+
+  async start(): Promise<void> {
+    const relay = this.options.relay ?? true;
+    if (relay !== false) {
+      this.relay = await startOutboxRelay({
+        ...(relay === true ? {} : relay),
+        pool: this.pool,
+        producer: this.options.producer,
+        table: this.table,
+        logger: this.logger,
+      });
+    }
+    this.loop = this.run();
+  }
+
+  on<E extends keyof HalfMessageEvents>(
+    event: E,
+    listener: (event: HalfMessageEvents[E]) => void,
+  ): () => void {
+    let set = this.listeners.get(event);
+    if (set === undefined) {
+      set = new Set();
+      this.listeners.set(event, set);
+    }
+    set.add(listener as (e: never) => void);
+    return () => set.delete(listener as (e: never) => void);
+  }
+
+  private emit<E extends keyof HalfMessageEvents>(event: E, payload: HalfMessageEvents[E]): void {
+    for (const listener of this.listeners.get(event) ?? []) {
+      try {
+        (listener as (e: HalfMessageEvents[E]) => void)(payload);
+      } catch (error) {
+        safeLog(
+          this.logger,
+          'warn',
+          { event, err: error },
+          `a listener of the half messages' '${event}' event threw`,
+        );
+      }
+    }
+  }
+
+  private report(error: unknown, context: string): void {
+    safeLog(
+      this.logger,
+      'warn',
+      { err: error, context, group: this.group },
+      `half messages: ${context}: ${thrownText(error)}`,
+    );
+    this.emit('error', { error, context });
+  }
+
+  async sendInTransaction<T>(
+    message: OutgoingMessage<T>,
+    localTransaction: (
+      message: HalfMessage<NoInfer<T>>,
+    ) => LocalTransactionState | Promise<LocalTransactionState>,
+    options: { immunityMs?: number } = {},
+  ): Promise<TransactionSendResult> {
+    if (typeof localTransaction !== 'function') {
+      throw new ConfigError('sendInTransaction.localTransaction', 'must be a function');
+    }
+    refuseUnknownKeys(options, ['immunityMs'], 'sendInTransaction.options.');
+    const immunityMs = intOption(
+      options.immunityMs,
+      'sendInTransaction.options.immunityMs',
+      0,
+      this.immunityMs,
+      MAX_TIMER_MS,
+    );
+    // Stored and committed before the local transaction runs: a crash from here on leaves a
+    // prepared message for the checker, never a local change without its message.
+    const [id] = await insertRows(this.pool, this.table, [message as OutgoingMessage<unknown>], {
+      group: this.group,
+      checkAfterMs: immunityMs,
+    });
+    const half: HalfMessage<T> = {
+      id: id as string,
+      topic: typeof message.topic === 'string' ? message.topic : message.topic.name,
+      body: message.body,
+      key: message.key,
+      tag: message.tag,
+      headers: { ...message.headers },
+      checks: 0,
+    };
+    let state: LocalTransactionState;
+    let error: unknown;
+    try {
+      state = await localTransaction(half);
+      if (state !== 'commit' && state !== 'rollback' && state !== 'unknown') {
+        throw new ConfigError(
+          'localTransaction',
+          `must return 'commit', 'rollback' or 'unknown' (got ${String(state)})`,
+        );
+      }
+    } catch (thrown) {
+      state = 'unknown';
+      error = thrown;
+    }
+    if (state === 'unknown')
+      return { id: half.id, state: 'prepared', ...(error === undefined ? {} : { error }) };
+    await this.decide(half.id, state, ['prepared']);
+    const now = await this.state(half.id);
+    return { id: half.id, state: now ?? 'committed' };
+  }
+
+  /** Records a decision if the message is still in one of `from`; resolves whether it was. */
+  private async decide(
+    id: string,
+    decision: 'commit' | 'rollback',
+    from: readonly string[],
+  ): Promise<boolean> {
+    const result = await this.pool.query(
+      decision === 'commit'
+        ? `WITH d AS (
+             UPDATE ${this.table} SET status = 'pending', next_attempt_at = now(), check_at = NULL
+             WHERE id = $1 AND check_group = $2 AND status = ANY($3::text[]) RETURNING 1
+           ) SELECT count(*)::int AS n, pg_notify($4, '') FROM d`
+        : `WITH d AS (
+             UPDATE ${this.table} SET status = 'rolled_back', check_at = NULL
+             WHERE id = $1 AND check_group = $2 AND status = ANY($3::text[]) RETURNING 1
+           ) SELECT count(*)::int AS n, $4::text FROM d`,
+      [id, this.group, from, channelOf(this.table)],
+    );
+    const done = (result.rows[0]?.n ?? 0) > 0;
+    if (done) this.emit('resolved', { id, state: decision === 'commit' ? 'committed' : 'rolled-back' });
+    return done;
+  }
+
+  async state(id: string): Promise<HalfMessageState | undefined> {
+    const { rows } = await this.pool.query(
+      `SELECT status FROM ${this.table} WHERE id = $1 AND check_group = $2 ORDER BY seq DESC LIMIT 1`,
+      [id, this.group],
+    );
+    return rows[0] === undefined ? undefined : STATES[rows[0].status as string];
+  }
+
+  async unresolved(options: { limit?: number } = {}) {
+    refuseUnknownKeys(options, ['limit'], 'unresolved.');
+    const limit = intOption(options.limit, 'unresolved.limit', 1, 100, 100_000);
+    const { rows } = await this.pool.query(
+      `SELECT id, topic, checks, last_error FROM ${this.table}
+       WHERE status = 'unresolved' AND check_group = $1 ORDER BY seq LIMIT $2`,
+      [this.group, limit],
+    );
+    return rows.map((r) => ({
+      id: r.id as string,
+      topic: r.topic as string,
+      checks: r.checks as number,
+      lastError: (r.last_error ?? undefined) as string | undefined,
+    }));
+  }
+
+  resolve(id: string, decision: 'commit' | 'rollback'): Promise<boolean> {
+    if (decision !== 'commit' && decision !== 'rollback') {
+      throw new ConfigError('resolve.decision', `must be 'commit' or 'rollback'`);
+    }
+    return this.decide(id, decision, ['prepared', 'unresolved']);
+  }
+
+  private async run(): Promise<void> {
+    let lastCleanup = 0;
+    while (!this.closed) {
+      try {
+        await this.checkDue();
+        const { rows } = await this.pool.query(
+          `SELECT count(*)::int AS n FROM ${this.table} WHERE status = 'prepared' AND check_group = $1`,
+          [this.group],
+        );
+        this.emit('pending', { group: this.group, count: rows[0]?.n ?? 0 });
+        if (Date.now() - lastCleanup > 60_000) {
+          lastCleanup = Date.now();
+          await this.pool.query(
+            `DELETE FROM ${this.table} WHERE seq IN (
+               SELECT seq FROM ${this.table} WHERE status = 'rolled_back' AND check_group = $1
+                 AND created_at < now() - $2::interval LIMIT 1000 FOR UPDATE SKIP LOCKED)`,
+            [this.group, `${this.keepRolledBackMs} milliseconds`],
+          );
+        }
+      } catch (error) {
+        if (this.closed) break;
+        this.report(error, 'check scan failed; trying again');
+      }
+      await sleep(this.scanMs, this.stop.signal);
+    }
+  }
+
+  /** Claims due prepared messages (moving their next check one interval on) and asks the application. */
+  private async checkDue(): Promise<void> {
+    for (;;) {
+      const { rows } = (await this.pool.query(
+        `UPDATE ${this.table} SET checks = checks + 1, check_at = now() + $2::interval
+         WHERE seq IN (
+           SELECT seq FROM ${this.table}
+           WHERE status = 'prepared' AND check_group = $1 AND check_at <= now()
+           ORDER BY check_at LIMIT 50 FOR UPDATE SKIP LOCKED)
+         RETURNING seq, id, topic, key, tag, headers, content_type, payload, checks`,
+        [this.group, `${this.intervalMs} milliseconds`],
+      )) as { rows: HalfRow[] };
+      if (rows.length === 0 || this.closed) return;
+      await Promise.all(rows.map((row) => this.checkOne(row)));
+      if (rows.length < 50) return;
+    }
+  }
+
+  private async checkOne(row: HalfRow): Promise<void> {
+    let state: LocalTransactionState = 'unknown';
+    let error: unknown;
+    try {
+      const message: HalfMessage = {
+        id: row.id,
+        topic: row.topic,
+        body: await decodeBody(row.payload, row.content_type, undefined),
+        key: row.key ?? undefined,
+        tag: row.tag ?? undefined,
+        headers: row.headers,
+        checks: row.checks,
+      };
+      const answer = await this.check(message);
+      if (answer === 'commit' || answer === 'rollback' || answer === 'unknown') state = answer;
+      else
+        throw new ConfigError(
+          'checkLocalTransaction',
+          `must return 'commit', 'rollback' or 'unknown' (got ${String(answer)})`,
+        );
+    } catch (thrown) {
+      error = thrown;
+    }
+    this.emit('checked', {
+      id: row.id,
+      checks: row.checks,
+      state,
+      ...(error === undefined ? {} : { error }),
+    });
+    if (state !== 'unknown') {
+      await this.decide(row.id, state, ['prepared']);
+      return;
+    }
+    if (row.checks < this.maxChecks) return;
+    const why =
+      error === undefined
+        ? `no decision after ${row.checks} checks (each answered 'unknown')`
+        : `no decision after ${row.checks} checks; the last threw: ${thrownText(error)}`;
+    const parked = await this.pool.query(
+      `UPDATE ${this.table} SET status = 'unresolved', last_error = $3, check_at = NULL
+       WHERE seq = $1 AND check_group = $2 AND status = 'prepared'`,
+      [row.seq, this.group, why.slice(0, 2000)],
+    );
+    if ((parked.rowCount ?? 0) > 0) {
+      this.emit('resolved', { id: row.id, state: 'unresolved' });
+      safeLog(
+        this.logger,
+        'error',
+        { id: row.id, group: this.group },
+        `half message ${row.id} parked: ${why}`,
+      );
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.stop.abort();
+    await this.loop;
+    await this.relay?.close();
+  }
+}
+
+/**
+ * Starts a transactional producer: RocketMQ's half messages on any broker. Half messages are
+ * rows of the outbox table (`ensureOutbox`) in a 'prepared' state, which no relay publishes;
+ * committing one makes it an ordinary pending outbox row. It runs a checker for its `group`
+ * (and, by default, an outbox relay with `producer`). Several processes of one group share the
+ * checks: each due message is claimed by one of them with a row lock (`FOR UPDATE SKIP
+ * LOCKED`), and its next check is moved one interval on before the application is asked, so a
+ * checker that dies mid-check delays that message by one interval.
+ *
+ * Not atomic with the local transaction: as in RocketMQ, the local transaction commits on its
+ * own and the check is what reconciles a crash in between. If the local transaction writes to
+ * the same PostgreSQL, `createOutbox().add` in that transaction is the simpler tool.
+ */
+export async function halfMessages(options: HalfMessagesOptions): Promise<TransactionalProducer> {
+  const producer = new HalfMessages(options);
+  await producer.start();
+  return producer;
+}

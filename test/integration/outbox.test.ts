@@ -1,0 +1,412 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { runCli } from '../../src/cli/cli.js';
+import { formatOutboxDemo, runOutboxDemo } from '../../src/cli/demo-outbox.js';
+import { type Broker, connect, type Delivery } from '../../src/index.js';
+import {
+  createOutbox,
+  type OutboxRelay,
+  type OutboxRelayOptions,
+  startOutboxRelay,
+} from '../../src/patterns/index.js';
+import { Collector, uniqueName, waitFor } from '../../src/testing/index.js';
+import { dropOutboxTables, freshOutboxTable, inTransaction, quietLogger } from './outbox-helpers.js';
+
+let pool: pg.Pool;
+
+beforeAll(() => {
+  pool = new pg.Pool({ connectionString: inject('pgUrl'), max: 12 });
+});
+
+/** Every relay a test started: closed here too, so a failed test does not hold the pool open. */
+const started: OutboxRelay[] = [];
+
+afterAll(async () => {
+  await Promise.all(started.map((r) => r.close()));
+  if (pool !== undefined) await dropOutboxTables(pool);
+  await pool?.end();
+});
+
+async function relays(count: number, options: Omit<OutboxRelayOptions, 'pool'>): Promise<OutboxRelay[]> {
+  const made = await Promise.all(
+    Array.from({ length: count }, () =>
+      startOutboxRelay({ pool, pollMs: 200, rebalanceMs: 200, logger: quietLogger, ...options }),
+    ),
+  );
+  started.push(...made);
+  return made;
+}
+
+const brokers = [
+  ['memory', () => `memory://${uniqueName('outbox')}`],
+  ['kafka', () => inject('kafkaUrl')],
+  ['rabbitmq', () => inject('amqpUrl')],
+] as const;
+
+describe.each(brokers)('outbox on %s', (_kind, url) => {
+  let broker: Broker;
+  beforeAll(async () => {
+    broker = await connect(url());
+  });
+  afterAll(async () => {
+    await broker?.close();
+  });
+
+  it('publishes what committed, with the id fixed at add time and the traceparent, and nothing of a rolled-back transaction', async () => {
+    const table = await freshOutboxTable(pool);
+    const outbox = createOutbox({ table });
+    const topic = uniqueName('ob-basic');
+    await broker.ensureTopic(topic, { partitions: 1 });
+    const seen = new Collector<{ n: number }>();
+    const sub = await broker.subscribe({ topic, group: uniqueName('g') }, seen.handler());
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    let ids: string[] = [];
+    await inTransaction(pool, async (tx) => {
+      ids = [
+        await outbox.add(tx, { topic, key: 'a', body: { n: 1 }, headers: { traceparent, x: 'y' } }),
+        ...(await outbox.addBatch(tx, [
+          { topic, key: 'a', body: { n: 2 }, id: 'fixed-id-2' },
+          { topic, key: 'b', body: { n: 3 }, tag: 'T1' },
+        ])),
+      ];
+    });
+    expect(ids[1]).toBe('fixed-id-2');
+    let rolledBack = '';
+    await inTransaction(
+      pool,
+      async (tx) => {
+        rolledBack = await outbox.add(tx, { topic, key: 'a', body: { n: 99 } });
+      },
+      'ROLLBACK',
+    );
+    const [relay] = await relays(1, { table, producer: broker.producer() });
+    await seen.waitForIds(3);
+    // A fence written after the rolled-back transaction: once it is delivered, a row of that
+    // transaction would have been too (same key, earlier).
+    let fence = '';
+    await inTransaction(pool, async (tx) => {
+      fence = await outbox.add(tx, { topic, key: 'a', body: { n: 4 } });
+    });
+    await waitFor(() => seen.ids.has(fence));
+    await relay?.close();
+    await sub.close();
+    expect(seen.ids.has(rolledBack)).toBe(false);
+    // Per key, in insertion order (keys are handled in parallel).
+    const ofKey = (k: string) => seen.deliveries.filter((d) => d.key === k).map((d) => d.id);
+    expect(ofKey('a')).toEqual([ids[0], ids[1], fence]);
+    expect(ofKey('b')).toEqual([ids[2]]);
+    const first = seen.deliveries.find((d) => d.id === ids[0]) as Delivery<{ n: number }>;
+    expect(first.headers).toEqual({ traceparent, x: 'y' });
+    expect(first.body).toEqual({ n: 1 });
+    expect(seen.deliveries.find((d) => d.id === ids[2])?.tag).toBe('T1');
+    const left = await pool.query(`SELECT count(*)::int AS n FROM ${table}`);
+    expect(left.rows[0].n).toBe(0); // published rows are deleted by default
+  });
+
+  it('three relays drain 2,000 rows over 100 keys written concurrently: every row once, 0 per-key order violations', async () => {
+    const table = await freshOutboxTable(pool, 16);
+    const outbox = createOutbox({ table });
+    const topic = uniqueName('ob-order');
+    await broker.ensureTopic(topic, { partitions: 4 });
+    const last = new Map<string, number>();
+    const seen = new Set<string>();
+    let violations = 0;
+    const sub = await broker.subscribe(
+      { topic, group: uniqueName('g'), order: 'key', concurrency: 16 },
+      (d: Delivery<{ seq: number }>) => {
+        if (seen.has(d.id)) return;
+        if (d.body.seq !== (last.get(d.key as string) ?? -1) + 1) violations++;
+        last.set(d.key as string, d.body.seq);
+        seen.add(d.id);
+      },
+    );
+    const running = await relays(3, { table, producer: broker.producer(), batchSize: 100 });
+    const slotChanges: number[][] = [];
+    for (const r of running) r.on('slots', (e) => slotChanges.push([...e.owned]));
+    const keys = 100;
+    const perKey = 20;
+    // 20 rounds, each one transaction per group of 10 keys, committed while the relays run.
+    for (let seq = 0; seq < perKey; seq++) {
+      await Promise.all(
+        Array.from({ length: 10 }, (_, g) =>
+          inTransaction(pool, async (tx) => {
+            await outbox.addBatch(
+              tx,
+              Array.from({ length: keys / 10 }, (_, i) => ({ topic, key: `k${g * 10 + i}`, body: { seq } })),
+            );
+          }),
+        ),
+      );
+    }
+    await waitFor(() => seen.size === keys * perKey, {
+      timeoutMs: 120_000,
+      message: () => `received ${seen.size} of ${keys * perKey} (${violations} violations)`,
+    });
+    // The relays share the slots: each comes to hold some.
+    await waitFor(() => running.every((r) => r.slots.length > 0));
+    const owned = running.map((r) => r.slots.length);
+    await Promise.all(running.map((r) => r.close()));
+    await sub.close();
+    expect(violations).toBe(0);
+    expect([...last.values()].every((s) => s === perKey - 1)).toBe(true);
+    expect(owned.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(16);
+  }, 180_000);
+});
+
+describe('outbox on memory: commit order', () => {
+  it('does not publish a row while an older transaction that wrote the same key is still open, then keeps their order', async () => {
+    const broker = await connect(`memory://${uniqueName('late')}`);
+    const table = await freshOutboxTable(pool);
+    const outbox = createOutbox({ table });
+    const topic = uniqueName('ob-late');
+    const seen = new Collector<{ n: number }>();
+    const sub = await broker.subscribe({ topic, group: 'g' }, seen.handler());
+    const [relay] = await relays(1, { table, producer: broker.producer(), pollMs: 20 });
+    // A takes its transaction id and the lower seq first; B writes after it and commits first.
+    const a = await pool.connect();
+    const b = await pool.connect();
+    try {
+      await a.query('BEGIN');
+      const idA = await outbox.add(a, { topic, key: 'k', body: { n: 1 } });
+      await b.query('BEGIN');
+      const idB = await outbox.add(b, { topic, key: 'k', body: { n: 2 } });
+      await b.query('COMMIT');
+      // The relay looks twice after B committed and finds nothing it may publish yet.
+      let polls = 0;
+      const stop = relay?.on('polled', () => {
+        polls++;
+      });
+      await waitFor(() => polls >= 3);
+      stop?.();
+      expect(seen.deliveries.length).toBe(0);
+      await a.query('COMMIT');
+      await seen.waitForIds(2);
+      expect(seen.deliveries.map((d) => d.id)).toEqual([idA, idB]);
+    } finally {
+      a.release();
+      b.release();
+      await relay?.close();
+      await sub.close();
+      await broker.close();
+    }
+  });
+});
+
+describe('outbox on rabbitmq: a failing row', () => {
+  it('is retried with back-off, holds back its key, is parked with its error, listed, and published once re-queued', async () => {
+    // holdUnroutedMs 0: a message no queue takes is refused (not retriable), a real failure.
+    const broker = await connect(inject('amqpUrl'), { rabbitmq: { holdUnroutedMs: 0 } });
+    const table = await freshOutboxTable(pool);
+    const outbox = createOutbox({ table });
+    const nowhere = uniqueName('ob-nowhere');
+    const topic = uniqueName('ob-ok');
+    const seen = new Collector<{ n: number }>();
+    const sub = await broker.subscribe({ topic, group: 'g' }, seen.handler());
+    let stuck = '';
+    await inTransaction(pool, async (tx) => {
+      stuck = await outbox.add(tx, { topic: nowhere, key: 'k', body: { n: 1 } });
+    });
+    const [relay] = await relays(1, {
+      table,
+      producer: broker.producer(),
+      maxAttempts: 3,
+      backoff: { initialMs: 100, maxMs: 200 },
+    });
+    const failures: { attempts: number; parked: boolean }[] = [];
+    relay?.on('failed', (e) => failures.push({ attempts: e.attempts, parked: e.parked }));
+    await waitFor(() => failures.length > 0);
+    // Written after the first failure: the row behind the failing one waits until it is parked;
+    // the other key goes at once.
+    let after = '';
+    let other = '';
+    await inTransaction(pool, async (tx) => {
+      [after = '', other = ''] = await outbox.addBatch(tx, [
+        { topic, key: 'k', body: { n: 2 } },
+        { topic, key: 'other', body: { n: 3 } },
+      ]);
+    });
+    await seen.waitForIds(1);
+    expect(seen.deliveries[0]?.id).toBe(other);
+    await waitFor(() => failures.some((f) => f.parked));
+    expect(failures.map((f) => f.attempts)).toEqual([1, 2, 3]);
+    await seen.waitForIds(2);
+    expect(seen.deliveries[1]?.id).toBe(after);
+    const parked = await outbox.parked(pool);
+    expect(parked).toHaveLength(1);
+    expect(parked[0]).toMatchObject({ id: stuck, topic: nowhere, key: 'k', status: 'parked', attempts: 3 });
+    expect(parked[0]?.lastError).toMatch(/unroutable/);
+    // A group appears for the topic; the row re-queued is published.
+    const late = new Collector<{ n: number }>();
+    const lateSub = await broker.subscribe({ topic: nowhere, group: 'g' }, late.handler());
+    // The command line lists it, and refuses to re-queue an id that is not parked.
+    const listed = await runCli(['outbox', '--pg', inject('pgUrl'), '--table', table]);
+    expect(listed.stderr).toBe('');
+    expect(listed.stdout).toContain(`${stuck}  parked  topic ${nowhere}  key k  attempts 3`);
+    expect(listed.stdout).toMatch(/unroutable/);
+    const wrong = await runCli(['outbox', '--pg', inject('pgUrl'), '--table', table, '--requeue', after]);
+    expect(wrong).toMatchObject({ code: 1, stderr: expect.stringMatching(/no parked row with id/) });
+    expect(
+      await runCli(['outbox', '--pg', inject('pgUrl'), '--table', table, '--requeue', stuck]),
+    ).toMatchObject({ code: 0, stdout: 'requeued 1\n' });
+    await late.waitForIds(1);
+    expect(late.deliveries[0]?.id).toBe(stuck);
+    expect(await outbox.parked(pool)).toEqual([]);
+    await relay?.close();
+    await Promise.all([sub.close(), lateSub.close()]);
+    await broker.close();
+  });
+});
+
+describe('outbox: retention', () => {
+  it('marks rows sent and a bounded cleanup deletes them once older than retainSentMs', async () => {
+    const broker = await connect(`memory://${uniqueName('ret')}`);
+    const table = await freshOutboxTable(pool);
+    const outbox = createOutbox({ table });
+    const topic = uniqueName('ob-ret');
+    const seen = new Collector();
+    const sub = await broker.subscribe({ topic, group: 'g' }, seen.handler());
+    await inTransaction(pool, async (tx) => {
+      await outbox.addBatch(
+        tx,
+        Array.from({ length: 25 }, (_, i) => ({ topic, body: i })),
+      );
+    });
+    const [relay] = await relays(1, {
+      table,
+      producer: broker.producer(),
+      retainSentMs: 1,
+      cleanupIntervalMs: 20,
+      cleanupBatch: 10,
+    });
+    const cleaned: number[] = [];
+    relay?.on('cleaned', (e) => cleaned.push(e.deleted));
+    await seen.waitForIds(25);
+    await waitFor(async () => (await pool.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n === 0);
+    expect(Math.max(...cleaned)).toBeLessThanOrEqual(10);
+    expect(cleaned.reduce((a, b) => a + b, 0)).toBe(25);
+    await relay?.close();
+    await sub.close();
+    await broker.close();
+  });
+});
+
+describe('mqkit demo --outbox', () => {
+  it('publishes each committed order’s events once and in order, and none of a rolled-back order', async () => {
+    const broker = await connect(`memory://${uniqueName('demo-outbox')}`);
+    try {
+      const summary = await runOutboxDemo(broker, 'memory://', 500, pool);
+      expect(summary).toMatchObject({ orders: 500, rolledBack: 20, rolledBackSeen: 0, messagesSent: 960 });
+      expect(summary.services).toEqual([
+        { name: 'stock', tags: 'all', handled: 960, duplicatesAbsorbed: 0, orderViolations: 0 },
+        { name: 'coupons', tags: 'placed', handled: 480, duplicatesAbsorbed: 0, orderViolations: 0 },
+        { name: 'points', tags: 'paid', handled: 480, duplicatesAbsorbed: 0, orderViolations: 0 },
+      ]);
+      expect(formatOutboxDemo(summary)).toContain('events of rolled-back orders delivered: 0');
+    } finally {
+      await broker.close();
+    }
+  });
+
+  it('takes --outbox as a flag, without a value', async () => {
+    const result = await runCli(['demo', '--outbox=yes']);
+    expect(result).toMatchObject({ code: 2, stderr: expect.stringMatching(/--outbox takes no value/) });
+  });
+});
+
+describe('outbox relay: its PostgreSQL session is killed', () => {
+  it('stops publishing its slots, opens a new session, takes slots again and loses nothing', async () => {
+    const broker = await connect(`memory://${uniqueName('session')}`);
+    const table = await freshOutboxTable(pool, 8);
+    const outbox = createOutbox({ table });
+    const topic = uniqueName('ob-session');
+    const seen = new Collector<{ n: number }>();
+    const sub = await broker.subscribe({ topic, group: 'g' }, seen.handler());
+    const errors: string[] = [];
+    const [relay] = await relays(1, { table, producer: broker.producer() });
+    const ownedHistory: number[] = [];
+    relay?.on('slots', (e) => ownedHistory.push(e.owned.length));
+    relay?.on('error', (e) => errors.push(e.context));
+    await waitFor(() => relay?.slots.length === 8);
+    const ids = await inTransaction(pool, (tx) =>
+      outbox.addBatch(
+        tx,
+        Array.from({ length: 50 }, (_, n) => ({ topic, key: `k${n % 5}`, body: { n } })),
+      ),
+    );
+    await seen.waitForIds(50);
+    // The session holding the slot locks (and LISTEN), as an operator or a failover would end it.
+    const killed = await pool.query(
+      `SELECT pg_terminate_backend(pid) FROM (SELECT DISTINCT pid FROM pg_locks
+         WHERE locktype = 'advisory' AND objsubid = 2
+           AND classid = (hashtext($1)::bigint & 4294967295)::text::oid) s`,
+      [`mqkit-outbox:${table}`],
+    );
+    expect(killed.rowCount).toBe(1);
+    await waitFor(() => ownedHistory.includes(0));
+    await waitFor(() => relay?.slots.length === 8);
+    const more = await inTransaction(pool, (tx) =>
+      outbox.addBatch(
+        tx,
+        Array.from({ length: 50 }, (_, n) => ({ topic, key: `k${n % 5}`, body: { n: 50 + n } })),
+      ),
+    );
+    await seen.waitForIds(100);
+    expect([...ids, ...more].every((id) => seen.ids.has(id))).toBe(true);
+    expect(errors.length).toBeGreaterThan(0);
+    await relay?.close();
+    await sub.close();
+    await broker.close();
+  });
+});
+
+describe('outbox relay: a closed producer', () => {
+  it('counts no attempt against the rows and parks nothing; the rows wait', async () => {
+    const broker = await connect(`memory://${uniqueName('closed')}`);
+    const table = await freshOutboxTable(pool);
+    const outbox = createOutbox({ table });
+    const producer = broker.producer();
+    await producer.close();
+    const [relay] = await relays(1, { table, producer, maxAttempts: 1, backoff: { initialMs: 0 } });
+    const errors: unknown[] = [];
+    relay?.on('error', (e) => errors.push(e.error));
+    await inTransaction(pool, (tx) => outbox.add(tx, { topic: uniqueName('t'), key: 'k', body: 1 }));
+    await waitFor(() => errors.length >= 2);
+    const { rows } = await pool.query(`SELECT status, attempts FROM ${table}`);
+    expect(rows).toEqual([{ status: 'pending', attempts: 0 }]);
+    await relay?.close();
+    await broker.close();
+  });
+});
+
+describe('outbox relays: more relays than slots', () => {
+  it('a relay without slots stands by and takes over when the holder closes', async () => {
+    const broker = await connect(`memory://${uniqueName('standby')}`);
+    const table = await freshOutboxTable(pool, 1);
+    const outbox = createOutbox({ table });
+    const topic = uniqueName('ob-standby');
+    const seen = new Collector<{ n: number }>();
+    const sub = await broker.subscribe({ topic, group: 'g' }, seen.handler());
+    const [first, second] = await relays(2, { table, producer: broker.producer() });
+    await waitFor(() => (first?.slots.length ?? 0) + (second?.slots.length ?? 0) === 1);
+    const [holder, standby] = first?.slots.length === 1 ? [first, second] : [second, first];
+    const published = new Map<OutboxRelay | undefined, number>();
+    for (const r of [holder, standby])
+      r?.on('published', (e) => published.set(r, (published.get(r) ?? 0) + e.count));
+    await inTransaction(pool, (tx) =>
+      outbox.addBatch(
+        tx,
+        Array.from({ length: 20 }, (_, n) => ({ topic, key: `k${n % 3}`, body: { n } })),
+      ),
+    );
+    await seen.waitForIds(20);
+    expect(published.get(standby)).toBeUndefined();
+    await holder?.close();
+    await waitFor(() => standby?.slots.length === 1);
+    await inTransaction(pool, (tx) => outbox.add(tx, { topic, key: 'k0', body: { n: 20 } }));
+    await seen.waitForIds(21);
+    await waitFor(() => published.get(standby) === 1); // reported once marked, after the delivery
+    await standby?.close();
+    await sub.close();
+    await broker.close();
+  });
+});
