@@ -20,8 +20,11 @@ import {
 import { connect } from 'mqkit';
 import { DURATION_BUCKETS, instrument, type OtelOptions } from 'mqkit/otel';
 import { Collector, uniqueName, waitFor } from 'mqkit/testing';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Delivery } from '../../src/index.js';
+import { createOutbox, startOutboxRelay } from '../../src/patterns/index.js';
+import { dropOutboxTables, freshOutboxTable, inTransaction, quietLogger } from './outbox-helpers.js';
 
 const run = promisify(execFile);
 
@@ -504,6 +507,39 @@ describe('OpenTelemetry: memory', () => {
     } finally {
       trace.disable();
       await broker.close();
+    }
+  });
+
+  it("an outbox row carries its writer's traceparent: the relay's create span continues the writer's trace, and the consumer links to it", async () => {
+    const pool = new pg.Pool({ connectionString: inject('pgUrl'), max: 4 });
+    const { broker, spans, tracer } = await tracedBroker('memory://');
+    try {
+      const table = await freshOutboxTable(pool);
+      const topic = uniqueName('outbox-trace');
+      const collector = new Collector();
+      await broker.subscribe({ topic, group: 'g' }, (d: Delivery) => {
+        collector.deliveries.push(d);
+      });
+      const outbox = createOutbox({ table });
+      const writer = tracer.startSpan('place order');
+      const headers: Record<string, string> = {};
+      propagation.inject(trace.setSpan(context.active(), writer), headers);
+      await inTransaction(pool, (tx) => outbox.add(tx, { topic, key: 'order-1', body: { n: 1 }, headers }));
+      writer.end();
+      const relay = await startOutboxRelay({ pool, table, producer: broker.producer(), logger: quietLogger });
+      try {
+        await collector.waitForCount(1);
+      } finally {
+        await relay.close();
+      }
+      const create = spans(`create ${topic}`)[0] as ReadableSpan;
+      expect(childOf(create, spans('place order')[0] as ReadableSpan)).toBe(true);
+      const process = await waitFor(() => spans(`process ${topic}`)[0]);
+      expect(linksTo(process, create)).toBe(true);
+    } finally {
+      await broker.close();
+      await dropOutboxTables(pool);
+      await pool.end();
     }
   });
 
