@@ -15,8 +15,9 @@ import { instrument } from '../src/otel/index.js';
 /**
  * The cost of tracing, per broker, one workload (`benchDefaults`: 100 B, sendBatch of 500,
  * acks all) run three ways in one process:
- *   off      the broker as `connect` returns it
+ *   off      the broker as `connect` returns it (after a warm-up run)
  *   no-op    `instrument(broker)` with no SDK registered: the API's no-op tracer and meter
+ *   off      again: the spread between two runs of the same code, to read the no-op row against
  *   sdk      `instrument(broker)` with the SDK's TracerProvider and BatchSpanProcessor (its queue
  *            raised to 100 000 spans: the default 2 048 drops spans at these rates; spans
  *            exported to a sink that counts them), W3C propagation and AsyncLocalStorage context
@@ -52,6 +53,11 @@ for (const url of urls) {
   const noop = instrument(await connect(url));
   results.push(await benchBroker(noop, { ...options, label: `${noop.kind} no-op tracer` }));
   await noop.close();
+
+  // Off once more: how far apart two runs of the same code are here, in this order.
+  const again = await connect(url);
+  results.push(await benchBroker(again, { ...options, label: `${again.kind} tracing off again` }));
+  await again.close();
 
   const exporter = new CountingExporter();
   const tracerProvider = new TracerProvider({
