@@ -10,7 +10,13 @@ import {
   startOutboxRelay,
 } from '../../src/patterns/index.js';
 import { Collector, uniqueName, waitFor } from '../../src/testing/index.js';
-import { dropOutboxTables, freshOutboxTable, inTransaction, quietLogger } from './outbox-helpers.js';
+import {
+  dropOutboxTables,
+  freshOutboxTable,
+  inTransaction,
+  pgSilencingProxy,
+  quietLogger,
+} from './outbox-helpers.js';
 
 let pool: pg.Pool;
 
@@ -356,6 +362,97 @@ describe('outbox relay: its PostgreSQL session is killed', () => {
     await relay?.close();
     await sub.close();
     await broker.close();
+  });
+});
+
+describe('outbox relay: its PostgreSQL session goes silent (half-open connection)', () => {
+  it('publishes nothing of the slots it lost while another relay holds them, and close() still ends', async () => {
+    const broker = await connect(`memory://${uniqueName('silent')}`);
+    const table = await freshOutboxTable(pool, 8);
+    const outbox = createOutbox({ table });
+    const topic = uniqueName('ob-silent');
+    const seen = new Collector<{ n: number }>();
+    const sub = await broker.subscribe({ topic, group: 'g' }, seen.handler());
+    const proxy = await pgSilencingProxy(inject('pgUrl'));
+    const proxiedPool = new pg.Pool({ connectionString: proxy.url, max: 4 });
+    // A records what it hands to the broker: a real producer, wrapped.
+    const sentByA = new Set<string>();
+    const real = broker.producer();
+    const producerA = new Proxy(real, {
+      get(target, prop) {
+        if (prop === 'sendBatch') {
+          return (messages: { id?: string }[]) => {
+            for (const m of messages) sentByA.add(m.id ?? '');
+            return target.sendBatch(messages as never);
+          };
+        }
+        if (prop === 'send') {
+          return (message: { id?: string }) => {
+            sentByA.add(message.id ?? '');
+            return target.send(message as never);
+          };
+        }
+        const value = Reflect.get(target, prop);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    try {
+      // A polls fast and would not rebalance (nor notice the silence) for a minute.
+      const a = await startOutboxRelay({
+        pool: proxiedPool,
+        producer: producerA,
+        table,
+        pollMs: 20,
+        rebalanceMs: 60_000,
+        listen: false,
+        sessionTimeoutMs: 1000,
+        logger: quietLogger,
+      });
+      await waitFor(() => a.slots.length === 8);
+      const [b] = await relays(1, { table, producer: broker.producer(), listen: false });
+      const holders = await pool.query(
+        `SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2
+           AND classid = (hashtext($1)::bigint & 4294967295)::text::oid`,
+        [`mqkit-outbox:${table}`],
+      );
+      expect(holders.rows).toHaveLength(1);
+      expect(proxy.silence(holders.rows[0].pid as number)).toBe(true);
+      // PostgreSQL ended A's session and released its locks; A was not told.
+      await waitFor(() => b?.slots.length === 8);
+      expect(a.slots).toHaveLength(8);
+      const ids: string[] = [];
+      for (let t = 0; t < 20; t++) {
+        ids.push(
+          ...(await inTransaction(pool, (tx) =>
+            outbox.addBatch(
+              tx,
+              Array.from({ length: 10 }, (_, i) => ({ topic, key: `k${i % 5}`, body: { n: t * 10 + i } })),
+            ),
+          )),
+        );
+      }
+      await seen.waitForIds(200);
+      expect(ids.filter((id) => sentByA.has(id))).toEqual([]);
+      // Per key, the first delivery of each message comes in insertion order.
+      const last = new Map<string, number>();
+      const first = new Set<string>();
+      let violations = 0;
+      for (const d of seen.deliveries) {
+        if (first.has(d.id)) continue;
+        first.add(d.id);
+        const key = d.key ?? '';
+        if ((last.get(key) ?? -1) > d.body.n) violations++;
+        last.set(key, d.body.n);
+      }
+      expect(violations).toBe(0);
+      // Its session queries time out instead of waiting on the mute socket forever.
+      await a.close();
+    } finally {
+      await sub.close();
+      await broker.close();
+      await proxiedPool.end().catch(() => {});
+      await proxy.close();
+    }
   });
 });
 

@@ -1,18 +1,26 @@
 import { randomUUID } from 'node:crypto';
 import type { Producer } from '../../core/broker.js';
 import type { Codec, TopicSpec } from '../../core/codec.js';
-import { ConfigError, isMqError } from '../../core/errors.js';
+import { ClosedError, ConfigError, isMqError, TimeoutError } from '../../core/errors.js';
 import { isLogger, type Logger, processWarningLogger, safeLog } from '../../core/logger.js';
 import type { Headers, OutgoingMessage } from '../../core/message.js';
 import { intOption, isPlainObject, MAX_TIMER_MS, refuseUnknownKeys, thrownText } from '../../core/options.js';
 import { sleep } from '../../core/timers.js';
-import { channelOf, type OutboxPoolLike, outboxTable, type PgListenClientLike } from './schema.js';
+import {
+  channelOf,
+  type OutboxPoolLike,
+  outboxTable,
+  type PgListenClientLike,
+  type PgRowsResultLike,
+} from './schema.js';
 
 /** Options of {@link startOutboxRelay}. Every duration is in milliseconds. */
 export interface OutboxRelayOptions {
   /**
    * Connections: the relay holds one for its advisory locks and LISTEN for as long as it runs,
-   * and takes another per statement; size the pool for at least two per relay.
+   * and takes another per statement; size the pool for at least two per relay. Make it with
+   * `keepAlive: true` (a `pg.Pool` option), so that a session whose network path died is
+   * detected by the operating system too, not only by `sessionTimeoutMs`.
    */
   pool: OutboxPoolLike;
   /** Publishes the rows. Make it with acks 'all' (the default): a row is marked once `send` resolved. */
@@ -46,6 +54,13 @@ export interface OutboxRelayOptions {
   cleanupBatch?: number;
   /** How often the relay renews its heartbeat and rebalances key slots. Default 2000; 10 to 600 000. */
   rebalanceMs?: number;
+  /**
+   * A statement on the lock session (heartbeat, locks, LISTEN) that has not answered after
+   * this long is abandoned and the session's connection destroyed: the relay publishes nothing
+   * until a new session has taken slots. Guards against a half-open connection, on which a
+   * query would otherwise wait forever. Default 10 000; 100 to 600 000.
+   */
+  sessionTimeoutMs?: number;
   /** Where failures nobody awaits go. Default: process warnings (as `connect`'s default logger). */
   logger?: Logger;
 }
@@ -105,6 +120,7 @@ const RELAY_KEYS = [
   'cleanupIntervalMs',
   'cleanupBatch',
   'rebalanceMs',
+  'sessionTimeoutMs',
   'logger',
 ];
 
@@ -128,7 +144,9 @@ const RELAY_KEYS = [
  * changes hands only between batches, and the lock of a relay that dies or loses its
  * connection is released by PostgreSQL. A failing row holds back the later rows of its key
  * until it is published or parked; a parked row no longer holds them (as a dead letter).
- * Not covered: a relay whose session drops while a batch is in flight does not recall that
+ * The relay's own list of slots is not trusted: a fetch returns only rows of slots whose lock
+ * the session's backend still holds (`pg_locks`), so a session that ended unnoticed publishes
+ * nothing more. Not covered: a relay whose session drops while a batch is in flight does not recall that
  * batch, so the new owner's first batch may repeat it (duplicates; that key's order then holds
  * only per message id's first delivery).
  */
@@ -165,6 +183,7 @@ class Relay implements OutboxRelay {
   private readonly cleanupIntervalMs: number;
   private readonly cleanupBatch: number;
   private readonly rebalanceMs: number;
+  private readonly sessionTimeoutMs: number;
   private readonly logger: Logger;
   private readonly lockClass: string;
   private readonly listeners = new Map<string, Set<(e: never) => void>>();
@@ -179,6 +198,8 @@ class Relay implements OutboxRelay {
   private freeRounds = new Map<number, number>();
   private slotCount = 0;
   private session: PgListenClientLike | undefined;
+  /** `pg_backend_pid()` of the session: a fetch returns only rows of slots this backend still locks. */
+  private sessionPid = 0;
   private sessionBroken = false;
   private closed = false;
   private readonly stop = new AbortController();
@@ -236,6 +257,13 @@ class Relay implements OutboxRelay {
     );
     this.cleanupBatch = intOption(options.cleanupBatch, 'outboxRelay.cleanupBatch', 1, 1000, 100_000);
     this.rebalanceMs = intOption(options.rebalanceMs, 'outboxRelay.rebalanceMs', 10, 2000, 600_000);
+    this.sessionTimeoutMs = intOption(
+      options.sessionTimeoutMs,
+      'outboxRelay.sessionTimeoutMs',
+      100,
+      10_000,
+      600_000,
+    );
     if (options.logger !== undefined && !isLogger(options.logger)) {
       throw new ConfigError('outboxRelay.logger', 'must have debug, info, warn and error methods');
     }
@@ -309,22 +337,68 @@ class Relay implements OutboxRelay {
     const client = await this.pool.connect();
     this.sessionBroken = false;
     client.on('error', (error: Error) => {
-      // The session's locks are gone with it: stop publishing its slots at once.
-      this.sessionBroken = true;
-      if (this.owned.size > 0) {
-        this.owned.clear();
-        this.emit('slots', { owned: [] });
-      }
-      this.report(error, 'lock session lost');
-      this.wake();
+      if (this.session !== client) return; // an abandoned session's late error
+      this.lostSession(error, 'lock session lost');
     });
     if (this.listen) {
       client.on('notification', (message) => {
+        if (this.session !== client) return;
         if (message.channel === channelOf(this.table)) this.wake();
       });
-      await client.query(`LISTEN ${channelOf(this.table)}`);
     }
     this.session = client;
+    try {
+      const { rows } = await this.sessionQuery('SELECT pg_backend_pid() AS pid');
+      this.sessionPid = rows[0]?.pid as number;
+      if (this.listen) await this.sessionQuery(`LISTEN ${channelOf(this.table)}`);
+    } catch (error) {
+      // Not given back to the pool: its state (LISTEN half done, a query pending) is unknown.
+      await this.closeSession();
+      throw error;
+    }
+  }
+
+  /** The session's locks are gone (or may be): stop publishing its slots at once. */
+  private lostSession(error: unknown, context: string): void {
+    this.sessionBroken = true;
+    if (this.owned.size > 0) {
+      this.owned.clear();
+      this.emit('slots', { owned: [] });
+    }
+    this.report(error, context);
+    this.wake();
+  }
+
+  /**
+   * A statement on the lock session, abandoned after `sessionTimeoutMs`: the connection is then
+   * destroyed (a half-open socket would never answer) and a new session opened at the next turn.
+   */
+  private sessionQuery(text: string, values?: unknown[]): Promise<PgRowsResultLike> {
+    const client = this.session;
+    if (client === undefined) return Promise.reject(new ClosedError('the outbox relay has no lock session'));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const error = new TimeoutError(
+          `the outbox relay's lock session did not answer within ${this.sessionTimeoutMs} ms`,
+        );
+        if (this.session === client) {
+          this.session = undefined;
+          client.release(true);
+          this.lostSession(error, 'lock session timed out; opening a new one');
+        }
+        reject(error);
+      }, this.sessionTimeoutMs);
+      client.query(text, values).then(
+        (result) => {
+          clearTimeout(timer);
+          resolve(result);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
   }
 
   private async closeSession(): Promise<void> {
@@ -360,14 +434,13 @@ class Relay implements OutboxRelay {
       await this.closeSession();
       await this.openSession();
     }
-    const session = this.session as PgListenClientLike;
     const ttl = `${this.rebalanceMs * 5} milliseconds`;
-    await session.query(
+    await this.sessionQuery(
       `INSERT INTO ${this.table}_relays (relay_id, seen_at) VALUES ($1, now())
        ON CONFLICT (relay_id) DO UPDATE SET seen_at = now()`,
       [this.relayId],
     );
-    const live = await session.query(
+    const live = await this.sessionQuery(
       `SELECT relay_id FROM ${this.table}_relays WHERE seen_at > now() - $1::interval ORDER BY relay_id`,
       [ttl],
     );
@@ -379,14 +452,14 @@ class Relay implements OutboxRelay {
     let extra: number[] = [];
     if (this.owned.size > share) {
       extra = this.slots.slice(share - this.owned.size);
-      await session.query('SELECT pg_advisory_unlock(hashtext($1), s) FROM unnest($2::int[]) s', [
+      await this.sessionQuery('SELECT pg_advisory_unlock(hashtext($1), s) FROM unnest($2::int[]) s', [
         this.lockClass,
         extra,
       ]);
       for (const s of extra) this.owned.delete(s);
     }
     // Slots held by anyone now (this database, this table's lock class).
-    const held = await session.query(
+    const held = await this.sessionQuery(
       `SELECT objid::int AS slot FROM pg_locks
        WHERE locktype = 'advisory' AND objsubid = 2 AND granted
          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -410,14 +483,14 @@ class Relay implements OutboxRelay {
     this.freeRounds = rounds;
     for (const s of free.slice(wanted.length)) if ((rounds.get(s) ?? 0) >= ORPHAN_ROUNDS) wanted.push(s);
     if (wanted.length > 0) {
-      const got = await session.query(
+      const got = await this.sessionQuery(
         'SELECT s FROM unnest($2::int[]) s WHERE pg_try_advisory_lock(hashtext($1), s)',
         [this.lockClass, wanted],
       );
       for (const r of got.rows) this.owned.add(r.s as number);
     }
     if (Math.random() < 0.1) {
-      await session.query(`DELETE FROM ${this.table}_relays WHERE seen_at < now() - $1::interval * 10`, [
+      await this.sessionQuery(`DELETE FROM ${this.table}_relays WHERE seen_at < now() - $1::interval * 10`, [
         ttl,
       ]);
     }
@@ -486,18 +559,25 @@ class Relay implements OutboxRelay {
     const marking = this.marks;
     const { rows: fetched } = (await this.pool.query(
       `WITH ${this.markCte(3)},
+       -- Only slots this relay's session still holds the lock of: should the session have
+       -- ended unnoticed (a half-open connection), another relay may own them by now.
+       mine AS (
+         SELECT objid::int AS slot FROM pg_locks
+         WHERE pid = $4 AND locktype = 'advisory' AND objsubid = 2 AND granted
+           AND classid = (hashtext($5)::bigint & 4294967295)::text::oid
+       ),
        blocked AS (
          SELECT DISTINCT key FROM ${this.table}
          WHERE status = 'pending' AND attempts > 0 AND next_attempt_at > now() AND key IS NOT NULL
        )
        SELECT seq, id, topic, key, tag, headers, content_type, payload, delay_ms, attempts FROM ${this.table}
-       WHERE status = 'pending' AND slot = ANY($1::int[])
+       WHERE status = 'pending' AND slot = ANY($1::int[]) AND slot IN (SELECT slot FROM mine)
          AND txid < pg_snapshot_xmin(pg_current_snapshot())
          AND next_attempt_at <= now()
          AND (key IS NULL OR key NOT IN (SELECT key FROM blocked))
          AND seq <> ALL($3::bigint[])
        ORDER BY seq LIMIT $2`,
-      [this.slots, this.batchSize, marking.map((r) => r.seq)],
+      [this.slots, this.batchSize, marking.map((r) => r.seq), this.sessionPid, this.lockClass],
     )) as { rows: Row[] };
     this.marked(marking);
     this.emit('polled', { rows: fetched.length });
@@ -660,7 +740,7 @@ class Relay implements OutboxRelay {
     await this.loop;
     await this.cleanup;
     try {
-      await this.session?.query(`DELETE FROM ${this.table}_relays WHERE relay_id = $1`, [this.relayId]);
+      await this.sessionQuery(`DELETE FROM ${this.table}_relays WHERE relay_id = $1`, [this.relayId]);
     } catch {
       // The heartbeat expires by itself.
     }
