@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type Broker, connect } from '../../src/index.js';
+import { type Broker, connect, defineTopic } from '../../src/index.js';
 import {
   createOutbox,
   type HalfMessagesOptions,
@@ -277,5 +277,52 @@ describe.each(brokers)('half messages on %s', (_kind, url) => {
     expect(await producer.resolve(late.id, 'rollback')).toBe(true);
     await waitFor(() => gauge === 0);
     await sub.close();
+  });
+});
+
+describe('half messages: a body written with a custom codec', () => {
+  it('reaches the check as its stored bytes, with its content type, and the check decides', async () => {
+    const broker = await connect(`memory://${uniqueName('half-codec')}`);
+    const table = await freshOutboxTable(pool);
+    const upper = {
+      contentType: 'application/x-upper',
+      encode: (s: string) => new TextEncoder().encode(s.toUpperCase()),
+      decode: (b: Uint8Array) => new TextDecoder().decode(b).toLowerCase(),
+    };
+    const topic = defineTopic<string>(uniqueName('half-codec'), { codec: upper });
+    const seen = new Collector<string>();
+    const sub = await broker.subscribe({ topic, group: 'g' }, seen.handler());
+    const asked: { body: unknown; contentType: string }[] = [];
+    const producer = await halfMessages({
+      pool,
+      producer: broker.producer(),
+      group: uniqueName('pg'),
+      table,
+      checkLocalTransaction: (m) => {
+        asked.push({ body: m.body, contentType: m.contentType });
+        return 'commit';
+      },
+      immunityMs: 30,
+      checkIntervalMs: 30,
+      maxChecks: 2,
+      scanMs: 10,
+      relay: { pollMs: 50, rebalanceMs: 100 },
+      logger: quietLogger,
+    });
+    try {
+      const result = await producer.sendInTransaction({ topic, body: 'order 7' }, (half) => {
+        expect(half.contentType).toBe('application/x-upper');
+        return 'unknown';
+      });
+      await waitFor(() => seen.ids.has(result.id));
+      expect(seen.deliveries[0]?.body).toBe('order 7');
+      expect(asked).toHaveLength(1);
+      expect(asked[0]?.contentType).toBe('application/x-upper');
+      expect(Buffer.from(asked[0]?.body as Uint8Array).toString()).toBe('ORDER 7');
+    } finally {
+      await producer.close();
+      await sub.close();
+      await broker.close();
+    }
   });
 });

@@ -1,5 +1,5 @@
 import type { Producer } from '../../core/broker.js';
-import { decodeBody } from '../../core/codec.js';
+import { bytesCodec, decodeBody, jsonCodec } from '../../core/codec.js';
 import { ConfigError } from '../../core/errors.js';
 import { isLogger, type Logger, processWarningLogger, safeLog } from '../../core/logger.js';
 import type { Headers, OutgoingMessage } from '../../core/message.js';
@@ -38,8 +38,16 @@ export type HalfMessageState =
 export interface HalfMessage<T = unknown> {
   readonly id: string;
   readonly topic: string;
-  /** The body, decoded by its content type (JSON by default; bytes as a Buffer). */
+  /**
+   * The body. In the local transaction: the body given to `sendInTransaction`. In a check: the
+   * stored body decoded by its content type when mqkit knows it (JSON, text/*, bytes as a
+   * Buffer); otherwise (a topic with a custom codec, whose codec the checker does not have)
+   * the stored bytes as a Buffer, undecoded: decode them with `contentType`'s codec. A body
+   * that cannot be decoded is handed over the same way; it never counts as a check.
+   */
   readonly body: T;
+  /** The content type the body was encoded with (e.g. 'application/json', or a custom codec's). */
+  readonly contentType: string;
   readonly key: string | undefined;
   readonly tag: string | undefined;
   readonly headers: Headers;
@@ -186,6 +194,31 @@ const STATES: Record<string, HalfMessageState> = {
   unresolved: 'unresolved',
 };
 
+/** The content types mqkit decodes without the topic's codec. */
+function knownContentType(contentType: string): boolean {
+  return (
+    contentType === jsonCodec.contentType ||
+    contentType === bytesCodec.contentType ||
+    contentType.startsWith('text/')
+  );
+}
+
+/** A stored body for a check: decoded when mqkit can, else the bytes (see `HalfMessage.body`). */
+function bodyOf(row: HalfRow): unknown {
+  if (!knownContentType(row.content_type)) return row.payload;
+  try {
+    return decodeBody(row.payload, row.content_type, undefined);
+  } catch {
+    return row.payload;
+  }
+}
+
+/** The content type `add` stores a message's body with (as `encodeBody` picks it). */
+function contentTypeOf(message: OutgoingMessage<unknown>): string {
+  if (typeof message.topic !== 'string' && message.topic.codec) return message.topic.codec.contentType;
+  return message.body instanceof Uint8Array ? bytesCodec.contentType : jsonCodec.contentType;
+}
+
 class HalfMessages implements TransactionalProducer {
   readonly group: string;
   private readonly pool: OutboxPoolLike;
@@ -326,6 +359,7 @@ class HalfMessages implements TransactionalProducer {
       key: message.key,
       tag: message.tag,
       headers: { ...message.headers },
+      contentType: contentTypeOf(message),
       checks: 0,
     };
     let state: LocalTransactionState;
@@ -455,10 +489,11 @@ class HalfMessages implements TransactionalProducer {
       const message: HalfMessage = {
         id: row.id,
         topic: row.topic,
-        body: await decodeBody(row.payload, row.content_type, undefined),
+        body: bodyOf(row),
         key: row.key ?? undefined,
         tag: row.tag ?? undefined,
         headers: row.headers,
+        contentType: row.content_type,
         checks: row.checks,
       };
       const answer = await this.check(message);
