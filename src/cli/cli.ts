@@ -40,6 +40,7 @@ Commands:
   outbox  parked outbox rows (and half messages out of checks), oldest first; or re-queue them
           --pg URL (default: $DATABASE_URL)  --table NAME (default mqkit_outbox)
           --limit N (${range('limit')}, default ${c.limit.fallback})  --requeue ID|all
+          --failing: also rows still retried after failures (status pending), with their error
 
 Every broker command takes --url (default: $MQ_URL, else memory://). Counts are decimal integers.
   mqkit --help      this text

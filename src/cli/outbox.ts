@@ -16,12 +16,14 @@ export async function outboxCommand(values: Map<string, string>, limit: number):
         throw new Error(`no parked row with id ${requeue} in ${outbox.table}`);
       return `requeued ${n}`;
     }
-    const rows = await outbox.parked(pool, { limit });
+    const failing = values.has('failing');
+    const rows = await outbox.parked(pool, { limit, failing });
     const lines = rows.map(
       (r) =>
         `${r.id}  ${r.status}  topic ${r.topic}  key ${r.key ?? '-'}  attempts ${r.attempts}  checks ${r.checks}  ${r.createdAt.toISOString()}  ${(r.lastError ?? '').replace(/\s+/g, ' ').slice(0, 200)}`,
     );
-    return [...lines, `parked ${rows.length}${rows.length === limit ? ' (limit reached)' : ''}`].join('\n');
+    const what = failing ? 'parked or failing' : 'parked';
+    return [...lines, `${what} ${rows.length}${rows.length === limit ? ' (limit reached)' : ''}`].join('\n');
   } finally {
     await pool.end();
   }

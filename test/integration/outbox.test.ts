@@ -17,6 +17,7 @@ import {
   pgSilencingProxy,
   quietLogger,
 } from './outbox-helpers.js';
+import { rawConnection } from './rabbitmq-helpers.js';
 
 let pool: pg.Pool;
 
@@ -260,6 +261,62 @@ describe('outbox on rabbitmq: a failing row', () => {
     await relay?.close();
     await Promise.all([sub.close(), lateSub.close()]);
     await broker.close();
+  });
+});
+
+describe('outbox on rabbitmq: a row refused with a retriable error every time', () => {
+  it('is not parked after maxAttempts, is listed as failing, and is parked after parkAfterMs', async () => {
+    const broker = await connect(inject('amqpUrl'));
+    const table = await freshOutboxTable(pool);
+    const outbox = createOutbox({ table });
+    const topic = uniqueName('ob-full');
+    await broker.ensureTopic(topic);
+    // A queue that is always full and rejects publishes: RabbitMQ nacks every message to the
+    // topic, which mqkit reports as a retriable PublishError.
+    const raw = await rawConnection(inject('amqpUrl'));
+    const full = uniqueName('ob-full-q');
+    const ch = await raw.createChannel();
+    try {
+      await ch.assertQueue(full, {
+        autoDelete: false,
+        arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' },
+      });
+      await ch.bindQueue(full, topic, '#');
+      const id = await outbox.add(pool, { topic, key: 'k', body: { n: 1 } });
+      const [relay] = await relays(1, {
+        table,
+        producer: broker.producer(),
+        maxAttempts: 1,
+        parkAfterMs: 1500,
+        backoff: { initialMs: 50, maxMs: 100 },
+      });
+      const failures: { attempts: number; parked: boolean; retriable: boolean }[] = [];
+      relay?.on('failed', (e) =>
+        failures.push({
+          attempts: e.attempts,
+          parked: e.parked,
+          retriable: (e.error as { retriable?: boolean }).retriable === true,
+        }),
+      );
+      await waitFor(() => failures.length > 0);
+      // Past maxAttempts, not parked: the error is retriable.
+      expect(failures[0]).toEqual({ attempts: 1, parked: false, retriable: true });
+      expect(await outbox.parked(pool)).toEqual([]);
+      const failing = await outbox.parked(pool, { failing: true });
+      expect(failing).toMatchObject([{ id, status: 'pending' }]);
+      expect(failing[0]?.lastError).toMatch(/nack/);
+      const listed = await runCli(['outbox', '--pg', inject('pgUrl'), '--table', table, '--failing']);
+      expect(listed.stdout).toContain(`${id}  pending  topic ${topic}  key k`);
+      expect(listed.stdout).toMatch(/parked or failing 1/);
+      await waitFor(() => failures.some((f) => f.parked));
+      expect(failures.filter((f) => f.parked)).toHaveLength(1);
+      expect((await outbox.parked(pool)).map((r) => [r.id, r.status])).toEqual([[id, 'parked']]);
+      await relay?.close();
+    } finally {
+      await ch.deleteQueue(full).catch(() => {});
+      await raw.close();
+      await broker.close();
+    }
   });
 });
 

@@ -37,10 +37,20 @@ export interface OutboxRelayOptions {
   listen?: boolean;
   /**
    * Publish attempts before a row is parked, when its last error is not retriable (too large,
-   * unroutable, refused by a schema). A retriable error (a broker outage, a timeout) never
-   * parks a row: it is retried at the back-off's pace. Default 10; 1 to 1000.
+   * unroutable, refused by a schema). A retriable error (a broker outage, a timeout) does not
+   * count towards it: parking releases the key, so parking every row of an outage would break
+   * per-key order; such a row is retried at the back-off's pace until `parkAfterMs`. Default
+   * 10; 1 to 1000.
    */
   maxAttempts?: number;
+  /**
+   * A row still failing this long after its first failure is parked whatever the error: the
+   * bound for errors that say "retry" and never stop (a topic that does not exist with
+   * auto-creation off, a full queue that rejects publishes). Default 3 600 000 (1 h); 1 to
+   * 2^31−1. Until then such a row holds back its key; `outbox.parked(db, { failing: true })`
+   * and `mqkit outbox --failing` list it.
+   */
+  parkAfterMs?: number;
   /** Delay before retrying a failed row: initialMs × multiplier^(attempt−1), at most maxMs. Default 1000, 2, 60 000. */
   backoff?: { initialMs?: number; multiplier?: number; maxMs?: number };
   /**
@@ -115,6 +125,7 @@ const RELAY_KEYS = [
   'pollMs',
   'listen',
   'maxAttempts',
+  'parkAfterMs',
   'backoff',
   'retainSentMs',
   'cleanupIntervalMs',
@@ -178,6 +189,7 @@ class Relay implements OutboxRelay {
   private readonly pollMs: number;
   private readonly listen: boolean;
   private readonly maxAttempts: number;
+  private readonly parkAfterMs: number;
   private readonly backoff: { initialMs: number; multiplier: number; maxMs: number };
   private readonly retainSentMs: number;
   private readonly cleanupIntervalMs: number;
@@ -231,6 +243,7 @@ class Relay implements OutboxRelay {
     }
     this.listen = options.listen ?? true;
     this.maxAttempts = intOption(options.maxAttempts, 'outboxRelay.maxAttempts', 1, 10, 1000);
+    this.parkAfterMs = intOption(options.parkAfterMs, 'outboxRelay.parkAfterMs', 1, 3_600_000, MAX_TIMER_MS);
     const b = options.backoff ?? {};
     if (!isPlainObject(b)) throw new ConfigError('outboxRelay.backoff', 'must be an options object');
     refuseUnknownKeys(b, ['initialMs', 'multiplier', 'maxMs'], 'outboxRelay.backoff.');
@@ -661,23 +674,32 @@ class Relay implements OutboxRelay {
   private async recordFailure(row: Row, error: unknown): Promise<void> {
     const attempts = row.attempts + 1;
     // A retriable error (a broker outage, a timeout) says nothing against the row: it keeps
-    // being retried at the back-off's pace and is never parked for it.
-    const parked = attempts >= this.maxAttempts && !(isMqError(error) && error.retriable);
+    // being retried at the back-off's pace, not parked after maxAttempts (parking releases the
+    // key, and an outage would park the head of every key). Only parkAfterMs after its first
+    // failure is it parked whatever the error, so an error that says "retry" forever ends.
+    const exhausted = attempts >= this.maxAttempts && !(isMqError(error) && error.retriable);
     const delay = Math.min(
       this.backoff.maxMs,
       this.backoff.initialMs * this.backoff.multiplier ** Math.max(0, attempts - 1),
     );
-    await this.pool.query(
-      `UPDATE ${this.table} SET attempts = $2, last_error = $3, status = $4,
-         next_attempt_at = now() + $5::interval WHERE seq = $1 AND status = 'pending'`,
+    // SET expressions read the row as it was: failing_since is the first failure's time.
+    const { rows } = await this.pool.query(
+      `UPDATE ${this.table} SET attempts = $2, last_error = $3,
+         status = CASE WHEN $4::boolean OR coalesce(failing_since, now()) <= now() - $6::interval
+                  THEN 'parked' ELSE 'pending' END,
+         failing_since = coalesce(failing_since, now()),
+         next_attempt_at = now() + $5::interval
+       WHERE seq = $1 AND status = 'pending' RETURNING status`,
       [
         row.seq,
         attempts,
         thrownText(error).slice(0, 2000),
-        parked ? 'parked' : 'pending',
+        exhausted,
         `${Math.round(delay)} milliseconds`,
+        `${this.parkAfterMs} milliseconds`,
       ],
     );
+    const parked = rows[0]?.status === 'parked';
     this.emit('failed', { id: row.id, topic: row.topic, key: row.key ?? undefined, attempts, error, parked });
     if (parked) {
       safeLog(

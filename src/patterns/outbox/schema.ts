@@ -64,7 +64,7 @@ export interface EnsureOutboxOptions {
  * runs the same statements (each is idempotent).
  *
  * Rows: `status` is 'pending' (to publish), 'sent' (kept for `retainSentMs`), 'parked' (failed
- * `maxAttempts` times), and for half messages 'prepared', 'rolled_back' and 'unresolved' (out
+ * `maxAttempts` times, or for `parkAfterMs`), and for half messages 'prepared', 'rolled_back' and 'unresolved' (out
  * of checks). `txid` is the writing transaction's id, which the relay compares against the
  * oldest running transaction so that a row committed late is never skipped.
  */
@@ -90,6 +90,7 @@ export function outboxMigration(options: EnsureOutboxOptions = {}): string[] {
   attempts integer NOT NULL DEFAULT 0,
   next_attempt_at timestamptz NOT NULL DEFAULT now(),
   last_error text,
+  failing_since timestamptz,
   created_at timestamptz NOT NULL DEFAULT now(),
   sent_at timestamptz,
   check_group text,
