@@ -264,6 +264,51 @@ describe('outbox on rabbitmq: a failing row', () => {
   });
 });
 
+describe('outbox on rabbitmq: a row retried in the same fetch as fresh rows', () => {
+  it('is sent on its own, so its failure does not make the fresh rows go twice', async () => {
+    // holdUnroutedMs 0: a message no queue takes is refused, a real failure.
+    const broker = await connect(inject('amqpUrl'), { rabbitmq: { holdUnroutedMs: 0 } });
+    const table = await freshOutboxTable(pool);
+    const outbox = createOutbox({ table });
+    const nowhere = uniqueName('ob-nowhere');
+    const topic = uniqueName('ob-fresh');
+    const seen = new Collector<{ n: number }>();
+    const sub = await broker.subscribe({ topic, group: 'g' }, seen.handler());
+    try {
+      await outbox.add(pool, { topic: nowhere, key: 'stuck', body: { n: 0 } });
+      // Polling only, slowly: the retry (due after 10 ms) and the fresh rows, written after
+      // the first failure, come in one fetch.
+      const [relay] = await relays(1, {
+        table,
+        producer: broker.producer(),
+        listen: false,
+        pollMs: 500,
+        maxAttempts: 2,
+        backoff: { initialMs: 10, maxMs: 10 },
+      });
+      const failures: boolean[] = [];
+      relay?.on('failed', (e) => failures.push(e.parked));
+      await waitFor(() => failures.length === 1);
+      const ids = await outbox.addBatch(
+        pool,
+        Array.from({ length: 20 }, (_, n) => ({ topic, key: `k${n}`, body: { n } })),
+      );
+      await waitFor(() => failures.length === 2);
+      expect(failures).toEqual([false, true]);
+      await seen.waitForIds(20);
+      // A fence: written after, delivered after anything the relay sent before it.
+      const fence = await outbox.add(pool, { topic, key: 'k0', body: { n: 99 } });
+      await waitFor(() => seen.ids.has(fence));
+      // Each once: no duplicate of a fresh row.
+      expect(seen.deliveries.map((d) => d.id).sort()).toEqual([...ids, fence].sort());
+      await relay?.close();
+    } finally {
+      await sub.close();
+      await broker.close();
+    }
+  });
+});
+
 describe('outbox on rabbitmq: a row refused with a retriable error every time', () => {
   it('is not parked after maxAttempts, is listed as failing, and is parked after parkAfterMs', async () => {
     const broker = await connect(inject('amqpUrl'));
@@ -527,7 +572,10 @@ describe('outbox relay: a closed producer', () => {
     await waitFor(() => errors.length >= 2);
     const { rows } = await pool.query(`SELECT status, attempts FROM ${table}`);
     expect(rows).toEqual([{ status: 'pending', attempts: 0 }]);
-    await relay?.close();
+    // A second close() is the first one's promise: it resolves only once the relay is closed.
+    const closing = relay?.close();
+    expect(relay?.close()).toBe(closing);
+    await closing;
     await broker.close();
   });
 });

@@ -113,6 +113,9 @@ interface Row {
   attempts: number;
 }
 
+/** Keys sent at once one message at a time (after a failed batch, or rows retried). */
+const ONE_BY_ONE_KEYS = 16;
+
 /** Rebalances in a row a slot must be seen free before a relay takes it beyond its share. */
 const ORPHAN_ROUNDS = 3;
 
@@ -220,6 +223,7 @@ class Relay implements OutboxRelay {
   private nextRebalance = 0;
   private loop: Promise<void> | undefined;
   private cleanup: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
 
   constructor(options: OutboxRelayOptions) {
     if (!isPlainObject(options)) throw new ConfigError('outboxRelay', 'must be an options object');
@@ -604,17 +608,34 @@ class Relay implements OutboxRelay {
       return true;
     });
     if (rows.length === 0) return 0;
-    const messages = rows.map((r) => this.message(r));
-    let done: Row[];
-    try {
-      await this.producer.sendBatch(messages);
-      done = rows;
-    } catch (error) {
-      // A closed producer is not the rows' fault: count no attempt, let the loop back off.
-      if (isMqError(error, 'CLOSED')) throw error;
-      done = await this.oneByOne(rows, messages);
-    }
+    // Rows that failed before go one by one, ahead of the batch: in a `sendBatch`, a row failing
+    // again could fail the batch after the broker stored others of it, which the one-by-one
+    // fallback would then send again (duplicates).
+    const again = rows.filter((r) => r.attempts > 0);
+    const fresh = again.length === 0 ? rows : rows.filter((r) => r.attempts === 0);
+    // Filled as rows are published: should a step throw, what was published is still marked
+    // (with the next fetch, or the flush).
+    const done: Row[] = [];
     this.marks = done;
+    if (again.length > 0) {
+      await this.oneByOne(
+        again,
+        again.map((r) => this.message(r)),
+        done,
+      );
+      if (this.sessionBroken) return done.length;
+    }
+    if (fresh.length > 0) {
+      const messages = fresh.map((r) => this.message(r));
+      try {
+        await this.producer.sendBatch(messages);
+        done.push(...fresh);
+      } catch (error) {
+        // A closed producer is not the rows' fault: count no attempt, let the loop back off.
+        if (isMqError(error, 'CLOSED')) throw error;
+        await this.oneByOne(fresh, messages, done);
+      }
+    }
     return done.length;
   }
 
@@ -640,10 +661,13 @@ class Relay implements OutboxRelay {
   }
 
   /**
-   * After a failed `sendBatch` (some of it may be stored): each key's rows in order, keys in
-   * parallel; a key stops at its first failure, which is recorded with its back-off (or parked).
+   * Rows that failed before, or a failed `sendBatch` (some of it may be stored): each key's
+   * rows in order, up to ONE_BY_ONE_KEYS keys at a time; a key stops at its first failure,
+   * which is recorded with its back-off (or parked). Resolves once every key's chain has
+   * settled, so none is still sending when the relay moves on; then rethrows the first
+   * unexpected failure (recording one, say). Published rows are pushed to `done`.
    */
-  private async oneByOne(rows: Row[], messages: OutgoingMessage<Uint8Array>[]): Promise<Row[]> {
+  private async oneByOne(rows: Row[], messages: OutgoingMessage<Uint8Array>[], done: Row[]): Promise<void> {
     const chains = new Map<string, number[]>();
     rows.forEach((r, i) => {
       const k = r.key === null ? `\0${r.id}` : r.key;
@@ -651,24 +675,37 @@ class Relay implements OutboxRelay {
       if (chain === undefined) chains.set(k, [i]);
       else chain.push(i);
     });
-    const done: Row[] = [];
-    await Promise.all(
-      [...chains.values()].map(async (chain) => {
-        for (const i of chain) {
-          const row = rows[i] as Row;
-          if (this.sessionBroken) return;
-          try {
-            await this.producer.send(messages[i] as OutgoingMessage<Uint8Array>);
-            done.push(row);
-          } catch (error) {
-            if (isMqError(error, 'CLOSED')) return;
-            await this.recordFailure(row, error);
-            return;
-          }
+    const queue = [...chains.values()];
+    let failed = false;
+    const sendChain = async (chain: number[]): Promise<void> => {
+      for (const i of chain) {
+        const row = rows[i] as Row;
+        if (this.sessionBroken || failed) return;
+        try {
+          await this.producer.send(messages[i] as OutgoingMessage<Uint8Array>);
+          done.push(row);
+        } catch (error) {
+          if (isMqError(error, 'CLOSED')) return;
+          await this.recordFailure(row, error);
+          return;
         }
-      }),
+      }
+    };
+    const worker = async (): Promise<void> => {
+      for (let chain = queue.shift(); chain !== undefined; chain = queue.shift()) {
+        try {
+          await sendChain(chain);
+        } catch (error) {
+          failed = true; // the other chains stop at their next row
+          throw error;
+        }
+      }
+    };
+    const results = await Promise.allSettled(
+      Array.from({ length: Math.min(ONE_BY_ONE_KEYS, queue.length) }, worker),
     );
-    return done;
+    const rejected = results.find((r) => r.status === 'rejected');
+    if (rejected !== undefined) throw rejected.reason;
   }
 
   private async recordFailure(row: Row, error: unknown): Promise<void> {
@@ -754,8 +791,13 @@ class Relay implements OutboxRelay {
     }
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return this.loop?.then(() => {});
+  close(): Promise<void> {
+    // A second call returns the first one's promise: it resolves once the relay is closed.
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
     this.closed = true;
     this.stop.abort();
     this.wakeUp?.();
