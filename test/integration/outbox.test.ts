@@ -5,6 +5,7 @@ import { formatOutboxDemo, runOutboxDemo } from '../../src/cli/demo-outbox.js';
 import { type Broker, connect, type Delivery } from '../../src/index.js';
 import {
   createOutbox,
+  ensureOutbox,
   type OutboxRelay,
   type OutboxRelayOptions,
   startOutboxRelay,
@@ -362,6 +363,32 @@ describe('outbox on rabbitmq: a row refused with a retriable error every time', 
       await raw.close();
       await broker.close();
     }
+  });
+});
+
+describe('outbox: notify false', () => {
+  it('drops the NOTIFY trigger of an existing table, and a polling relay still publishes', async () => {
+    const broker = await connect(`memory://${uniqueName('nonotify')}`);
+    const table = await freshOutboxTable(pool);
+    const triggers = async () =>
+      (
+        await pool.query(`SELECT 1 FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2`, [
+          table,
+          `${table}_notify`,
+        ])
+      ).rowCount;
+    expect(await triggers()).toBe(1);
+    await ensureOutbox(pool, { table, notify: false });
+    expect(await triggers()).toBe(0);
+    const topic = uniqueName('ob-nonotify');
+    const seen = new Collector();
+    const sub = await broker.subscribe({ topic, group: 'g' }, seen.handler());
+    const [relay] = await relays(1, { table, producer: broker.producer(), listen: false, pollMs: 50 });
+    const id = await createOutbox({ table }).add(pool, { topic, body: 1 });
+    await waitFor(() => seen.ids.has(id));
+    await relay?.close();
+    await sub.close();
+    await broker.close();
   });
 });
 

@@ -57,6 +57,15 @@ export interface EnsureOutboxOptions {
    * when the table is created: an existing table keeps its count.
    */
   slots?: number;
+  /**
+   * Whether an insert sends a NOTIFY (a statement trigger) that wakes relays at once. Default
+   * true. Its cost: PostgreSQL serialises the commits of all transactions that sent a NOTIFY
+   * (a global lock taken while the notification is queued at commit), which can cap the
+   * write throughput of a busy database. false: no trigger (an existing one is dropped) and
+   * relays find rows by polling alone (`pollMs`; give them `listen: false`), trading
+   * commit-to-delivery latency for write throughput.
+   */
+  notify?: boolean;
 }
 
 /**
@@ -69,9 +78,31 @@ export interface EnsureOutboxOptions {
  * oldest running transaction so that a row committed late is never skipped.
  */
 export function outboxMigration(options: EnsureOutboxOptions = {}): string[] {
-  refuseUnknownKeys(options, ['table', 'slots'], 'ensureOutbox.');
+  refuseUnknownKeys(options, ['table', 'slots', 'notify'], 'ensureOutbox.');
   const t = outboxTable(options.table, 'ensureOutbox.table');
   const slots = intOption(options.slots, 'ensureOutbox.slots', 1, DEFAULT_SLOTS, 4096);
+  if (options.notify !== undefined && typeof options.notify !== 'boolean') {
+    throw new ConfigError('ensureOutbox.notify', 'must be a boolean');
+  }
+  const trigger = `SELECT 1 FROM pg_trigger WHERE tgname = '${t}_notify' AND tgrelid = '${t}'::regclass`;
+  const notify =
+    options.notify === false
+      ? [
+          // Dropped only when present: a start-up does not take the table's lock for nothing.
+          `DO $$ BEGIN
+  IF EXISTS (${trigger}) THEN DROP TRIGGER ${t}_notify ON ${t}; END IF;
+END $$`,
+        ]
+      : [
+          // One NOTIFY per inserting statement, delivered at commit (none on rollback): wakes relays.
+          `CREATE OR REPLACE FUNCTION ${t}_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_notify('${channelOf(t)}', ''); RETURN NULL; END $$`,
+          `DO $$ BEGIN
+  IF NOT EXISTS (${trigger}) THEN
+    CREATE TRIGGER ${t}_notify AFTER INSERT ON ${t} FOR EACH STATEMENT EXECUTE FUNCTION ${t}_notify();
+  END IF;
+END $$`,
+        ];
   return [
     `CREATE TABLE IF NOT EXISTS ${t} (
   seq bigserial PRIMARY KEY,
@@ -107,14 +138,7 @@ export function outboxMigration(options: EnsureOutboxOptions = {}): string[] {
     `CREATE INDEX IF NOT EXISTS ${t}_sent ON ${t} (sent_at) WHERE status = 'sent'`,
     `CREATE INDEX IF NOT EXISTS ${t}_prepared ON ${t} (check_group, check_at) WHERE status = 'prepared'`,
     `CREATE INDEX IF NOT EXISTS ${t}_rolled_back ON ${t} (check_group, created_at) WHERE status = 'rolled_back'`,
-    // One NOTIFY per inserting statement, delivered at commit (none on rollback): wakes relays.
-    `CREATE OR REPLACE FUNCTION ${t}_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN PERFORM pg_notify('${channelOf(t)}', ''); RETURN NULL; END $$`,
-    `DO $$ BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = '${t}_notify' AND tgrelid = '${t}'::regclass) THEN
-    CREATE TRIGGER ${t}_notify AFTER INSERT ON ${t} FOR EACH STATEMENT EXECUTE FUNCTION ${t}_notify();
-  END IF;
-END $$`,
+    ...notify,
   ];
 }
 
