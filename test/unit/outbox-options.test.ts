@@ -53,6 +53,12 @@ describe('outbox options', () => {
       'halfMessages.checkLocalTransaction',
     );
     expect(await configField(half({ immunityMs: -1 }))).toBe('halfMessages.immunityMs');
+    expect(await configField(half({ relay: { batchSize: 0 } }))).toBe('halfMessages.relay.batchSize');
+    expect(await configField(half({ relay: { pollms: 1 } }))).toBe('halfMessages.relay.pollms');
+    expect(await configField(half({ relay: { backoff: { initialMs: -1 } } }))).toBe(
+      'halfMessages.relay.backoff.initialMs',
+    );
+    expect(await configField(half({ relay: { table: 'other' } }))).toBe('halfMessages.relay.table');
     await broker.close();
   });
 

@@ -1,6 +1,6 @@
 import type { Producer } from '../../core/broker.js';
 import { bytesCodec, decodeBody, jsonCodec } from '../../core/codec.js';
-import { ConfigError } from '../../core/errors.js';
+import { ClosedError, ConfigError } from '../../core/errors.js';
 import { isLogger, type Logger, processWarningLogger, safeLog } from '../../core/logger.js';
 import type { Headers, OutgoingMessage } from '../../core/message.js';
 import {
@@ -68,7 +68,10 @@ export interface HalfMessagesOptions {
   group: string;
   /**
    * Answers a check: the state of the local transaction of `message`. Throwing counts as
-   * 'unknown'. Called by any live member of the group, at most once at a time per message.
+   * 'unknown'. Called by any live member of the group. A member claims a due message by
+   * moving its next check one `checkIntervalMs` on, so a check that takes longer than that
+   * may run while the next one starts (in this process or another): make it a read of your
+   * own state, safe to run twice at once.
    */
   checkLocalTransaction: (message: HalfMessage) => LocalTransactionState | Promise<LocalTransactionState>;
   /** Default 'mqkit_outbox'. */
@@ -130,7 +133,8 @@ export interface TransactionalProducer {
    * producer's), then every `checkIntervalMs`, at most `maxChecks` times, then parks it as
    * 'unresolved'. A decision races a check harmlessly: the first one recorded wins.
    * Rejects only when the half message could not be stored (nothing was sent; the local
-   * transaction did not run) or the decision could not be recorded (a check will decide).
+   * transaction did not run; `ClosedError` after `close()`) or the decision could not be
+   * recorded (a check will decide).
    */
   sendInTransaction<T>(
     message: OutgoingMessage<T>,
@@ -157,6 +161,12 @@ export interface TransactionalProducer {
   /** Stops the checker and the relay it runs (finishing checks in flight). Does not close the producer. */
   close(): Promise<void>;
 }
+
+/** Rolled-back rows deleted per statement. */
+const CLEANUP_BATCH = 1000;
+
+/** Relay options `halfMessages` sets itself. */
+const RELAY_OWN_KEYS = ['pool', 'producer', 'table', 'logger'];
 
 const KEYS = [
   'pool',
@@ -270,6 +280,13 @@ class HalfMessages implements TransactionalProducer {
     if (options.relay !== undefined && typeof options.relay !== 'boolean' && !isPlainObject(options.relay)) {
       throw new ConfigError('halfMessages.relay', 'must be a boolean or relay options');
     }
+    if (isPlainObject(options.relay)) {
+      for (const key of RELAY_OWN_KEYS) {
+        if (key in options.relay) {
+          throw new ConfigError(`halfMessages.relay.${key}`, `is set by halfMessages (its own ${key})`);
+        }
+      }
+    }
     if (options.logger !== undefined && !isLogger(options.logger)) {
       throw new ConfigError('halfMessages.logger', 'must have debug, info, warn and error methods');
     }
@@ -279,13 +296,24 @@ class HalfMessages implements TransactionalProducer {
   async start(): Promise<void> {
     const relay = this.options.relay ?? true;
     if (relay !== false) {
-      this.relay = await startOutboxRelay({
-        ...(relay === true ? {} : relay),
-        pool: this.pool,
-        producer: this.options.producer,
-        table: this.table,
-        logger: this.logger,
-      });
+      try {
+        this.relay = await startOutboxRelay({
+          ...(relay === true ? {} : relay),
+          pool: this.pool,
+          producer: this.options.producer,
+          table: this.table,
+          logger: this.logger,
+        });
+      } catch (error) {
+        // Name the field as the caller wrote it: halfMessages.relay.x, or halfMessages.table.
+        if (error instanceof ConfigError && error.field.startsWith('outboxRelay.')) {
+          const rest = error.field.slice('outboxRelay.'.length);
+          const own = RELAY_OWN_KEYS.includes(rest.split('.')[0] as string);
+          const field = `halfMessages.${own ? '' : 'relay.'}${rest}`;
+          throw new ConfigError(field, error.message.slice(error.field.length + 2), { cause: error });
+        }
+        throw error;
+      }
     }
     this.loop = this.run();
   }
@@ -338,6 +366,7 @@ class HalfMessages implements TransactionalProducer {
     if (typeof localTransaction !== 'function') {
       throw new ConfigError('sendInTransaction.localTransaction', 'must be a function');
     }
+    if (this.closed) throw new ClosedError(`the half messages of group ${this.group} are closed`);
     refuseUnknownKeys(options, ['immunityMs'], 'sendInTransaction.options.');
     const immunityMs = intOption(
       options.immunityMs,
@@ -449,12 +478,16 @@ class HalfMessages implements TransactionalProducer {
         this.emit('pending', { group: this.group, count: rows[0]?.n ?? 0 });
         if (Date.now() - lastCleanup > 60_000) {
           lastCleanup = Date.now();
-          await this.pool.query(
-            `DELETE FROM ${this.table} WHERE seq IN (
-               SELECT seq FROM ${this.table} WHERE status = 'rolled_back' AND check_group = $1
-                 AND created_at < now() - $2::interval LIMIT 1000 FOR UPDATE SKIP LOCKED)`,
-            [this.group, `${this.keepRolledBackMs} milliseconds`],
-          );
+          // Bounded statements until a short one: a backlog is cleared, a step at a time.
+          for (;;) {
+            const deleted = await this.pool.query(
+              `DELETE FROM ${this.table} WHERE seq IN (
+                 SELECT seq FROM ${this.table} WHERE status = 'rolled_back' AND check_group = $1
+                   AND created_at < now() - $2::interval LIMIT $3 FOR UPDATE SKIP LOCKED)`,
+              [this.group, `${this.keepRolledBackMs} milliseconds`, CLEANUP_BATCH],
+            );
+            if ((deleted.rowCount ?? 0) < CLEANUP_BATCH || this.closed) break;
+          }
         }
       } catch (error) {
         if (this.closed) break;
