@@ -1,3 +1,4 @@
+import { ConfigError } from '../core/errors.js';
 import { createOutbox } from '../patterns/outbox/outbox.js';
 import { UsageError } from './args.js';
 
@@ -6,7 +7,15 @@ import { UsageError } from './args.js';
  * `--requeue all`). pg is an optional peer dependency, loaded only here.
  */
 export async function outboxCommand(values: Map<string, string>, limit: number): Promise<string> {
-  const outbox = createOutbox({ table: values.get('table') });
+  let outbox: ReturnType<typeof createOutbox>;
+  try {
+    outbox = createOutbox({ table: values.get('table') });
+  } catch (error) {
+    // A bad --table is a bad command line: the usage exit status, as other options.
+    if (error instanceof ConfigError)
+      throw new UsageError(`--table ${error.message.slice(error.field.length + 2)}`);
+    throw error;
+  }
   const pool = await openPgPool(values, 'outbox');
   try {
     const requeue = values.get('requeue');
