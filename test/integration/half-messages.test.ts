@@ -258,7 +258,7 @@ describe.each(brokers)('half messages on %s', (_kind, url) => {
     const { table, topic, seen, sub, member, fence } = await setup();
     let gauge = -1;
     const producer = await member(() => 'unknown', { maxChecks: 3 });
-    producer.on('pending', (e) => {
+    producer.on('prepared', (e) => {
       gauge = e.count;
     });
     const answers: LocalTransactionState[] = [];

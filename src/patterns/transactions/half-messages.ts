@@ -96,8 +96,12 @@ export interface HalfMessagesOptions {
 
 /** Events of a {@link TransactionalProducer}. */
 export interface HalfMessageEvents {
-  /** The gauge: prepared half messages of the group, counted at each scan. */
-  pending: { readonly group: string; readonly count: number };
+  /**
+   * The gauge of pending half messages: rows of the group in the 'prepared' state (stored,
+   * waiting for a decision), counted at each scan (`scanMs`). Named after that state, not the
+   * outbox's 'pending' (committed rows waiting for the relay, which it does not count).
+   */
+  prepared: { readonly group: string; readonly count: number };
   /** A check was answered (`error` when it threw, which counts as 'unknown'). */
   checked: {
     readonly id: string;
@@ -475,7 +479,7 @@ class HalfMessages implements TransactionalProducer {
           `SELECT count(*)::int AS n FROM ${this.table} WHERE status = 'prepared' AND check_group = $1`,
           [this.group],
         );
-        this.emit('pending', { group: this.group, count: rows[0]?.n ?? 0 });
+        this.emit('prepared', { group: this.group, count: rows[0]?.n ?? 0 });
         if (Date.now() - lastCleanup > 60_000) {
           lastCleanup = Date.now();
           // Bounded statements until a short one: a backlog is cleared, a step at a time.
