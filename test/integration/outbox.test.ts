@@ -494,6 +494,66 @@ describe('outbox relay: its PostgreSQL session is killed', () => {
   });
 });
 
+describe('outbox relays: one session is killed while another relay runs and rows keep coming', () => {
+  it('every row arrives, with 0 per-key order violations among first deliveries', async () => {
+    const broker = await connect(`memory://${uniqueName('kill2')}`);
+    const table = await freshOutboxTable(pool, 8);
+    const outbox = createOutbox({ table });
+    const topic = uniqueName('ob-kill2');
+    const seen = new Collector<{ n: number }>();
+    const sub = await broker.subscribe({ topic, group: 'g' }, seen.handler());
+    const [a, b] = await relays(2, { table, producer: broker.producer() });
+    await waitFor(() => a?.slots.length === 4 && b?.slots.length === 4);
+    const lost: number[] = [];
+    a?.on('slots', (e) => lost.push(e.owned.length));
+    let writing = true;
+    let n = 0;
+    const ids: string[] = [];
+    const writer = (async () => {
+      while (writing) {
+        const base = n;
+        n += 10;
+        ids.push(
+          ...(await inTransaction(pool, (tx) =>
+            outbox.addBatch(
+              tx,
+              Array.from({ length: 10 }, (_, i) => ({ topic, key: `k${i}`, body: { n: base + i } })),
+            ),
+          )),
+        );
+      }
+    })();
+    await waitFor(() => ids.length >= 100);
+    const killed = await pool.query(
+      `SELECT pg_terminate_backend(pid) FROM (SELECT DISTINCT pid FROM pg_locks
+         WHERE locktype = 'advisory' AND objsubid = 2 AND objid::int = $2
+           AND classid = (hashtext($1)::bigint & 4294967295)::text::oid) s`,
+      [`mqkit-outbox:${table}`, a?.slots[0]],
+    );
+    expect(killed.rowCount).toBe(1);
+    await waitFor(() => lost.includes(0));
+    await waitFor(() => (a?.slots.length ?? 0) + (b?.slots.length ?? 0) === 8 && (a?.slots.length ?? 0) > 0);
+    writing = false;
+    await writer;
+    await seen.waitForIds(ids.length);
+    const last = new Map<string, number>();
+    const first = new Set<string>();
+    let violations = 0;
+    for (const d of seen.deliveries) {
+      if (first.has(d.id)) continue;
+      first.add(d.id);
+      const key = d.key ?? '';
+      if ((last.get(key) ?? -1) > d.body.n) violations++;
+      last.set(key, d.body.n);
+    }
+    expect(violations).toBe(0);
+    expect(ids.every((id) => first.has(id))).toBe(true);
+    await Promise.all([a?.close(), b?.close()]);
+    await sub.close();
+    await broker.close();
+  });
+});
+
 describe('outbox relay: its PostgreSQL session goes silent (half-open connection)', () => {
   it('publishes nothing of the slots it lost while another relay holds them, and close() still ends', async () => {
     const broker = await connect(`memory://${uniqueName('silent')}`);
