@@ -79,7 +79,7 @@ export interface OutboxRelayOptions {
 export interface OutboxRelayEvents {
   /** Rows published (acknowledged by the broker) and marked, per batch. */
   published: { readonly count: number; readonly ids: readonly string[] };
-  /** A row failed to publish; `parked` when it ran out of attempts. */
+  /** A row failed to publish; `parked` when it ran out of attempts (or failed for `parkAfterMs`). */
   failed: {
     readonly id: string;
     readonly topic: string;
