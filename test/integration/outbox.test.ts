@@ -366,6 +366,19 @@ describe('outbox on rabbitmq: a row refused with a retriable error every time', 
   });
 });
 
+describe('outbox: a table made by an earlier version', () => {
+  it('gets the failing_since column from ensureOutbox', async () => {
+    const table = await freshOutboxTable(pool);
+    await pool.query(`ALTER TABLE ${table} DROP COLUMN failing_since`);
+    await ensureOutbox(pool, { table });
+    const { rows } = await pool.query(
+      `SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'failing_since' AND NOT attisdropped`,
+      [table],
+    );
+    expect(rows).toHaveLength(1);
+  });
+});
+
 describe('outbox: notify false', () => {
   it('drops the NOTIFY trigger of an existing table, and a polling relay still publishes', async () => {
     const broker = await connect(`memory://${uniqueName('nonotify')}`);

@@ -128,6 +128,14 @@ END $$`,
   checks integer NOT NULL DEFAULT 0,
   check_at timestamptz
 )`,
+    // Tables made before failing_since existed get it; checked first, so that a start-up does
+    // not take the table's exclusive lock when there is nothing to add.
+    `DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '${t}'::regclass
+                 AND attname = 'failing_since' AND NOT attisdropped) THEN
+    ALTER TABLE ${t} ADD COLUMN failing_since timestamptz;
+  END IF;
+END $$`,
     `CREATE TABLE IF NOT EXISTS ${t}_meta (slots integer NOT NULL)`,
     `INSERT INTO ${t}_meta (slots) SELECT ${slots} WHERE NOT EXISTS (SELECT 1 FROM ${t}_meta)`,
     `CREATE TABLE IF NOT EXISTS ${t}_relays (relay_id text PRIMARY KEY, seen_at timestamptz NOT NULL)`,
