@@ -45,11 +45,11 @@ const optionsOf: Record<Command, readonly string[]> = {
   demo: ['url', 'orders', 'outbox', 'pg'],
   bench: ['url', 'messages', 'size', 'acks', 'partitions', 'batch', 'inflight', 'concurrency', 'max-lag'],
   lag: ['url', 'topic', 'group', 'management'],
-  outbox: ['pg', 'table', 'limit', 'requeue'],
+  outbox: ['pg', 'table', 'limit', 'requeue', 'failing'],
 };
 const allOptions = new Set(Object.values(optionsOf).flat());
 /** Options that take no value: present or not. */
-const flags: ReadonlySet<string> = new Set(['outbox']);
+const flags: ReadonlySet<string> = new Set(['outbox', 'failing']);
 
 export type CommandLine =
   | { kind: 'help' }

@@ -40,6 +40,7 @@ Commands:
   outbox  parked outbox rows (and half messages out of checks), oldest first; or re-queue them
           --pg URL (default: $DATABASE_URL)  --table NAME (default mqkit_outbox)
           --limit N (${range('limit')}, default ${c.limit.fallback})  --requeue ID|all
+          --failing: also rows still retried after failures (status pending), with their error
 
 Every broker command takes --url (default: $MQ_URL, else memory://). Counts are decimal integers.
   mqkit --help      this text
@@ -93,16 +94,28 @@ async function run(line: CommandLine & { kind: 'run' }): Promise<string> {
   if (command === 'lag' && (topic === undefined || group === undefined)) {
     throw new UsageError('lag needs --topic NAME and --group NAME');
   }
+  if (command === 'demo' && values.has('pg') && !values.has('outbox')) {
+    throw new UsageError('demo takes --pg only with --outbox');
+  }
+  // PostgreSQL first (--pg or DATABASE_URL is checked there): a missing URL is a usage error,
+  // found before connecting to the broker.
+  const pool =
+    command === 'demo' && values.has('outbox') ? await openPgPool(values, 'demo --outbox') : undefined;
   // An empty MQ_URL counts as unset, as shells leave it.
   const url = values.get('url') ?? (process.env.MQ_URL || 'memory://');
   const management = values.get('management');
-  const broker = await connect(
-    url,
-    management === undefined ? undefined : { rabbitmq: { managementUrl: management } },
-  );
+  let broker: Broker;
   try {
-    if (command === 'demo' && values.has('outbox')) {
-      const pool = await openPgPool(values, 'demo --outbox');
+    broker = await connect(
+      url,
+      management === undefined ? undefined : { rabbitmq: { managementUrl: management } },
+    );
+  } catch (error) {
+    await pool?.end();
+    throw error;
+  }
+  try {
+    if (pool !== undefined) {
       try {
         return formatOutboxDemo(await runOutboxDemo(broker, redact(url), orders, pool));
       } finally {

@@ -57,6 +57,7 @@ export async function runOutboxDemo(
       Array.from({ length: 8 }, async () => {
         for (let n = next++; n < orders; n = next++) {
           const tx = await pool.connect();
+          let broken = false;
           try {
             await tx.query('BEGIN');
             const events = orderEvents(topic, n);
@@ -68,8 +69,15 @@ export async function runOutboxDemo(
             ]);
             await outbox.addBatch(tx, events);
             await tx.query(refused(n) ? 'ROLLBACK' : 'COMMIT');
+          } catch (error) {
+            // Not back to the pool inside a transaction: roll back, and destroy the
+            // connection if even that fails.
+            await tx.query('ROLLBACK').catch(() => {
+              broken = true;
+            });
+            throw error;
           } finally {
-            tx.release();
+            tx.release(broken);
           }
         }
       }),

@@ -1,3 +1,4 @@
+import { ConfigError } from '../core/errors.js';
 import { createOutbox } from '../patterns/outbox/outbox.js';
 import { UsageError } from './args.js';
 
@@ -6,7 +7,15 @@ import { UsageError } from './args.js';
  * `--requeue all`). pg is an optional peer dependency, loaded only here.
  */
 export async function outboxCommand(values: Map<string, string>, limit: number): Promise<string> {
-  const outbox = createOutbox({ table: values.get('table') });
+  let outbox: ReturnType<typeof createOutbox>;
+  try {
+    outbox = createOutbox({ table: values.get('table') });
+  } catch (error) {
+    // A bad --table is a bad command line: the usage exit status, as other options.
+    if (error instanceof ConfigError)
+      throw new UsageError(`--table ${error.message.slice(error.field.length + 2)}`);
+    throw error;
+  }
   const pool = await openPgPool(values, 'outbox');
   try {
     const requeue = values.get('requeue');
@@ -16,12 +25,14 @@ export async function outboxCommand(values: Map<string, string>, limit: number):
         throw new Error(`no parked row with id ${requeue} in ${outbox.table}`);
       return `requeued ${n}`;
     }
-    const rows = await outbox.parked(pool, { limit });
+    const failing = values.has('failing');
+    const rows = await outbox.parked(pool, { limit, failing });
     const lines = rows.map(
       (r) =>
         `${r.id}  ${r.status}  topic ${r.topic}  key ${r.key ?? '-'}  attempts ${r.attempts}  checks ${r.checks}  ${r.createdAt.toISOString()}  ${(r.lastError ?? '').replace(/\s+/g, ' ').slice(0, 200)}`,
     );
-    return [...lines, `parked ${rows.length}${rows.length === limit ? ' (limit reached)' : ''}`].join('\n');
+    const what = failing ? 'parked or failing' : 'parked';
+    return [...lines, `${what} ${rows.length}${rows.length === limit ? ' (limit reached)' : ''}`].join('\n');
   } finally {
     await pool.end();
   }

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type Broker, connect } from '../../src/index.js';
+import { type Broker, connect, defineTopic } from '../../src/index.js';
 import {
   createOutbox,
   type HalfMessagesOptions,
@@ -141,10 +141,14 @@ describe.each(brokers)('half messages on %s', (_kind, url) => {
   it('commit: the local transaction commits and the message is published', async () => {
     const { topic, seen, sub, member } = await setup();
     const checks: string[] = [];
-    const producer = await member((m) => {
-      checks.push(m.id);
-      return 'unknown';
-    });
+    // Immunity far beyond the test: no check may come, however slow the machine.
+    const producer = await member(
+      (m) => {
+        checks.push(m.id);
+        return 'unknown';
+      },
+      { immunityMs: 60_000 },
+    );
     let sawHalf: unknown;
     const result = await producer.sendInTransaction(
       { topic, key: 'k', body: { n: 1 } },
@@ -165,7 +169,8 @@ describe.each(brokers)('half messages on %s', (_kind, url) => {
 
   it('rollback: the message is never published', async () => {
     const { topic, seen, sub, member, fence } = await setup();
-    const producer = await member(() => 'commit'); // a check would publish it: none must happen
+    // A check would publish it: none must happen (immunity far beyond the test).
+    const producer = await member(() => 'commit', { immunityMs: 60_000 });
     const result = await producer.sendInTransaction({ topic, body: { n: 1 } }, () => 'rollback');
     expect(result.state).toBe('rolled-back');
     await fence();
@@ -211,8 +216,10 @@ describe.each(brokers)('half messages on %s', (_kind, url) => {
 
   it('another member of the group answers the check once the sender is gone', async () => {
     const { topic, seen, sub, member } = await setup();
-    const sender = await member(() => {
-      throw new Error('the sender must not be asked: it is gone');
+    const senderAsked: string[] = [];
+    const sender = await member((m) => {
+      senderAsked.push(m.id); // it is gone: it must not be asked
+      return 'unknown';
     });
     const result = await sender.sendInTransaction({ topic, body: { n: 1 } }, () => 'unknown', {
       immunityMs: 300,
@@ -225,6 +232,7 @@ describe.each(brokers)('half messages on %s', (_kind, url) => {
     });
     await waitFor(() => seen.ids.has(result.id));
     expect(asked).toEqual([result.id]);
+    expect(senderAsked).toEqual([]);
     await sub.close();
   });
 
@@ -250,7 +258,7 @@ describe.each(brokers)('half messages on %s', (_kind, url) => {
     const { table, topic, seen, sub, member, fence } = await setup();
     let gauge = -1;
     const producer = await member(() => 'unknown', { maxChecks: 3 });
-    producer.on('pending', (e) => {
+    producer.on('prepared', (e) => {
       gauge = e.count;
     });
     const answers: LocalTransactionState[] = [];
@@ -277,5 +285,78 @@ describe.each(brokers)('half messages on %s', (_kind, url) => {
     expect(await producer.resolve(late.id, 'rollback')).toBe(true);
     await waitFor(() => gauge === 0);
     await sub.close();
+  });
+});
+
+describe('half messages: closed', () => {
+  it('sendInTransaction after close() rejects with ClosedError and stores nothing', async () => {
+    const broker = await connect(`memory://${uniqueName('half-closed')}`);
+    const table = await freshOutboxTable(pool);
+    const producer = await halfMessages({
+      pool,
+      producer: broker.producer(),
+      group: uniqueName('pg'),
+      table,
+      checkLocalTransaction: () => 'commit',
+      logger: quietLogger,
+    });
+    await producer.close();
+    let ran = false;
+    await expect(
+      producer.sendInTransaction({ topic: 't', body: 1 }, () => {
+        ran = true;
+        return 'commit';
+      }),
+    ).rejects.toMatchObject({ code: 'CLOSED' });
+    expect(ran).toBe(false);
+    expect((await pool.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n).toBe(0);
+    await broker.close();
+  });
+});
+
+describe('half messages: a body written with a custom codec', () => {
+  it('reaches the check as its stored bytes, with its content type, and the check decides', async () => {
+    const broker = await connect(`memory://${uniqueName('half-codec')}`);
+    const table = await freshOutboxTable(pool);
+    const upper = {
+      contentType: 'application/x-upper',
+      encode: (s: string) => new TextEncoder().encode(s.toUpperCase()),
+      decode: (b: Uint8Array) => new TextDecoder().decode(b).toLowerCase(),
+    };
+    const topic = defineTopic<string>(uniqueName('half-codec'), { codec: upper });
+    const seen = new Collector<string>();
+    const sub = await broker.subscribe({ topic, group: 'g' }, seen.handler());
+    const asked: { body: unknown; contentType: string }[] = [];
+    const producer = await halfMessages({
+      pool,
+      producer: broker.producer(),
+      group: uniqueName('pg'),
+      table,
+      checkLocalTransaction: (m) => {
+        asked.push({ body: m.body, contentType: m.contentType });
+        return 'commit';
+      },
+      immunityMs: 30,
+      checkIntervalMs: 30,
+      maxChecks: 2,
+      scanMs: 10,
+      relay: { pollMs: 50, rebalanceMs: 100 },
+      logger: quietLogger,
+    });
+    try {
+      const result = await producer.sendInTransaction({ topic, body: 'order 7' }, (half) => {
+        expect(half.contentType).toBe('application/x-upper');
+        return 'unknown';
+      });
+      await waitFor(() => seen.ids.has(result.id));
+      expect(seen.deliveries[0]?.body).toBe('order 7');
+      expect(asked).toHaveLength(1);
+      expect(asked[0]?.contentType).toBe('application/x-upper');
+      expect(Buffer.from(asked[0]?.body as Uint8Array).toString()).toBe('ORDER 7');
+    } finally {
+      await producer.close();
+      await sub.close();
+      await broker.close();
+    }
   });
 });

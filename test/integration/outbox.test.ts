@@ -5,12 +5,20 @@ import { formatOutboxDemo, runOutboxDemo } from '../../src/cli/demo-outbox.js';
 import { type Broker, connect, type Delivery } from '../../src/index.js';
 import {
   createOutbox,
+  ensureOutbox,
   type OutboxRelay,
   type OutboxRelayOptions,
   startOutboxRelay,
 } from '../../src/patterns/index.js';
 import { Collector, uniqueName, waitFor } from '../../src/testing/index.js';
-import { dropOutboxTables, freshOutboxTable, inTransaction, quietLogger } from './outbox-helpers.js';
+import {
+  dropOutboxTables,
+  freshOutboxTable,
+  inTransaction,
+  pgSilencingProxy,
+  quietLogger,
+} from './outbox-helpers.js';
+import { rawConnection } from './rabbitmq-helpers.js';
 
 let pool: pg.Pool;
 
@@ -257,6 +265,146 @@ describe('outbox on rabbitmq: a failing row', () => {
   });
 });
 
+describe('outbox on rabbitmq: a row retried in the same fetch as fresh rows', () => {
+  it('is sent on its own, so its failure does not make the fresh rows go twice', async () => {
+    // holdUnroutedMs 0: a message no queue takes is refused, a real failure.
+    const broker = await connect(inject('amqpUrl'), { rabbitmq: { holdUnroutedMs: 0 } });
+    const table = await freshOutboxTable(pool);
+    const outbox = createOutbox({ table });
+    const nowhere = uniqueName('ob-nowhere');
+    const topic = uniqueName('ob-fresh');
+    const seen = new Collector<{ n: number }>();
+    const sub = await broker.subscribe({ topic, group: 'g' }, seen.handler());
+    try {
+      await outbox.add(pool, { topic: nowhere, key: 'stuck', body: { n: 0 } });
+      // Polling only, slowly: the retry (due after 10 ms) and the fresh rows, written after
+      // the first failure, come in one fetch.
+      const [relay] = await relays(1, {
+        table,
+        producer: broker.producer(),
+        listen: false,
+        pollMs: 500,
+        maxAttempts: 2,
+        backoff: { initialMs: 10, maxMs: 10 },
+      });
+      const failures: boolean[] = [];
+      relay?.on('failed', (e) => failures.push(e.parked));
+      await waitFor(() => failures.length === 1);
+      const ids = await outbox.addBatch(
+        pool,
+        Array.from({ length: 20 }, (_, n) => ({ topic, key: `k${n}`, body: { n } })),
+      );
+      await waitFor(() => failures.length === 2);
+      expect(failures).toEqual([false, true]);
+      await seen.waitForIds(20);
+      // A fence: written after, delivered after anything the relay sent before it.
+      const fence = await outbox.add(pool, { topic, key: 'k0', body: { n: 99 } });
+      await waitFor(() => seen.ids.has(fence));
+      // Each once: no duplicate of a fresh row.
+      expect(seen.deliveries.map((d) => d.id).sort()).toEqual([...ids, fence].sort());
+      await relay?.close();
+    } finally {
+      await sub.close();
+      await broker.close();
+    }
+  });
+});
+
+describe('outbox on rabbitmq: a row refused with a retriable error every time', () => {
+  it('is not parked after maxAttempts, is listed as failing, and is parked after parkAfterMs', async () => {
+    const broker = await connect(inject('amqpUrl'));
+    const table = await freshOutboxTable(pool);
+    const outbox = createOutbox({ table });
+    const topic = uniqueName('ob-full');
+    await broker.ensureTopic(topic);
+    // A queue that is always full and rejects publishes: RabbitMQ nacks every message to the
+    // topic, which mqkit reports as a retriable PublishError.
+    const raw = await rawConnection(inject('amqpUrl'));
+    const full = uniqueName('ob-full-q');
+    const ch = await raw.createChannel();
+    try {
+      await ch.assertQueue(full, {
+        autoDelete: false,
+        arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' },
+      });
+      await ch.bindQueue(full, topic, '#');
+      const id = await outbox.add(pool, { topic, key: 'k', body: { n: 1 } });
+      const [relay] = await relays(1, {
+        table,
+        producer: broker.producer(),
+        maxAttempts: 1,
+        parkAfterMs: 1500,
+        backoff: { initialMs: 50, maxMs: 100 },
+      });
+      const failures: { attempts: number; parked: boolean; retriable: boolean }[] = [];
+      relay?.on('failed', (e) =>
+        failures.push({
+          attempts: e.attempts,
+          parked: e.parked,
+          retriable: (e.error as { retriable?: boolean }).retriable === true,
+        }),
+      );
+      await waitFor(() => failures.length > 0);
+      // Past maxAttempts, not parked: the error is retriable.
+      expect(failures[0]).toEqual({ attempts: 1, parked: false, retriable: true });
+      expect(await outbox.parked(pool)).toEqual([]);
+      const failing = await outbox.parked(pool, { failing: true });
+      expect(failing).toMatchObject([{ id, status: 'pending' }]);
+      expect(failing[0]?.lastError).toMatch(/nack/);
+      const listed = await runCli(['outbox', '--pg', inject('pgUrl'), '--table', table, '--failing']);
+      expect(listed.stdout).toContain(`${id}  pending  topic ${topic}  key k`);
+      expect(listed.stdout).toMatch(/parked or failing 1/);
+      await waitFor(() => failures.some((f) => f.parked));
+      expect(failures.filter((f) => f.parked)).toHaveLength(1);
+      expect((await outbox.parked(pool)).map((r) => [r.id, r.status])).toEqual([[id, 'parked']]);
+      await relay?.close();
+    } finally {
+      await ch.deleteQueue(full).catch(() => {});
+      await raw.close();
+      await broker.close();
+    }
+  });
+});
+
+describe('outbox: a table made by an earlier version', () => {
+  it('gets the failing_since column from ensureOutbox', async () => {
+    const table = await freshOutboxTable(pool);
+    await pool.query(`ALTER TABLE ${table} DROP COLUMN failing_since`);
+    await ensureOutbox(pool, { table });
+    const { rows } = await pool.query(
+      `SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'failing_since' AND NOT attisdropped`,
+      [table],
+    );
+    expect(rows).toHaveLength(1);
+  });
+});
+
+describe('outbox: notify false', () => {
+  it('drops the NOTIFY trigger of an existing table, and a polling relay still publishes', async () => {
+    const broker = await connect(`memory://${uniqueName('nonotify')}`);
+    const table = await freshOutboxTable(pool);
+    const triggers = async () =>
+      (
+        await pool.query(`SELECT 1 FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2`, [
+          table,
+          `${table}_notify`,
+        ])
+      ).rowCount;
+    expect(await triggers()).toBe(1);
+    await ensureOutbox(pool, { table, notify: false });
+    expect(await triggers()).toBe(0);
+    const topic = uniqueName('ob-nonotify');
+    const seen = new Collector();
+    const sub = await broker.subscribe({ topic, group: 'g' }, seen.handler());
+    const [relay] = await relays(1, { table, producer: broker.producer(), listen: false, pollMs: 50 });
+    const id = await createOutbox({ table }).add(pool, { topic, body: 1 });
+    await waitFor(() => seen.ids.has(id));
+    await relay?.close();
+    await sub.close();
+    await broker.close();
+  });
+});
+
 describe('outbox: retention', () => {
   it('marks rows sent and a bounded cleanup deletes them once older than retainSentMs', async () => {
     const broker = await connect(`memory://${uniqueName('ret')}`);
@@ -359,6 +507,157 @@ describe('outbox relay: its PostgreSQL session is killed', () => {
   });
 });
 
+describe('outbox relays: one session is killed while another relay runs and rows keep coming', () => {
+  it('every row arrives, with 0 per-key order violations among first deliveries', async () => {
+    const broker = await connect(`memory://${uniqueName('kill2')}`);
+    const table = await freshOutboxTable(pool, 8);
+    const outbox = createOutbox({ table });
+    const topic = uniqueName('ob-kill2');
+    const seen = new Collector<{ n: number }>();
+    const sub = await broker.subscribe({ topic, group: 'g' }, seen.handler());
+    const [a, b] = await relays(2, { table, producer: broker.producer() });
+    await waitFor(() => a?.slots.length === 4 && b?.slots.length === 4);
+    const lost: number[] = [];
+    a?.on('slots', (e) => lost.push(e.owned.length));
+    let writing = true;
+    let n = 0;
+    const ids: string[] = [];
+    const writer = (async () => {
+      while (writing) {
+        const base = n;
+        n += 10;
+        ids.push(
+          ...(await inTransaction(pool, (tx) =>
+            outbox.addBatch(
+              tx,
+              Array.from({ length: 10 }, (_, i) => ({ topic, key: `k${i}`, body: { n: base + i } })),
+            ),
+          )),
+        );
+      }
+    })();
+    await waitFor(() => ids.length >= 100);
+    const killed = await pool.query(
+      `SELECT pg_terminate_backend(pid) FROM (SELECT DISTINCT pid FROM pg_locks
+         WHERE locktype = 'advisory' AND objsubid = 2 AND objid::int = $2
+           AND classid = (hashtext($1)::bigint & 4294967295)::text::oid) s`,
+      [`mqkit-outbox:${table}`, a?.slots[0]],
+    );
+    expect(killed.rowCount).toBe(1);
+    await waitFor(() => lost.includes(0));
+    await waitFor(() => (a?.slots.length ?? 0) + (b?.slots.length ?? 0) === 8 && (a?.slots.length ?? 0) > 0);
+    writing = false;
+    await writer;
+    await seen.waitForIds(ids.length);
+    const last = new Map<string, number>();
+    const first = new Set<string>();
+    let violations = 0;
+    for (const d of seen.deliveries) {
+      if (first.has(d.id)) continue;
+      first.add(d.id);
+      const key = d.key ?? '';
+      if ((last.get(key) ?? -1) > d.body.n) violations++;
+      last.set(key, d.body.n);
+    }
+    expect(violations).toBe(0);
+    expect(ids.every((id) => first.has(id))).toBe(true);
+    await Promise.all([a?.close(), b?.close()]);
+    await sub.close();
+    await broker.close();
+  });
+});
+
+describe('outbox relay: its PostgreSQL session goes silent (half-open connection)', () => {
+  it('publishes nothing of the slots it lost while another relay holds them, and close() still ends', async () => {
+    const broker = await connect(`memory://${uniqueName('silent')}`);
+    const table = await freshOutboxTable(pool, 8);
+    const outbox = createOutbox({ table });
+    const topic = uniqueName('ob-silent');
+    const seen = new Collector<{ n: number }>();
+    const sub = await broker.subscribe({ topic, group: 'g' }, seen.handler());
+    const proxy = await pgSilencingProxy(inject('pgUrl'));
+    const proxiedPool = new pg.Pool({ connectionString: proxy.url, max: 4 });
+    // A records what it hands to the broker: a real producer, wrapped.
+    const sentByA = new Set<string>();
+    const real = broker.producer();
+    const producerA = new Proxy(real, {
+      get(target, prop) {
+        if (prop === 'sendBatch') {
+          return (messages: { id?: string }[]) => {
+            for (const m of messages) sentByA.add(m.id ?? '');
+            return target.sendBatch(messages as never);
+          };
+        }
+        if (prop === 'send') {
+          return (message: { id?: string }) => {
+            sentByA.add(message.id ?? '');
+            return target.send(message as never);
+          };
+        }
+        const value = Reflect.get(target, prop);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    try {
+      // A polls fast and would not rebalance (nor notice the silence) for a minute.
+      const a = await startOutboxRelay({
+        pool: proxiedPool,
+        producer: producerA,
+        table,
+        pollMs: 20,
+        rebalanceMs: 60_000,
+        listen: false,
+        sessionTimeoutMs: 1000,
+        logger: quietLogger,
+      });
+      await waitFor(() => a.slots.length === 8);
+      const [b] = await relays(1, { table, producer: broker.producer(), listen: false });
+      const holders = await pool.query(
+        `SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2
+           AND classid = (hashtext($1)::bigint & 4294967295)::text::oid`,
+        [`mqkit-outbox:${table}`],
+      );
+      expect(holders.rows).toHaveLength(1);
+      expect(proxy.silence(holders.rows[0].pid as number)).toBe(true);
+      // PostgreSQL ended A's session and released its locks; A was not told.
+      await waitFor(() => b?.slots.length === 8);
+      expect(a.slots).toHaveLength(8);
+      const ids: string[] = [];
+      for (let t = 0; t < 20; t++) {
+        ids.push(
+          ...(await inTransaction(pool, (tx) =>
+            outbox.addBatch(
+              tx,
+              Array.from({ length: 10 }, (_, i) => ({ topic, key: `k${i % 5}`, body: { n: t * 10 + i } })),
+            ),
+          )),
+        );
+      }
+      await seen.waitForIds(200);
+      expect(ids.filter((id) => sentByA.has(id))).toEqual([]);
+      // Per key, the first delivery of each message comes in insertion order.
+      const last = new Map<string, number>();
+      const first = new Set<string>();
+      let violations = 0;
+      for (const d of seen.deliveries) {
+        if (first.has(d.id)) continue;
+        first.add(d.id);
+        const key = d.key ?? '';
+        if ((last.get(key) ?? -1) > d.body.n) violations++;
+        last.set(key, d.body.n);
+      }
+      expect(violations).toBe(0);
+      // Its session queries time out instead of waiting on the mute socket forever.
+      await a.close();
+    } finally {
+      await sub.close();
+      await broker.close();
+      await proxiedPool.end().catch(() => {});
+      await proxy.close();
+    }
+  });
+});
+
 describe('outbox relay: a closed producer', () => {
   it('counts no attempt against the rows and parks nothing; the rows wait', async () => {
     const broker = await connect(`memory://${uniqueName('closed')}`);
@@ -373,7 +672,10 @@ describe('outbox relay: a closed producer', () => {
     await waitFor(() => errors.length >= 2);
     const { rows } = await pool.query(`SELECT status, attempts FROM ${table}`);
     expect(rows).toEqual([{ status: 'pending', attempts: 0 }]);
-    await relay?.close();
+    // A second close() is the first one's promise: it resolves only once the relay is closed.
+    const closing = relay?.close();
+    expect(relay?.close()).toBe(closing);
+    await closing;
     await broker.close();
   });
 });

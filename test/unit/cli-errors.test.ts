@@ -208,3 +208,22 @@ describe('mqkit lag on the embedded broker (in process: memory:// lives in one p
     await broker.close();
   });
 });
+
+describe('mqkit outbox and demo --outbox: usage errors before any connection (in process)', () => {
+  it('refuses --pg without --outbox, a demo --outbox without a PostgreSQL URL, and a bad --table, with status 2', async () => {
+    // An unreachable broker: a usage error must come before any attempt to connect.
+    const broker = 'amqp://127.0.0.1:1/';
+    const pgOnly = await runCli(['demo', '--url', broker, '--pg', 'postgres://127.0.0.1:1/x']);
+    expect(pgOnly).toMatchObject({ code: 2, stderr: expect.stringMatching(/--pg only with --outbox/) });
+    const saved = process.env.DATABASE_URL;
+    delete process.env.DATABASE_URL;
+    try {
+      const noPg = await runCli(['demo', '--outbox', '--url', broker]);
+      expect(noPg).toMatchObject({ code: 2, stderr: expect.stringMatching(/needs --pg URL/) });
+    } finally {
+      if (saved !== undefined) process.env.DATABASE_URL = saved;
+    }
+    const badTable = await runCli(['outbox', '--pg', 'postgres://127.0.0.1:1/x', '--table', 'Bad-Name']);
+    expect(badTable).toMatchObject({ code: 2, stderr: expect.stringMatching(/--table must be/) });
+  });
+});

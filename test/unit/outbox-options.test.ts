@@ -38,6 +38,7 @@ describe('outbox options', () => {
     expect(await configField(relay({ producer: {} }))).toBe('outboxRelay.producer');
     expect(await configField(() => createOutbox({ tabel: 'x' } as never))).toBe('outbox.tabel');
     expect(await configField(() => outboxMigration({ slots: 0 }))).toBe('ensureOutbox.slots');
+    expect(await configField(() => outboxMigration({ notify: 'no' } as never))).toBe('ensureOutbox.notify');
     const half = (extra: object) => () =>
       halfMessages({
         pool: unusedPool,
@@ -52,6 +53,12 @@ describe('outbox options', () => {
       'halfMessages.checkLocalTransaction',
     );
     expect(await configField(half({ immunityMs: -1 }))).toBe('halfMessages.immunityMs');
+    expect(await configField(half({ relay: { batchSize: 0 } }))).toBe('halfMessages.relay.batchSize');
+    expect(await configField(half({ relay: { pollms: 1 } }))).toBe('halfMessages.relay.pollms');
+    expect(await configField(half({ relay: { backoff: { initialMs: -1 } } }))).toBe(
+      'halfMessages.relay.backoff.initialMs',
+    );
+    expect(await configField(half({ relay: { table: 'other' } }))).toBe('halfMessages.relay.table');
     await broker.close();
   });
 
@@ -78,5 +85,13 @@ describe('outbox options', () => {
     expect(sql).toContain('CREATE TABLE IF NOT EXISTS app_outbox (');
     expect(sql).toContain('% 8) STORED');
     expect(sql).toContain('txid xid8 NOT NULL DEFAULT pg_current_xact_id()');
+    expect(sql).toContain('CREATE TRIGGER app_outbox_notify');
+  });
+
+  it('notify: false makes no NOTIFY trigger and drops one made before', () => {
+    const sql = outboxMigration({ table: 'app_outbox', notify: false }).join('\n');
+    expect(sql).not.toContain('CREATE TRIGGER');
+    expect(sql).not.toContain('pg_notify');
+    expect(sql).toContain('DROP TRIGGER app_outbox_notify ON app_outbox');
   });
 });

@@ -10,14 +10,21 @@ export interface OutboxOptions {
   table?: string;
 }
 
-/** A row that failed `maxAttempts` times (or a half message out of checks), as listed by `parked`. */
+/**
+ * A row that failed `maxAttempts` times or for `parkAfterMs` (or a half message out of checks),
+ * as listed by `parked`; with `failing: true`, also a row still being retried.
+ */
 export interface ParkedRow {
   /** The message id, fixed when the row was added. */
   id: string;
   topic: string;
   key: string | undefined;
-  /** 'parked': publishing failed; 'unresolved': a half message whose checks ran out. */
-  status: 'parked' | 'unresolved';
+  /**
+   * 'parked': publishing failed; 'unresolved': a half message whose checks ran out; 'pending'
+   * (listed with `failing: true` only): failed `attempts` times and still retried, holding
+   * back the later rows of its key.
+   */
+  status: 'parked' | 'unresolved' | 'pending';
   attempts: number;
   /** Checks made (half messages). */
   checks: number;
@@ -43,8 +50,12 @@ export interface Outbox {
   add<T>(tx: PgQueryableLike, message: OutgoingMessage<T>): Promise<string>;
   /** As `add`, for many messages in one statement; resolves with their ids, in order. */
   addBatch(tx: PgQueryableLike, messages: readonly OutgoingMessage<unknown>[]): Promise<string[]>;
-  /** Parked rows (and unresolved half messages), oldest first. Default limit 100. */
-  parked(db: PgQueryableLike, options?: { limit?: number }): Promise<ParkedRow[]>;
+  /**
+   * Parked rows (and unresolved half messages), oldest first. Default limit 100. `failing:
+   * true` adds rows that failed and are still retried (status 'pending', `attempts` > 0), e.g.
+   * on an error that says "retry" each time; `lastError` tells why.
+   */
+  parked(db: PgQueryableLike, options?: { limit?: number; failing?: boolean }): Promise<ParkedRow[]>;
   /**
    * Puts parked rows back to 'pending' with their attempts reset, so relays publish them again,
    * ahead of the later rows of their key still pending (rows of the key published while one was
@@ -170,12 +181,16 @@ export function createOutbox(options: OutboxOptions = {}): Outbox {
       return insertRows(tx, table, messages);
     },
     async parked(db, given = {}) {
-      refuseUnknownKeys(given, ['limit'], 'outbox.parked.');
+      refuseUnknownKeys(given, ['limit', 'failing'], 'outbox.parked.');
       const limit = intOption(given.limit, 'outbox.parked.limit', 1, 100, 100_000);
+      if (given.failing !== undefined && typeof given.failing !== 'boolean') {
+        throw new ConfigError('outbox.parked.failing', 'must be a boolean');
+      }
       const { rows } = await db.query(
         `SELECT id, topic, key, status, attempts, checks, last_error, created_at FROM ${table}
-         WHERE status IN ('parked', 'unresolved') ORDER BY seq LIMIT $1`,
-        [limit],
+         WHERE status IN ('parked', 'unresolved') OR ($2 AND status = 'pending' AND attempts > 0)
+         ORDER BY seq LIMIT $1`,
+        [limit, given.failing === true],
       );
       return rows.map((r) => ({
         id: r.id,
@@ -194,7 +209,8 @@ export function createOutbox(options: OutboxOptions = {}): Outbox {
       }
       const result = await db.query(
         `WITH r AS (
-           UPDATE ${table} SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL
+           UPDATE ${table} SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL,
+             failing_since = NULL
            WHERE status = 'parked' AND ($1::text[] IS NULL OR id = ANY($1::text[])) RETURNING 1
          ) SELECT count(*)::int AS n, pg_notify($2, '') FROM r`,
         [ids ?? null, channelOf(table)],

@@ -1,18 +1,26 @@
 import { randomUUID } from 'node:crypto';
 import type { Producer } from '../../core/broker.js';
 import type { Codec, TopicSpec } from '../../core/codec.js';
-import { ConfigError, isMqError } from '../../core/errors.js';
+import { ClosedError, ConfigError, isMqError, TimeoutError } from '../../core/errors.js';
 import { isLogger, type Logger, processWarningLogger, safeLog } from '../../core/logger.js';
 import type { Headers, OutgoingMessage } from '../../core/message.js';
 import { intOption, isPlainObject, MAX_TIMER_MS, refuseUnknownKeys, thrownText } from '../../core/options.js';
 import { sleep } from '../../core/timers.js';
-import { channelOf, type OutboxPoolLike, outboxTable, type PgListenClientLike } from './schema.js';
+import {
+  channelOf,
+  type OutboxPoolLike,
+  outboxTable,
+  type PgListenClientLike,
+  type PgRowsResultLike,
+} from './schema.js';
 
 /** Options of {@link startOutboxRelay}. Every duration is in milliseconds. */
 export interface OutboxRelayOptions {
   /**
    * Connections: the relay holds one for its advisory locks and LISTEN for as long as it runs,
-   * and takes another per statement; size the pool for at least two per relay.
+   * and takes another per statement; size the pool for at least two per relay. Make it with
+   * `keepAlive: true` (a `pg.Pool` option), so that a session whose network path died is
+   * detected by the operating system too, not only by `sessionTimeoutMs`.
    */
   pool: OutboxPoolLike;
   /** Publishes the rows. Make it with acks 'all' (the default): a row is marked once `send` resolved. */
@@ -29,10 +37,20 @@ export interface OutboxRelayOptions {
   listen?: boolean;
   /**
    * Publish attempts before a row is parked, when its last error is not retriable (too large,
-   * unroutable, refused by a schema). A retriable error (a broker outage, a timeout) never
-   * parks a row: it is retried at the back-off's pace. Default 10; 1 to 1000.
+   * unroutable, refused by a schema). A retriable error (a broker outage, a timeout) does not
+   * count towards it: parking releases the key, so parking every row of an outage would break
+   * per-key order; such a row is retried at the back-off's pace until `parkAfterMs`. Default
+   * 10; 1 to 1000.
    */
   maxAttempts?: number;
+  /**
+   * A row still failing this long after its first failure is parked whatever the error: the
+   * bound for errors that say "retry" and never stop (a topic that does not exist with
+   * auto-creation off, a full queue that rejects publishes). Default 3 600 000 (1 h); 1 to
+   * 2^31−1. Until then such a row holds back its key; `outbox.parked(db, { failing: true })`
+   * and `mqkit outbox --failing` list it.
+   */
+  parkAfterMs?: number;
   /** Delay before retrying a failed row: initialMs × multiplier^(attempt−1), at most maxMs. Default 1000, 2, 60 000. */
   backoff?: { initialMs?: number; multiplier?: number; maxMs?: number };
   /**
@@ -46,6 +64,13 @@ export interface OutboxRelayOptions {
   cleanupBatch?: number;
   /** How often the relay renews its heartbeat and rebalances key slots. Default 2000; 10 to 600 000. */
   rebalanceMs?: number;
+  /**
+   * A statement on the lock session (heartbeat, locks, LISTEN) that has not answered after
+   * this long is abandoned and the session's connection destroyed: the relay publishes nothing
+   * until a new session has taken slots. Guards against a half-open connection, on which a
+   * query would otherwise wait forever. Default 10 000; 100 to 600 000.
+   */
+  sessionTimeoutMs?: number;
   /** Where failures nobody awaits go. Default: process warnings (as `connect`'s default logger). */
   logger?: Logger;
 }
@@ -54,7 +79,7 @@ export interface OutboxRelayOptions {
 export interface OutboxRelayEvents {
   /** Rows published (acknowledged by the broker) and marked, per batch. */
   published: { readonly count: number; readonly ids: readonly string[] };
-  /** A row failed to publish; `parked` when it ran out of attempts. */
+  /** A row failed to publish; `parked` when it ran out of attempts (or failed for `parkAfterMs`). */
   failed: {
     readonly id: string;
     readonly topic: string;
@@ -88,6 +113,9 @@ interface Row {
   attempts: number;
 }
 
+/** Keys sent at once one message at a time (after a failed batch, or rows retried). */
+const ONE_BY_ONE_KEYS = 16;
+
 /** Rebalances in a row a slot must be seen free before a relay takes it beyond its share. */
 const ORPHAN_ROUNDS = 3;
 
@@ -100,11 +128,13 @@ const RELAY_KEYS = [
   'pollMs',
   'listen',
   'maxAttempts',
+  'parkAfterMs',
   'backoff',
   'retainSentMs',
   'cleanupIntervalMs',
   'cleanupBatch',
   'rebalanceMs',
+  'sessionTimeoutMs',
   'logger',
 ];
 
@@ -128,7 +158,9 @@ const RELAY_KEYS = [
  * changes hands only between batches, and the lock of a relay that dies or loses its
  * connection is released by PostgreSQL. A failing row holds back the later rows of its key
  * until it is published or parked; a parked row no longer holds them (as a dead letter).
- * Not covered: a relay whose session drops while a batch is in flight does not recall that
+ * The relay's own list of slots is not trusted: a fetch returns only rows of slots whose lock
+ * the session's backend still holds (`pg_locks`), so a session that ended unnoticed publishes
+ * nothing more. Not covered: a relay whose session drops while a batch is in flight does not recall that
  * batch, so the new owner's first batch may repeat it (duplicates; that key's order then holds
  * only per message id's first delivery).
  */
@@ -160,11 +192,13 @@ class Relay implements OutboxRelay {
   private readonly pollMs: number;
   private readonly listen: boolean;
   private readonly maxAttempts: number;
+  private readonly parkAfterMs: number;
   private readonly backoff: { initialMs: number; multiplier: number; maxMs: number };
   private readonly retainSentMs: number;
   private readonly cleanupIntervalMs: number;
   private readonly cleanupBatch: number;
   private readonly rebalanceMs: number;
+  private readonly sessionTimeoutMs: number;
   private readonly logger: Logger;
   private readonly lockClass: string;
   private readonly listeners = new Map<string, Set<(e: never) => void>>();
@@ -179,6 +213,8 @@ class Relay implements OutboxRelay {
   private freeRounds = new Map<number, number>();
   private slotCount = 0;
   private session: PgListenClientLike | undefined;
+  /** `pg_backend_pid()` of the session: a fetch returns only rows of slots this backend still locks. */
+  private sessionPid = 0;
   private sessionBroken = false;
   private closed = false;
   private readonly stop = new AbortController();
@@ -187,6 +223,7 @@ class Relay implements OutboxRelay {
   private nextRebalance = 0;
   private loop: Promise<void> | undefined;
   private cleanup: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
 
   constructor(options: OutboxRelayOptions) {
     if (!isPlainObject(options)) throw new ConfigError('outboxRelay', 'must be an options object');
@@ -210,6 +247,7 @@ class Relay implements OutboxRelay {
     }
     this.listen = options.listen ?? true;
     this.maxAttempts = intOption(options.maxAttempts, 'outboxRelay.maxAttempts', 1, 10, 1000);
+    this.parkAfterMs = intOption(options.parkAfterMs, 'outboxRelay.parkAfterMs', 1, 3_600_000, MAX_TIMER_MS);
     const b = options.backoff ?? {};
     if (!isPlainObject(b)) throw new ConfigError('outboxRelay.backoff', 'must be an options object');
     refuseUnknownKeys(b, ['initialMs', 'multiplier', 'maxMs'], 'outboxRelay.backoff.');
@@ -236,6 +274,13 @@ class Relay implements OutboxRelay {
     );
     this.cleanupBatch = intOption(options.cleanupBatch, 'outboxRelay.cleanupBatch', 1, 1000, 100_000);
     this.rebalanceMs = intOption(options.rebalanceMs, 'outboxRelay.rebalanceMs', 10, 2000, 600_000);
+    this.sessionTimeoutMs = intOption(
+      options.sessionTimeoutMs,
+      'outboxRelay.sessionTimeoutMs',
+      100,
+      10_000,
+      600_000,
+    );
     if (options.logger !== undefined && !isLogger(options.logger)) {
       throw new ConfigError('outboxRelay.logger', 'must have debug, info, warn and error methods');
     }
@@ -309,22 +354,68 @@ class Relay implements OutboxRelay {
     const client = await this.pool.connect();
     this.sessionBroken = false;
     client.on('error', (error: Error) => {
-      // The session's locks are gone with it: stop publishing its slots at once.
-      this.sessionBroken = true;
-      if (this.owned.size > 0) {
-        this.owned.clear();
-        this.emit('slots', { owned: [] });
-      }
-      this.report(error, 'lock session lost');
-      this.wake();
+      if (this.session !== client) return; // an abandoned session's late error
+      this.lostSession(error, 'lock session lost');
     });
     if (this.listen) {
       client.on('notification', (message) => {
+        if (this.session !== client) return;
         if (message.channel === channelOf(this.table)) this.wake();
       });
-      await client.query(`LISTEN ${channelOf(this.table)}`);
     }
     this.session = client;
+    try {
+      const { rows } = await this.sessionQuery('SELECT pg_backend_pid() AS pid');
+      this.sessionPid = rows[0]?.pid as number;
+      if (this.listen) await this.sessionQuery(`LISTEN ${channelOf(this.table)}`);
+    } catch (error) {
+      // Not given back to the pool: its state (LISTEN half done, a query pending) is unknown.
+      await this.closeSession();
+      throw error;
+    }
+  }
+
+  /** The session's locks are gone (or may be): stop publishing its slots at once. */
+  private lostSession(error: unknown, context: string): void {
+    this.sessionBroken = true;
+    if (this.owned.size > 0) {
+      this.owned.clear();
+      this.emit('slots', { owned: [] });
+    }
+    this.report(error, context);
+    this.wake();
+  }
+
+  /**
+   * A statement on the lock session, abandoned after `sessionTimeoutMs`: the connection is then
+   * destroyed (a half-open socket would never answer) and a new session opened at the next turn.
+   */
+  private sessionQuery(text: string, values?: unknown[]): Promise<PgRowsResultLike> {
+    const client = this.session;
+    if (client === undefined) return Promise.reject(new ClosedError('the outbox relay has no lock session'));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const error = new TimeoutError(
+          `the outbox relay's lock session did not answer within ${this.sessionTimeoutMs} ms`,
+        );
+        if (this.session === client) {
+          this.session = undefined;
+          client.release(true);
+          this.lostSession(error, 'lock session timed out; opening a new one');
+        }
+        reject(error);
+      }, this.sessionTimeoutMs);
+      client.query(text, values).then(
+        (result) => {
+          clearTimeout(timer);
+          resolve(result);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
   }
 
   private async closeSession(): Promise<void> {
@@ -360,14 +451,13 @@ class Relay implements OutboxRelay {
       await this.closeSession();
       await this.openSession();
     }
-    const session = this.session as PgListenClientLike;
     const ttl = `${this.rebalanceMs * 5} milliseconds`;
-    await session.query(
+    await this.sessionQuery(
       `INSERT INTO ${this.table}_relays (relay_id, seen_at) VALUES ($1, now())
        ON CONFLICT (relay_id) DO UPDATE SET seen_at = now()`,
       [this.relayId],
     );
-    const live = await session.query(
+    const live = await this.sessionQuery(
       `SELECT relay_id FROM ${this.table}_relays WHERE seen_at > now() - $1::interval ORDER BY relay_id`,
       [ttl],
     );
@@ -379,14 +469,14 @@ class Relay implements OutboxRelay {
     let extra: number[] = [];
     if (this.owned.size > share) {
       extra = this.slots.slice(share - this.owned.size);
-      await session.query('SELECT pg_advisory_unlock(hashtext($1), s) FROM unnest($2::int[]) s', [
+      await this.sessionQuery('SELECT pg_advisory_unlock(hashtext($1), s) FROM unnest($2::int[]) s', [
         this.lockClass,
         extra,
       ]);
       for (const s of extra) this.owned.delete(s);
     }
     // Slots held by anyone now (this database, this table's lock class).
-    const held = await session.query(
+    const held = await this.sessionQuery(
       `SELECT objid::int AS slot FROM pg_locks
        WHERE locktype = 'advisory' AND objsubid = 2 AND granted
          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -410,14 +500,14 @@ class Relay implements OutboxRelay {
     this.freeRounds = rounds;
     for (const s of free.slice(wanted.length)) if ((rounds.get(s) ?? 0) >= ORPHAN_ROUNDS) wanted.push(s);
     if (wanted.length > 0) {
-      const got = await session.query(
+      const got = await this.sessionQuery(
         'SELECT s FROM unnest($2::int[]) s WHERE pg_try_advisory_lock(hashtext($1), s)',
         [this.lockClass, wanted],
       );
       for (const r of got.rows) this.owned.add(r.s as number);
     }
     if (Math.random() < 0.1) {
-      await session.query(`DELETE FROM ${this.table}_relays WHERE seen_at < now() - $1::interval * 10`, [
+      await this.sessionQuery(`DELETE FROM ${this.table}_relays WHERE seen_at < now() - $1::interval * 10`, [
         ttl,
       ]);
     }
@@ -486,18 +576,25 @@ class Relay implements OutboxRelay {
     const marking = this.marks;
     const { rows: fetched } = (await this.pool.query(
       `WITH ${this.markCte(3)},
+       -- Only slots this relay's session still holds the lock of: should the session have
+       -- ended unnoticed (a half-open connection), another relay may own them by now.
+       mine AS (
+         SELECT objid::int AS slot FROM pg_locks
+         WHERE pid = $4 AND locktype = 'advisory' AND objsubid = 2 AND granted
+           AND classid = (hashtext($5)::bigint & 4294967295)::text::oid
+       ),
        blocked AS (
          SELECT DISTINCT key FROM ${this.table}
          WHERE status = 'pending' AND attempts > 0 AND next_attempt_at > now() AND key IS NOT NULL
        )
        SELECT seq, id, topic, key, tag, headers, content_type, payload, delay_ms, attempts FROM ${this.table}
-       WHERE status = 'pending' AND slot = ANY($1::int[])
+       WHERE status = 'pending' AND slot = ANY($1::int[]) AND slot IN (SELECT slot FROM mine)
          AND txid < pg_snapshot_xmin(pg_current_snapshot())
          AND next_attempt_at <= now()
          AND (key IS NULL OR key NOT IN (SELECT key FROM blocked))
          AND seq <> ALL($3::bigint[])
        ORDER BY seq LIMIT $2`,
-      [this.slots, this.batchSize, marking.map((r) => r.seq)],
+      [this.slots, this.batchSize, marking.map((r) => r.seq), this.sessionPid, this.lockClass],
     )) as { rows: Row[] };
     this.marked(marking);
     this.emit('polled', { rows: fetched.length });
@@ -511,17 +608,34 @@ class Relay implements OutboxRelay {
       return true;
     });
     if (rows.length === 0) return 0;
-    const messages = rows.map((r) => this.message(r));
-    let done: Row[];
-    try {
-      await this.producer.sendBatch(messages);
-      done = rows;
-    } catch (error) {
-      // A closed producer is not the rows' fault: count no attempt, let the loop back off.
-      if (isMqError(error, 'CLOSED')) throw error;
-      done = await this.oneByOne(rows, messages);
-    }
+    // Rows that failed before go one by one, ahead of the batch: in a `sendBatch`, a row failing
+    // again could fail the batch after the broker stored others of it, which the one-by-one
+    // fallback would then send again (duplicates).
+    const again = rows.filter((r) => r.attempts > 0);
+    const fresh = again.length === 0 ? rows : rows.filter((r) => r.attempts === 0);
+    // Filled as rows are published: should a step throw, what was published is still marked
+    // (with the next fetch, or the flush).
+    const done: Row[] = [];
     this.marks = done;
+    if (again.length > 0) {
+      await this.oneByOne(
+        again,
+        again.map((r) => this.message(r)),
+        done,
+      );
+      if (this.sessionBroken) return done.length;
+    }
+    if (fresh.length > 0) {
+      const messages = fresh.map((r) => this.message(r));
+      try {
+        await this.producer.sendBatch(messages);
+        done.push(...fresh);
+      } catch (error) {
+        // A closed producer is not the rows' fault: count no attempt, let the loop back off.
+        if (isMqError(error, 'CLOSED')) throw error;
+        await this.oneByOne(fresh, messages, done);
+      }
+    }
     return done.length;
   }
 
@@ -547,10 +661,13 @@ class Relay implements OutboxRelay {
   }
 
   /**
-   * After a failed `sendBatch` (some of it may be stored): each key's rows in order, keys in
-   * parallel; a key stops at its first failure, which is recorded with its back-off (or parked).
+   * Rows that failed before, or a failed `sendBatch` (some of it may be stored): each key's
+   * rows in order, up to ONE_BY_ONE_KEYS keys at a time; a key stops at its first failure,
+   * which is recorded with its back-off (or parked). Resolves once every key's chain has
+   * settled, so none is still sending when the relay moves on; then rethrows the first
+   * unexpected failure (recording one, say). Published rows are pushed to `done`.
    */
-  private async oneByOne(rows: Row[], messages: OutgoingMessage<Uint8Array>[]): Promise<Row[]> {
+  private async oneByOne(rows: Row[], messages: OutgoingMessage<Uint8Array>[], done: Row[]): Promise<void> {
     const chains = new Map<string, number[]>();
     rows.forEach((r, i) => {
       const k = r.key === null ? `\0${r.id}` : r.key;
@@ -558,46 +675,68 @@ class Relay implements OutboxRelay {
       if (chain === undefined) chains.set(k, [i]);
       else chain.push(i);
     });
-    const done: Row[] = [];
-    await Promise.all(
-      [...chains.values()].map(async (chain) => {
-        for (const i of chain) {
-          const row = rows[i] as Row;
-          if (this.sessionBroken) return;
-          try {
-            await this.producer.send(messages[i] as OutgoingMessage<Uint8Array>);
-            done.push(row);
-          } catch (error) {
-            if (isMqError(error, 'CLOSED')) return;
-            await this.recordFailure(row, error);
-            return;
-          }
+    const queue = [...chains.values()];
+    let failed = false;
+    const sendChain = async (chain: number[]): Promise<void> => {
+      for (const i of chain) {
+        const row = rows[i] as Row;
+        if (this.sessionBroken || failed) return;
+        try {
+          await this.producer.send(messages[i] as OutgoingMessage<Uint8Array>);
+          done.push(row);
+        } catch (error) {
+          if (isMqError(error, 'CLOSED')) return;
+          await this.recordFailure(row, error);
+          return;
         }
-      }),
+      }
+    };
+    const worker = async (): Promise<void> => {
+      for (let chain = queue.shift(); chain !== undefined; chain = queue.shift()) {
+        try {
+          await sendChain(chain);
+        } catch (error) {
+          failed = true; // the other chains stop at their next row
+          throw error;
+        }
+      }
+    };
+    const results = await Promise.allSettled(
+      Array.from({ length: Math.min(ONE_BY_ONE_KEYS, queue.length) }, worker),
     );
-    return done;
+    const rejected = results.find((r) => r.status === 'rejected');
+    if (rejected !== undefined) throw rejected.reason;
   }
 
   private async recordFailure(row: Row, error: unknown): Promise<void> {
     const attempts = row.attempts + 1;
     // A retriable error (a broker outage, a timeout) says nothing against the row: it keeps
-    // being retried at the back-off's pace and is never parked for it.
-    const parked = attempts >= this.maxAttempts && !(isMqError(error) && error.retriable);
+    // being retried at the back-off's pace, not parked after maxAttempts (parking releases the
+    // key, and an outage would park the head of every key). Only parkAfterMs after its first
+    // failure is it parked whatever the error, so an error that says "retry" forever ends.
+    const exhausted = attempts >= this.maxAttempts && !(isMqError(error) && error.retriable);
     const delay = Math.min(
       this.backoff.maxMs,
       this.backoff.initialMs * this.backoff.multiplier ** Math.max(0, attempts - 1),
     );
-    await this.pool.query(
-      `UPDATE ${this.table} SET attempts = $2, last_error = $3, status = $4,
-         next_attempt_at = now() + $5::interval WHERE seq = $1 AND status = 'pending'`,
+    // SET expressions read the row as it was: failing_since is the first failure's time.
+    const { rows } = await this.pool.query(
+      `UPDATE ${this.table} SET attempts = $2, last_error = $3,
+         status = CASE WHEN $4::boolean OR coalesce(failing_since, now()) <= now() - $6::interval
+                  THEN 'parked' ELSE 'pending' END,
+         failing_since = coalesce(failing_since, now()),
+         next_attempt_at = now() + $5::interval
+       WHERE seq = $1 AND status = 'pending' RETURNING status`,
       [
         row.seq,
         attempts,
         thrownText(error).slice(0, 2000),
-        parked ? 'parked' : 'pending',
+        exhausted,
         `${Math.round(delay)} milliseconds`,
+        `${this.parkAfterMs} milliseconds`,
       ],
     );
+    const parked = rows[0]?.status === 'parked';
     this.emit('failed', { id: row.id, topic: row.topic, key: row.key ?? undefined, attempts, error, parked });
     if (parked) {
       safeLog(
@@ -652,15 +791,20 @@ class Relay implements OutboxRelay {
     }
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return this.loop?.then(() => {});
+  close(): Promise<void> {
+    // A second call returns the first one's promise: it resolves once the relay is closed.
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
     this.closed = true;
     this.stop.abort();
     this.wakeUp?.();
     await this.loop;
     await this.cleanup;
     try {
-      await this.session?.query(`DELETE FROM ${this.table}_relays WHERE relay_id = $1`, [this.relayId]);
+      await this.sessionQuery(`DELETE FROM ${this.table}_relays WHERE relay_id = $1`, [this.relayId]);
     } catch {
       // The heartbeat expires by itself.
     }

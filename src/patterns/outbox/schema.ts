@@ -57,6 +57,15 @@ export interface EnsureOutboxOptions {
    * when the table is created: an existing table keeps its count.
    */
   slots?: number;
+  /**
+   * Whether an insert sends a NOTIFY (a statement trigger) that wakes relays at once. Default
+   * true. Its cost: PostgreSQL serialises the commits of all transactions that sent a NOTIFY
+   * (a global lock taken while the notification is queued at commit), which can cap the
+   * write throughput of a busy database. false: no trigger (an existing one is dropped) and
+   * relays find rows by polling alone (`pollMs`; give them `listen: false`), trading
+   * commit-to-delivery latency for write throughput.
+   */
+  notify?: boolean;
 }
 
 /**
@@ -64,14 +73,36 @@ export interface EnsureOutboxOptions {
  * runs the same statements (each is idempotent).
  *
  * Rows: `status` is 'pending' (to publish), 'sent' (kept for `retainSentMs`), 'parked' (failed
- * `maxAttempts` times), and for half messages 'prepared', 'rolled_back' and 'unresolved' (out
+ * `maxAttempts` times, or for `parkAfterMs`), and for half messages 'prepared', 'rolled_back' and 'unresolved' (out
  * of checks). `txid` is the writing transaction's id, which the relay compares against the
  * oldest running transaction so that a row committed late is never skipped.
  */
 export function outboxMigration(options: EnsureOutboxOptions = {}): string[] {
-  refuseUnknownKeys(options, ['table', 'slots'], 'ensureOutbox.');
+  refuseUnknownKeys(options, ['table', 'slots', 'notify'], 'ensureOutbox.');
   const t = outboxTable(options.table, 'ensureOutbox.table');
   const slots = intOption(options.slots, 'ensureOutbox.slots', 1, DEFAULT_SLOTS, 4096);
+  if (options.notify !== undefined && typeof options.notify !== 'boolean') {
+    throw new ConfigError('ensureOutbox.notify', 'must be a boolean');
+  }
+  const trigger = `SELECT 1 FROM pg_trigger WHERE tgname = '${t}_notify' AND tgrelid = '${t}'::regclass`;
+  const notify =
+    options.notify === false
+      ? [
+          // Dropped only when present: a start-up does not take the table's lock for nothing.
+          `DO $$ BEGIN
+  IF EXISTS (${trigger}) THEN DROP TRIGGER ${t}_notify ON ${t}; END IF;
+END $$`,
+        ]
+      : [
+          // One NOTIFY per inserting statement, delivered at commit (none on rollback): wakes relays.
+          `CREATE OR REPLACE FUNCTION ${t}_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_notify('${channelOf(t)}', ''); RETURN NULL; END $$`,
+          `DO $$ BEGIN
+  IF NOT EXISTS (${trigger}) THEN
+    CREATE TRIGGER ${t}_notify AFTER INSERT ON ${t} FOR EACH STATEMENT EXECUTE FUNCTION ${t}_notify();
+  END IF;
+END $$`,
+        ];
   return [
     `CREATE TABLE IF NOT EXISTS ${t} (
   seq bigserial PRIMARY KEY,
@@ -90,12 +121,21 @@ export function outboxMigration(options: EnsureOutboxOptions = {}): string[] {
   attempts integer NOT NULL DEFAULT 0,
   next_attempt_at timestamptz NOT NULL DEFAULT now(),
   last_error text,
+  failing_since timestamptz,
   created_at timestamptz NOT NULL DEFAULT now(),
   sent_at timestamptz,
   check_group text,
   checks integer NOT NULL DEFAULT 0,
   check_at timestamptz
 )`,
+    // Tables made before failing_since existed get it; checked first, so that a start-up does
+    // not take the table's exclusive lock when there is nothing to add.
+    `DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '${t}'::regclass
+                 AND attname = 'failing_since' AND NOT attisdropped) THEN
+    ALTER TABLE ${t} ADD COLUMN failing_since timestamptz;
+  END IF;
+END $$`,
     `CREATE TABLE IF NOT EXISTS ${t}_meta (slots integer NOT NULL)`,
     `INSERT INTO ${t}_meta (slots) SELECT ${slots} WHERE NOT EXISTS (SELECT 1 FROM ${t}_meta)`,
     `CREATE TABLE IF NOT EXISTS ${t}_relays (relay_id text PRIMARY KEY, seen_at timestamptz NOT NULL)`,
@@ -106,14 +146,7 @@ export function outboxMigration(options: EnsureOutboxOptions = {}): string[] {
     `CREATE INDEX IF NOT EXISTS ${t}_sent ON ${t} (sent_at) WHERE status = 'sent'`,
     `CREATE INDEX IF NOT EXISTS ${t}_prepared ON ${t} (check_group, check_at) WHERE status = 'prepared'`,
     `CREATE INDEX IF NOT EXISTS ${t}_rolled_back ON ${t} (check_group, created_at) WHERE status = 'rolled_back'`,
-    // One NOTIFY per inserting statement, delivered at commit (none on rollback): wakes relays.
-    `CREATE OR REPLACE FUNCTION ${t}_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN PERFORM pg_notify('${channelOf(t)}', ''); RETURN NULL; END $$`,
-    `DO $$ BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = '${t}_notify' AND tgrelid = '${t}'::regclass) THEN
-    CREATE TRIGGER ${t}_notify AFTER INSERT ON ${t} FOR EACH STATEMENT EXECUTE FUNCTION ${t}_notify();
-  END IF;
-END $$`,
+    ...notify,
   ];
 }
 

@@ -1,6 +1,6 @@
 import type { Producer } from '../../core/broker.js';
-import { decodeBody } from '../../core/codec.js';
-import { ConfigError } from '../../core/errors.js';
+import { bytesCodec, decodeBody, jsonCodec } from '../../core/codec.js';
+import { ClosedError, ConfigError } from '../../core/errors.js';
 import { isLogger, type Logger, processWarningLogger, safeLog } from '../../core/logger.js';
 import type { Headers, OutgoingMessage } from '../../core/message.js';
 import {
@@ -38,8 +38,16 @@ export type HalfMessageState =
 export interface HalfMessage<T = unknown> {
   readonly id: string;
   readonly topic: string;
-  /** The body, decoded by its content type (JSON by default; bytes as a Buffer). */
+  /**
+   * The body. In the local transaction: the body given to `sendInTransaction`. In a check: the
+   * stored body decoded by its content type when mqkit knows it (JSON, text/*, bytes as a
+   * Buffer); otherwise (a topic with a custom codec, whose codec the checker does not have)
+   * the stored bytes as a Buffer, undecoded: decode them with `contentType`'s codec. A body
+   * that cannot be decoded is handed over the same way; it never counts as a check.
+   */
   readonly body: T;
+  /** The content type the body was encoded with (e.g. 'application/json', or a custom codec's). */
+  readonly contentType: string;
   readonly key: string | undefined;
   readonly tag: string | undefined;
   readonly headers: Headers;
@@ -60,7 +68,10 @@ export interface HalfMessagesOptions {
   group: string;
   /**
    * Answers a check: the state of the local transaction of `message`. Throwing counts as
-   * 'unknown'. Called by any live member of the group, at most once at a time per message.
+   * 'unknown'. Called by any live member of the group. A member claims a due message by
+   * moving its next check one `checkIntervalMs` on, so a check that takes longer than that
+   * may run while the next one starts (in this process or another): make it a read of your
+   * own state, safe to run twice at once.
    */
   checkLocalTransaction: (message: HalfMessage) => LocalTransactionState | Promise<LocalTransactionState>;
   /** Default 'mqkit_outbox'. */
@@ -85,8 +96,12 @@ export interface HalfMessagesOptions {
 
 /** Events of a {@link TransactionalProducer}. */
 export interface HalfMessageEvents {
-  /** The gauge: prepared half messages of the group, counted at each scan. */
-  pending: { readonly group: string; readonly count: number };
+  /**
+   * The gauge of pending half messages: rows of the group in the 'prepared' state (stored,
+   * waiting for a decision), counted at each scan (`scanMs`). Named after that state, not the
+   * outbox's 'pending' (committed rows waiting for the relay, which it does not count).
+   */
+  prepared: { readonly group: string; readonly count: number };
   /** A check was answered (`error` when it threw, which counts as 'unknown'). */
   checked: {
     readonly id: string;
@@ -122,7 +137,8 @@ export interface TransactionalProducer {
    * producer's), then every `checkIntervalMs`, at most `maxChecks` times, then parks it as
    * 'unresolved'. A decision races a check harmlessly: the first one recorded wins.
    * Rejects only when the half message could not be stored (nothing was sent; the local
-   * transaction did not run) or the decision could not be recorded (a check will decide).
+   * transaction did not run; `ClosedError` after `close()`) or the decision could not be
+   * recorded (a check will decide).
    */
   sendInTransaction<T>(
     message: OutgoingMessage<T>,
@@ -149,6 +165,12 @@ export interface TransactionalProducer {
   /** Stops the checker and the relay it runs (finishing checks in flight). Does not close the producer. */
   close(): Promise<void>;
 }
+
+/** Rolled-back rows deleted per statement. */
+const CLEANUP_BATCH = 1000;
+
+/** Relay options `halfMessages` sets itself. */
+const RELAY_OWN_KEYS = ['pool', 'producer', 'table', 'logger'];
 
 const KEYS = [
   'pool',
@@ -185,6 +207,31 @@ const STATES: Record<string, HalfMessageState> = {
   rolled_back: 'rolled-back',
   unresolved: 'unresolved',
 };
+
+/** The content types mqkit decodes without the topic's codec. */
+function knownContentType(contentType: string): boolean {
+  return (
+    contentType === jsonCodec.contentType ||
+    contentType === bytesCodec.contentType ||
+    contentType.startsWith('text/')
+  );
+}
+
+/** A stored body for a check: decoded when mqkit can, else the bytes (see `HalfMessage.body`). */
+function bodyOf(row: HalfRow): unknown {
+  if (!knownContentType(row.content_type)) return row.payload;
+  try {
+    return decodeBody(row.payload, row.content_type, undefined);
+  } catch {
+    return row.payload;
+  }
+}
+
+/** The content type `add` stores a message's body with (as `encodeBody` picks it). */
+function contentTypeOf(message: OutgoingMessage<unknown>): string {
+  if (typeof message.topic !== 'string' && message.topic.codec) return message.topic.codec.contentType;
+  return message.body instanceof Uint8Array ? bytesCodec.contentType : jsonCodec.contentType;
+}
 
 class HalfMessages implements TransactionalProducer {
   readonly group: string;
@@ -237,6 +284,13 @@ class HalfMessages implements TransactionalProducer {
     if (options.relay !== undefined && typeof options.relay !== 'boolean' && !isPlainObject(options.relay)) {
       throw new ConfigError('halfMessages.relay', 'must be a boolean or relay options');
     }
+    if (isPlainObject(options.relay)) {
+      for (const key of RELAY_OWN_KEYS) {
+        if (key in options.relay) {
+          throw new ConfigError(`halfMessages.relay.${key}`, `is set by halfMessages (its own ${key})`);
+        }
+      }
+    }
     if (options.logger !== undefined && !isLogger(options.logger)) {
       throw new ConfigError('halfMessages.logger', 'must have debug, info, warn and error methods');
     }
@@ -246,13 +300,24 @@ class HalfMessages implements TransactionalProducer {
   async start(): Promise<void> {
     const relay = this.options.relay ?? true;
     if (relay !== false) {
-      this.relay = await startOutboxRelay({
-        ...(relay === true ? {} : relay),
-        pool: this.pool,
-        producer: this.options.producer,
-        table: this.table,
-        logger: this.logger,
-      });
+      try {
+        this.relay = await startOutboxRelay({
+          ...(relay === true ? {} : relay),
+          pool: this.pool,
+          producer: this.options.producer,
+          table: this.table,
+          logger: this.logger,
+        });
+      } catch (error) {
+        // Name the field as the caller wrote it: halfMessages.relay.x, or halfMessages.table.
+        if (error instanceof ConfigError && error.field.startsWith('outboxRelay.')) {
+          const rest = error.field.slice('outboxRelay.'.length);
+          const own = RELAY_OWN_KEYS.includes(rest.split('.')[0] as string);
+          const field = `halfMessages.${own ? '' : 'relay.'}${rest}`;
+          throw new ConfigError(field, error.message.slice(error.field.length + 2), { cause: error });
+        }
+        throw error;
+      }
     }
     this.loop = this.run();
   }
@@ -305,6 +370,7 @@ class HalfMessages implements TransactionalProducer {
     if (typeof localTransaction !== 'function') {
       throw new ConfigError('sendInTransaction.localTransaction', 'must be a function');
     }
+    if (this.closed) throw new ClosedError(`the half messages of group ${this.group} are closed`);
     refuseUnknownKeys(options, ['immunityMs'], 'sendInTransaction.options.');
     const immunityMs = intOption(
       options.immunityMs,
@@ -326,6 +392,7 @@ class HalfMessages implements TransactionalProducer {
       key: message.key,
       tag: message.tag,
       headers: { ...message.headers },
+      contentType: contentTypeOf(message),
       checks: 0,
     };
     let state: LocalTransactionState;
@@ -412,15 +479,19 @@ class HalfMessages implements TransactionalProducer {
           `SELECT count(*)::int AS n FROM ${this.table} WHERE status = 'prepared' AND check_group = $1`,
           [this.group],
         );
-        this.emit('pending', { group: this.group, count: rows[0]?.n ?? 0 });
+        this.emit('prepared', { group: this.group, count: rows[0]?.n ?? 0 });
         if (Date.now() - lastCleanup > 60_000) {
           lastCleanup = Date.now();
-          await this.pool.query(
-            `DELETE FROM ${this.table} WHERE seq IN (
-               SELECT seq FROM ${this.table} WHERE status = 'rolled_back' AND check_group = $1
-                 AND created_at < now() - $2::interval LIMIT 1000 FOR UPDATE SKIP LOCKED)`,
-            [this.group, `${this.keepRolledBackMs} milliseconds`],
-          );
+          // Bounded statements until a short one: a backlog is cleared, a step at a time.
+          for (;;) {
+            const deleted = await this.pool.query(
+              `DELETE FROM ${this.table} WHERE seq IN (
+                 SELECT seq FROM ${this.table} WHERE status = 'rolled_back' AND check_group = $1
+                   AND created_at < now() - $2::interval LIMIT $3 FOR UPDATE SKIP LOCKED)`,
+              [this.group, `${this.keepRolledBackMs} milliseconds`, CLEANUP_BATCH],
+            );
+            if ((deleted.rowCount ?? 0) < CLEANUP_BATCH || this.closed) break;
+          }
         }
       } catch (error) {
         if (this.closed) break;
@@ -455,10 +526,11 @@ class HalfMessages implements TransactionalProducer {
       const message: HalfMessage = {
         id: row.id,
         topic: row.topic,
-        body: await decodeBody(row.payload, row.content_type, undefined),
+        body: bodyOf(row),
         key: row.key ?? undefined,
         tag: row.tag ?? undefined,
         headers: row.headers,
+        contentType: row.content_type,
         checks: row.checks,
       };
       const answer = await this.check(message);
