@@ -1,1 +1,2 @@
+export * from './backlog/index.js';
 export * from './idempotency/index.js';

@@ -57,7 +57,7 @@ describe('rabbitmq: backlog', () => {
       topic,
       group: 'workers',
       total: 4,
-      partitions: [{ partition: 0, backlog: 4 }],
+      partitions: [{ partition: 0, backlog: 4, consumers: 0 }],
     });
     expect((await broker.backlog(topic, 'nobody')).total).toBe(0);
   });

@@ -1,0 +1,199 @@
+import type { BatchMessage, Producer } from '../../core/broker.js';
+import { ClosedError, ConfigError, PublishError, TimeoutError } from '../../core/errors.js';
+import type { OutgoingMessage, SendResult } from '../../core/message.js';
+import {
+  intOption,
+  isPlainObject,
+  MAX_TIMER_MS,
+  oneOf,
+  refuseUnknownKeys,
+  topicName,
+} from '../../core/options.js';
+import type { BacklogMonitor } from './monitor.js';
+
+export interface PeakShavingOptions {
+  /** Backlog (messages) at or above which sends to the monitored topic are held. Required; >= 1. */
+  highWater: number;
+  /** Backlog at or below which they flow again. Default `highWater / 2` (rounded down); 0 to `highWater - 1`. */
+  lowWater?: number;
+  /**
+   * Above the high-water mark: 'wait' (default) holds `send` until the backlog is at the low
+   * one; 'fail' rejects it at once with a retriable `PublishError` (nothing was sent).
+   */
+  mode?: 'wait' | 'fail';
+  /** Longest a held send waits before it rejects with a retriable `TimeoutError` (not sent). Default 60 000 ms. */
+  maxWaitMs?: number;
+}
+
+/** A producer that holds or refuses sends while the backlog is high. */
+export interface ShavedProducer extends Producer {
+  /** True between crossing the high-water mark and coming back to the low one. */
+  readonly shaving: boolean;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * Rebalance strategy 2, peak shaving: wraps `producer` so that sends to the monitor's topic
+ * pause above a high-water mark of its group's backlog and resume at a low one (hysteresis,
+ * so sends do not flap). Sends to other topics pass through.
+ *
+ * The backlog it compares is the monitor's last sample plus the messages this producer sent to
+ * the topic since (so a burst between samples is counted at once); producers in other
+ * processes are seen only through samples, so the backlog may overshoot the high-water mark by
+ * what they send in one `intervalMs`.
+ *
+ * Per-key order: kept in 'wait' mode: held sends are released in the order they were called,
+ * so sequential sends of a key keep their order (concurrent sends never had one). In 'fail'
+ * mode a refused message was not stored: the caller must send it again before the next
+ * message of its key, or that key's order is broken. `sendOneWay` (no promise to reject) is
+ * held in both modes. Not atomic: a `sendBatch` counts as its length and is held or refused
+ * as a whole.
+ */
+export function shaveProducer(
+  producer: Producer,
+  monitor: BacklogMonitor,
+  options: PeakShavingOptions,
+): ShavedProducer {
+  if (!isPlainObject(options)) throw new ConfigError('shaveProducer', 'must be an options object');
+  refuseUnknownKeys(options, ['highWater', 'lowWater', 'mode', 'maxWaitMs'], 'shaveProducer.');
+  const highWater = intOption(options.highWater, 'shaveProducer.highWater', 1, Number.NaN);
+  if (Number.isNaN(highWater)) throw new ConfigError('shaveProducer.highWater', 'is required');
+  const lowWater = intOption(
+    options.lowWater,
+    'shaveProducer.lowWater',
+    0,
+    Math.floor(highWater / 2),
+    highWater - 1,
+  );
+  const mode = oneOf(options.mode, 'shaveProducer.mode', ['wait', 'fail'] as const, 'wait');
+  const maxWaitMs = intOption(options.maxWaitMs, 'shaveProducer.maxWaitMs', 0, 60_000, MAX_TIMER_MS);
+  return new Shaver(producer, monitor, { highWater, lowWater, mode, maxWaitMs });
+}
+
+class Shaver implements ShavedProducer {
+  private above = false;
+  private sentSinceSample = 0;
+  private readonly waiters: Waiter[] = [];
+  private closed = false;
+  private readonly off: () => void;
+
+  constructor(
+    private readonly inner: Producer,
+    private readonly monitor: BacklogMonitor,
+    private readonly options: {
+      highWater: number;
+      lowWater: number;
+      mode: 'wait' | 'fail';
+      maxWaitMs: number;
+    },
+  ) {
+    this.off = monitor.on('sample', (report) => {
+      this.sentSinceSample = 0;
+      this.update(report.total);
+    });
+    if (monitor.latest !== undefined) this.update(monitor.latest.total);
+  }
+
+  get shaving(): boolean {
+    return this.above;
+  }
+
+  private update(backlog: number): void {
+    if (!this.above && backlog >= this.options.highWater) this.above = true;
+    else if (this.above && backlog <= this.options.lowWater) this.above = false;
+    if (this.above) return;
+    // Release in call order; each release counts its messages, so a flood re-arms the mark.
+    for (const waiter of this.waiters.splice(0)) {
+      clearTimeout(waiter.timer);
+      waiter.resolve();
+    }
+  }
+
+  /** Resolves when `count` messages for the monitored topic may go; rejects per the mode. */
+  private async admit(topic: string | undefined, count: number, mode = this.options.mode): Promise<void> {
+    if (this.closed) throw new ClosedError('producer is closed');
+    if (topic !== this.monitor.topic) return;
+    // Held sends queue behind earlier ones even when the mark is clear, to keep call order.
+    if (this.above || this.waiters.length > 0) {
+      if (mode === 'fail') {
+        throw new PublishError(
+          `backlog of ${this.monitor.group} on ${topic} is above ${this.options.highWater}; not sent, retry later`,
+          { retriable: true },
+        );
+      }
+      await new Promise<void>((resolve, reject) => {
+        const waiter: Waiter = {
+          resolve,
+          reject,
+          timer: setTimeout(() => {
+            const i = this.waiters.indexOf(waiter);
+            if (i >= 0) this.waiters.splice(i, 1);
+            reject(
+              new TimeoutError(
+                `backlog of ${this.monitor.group} on ${topic} stayed above ${this.options.lowWater} for ${this.options.maxWaitMs} ms; not sent`,
+              ),
+            );
+          }, this.options.maxWaitMs),
+        };
+        this.waiters.push(waiter);
+      });
+    }
+    this.sentSinceSample += count;
+    const base = this.monitor.latest?.total ?? 0;
+    if (base + this.sentSinceSample >= this.options.highWater) this.above = true;
+  }
+
+  async send<T>(message: OutgoingMessage<T>): Promise<SendResult> {
+    await this.admit(safeTopic(message as OutgoingMessage<unknown>), 1);
+    return this.inner.send(message);
+  }
+
+  async sendBatch<T extends readonly unknown[]>(
+    messages: { readonly [K in keyof T]: BatchMessage<T[K]> },
+  ): Promise<SendResult[]> {
+    const list = messages as readonly OutgoingMessage<unknown>[];
+    if (Array.isArray(list)) {
+      const ours = list.filter((m) => safeTopic(m) === this.monitor.topic).length;
+      if (ours > 0) await this.admit(this.monitor.topic, ours);
+    }
+    return this.inner.sendBatch(messages);
+  }
+
+  sendOneWay<T>(message: OutgoingMessage<T>): void {
+    const topic = safeTopic(message as OutgoingMessage<unknown>);
+    if (topic !== this.monitor.topic || this.closed || (!this.above && this.waiters.length === 0)) {
+      if (topic === this.monitor.topic) this.sentSinceSample++;
+      this.inner.sendOneWay(message);
+      return;
+    }
+    const waiting = this.admit(topic, 1, 'wait');
+    waiting.then(
+      () => this.inner.sendOneWay(message),
+      () => this.inner.sendOneWay(message), // timed out or closed: send anyway, it was never refusable
+    );
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.off();
+    for (const waiter of this.waiters.splice(0)) {
+      clearTimeout(waiter.timer);
+      waiter.reject(new ClosedError('producer is closed'));
+    }
+    await this.inner.close();
+  }
+}
+
+function safeTopic(message: OutgoingMessage<unknown> | undefined): string | undefined {
+  if (message === null || typeof message !== 'object') return undefined;
+  try {
+    return topicName(message.topic, 'send.topic');
+  } catch {
+    return undefined; // the wrapped producer refuses it with the proper error
+  }
+}
