@@ -17,6 +17,10 @@ export interface PartitionReport {
   partition: number;
   /** Messages behind: ready plus in flight where the broker counts both. */
   backlog: number;
+  /** The group's committed offset, where the broker has offsets (see `Backlog`). */
+  committed: string | undefined;
+  /** The partition's end offset, where the broker has offsets. */
+  end: string | undefined;
   /** Of `backlog`, waiting to be delivered; undefined where the broker does not tell them apart. */
   ready: number | undefined;
   /** Of `backlog`, delivered and not yet acknowledged; where the broker tells (RabbitMQ with `managementUrl`). */
@@ -268,47 +272,52 @@ export class BacklogMonitor {
   }
 
   private take(): Promise<BacklogReport> {
-    const run = this.admin.backlog(this.topic, this.group).then((backlog) => {
-      const at = Date.now();
-      const seen = new Set<number>();
-      const partitions: PartitionReport[] = [];
-      for (const p of backlog.partitions) {
-        seen.add(p.partition);
-        const samples = this.history.get(p.partition) ?? [];
-        samples.push({
-          at,
-          backlog: p.backlog,
-          committed: p.committed === undefined ? undefined : Number(p.committed),
-          end: p.end === undefined ? undefined : Number(p.end),
-          consumers: p.consumers,
-          inFlight: p.inFlight,
-          oldestTimestamp: p.oldestTimestamp,
-        });
-        if (samples.length > this.window) samples.splice(0, samples.length - this.window);
-        this.history.set(p.partition, samples);
-        const rates = partitionRates(samples);
-        partitions.push({
-          partition: p.partition,
-          backlog: p.backlog,
-          ready: p.inFlight === undefined ? undefined : p.backlog - p.inFlight,
-          inFlight: p.inFlight,
-          consumers: p.consumers,
-          ...rates,
-          health: partitionHealth(samples),
-        });
-      }
-      for (const partition of [...this.history.keys()])
-        if (!seen.has(partition)) this.history.delete(partition);
-      const report = summarize(this.topic, this.group, at, partitions);
-      this.last = report;
-      this.emit('sample', report);
-      for (const p of partitions) {
-        const from = this.verdicts.get(p.partition) ?? 'unknown';
-        this.verdicts.set(p.partition, p.health);
-        if (from !== p.health) this.emit('health', { partition: p.partition, from, to: p.health, report });
-      }
-      return report;
-    });
+    // Promise.resolve first: an adapter that throws synchronously (closed) still rejects.
+    const run = Promise.resolve()
+      .then(() => this.admin.backlog(this.topic, this.group))
+      .then((backlog) => {
+        const at = Date.now();
+        const seen = new Set<number>();
+        const partitions: PartitionReport[] = [];
+        for (const p of backlog.partitions) {
+          seen.add(p.partition);
+          const samples = this.history.get(p.partition) ?? [];
+          samples.push({
+            at,
+            backlog: p.backlog,
+            committed: p.committed === undefined ? undefined : Number(p.committed),
+            end: p.end === undefined ? undefined : Number(p.end),
+            consumers: p.consumers,
+            inFlight: p.inFlight,
+            oldestTimestamp: p.oldestTimestamp,
+          });
+          if (samples.length > this.window) samples.splice(0, samples.length - this.window);
+          this.history.set(p.partition, samples);
+          const rates = partitionRates(samples);
+          partitions.push({
+            partition: p.partition,
+            backlog: p.backlog,
+            committed: p.committed,
+            end: p.end,
+            ready: p.inFlight === undefined ? undefined : p.backlog - p.inFlight,
+            inFlight: p.inFlight,
+            consumers: p.consumers,
+            ...rates,
+            health: partitionHealth(samples),
+          });
+        }
+        for (const partition of [...this.history.keys()])
+          if (!seen.has(partition)) this.history.delete(partition);
+        const report = summarize(this.topic, this.group, at, partitions);
+        this.last = report;
+        this.emit('sample', report);
+        for (const p of partitions) {
+          const from = this.verdicts.get(p.partition) ?? 'unknown';
+          this.verdicts.set(p.partition, p.health);
+          if (from !== p.health) this.emit('health', { partition: p.partition, from, to: p.health, report });
+        }
+        return report;
+      });
     const tracked = run.then(
       (r) => r,
       () => undefined,
