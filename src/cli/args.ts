@@ -31,6 +31,8 @@ export const countOptions = {
   inflight: { min: 1, max: 64, fallback: benchDefaults.inflight },
   concurrency: { min: 1, max: 1000, fallback: benchDefaults.concurrency },
   'max-lag': { min: 0, max: 10_000_000, fallback: benchDefaults.maxLag },
+  interval: { min: 100, max: 3_600_000, fallback: 1000 },
+  samples: { min: 1, max: 1_000_000, fallback: 3 },
 } satisfies Record<string, CountSpec>;
 type CountName = keyof typeof countOptions;
 
@@ -43,9 +45,11 @@ const acksValues: readonly Acks[] = ['all', 'leader', 'none'];
 const optionsOf: Record<Command, readonly string[]> = {
   demo: ['url', 'orders'],
   bench: ['url', 'messages', 'size', 'acks', 'partitions', 'batch', 'inflight', 'concurrency', 'max-lag'],
-  lag: ['url', 'topic', 'group', 'management'],
+  lag: ['url', 'topic', 'group', 'management', 'interval', 'samples', 'watch', 'json'],
 };
 const allOptions = new Set(Object.values(optionsOf).flat());
+/** Options that take no value: present means on (stored as 'true'). */
+const flags = new Set(['watch', 'json']);
 
 export type CommandLine =
   | { kind: 'help' }
@@ -55,7 +59,7 @@ export type CommandLine =
 /**
  * Reads argv (without node and the script): one command, then `--name value` or
  * `--name=value` options. A value may start with a single `-` (so `--orders -5` is read as the
- * value -5 and refused by its bounds); a following `--option` is not taken as a value. Throws
+ * value -5 and refused by its bounds); a following `--option` is not taken as a value. Flags (`--watch`, `--json`) take none. Throws
  * `UsageError` for anything else: no or an unknown command, an unknown option, an option the
  * command does not take, a missing value, an option given twice, an extra argument.
  */
@@ -87,7 +91,10 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
     const name = arg.slice(2, eq === -1 ? undefined : eq);
     if (!allOptions.has(name)) throw new UsageError(`unknown option ${shown(`--${name}`)}`);
     let value: string;
-    if (eq !== -1) value = arg.slice(eq + 1);
+    if (flags.has(name)) {
+      if (eq !== -1) throw new UsageError(`--${name} takes no value`);
+      value = 'true';
+    } else if (eq !== -1) value = arg.slice(eq + 1);
     else {
       const next = argv[i + 1];
       if (next === undefined || next.startsWith('--')) throw new UsageError(`--${name} needs a value`);
