@@ -1,6 +1,6 @@
 import { describe, expect, inject, it } from 'vitest';
 import { type Broker, connect, type Delivery, type Subscription } from '../../src/index.js';
-import { BacklogMonitor, scaleConcurrency, shaveProducer } from '../../src/patterns/index.js';
+import { BacklogMonitor, overflow, scaleConcurrency, shaveProducer } from '../../src/patterns/index.js';
 import { uniqueName, waitFor } from '../../src/testing/index.js';
 import { type CheckedSample, checkedAdmin, Tally } from './backlog-tally.js';
 
@@ -130,6 +130,71 @@ describe.each(brokers)('backlog strategies on %s', { timeout: 300_000 }, (_kind,
     } finally {
       await s.monitor.stop();
       await s.broker.close();
+    }
+  });
+
+  it('overflow: forwards the backlog to a wider topic worked by more subscriptions, keeps per-key order across both switches', async () => {
+    const broker = await connect(url());
+    const topic = uniqueName('hot');
+    const group = uniqueName('g');
+    await broker.ensureTopic(topic, { partitions: 2 });
+    const tally = new Tally(broker, topic, group);
+    const samples: CheckedSample[] = [];
+    const admin = checkedAdmin(broker, tally, samples, HELD_MAX);
+    const monitor = new BacklogMonitor(admin, { topic, group, intervalMs: 200, window: 5 });
+    const switches: string[] = [];
+    const handledOn = new Map<string, number>();
+    const consumer = await overflow(
+      broker,
+      monitor,
+      {
+        partitions: 8,
+        workers: 3,
+        concurrency: 2,
+        highWater: 300,
+        lowWater: 50,
+        onSwitch: (to) => switches.push(to),
+      },
+      async (d: Delivery<{ seq: number }>) => {
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        handledOn.set(d.topic, (handledOn.get(d.topic) ?? 0) + 1);
+        tally.handle(d);
+      },
+    );
+    try {
+      monitor.start();
+      const producer = broker.producer();
+      const send = async (from: number, to: number) => {
+        for (let j = from; j < to; j += 50) {
+          const batch = Array.from({ length: Math.min(50, to - j) }, (_, i) => message(topic, j + i));
+          tally.sendStarted += batch.length;
+          await producer.sendBatch(batch);
+          tally.sendDone += batch.length;
+        }
+      };
+      await send(0, MESSAGES);
+      await waitFor(() => tally.handled === MESSAGES, {
+        timeoutMs: 240_000,
+        message: () =>
+          `handled ${tally.handled} of ${MESSAGES}; ${consumer.mode}, ${consumer.outstanding} outstanding`,
+      });
+      // Drained: back to direct handling.
+      await waitFor(() => consumer.mode === 'direct', { timeoutMs: 60_000 });
+      expect(switches.slice(0, 2)).toEqual(['forward', 'direct']);
+      expect(consumer.forwarded).toBeGreaterThan(0);
+      expect(handledOn.get(consumer.overflowTopic)).toBeGreaterThan(0); // the workers did handle them
+      // After the switch back, new messages are handled on the topic itself, still in key order.
+      const forwarded = consumer.forwarded;
+      await send(MESSAGES, MESSAGES + 100);
+      await waitFor(() => tally.handled === MESSAGES + 100);
+      expect(consumer.forwarded).toBe(forwarded);
+      expect(tally.violations).toBe(0);
+      expect(tally.handled).toBe(MESSAGES + 100);
+      await producer.close();
+    } finally {
+      await monitor.stop();
+      await consumer.close();
+      await broker.close();
     }
   });
 

@@ -12,6 +12,8 @@ export type {
   PartitionReport,
 } from './monitor.js';
 export { BacklogMonitor, LAG_METRIC, monitorBacklog } from './monitor.js';
+export type { OverflowConsumer, OverflowOptions } from './overflow.js';
+export { overflow } from './overflow.js';
 export type { PeakShavingOptions, ShavedProducer } from './peak-shaving.js';
 export { shaveProducer } from './peak-shaving.js';
 export type { FullSample, LagSource, PartitionRates } from './rates.js';
