@@ -1,6 +1,12 @@
 import { describe, expect, inject, it } from 'vitest';
 import { type Broker, connect, type Delivery, type Subscription } from '../../src/index.js';
-import { BacklogMonitor, overflow, scaleConcurrency, shaveProducer } from '../../src/patterns/index.js';
+import {
+  BacklogMonitor,
+  expand,
+  overflow,
+  scaleConcurrency,
+  shaveProducer,
+} from '../../src/patterns/index.js';
 import { uniqueName, waitFor } from '../../src/testing/index.js';
 import { type CheckedSample, checkedAdmin, Tally } from './backlog-tally.js';
 
@@ -172,25 +178,94 @@ describe.each(brokers)('backlog strategies on %s', { timeout: 300_000 }, (_kind,
           tally.sendDone += batch.length;
         }
       };
+      // A burst builds the backlog; a trickle, one batch per monitor sample, goes on across
+      // the switch to forwarding and back, until 5 batches after the switch back.
       await send(0, MESSAGES);
+      let sent = MESSAGES;
+      let after = 0;
+      while (after < 5) {
+        await send(sent, sent + 20);
+        sent += 20;
+        if (switches.includes('direct')) after++;
+        const at = monitor.latest?.at;
+        await waitFor(() => monitor.latest?.at !== at, { timeoutMs: 30_000 });
+        expect(sent).toBeLessThan(MESSAGES + 20 * 1000); // the switch back happened
+      }
+      await waitFor(() => tally.handled === sent, {
+        timeoutMs: 240_000,
+        message: () =>
+          `handled ${tally.handled} of ${sent}; ${consumer.mode}, ${consumer.outstanding} outstanding`,
+      });
+      expect(switches.slice(0, 2)).toEqual(['forward', 'direct']);
+      expect(consumer.forwarded).toBeGreaterThan(0);
+      expect(handledOn.get(consumer.overflowTopic)).toBeGreaterThan(0); // the workers handled the forwarded ones
+      expect(handledOn.get(topic)).toBeGreaterThan(0); // and the topic's subscription the rest
+      expect(tally.violations).toBe(0);
+      expect(tally.handled).toBe(sent);
+      await producer.close();
+    } finally {
+      await monitor.stop();
+      await consumer.close();
+      await broker.close();
+    }
+  });
+
+  it('expand: drains, doubles the partitions, restarts more subscriptions, keeps per-key order across the change', async () => {
+    const broker = await connect(url());
+    const topic = uniqueName('expand');
+    const group = uniqueName('g');
+    await broker.ensureTopic(topic, { partitions: 2 });
+    const tally = new Tally(broker, topic, group);
+    const monitor = new BacklogMonitor(broker, { topic, group, intervalMs: 200, window: 5 });
+    const changes: { from: number; to: number; workers: number }[] = [];
+    const errors: unknown[] = [];
+    const consumer = await expand(
+      broker,
+      monitor,
+      {
+        maxPartitions: 8,
+        highWater: 300,
+        partitionsPerWorker: 2,
+        concurrency: 2,
+        onExpand: (c) => changes.push(c),
+        onError: (e) => errors.push(e),
+      },
+      async (d: Delivery<{ seq: number }>) => {
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        tally.handle(d);
+      },
+    );
+    try {
+      expect(consumer.partitions).toBe(2);
+      monitor.start();
+      const send = async (from: number, to: number) => {
+        for (let j = from; j < to; j += 50) {
+          const batch = Array.from({ length: Math.min(50, to - j) }, (_, i) => message(topic, j + i));
+          tally.sendStarted += batch.length;
+          await consumer.producer.sendBatch(batch);
+          tally.sendDone += batch.length;
+        }
+      };
+      // The first half builds the backlog; the second half is sent once the expansion was
+      // decided, so it is held until the partitions are raised and lands at the new count.
+      await send(0, MESSAGES / 2);
+      await waitFor(() => consumer.expanding || changes.length > 0, { timeoutMs: 60_000 });
+      await send(MESSAGES / 2, MESSAGES);
+      expect(changes.length).toBeGreaterThan(0); // held until the expansion was done
       await waitFor(() => tally.handled === MESSAGES, {
         timeoutMs: 240_000,
         message: () =>
-          `handled ${tally.handled} of ${MESSAGES}; ${consumer.mode}, ${consumer.outstanding} outstanding`,
+          `handled ${tally.handled} of ${MESSAGES}; ${consumer.partitions} partitions, expanding ${consumer.expanding}`,
       });
-      // Drained: back to direct handling.
-      await waitFor(() => consumer.mode === 'direct', { timeoutMs: 60_000 });
-      expect(switches.slice(0, 2)).toEqual(['forward', 'direct']);
-      expect(consumer.forwarded).toBeGreaterThan(0);
-      expect(handledOn.get(consumer.overflowTopic)).toBeGreaterThan(0); // the workers did handle them
-      // After the switch back, new messages are handled on the topic itself, still in key order.
-      const forwarded = consumer.forwarded;
-      await send(MESSAGES, MESSAGES + 100);
-      await waitFor(() => tally.handled === MESSAGES + 100);
-      expect(consumer.forwarded).toBe(forwarded);
+      expect(errors).toEqual([]);
+      expect(changes.length).toBeGreaterThan(0);
+      expect(changes[0]).toEqual({ from: 2, to: 4, workers: 2 });
+      expect(consumer.partitions).toBeGreaterThan(2);
+      expect(tally.handled).toBe(MESSAGES);
       expect(tally.violations).toBe(0);
-      expect(tally.handled).toBe(MESSAGES + 100);
-      await producer.close();
+      // The messages after an expansion used the new partitions.
+      const backlog = await broker.backlog(topic, group);
+      expect(backlog.partitions).toHaveLength(consumer.partitions);
     } finally {
       await monitor.stop();
       await consumer.close();

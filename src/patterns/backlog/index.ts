@@ -1,5 +1,7 @@
 export type { BacklogStrategy, ConcurrencyStrategyOptions } from './concurrency.js';
 export { scaleConcurrency } from './concurrency.js';
+export type { ExpandConsumer, ExpandOptions } from './expand.js';
+export { expand } from './expand.js';
 export type { PartitionHealth, PartitionSample } from './health.js';
 export { HEALTH_ORDER, MIN_SAMPLES, partitionHealth, worseHealth } from './health.js';
 export type {
