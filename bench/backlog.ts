@@ -1,6 +1,13 @@
 import { parseArgs } from 'node:util';
-import { connect, type Delivery } from '../src/index.js';
-import { BacklogMonitor, overflow, scaleConcurrency, shaveProducer } from '../src/patterns/index.js';
+import { connect, type Delivery, type Subscription } from '../src/index.js';
+import {
+  BacklogMonitor,
+  type ExpandConsumer,
+  expand,
+  overflow,
+  scaleConcurrency,
+  shaveProducer,
+} from '../src/patterns/index.js';
 
 /**
  * Drain time of a backlog with no strategy and with each rebalance strategy:
@@ -12,6 +19,10 @@ import { BacklogMonitor, overflow, scaleConcurrency, shaveProducer } from '../sr
  *   concurrency scaleConcurrency 8..128 (doubling while the backlog does not shrink)
  *   shaving     concurrency 8, producer held above 5,000 behind, released at 2,500
  *   both        the two together
+ *   overflow    above 5,000 behind, forward to a 32-partition topic worked by 4 more
+ *               subscriptions (concurrency 8 each); back once drained
+ *   expand      above 5,000 behind, hold sends, drain, double the partitions (up to 32),
+ *               one subscription (concurrency 8) per 8 partitions
  * Per run it prints the drain time, the throughput, the largest backlog the monitor sampled
  * (every 250 ms), the largest concurrency, and the checks: lost and per-key order violations.
  *
@@ -40,12 +51,14 @@ const BASE = 8;
 const MAX = 128;
 const HIGH = 5000;
 
-type Strategy = 'none' | 'concurrency' | 'shaving' | 'both';
+type Strategy = 'none' | 'concurrency' | 'shaving' | 'both' | 'overflow' | 'expand';
 const strategies: Strategy[] = (values.only?.split(',') as Strategy[] | undefined) ?? [
   'none',
   'concurrency',
   'shaving',
   'both',
+  'overflow',
+  'expand',
 ];
 
 interface Result {
@@ -70,25 +83,47 @@ async function once(strategy: Strategy): Promise<Result> {
   const finished = new Promise<void>((resolve) => {
     done = resolve;
   });
-  const sub = await broker.subscribe(
-    { topic, group, order: 'key', concurrency: BASE },
-    async (d: Delivery<{ seq: number }>) => {
-      await new Promise((resolve) => setTimeout(resolve, 1));
-      if (seen.has(d.id)) return;
-      const key = d.key as string;
-      if (d.body.seq !== (last.get(key) ?? -1) + 1) violations++;
-      last.set(key, d.body.seq);
-      seen.add(d.id);
-      if (seen.size === messages) done();
-    },
-  );
+  const handler = async (d: Delivery<{ seq: number }>) => {
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    if (seen.has(d.id)) return;
+    const key = d.key as string;
+    if (d.body.seq !== (last.get(key) ?? -1) + 1) violations++;
+    last.set(key, d.body.seq);
+    seen.add(d.id);
+    if (seen.size === messages) done();
+  };
   const monitor = new BacklogMonitor(broker, { topic, group, intervalMs: 250, window: 8 });
+  let close: () => Promise<void>;
+  let sub: Subscription | undefined;
+  let expanded: ExpandConsumer | undefined;
+  if (strategy === 'overflow') {
+    const hot = await overflow(
+      broker,
+      monitor,
+      { partitions: 32, workers: 4, concurrency: BASE, highWater: HIGH },
+      handler,
+    );
+    close = () => hot.close();
+  } else if (strategy === 'expand') {
+    const grown = await expand(
+      broker,
+      monitor,
+      { maxPartitions: 32, highWater: HIGH, partitionsPerWorker: 8, concurrency: BASE },
+      handler,
+    );
+    expanded = grown;
+    close = () => grown.close();
+  } else {
+    const plain = await broker.subscribe({ topic, group, order: 'key', concurrency: BASE }, handler);
+    sub = plain;
+    close = () => plain.close();
+  }
   let peak = 0;
   let maxConcurrency = BASE;
   monitor.on('sample', (r) => {
     peak = Math.max(peak, r.total);
   });
-  if (strategy === 'concurrency' || strategy === 'both') {
+  if ((strategy === 'concurrency' || strategy === 'both') && sub !== undefined) {
     scaleConcurrency(sub, monitor, {
       min: BASE,
       max: MAX,
@@ -99,7 +134,7 @@ async function once(strategy: Strategy): Promise<Result> {
   }
   monitor.start();
   await monitor.sample();
-  const plain = broker.producer();
+  const plain = expanded?.producer ?? broker.producer();
   const producer =
     strategy === 'shaving' || strategy === 'both'
       ? shaveProducer(plain, monitor, { highWater: HIGH, lowWater: HIGH / 2, maxWaitMs: 600_000 })
@@ -116,8 +151,8 @@ async function once(strategy: Strategy): Promise<Result> {
   await finished;
   const drainMs = performance.now() - started;
   await monitor.stop();
-  await sub.close();
-  await producer.close();
+  await close();
+  if (expanded === undefined) await producer.close();
   await broker.close();
   return { strategy, drainMs, peak, maxConcurrency, lost: messages - seen.size, violations };
 }

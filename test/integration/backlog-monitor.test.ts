@@ -165,6 +165,43 @@ describe.each(brokers)('backlog monitor on %s', (kind, url) => {
     }
   });
 
+  it('falling-behind: a consumer slower than its producer', async () => {
+    const broker = await connect(url());
+    try {
+      const topic = uniqueName('behind');
+      const group = uniqueName('g');
+      await broker.ensureTopic(topic, { partitions: 1 });
+      // About 50 handled per second against 20 sent per sample (150 ms), about 130 per second.
+      const sub = await broker.subscribe(
+        { topic, group, order: 'key' },
+        (_d: Delivery) => new Promise<void>((resolve) => setTimeout(resolve, 20)),
+      );
+      const monitor = new BacklogMonitor(broker, { topic, group, ...monitorOptions });
+      const verdict = recorder(monitor);
+      monitor.start();
+      let sent = 0;
+      let found: BacklogReport | undefined;
+      const producing = (async () => {
+        // One batch per sample, so every sample interval adds the same 20.
+        while (found === undefined && sent < 4000) {
+          await send(broker, topic, 20, sent);
+          sent += 20;
+          const at = monitor.latest?.at;
+          await waitFor(() => monitor.latest?.at !== at);
+        }
+      })();
+      found = await verdict('falling-behind', 60_000).finally(() => {
+        found ??= {} as BacklogReport; // stop producing either way
+      });
+      await producing;
+      expect(found.partitions[0]?.consumers).toBe(1);
+      await monitor.stop();
+      await sub.close();
+    } finally {
+      await broker.close();
+    }
+  }, 90_000);
+
   it('catching-up, then ok: a backlog drained by a consumer', async () => {
     const broker = await connect(url());
     try {

@@ -121,8 +121,13 @@ describe('partitionHealth', () => {
         ]),
       ),
     ).toBe('stalled');
-    // Without offsets: a backlog that never shrinks.
-    expect(partitionHealth(queue([5, 5, 8], 1))).toBe('stalled');
+    // Without offsets: a backlog that does not move.
+    expect(partitionHealth(queue([5, 5, 5], 1))).toBe('stalled');
+  });
+
+  it('without offsets, a backlog that never shrank but grew is falling-behind (slow or stuck)', () => {
+    expect(partitionHealth(queue([5, 5, 8], 1))).toBe('falling-behind');
+    expect(partitionHealth(queue([5, 9, 14, 20], 1))).toBe('falling-behind');
   });
 
   it('is stalled when it stopped moving for longer than it moved, consumers attached', () => {

@@ -23,7 +23,9 @@ export interface PartitionSample {
  *   overall (Burrow's warning).
  * - `stalled`: behind, consumers attached (or unknown), and no progress: the position did not
  *   move over the whole window, or has not moved for longer than the span over which it did
- *   move (a handler that blocks, a poison message retried in place).
+ *   move (a handler that blocks, a poison message retried in place). Without offsets
+ *   (RabbitMQ) progress is a shrinking backlog, and a backlog that never shrank but grew is
+ *   `falling-behind` (AMQP cannot tell a slow consumer from a stuck one while producers send).
  * - `stopped`: behind with no consumer attached at the last two samples (where the broker
  *   tells; a consumer gone), or, where it does not, no progress as for `stalled` after progress
  *   earlier in the window (no commits for longer than the commit history spans).
@@ -103,7 +105,12 @@ export function partitionHealth(samples: readonly PartitionSample[]): PartitionH
     if (b.backlog < a.backlog) shrank = true;
   }
   const consumersKnown = last.consumers !== undefined;
-  if (lastProgress === undefined) return 'stalled';
+  if (lastProgress === undefined) {
+    // Without offsets a growing backlog may be a consumer too slow or one stuck while producers
+    // send: 'falling-behind' covers both; 'stalled' is kept for a backlog that does not move.
+    const offsets = last.committed !== undefined;
+    return !offsets && last.backlog > samples[0]!.backlog ? 'falling-behind' : 'stalled';
+  }
   // Burrow's "stopped" rule on the times progress was seen: idle for longer than it moved.
   if (last.at - lastProgress > lastProgress - (firstProgress as number)) {
     return consumersKnown ? 'stalled' : 'stopped';
