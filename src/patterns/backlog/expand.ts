@@ -63,6 +63,10 @@ export interface ExpandConsumer {
  * overload, while overflow helps the backlog at hand. Order holds only for sends through this
  * `producer`: a producer elsewhere keeps sending during the drain (and on Kafka keeps the old
  * count until its metadata refreshes, `metadataMaxAgeMs`). Partitions are never removed.
+ *
+ * The strategy runs the group's subscriptions itself (do not also subscribe the group to the
+ * topic); it decides and sees the drain on `monitor`'s samples, so the caller starts the
+ * monitor and keeps it running while the strategy runs.
  */
 export async function expand<T>(
   broker: Broker,

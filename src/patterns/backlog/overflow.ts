@@ -67,6 +67,9 @@ export interface OverflowConsumer {
  * on the topic while forwarding is forwarded again (same id; idempotent handlers absorb it).
  * Bodies are re-encoded as sent to the wider topic: JSON and bytes pass unchanged, a typed
  * topic's codec is not applied there.
+ *
+ * The strategy runs the group's subscriptions itself (do not also subscribe the group to the
+ * topic); it switches on `monitor`'s samples, so the caller starts and stops the monitor.
  */
 export async function overflow<T>(
   broker: Broker,

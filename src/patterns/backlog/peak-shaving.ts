@@ -53,6 +53,9 @@ interface Waiter {
  * message of its key, or that key's order is broken. `sendOneWay` (no promise to reject) is
  * held in both modes. Not atomic: a `sendBatch` counts as its length and is held or refused
  * as a whole.
+ *
+ * Held sends are released by `monitor`'s samples: the caller starts the monitor and keeps it
+ * running (a stopped monitor leaves them waiting until `maxWaitMs`).
  */
 export function shaveProducer(
   producer: Producer,
