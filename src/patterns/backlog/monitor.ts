@@ -46,8 +46,13 @@ export interface PartitionReport {
 export interface BacklogReport {
   topic: string;
   group: string;
-  /** When the sample was taken, ms since the epoch. */
+  /** When the sample was taken (its answer came), ms since the epoch. */
   at: number;
+  /**
+   * When the sample was asked for: what happened before is in it, what happened between this
+   * and `at` may or may not be.
+   */
+  requestedAt: number;
   /** Sum of the partitions' backlogs. */
   total: number;
   /** Sums over partitions; undefined when no partition reports it. */
@@ -273,6 +278,7 @@ export class BacklogMonitor {
 
   private take(): Promise<BacklogReport> {
     // Promise.resolve first: an adapter that throws synchronously (closed) still rejects.
+    const requestedAt = Date.now();
     const run = Promise.resolve()
       .then(() => this.admin.backlog(this.topic, this.group))
       .then((backlog) => {
@@ -308,7 +314,7 @@ export class BacklogMonitor {
         }
         for (const partition of [...this.history.keys()])
           if (!seen.has(partition)) this.history.delete(partition);
-        const report = summarize(this.topic, this.group, at, partitions);
+        const report = summarize(this.topic, this.group, requestedAt, at, partitions);
         this.last = report;
         this.emit('sample', report);
         for (const p of partitions) {
@@ -335,12 +341,19 @@ function sum(values: (number | undefined)[]): number | undefined {
   return known.length === 0 ? undefined : known.reduce((a, b) => a + b, 0);
 }
 
-function summarize(topic: string, group: string, at: number, partitions: PartitionReport[]): BacklogReport {
+function summarize(
+  topic: string,
+  group: string,
+  requestedAt: number,
+  at: number,
+  partitions: PartitionReport[],
+): BacklogReport {
   const lags = partitions.map((p) => p.lagSeconds).filter((v): v is number => v !== undefined);
   const draining = partitions.filter((p) => p.backlog > 0);
   return {
     topic,
     group,
+    requestedAt,
     at,
     total: partitions.reduce((s, p) => s + p.backlog, 0),
     inFlight: sum(partitions.map((p) => p.inFlight)),

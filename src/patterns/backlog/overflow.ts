@@ -21,6 +21,12 @@ export interface OverflowOptions {
   workers?: number;
   /** Concurrency of the topic's subscription and of each worker. Default 8; 1 to {@link MAX_CONCURRENCY}. */
   concurrency?: number;
+  /**
+   * Concurrency of the topic's subscription while it forwards: a forward waits for the broker's
+   * acknowledgement, so more of them in flight forward faster (per-key order holds at any
+   * value). Default max(`concurrency`, 64); 1 to {@link MAX_CONCURRENCY}.
+   */
+  forwardConcurrency?: number;
   /** Order of every subscription: 'key' (default) or 'partition'. */
   order?: 'key' | 'partition';
   /** Backlog of the topic at or above which its messages are forwarded. Required; >= 1. */
@@ -80,7 +86,17 @@ export async function overflow<T>(
   if (!isPlainObject(options)) throw new ConfigError('overflow', 'must be an options object');
   refuseUnknownKeys(
     options,
-    ['overflowTopic', 'partitions', 'workers', 'concurrency', 'order', 'highWater', 'lowWater', 'onSwitch'],
+    [
+      'overflowTopic',
+      'partitions',
+      'workers',
+      'concurrency',
+      'forwardConcurrency',
+      'order',
+      'highWater',
+      'lowWater',
+      'onSwitch',
+    ],
     'overflow.',
   );
   const partitions = intOption(options.partitions, 'overflow.partitions', 2, Number.NaN, MAX_PARTITIONS);
@@ -96,6 +112,13 @@ export async function overflow<T>(
   );
   const workers = intOption(options.workers, 'overflow.workers', 1, 2, 1000);
   const concurrency = intOption(options.concurrency, 'overflow.concurrency', 1, 8, MAX_CONCURRENCY);
+  const forwardConcurrency = intOption(
+    options.forwardConcurrency,
+    'overflow.forwardConcurrency',
+    1,
+    Math.max(concurrency, 64),
+    MAX_CONCURRENCY,
+  );
   const order = oneOf(options.order, 'overflow.order', ['key', 'partition'] as const, 'key');
   if (typeof handler !== 'function') throw new ConfigError('overflow.handler', 'must be a function');
   if (options.onSwitch !== undefined && typeof options.onSwitch !== 'function') {
@@ -108,7 +131,16 @@ export async function overflow<T>(
   return new Overflow<T>(
     broker,
     monitor,
-    { wide, workers, concurrency, order, highWater, lowWater, onSwitch: options.onSwitch },
+    {
+      wide,
+      workers,
+      concurrency,
+      forwardConcurrency,
+      order,
+      highWater,
+      lowWater,
+      onSwitch: options.onSwitch,
+    },
     handler,
   ).start();
 }
@@ -120,6 +152,8 @@ class Overflow<T> implements OverflowConsumer {
   private drainedWaiters: (() => void)[] = [];
   private readonly producer: Producer;
   private readonly subscriptions: Subscription[] = [];
+  /** The topic's own subscription, once started. */
+  private hot: Subscription | undefined;
   private readonly offs: (() => void)[] = [];
 
   constructor(
@@ -129,6 +163,7 @@ class Overflow<T> implements OverflowConsumer {
       wide: string;
       workers: number;
       concurrency: number;
+      forwardConcurrency: number;
       order: 'key' | 'partition';
       highWater: number;
       lowWater: number;
@@ -167,12 +202,16 @@ class Overflow<T> implements OverflowConsumer {
         );
       }
       // The topic's own subscription last, so forwarded messages find workers.
-      this.subscriptions.unshift(
-        await this.broker.subscribe<T>(
-          { topic: this.monitor.topic, group, order: this.o.order, concurrency: this.o.concurrency },
-          (d) => this.route(d),
-        ),
+      this.hot = await this.broker.subscribe<T>(
+        {
+          topic: this.monitor.topic,
+          group,
+          order: this.o.order,
+          concurrency: this.mode === 'forward' ? this.o.forwardConcurrency : this.o.concurrency,
+        },
+        (d) => this.route(d),
       );
+      this.subscriptions.unshift(this.hot);
     } catch (error) {
       await this.close();
       throw error;
@@ -189,6 +228,8 @@ class Overflow<T> implements OverflowConsumer {
 
   private switchTo(mode: 'direct' | 'forward', report: BacklogReport): void {
     this.mode = mode;
+    // The topic's subscription (first): more lanes while forwarding; order holds at any value.
+    this.hot?.setConcurrency(mode === 'forward' ? this.o.forwardConcurrency : this.o.concurrency);
     this.o.onSwitch?.(mode, report);
   }
 

@@ -43,7 +43,8 @@ interface Waiter {
  * so sends do not flap). Sends to other topics pass through.
  *
  * The backlog it compares is the monitor's last sample plus the messages this producer sent to
- * the topic since (so a burst between samples is counted at once); producers in other
+ * the topic that the sample may have missed (sent, or still in flight, after it was asked
+ * for), so a burst between samples is counted at once; producers in other
  * processes are seen only through samples, so the backlog may overshoot the high-water mark by
  * what they send in one `intervalMs`.
  *
@@ -81,6 +82,11 @@ export function shaveProducer(
 class Shaver implements ShavedProducer {
   private above = false;
   private sentSinceSample = 0;
+  /**
+   * This producer's sends to the topic that a sample may not count yet: unsettled (`doneAt`
+   * undefined) or settled after the last sample was asked for.
+   */
+  private recent: { doneAt: number | undefined; count: number }[] = [];
   private readonly waiters: Waiter[] = [];
   private closed = false;
   private readonly off: () => void;
@@ -96,8 +102,10 @@ class Shaver implements ShavedProducer {
     },
   ) {
     this.off = monitor.on('sample', (report) => {
-      this.sentSinceSample = 0;
-      this.update(report.total);
+      // Sends since the sample was asked for may be missing from it: keep counting those.
+      this.recent = this.recent.filter((s) => s.doneAt === undefined || s.doneAt >= report.requestedAt);
+      this.sentSinceSample = this.recent.reduce((n, s) => n + s.count, 0);
+      this.update(report.total + this.sentSinceSample);
     });
     if (monitor.latest !== undefined) this.update(monitor.latest.total);
   }
@@ -118,9 +126,14 @@ class Shaver implements ShavedProducer {
   }
 
   /** Resolves when `count` messages for the monitored topic may go; rejects per the mode. */
-  private async admit(topic: string | undefined, count: number, mode = this.options.mode): Promise<void> {
+  /** Resolves when `count` messages may go, with their entry in `recent` to settle; rejects per the mode. */
+  private async admit(
+    topic: string | undefined,
+    count: number,
+    mode = this.options.mode,
+  ): Promise<{ doneAt: number | undefined; count: number } | undefined> {
     if (this.closed) throw new ClosedError('producer is closed');
-    if (topic !== this.monitor.topic) return;
+    if (topic !== this.monitor.topic) return undefined;
     // Held sends queue behind earlier ones even when the mark is clear, to keep call order.
     if (this.above || this.waiters.length > 0) {
       if (mode === 'fail') {
@@ -147,36 +160,56 @@ class Shaver implements ShavedProducer {
       });
     }
     this.sentSinceSample += count;
+    const entry = { doneAt: undefined as number | undefined, count };
+    this.recent.push(entry);
     const base = this.monitor.latest?.total ?? 0;
     if (base + this.sentSinceSample >= this.options.highWater) this.above = true;
+    return entry;
+  }
+
+  private async settled<R>(
+    entry: { doneAt: number | undefined } | undefined,
+    send: () => Promise<R>,
+  ): Promise<R> {
+    try {
+      return await send();
+    } finally {
+      if (entry !== undefined) entry.doneAt = Date.now();
+    }
   }
 
   async send<T>(message: OutgoingMessage<T>): Promise<SendResult> {
-    await this.admit(safeTopic(message as OutgoingMessage<unknown>), 1);
-    return this.inner.send(message);
+    const entry = await this.admit(safeTopic(message as OutgoingMessage<unknown>), 1);
+    return this.settled(entry, () => this.inner.send(message));
   }
 
   async sendBatch<T extends readonly unknown[]>(
     messages: { readonly [K in keyof T]: BatchMessage<T[K]> },
   ): Promise<SendResult[]> {
     const list = messages as readonly OutgoingMessage<unknown>[];
-    if (Array.isArray(list)) {
-      const ours = list.filter((m) => safeTopic(m) === this.monitor.topic).length;
-      if (ours > 0) await this.admit(this.monitor.topic, ours);
-    }
-    return this.inner.sendBatch(messages);
+    const ours = Array.isArray(list) ? list.filter((m) => safeTopic(m) === this.monitor.topic).length : 0;
+    const entry = ours > 0 ? await this.admit(this.monitor.topic, ours) : undefined;
+    return this.settled(entry, () => this.inner.sendBatch(messages));
   }
 
   sendOneWay<T>(message: OutgoingMessage<T>): void {
     const topic = safeTopic(message as OutgoingMessage<unknown>);
     if (topic !== this.monitor.topic || this.closed || (!this.above && this.waiters.length === 0)) {
-      if (topic === this.monitor.topic) this.sentSinceSample++;
+      if (topic === this.monitor.topic) {
+        this.sentSinceSample++;
+        // Written to the socket now; when the broker stores it is unknown, so the next sample
+        // that starts a moment later is taken to count it.
+        this.recent.push({ doneAt: Date.now(), count: 1 });
+      }
       this.inner.sendOneWay(message);
       return;
     }
     const waiting = this.admit(topic, 1, 'wait');
     waiting.then(
-      () => this.inner.sendOneWay(message),
+      (entry) => {
+        this.inner.sendOneWay(message);
+        if (entry !== undefined) entry.doneAt = Date.now();
+      },
       () => this.inner.sendOneWay(message), // timed out or closed: send anyway, it was never refusable
     );
   }
