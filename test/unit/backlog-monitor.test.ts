@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { type Admin, type Backlog, connect, isMqError } from '../../src/index.js';
 import {
   BacklogMonitor,
@@ -155,5 +155,47 @@ describe('strategies', () => {
     await p2.close();
     await producer.close();
     await broker.close();
+  });
+});
+
+describe('peak shaving releases', () => {
+  it('held sends only up to the high-water mark per sample, in call order', async () => {
+    const admin = scripted();
+    const monitor = new BacklogMonitor(admin, { topic: 't', group: 'g' });
+    const sent: number[] = [];
+    const inner = {
+      send: async (m: { body: unknown }) => {
+        sent.push(m.body as number);
+        return { id: String(m.body), topic: 't' };
+      },
+      sendBatch: async () => [],
+      sendOneWay: () => {},
+      close: async () => {},
+    };
+    const producer = shaveProducer(inner, monitor, { highWater: 10, lowWater: 2 });
+    admin.next = [{ partition: 0, backlog: 10 }];
+    await monitor.sample();
+    expect(producer.shaving).toBe(true);
+    const sends = Array.from({ length: 20 }, (_, i) => producer.send({ topic: 't', body: i }));
+    expect(sent).toEqual([]);
+    // Down to 2 behind: room for 7 more below 10, released in call order.
+    admin.next = [{ partition: 0, backlog: 2 }];
+    await monitor.sample();
+    await waitFor(() => sent.length === 7, { timeoutMs: 2000, message: () => `sent ${sent}` });
+    expect(sent).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(producer.shaving).toBe(true);
+    // A sample asked for after those 7 were stored (a millisecond tie counts them as missing
+    // from it, so the clock moves on) and handled: 9 more (0 + 9 < 10), then the last 4.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 1000 });
+    admin.next = [{ partition: 0, backlog: 0 }];
+    await monitor.sample();
+    await waitFor(() => sent.length === 16, { timeoutMs: 2000, message: () => `sent ${sent}` });
+    vi.setSystemTime(Date.now() + 1000);
+    admin.next = [{ partition: 0, backlog: 0 }];
+    await monitor.sample();
+    await Promise.all(sends);
+    vi.useRealTimers();
+    expect(sent).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    await producer.close();
   });
 });

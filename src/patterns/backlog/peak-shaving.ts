@@ -32,6 +32,8 @@ export interface ShavedProducer extends Producer {
 }
 
 interface Waiter {
+  /** Messages the held call sends. */
+  count: number;
   resolve: () => void;
   reject: (error: Error) => void;
   timer: NodeJS.Timeout;
@@ -118,14 +120,24 @@ class Shaver implements ShavedProducer {
     if (!this.above && backlog >= this.options.highWater) this.above = true;
     else if (this.above && backlog <= this.options.lowWater) this.above = false;
     if (this.above) return;
-    // Release in call order; each release counts its messages, so a flood re-arms the mark.
-    for (const waiter of this.waiters.splice(0)) {
+    // Release in call order while the released messages keep below the mark (at least one, so
+    // a send larger than the gap still goes); the rest wait, the mark armed again.
+    let estimate = backlog;
+    let released = 0;
+    while (this.waiters.length > 0) {
+      const waiter = this.waiters[0] as Waiter;
+      if (released > 0 && estimate + waiter.count >= this.options.highWater) {
+        this.above = true;
+        return;
+      }
+      this.waiters.shift();
       clearTimeout(waiter.timer);
       waiter.resolve();
+      estimate += waiter.count;
+      released++;
     }
   }
 
-  /** Resolves when `count` messages for the monitored topic may go; rejects per the mode. */
   /** Resolves when `count` messages may go, with their entry in `recent` to settle; rejects per the mode. */
   private async admit(
     topic: string | undefined,
@@ -144,6 +156,7 @@ class Shaver implements ShavedProducer {
       }
       await new Promise<void>((resolve, reject) => {
         const waiter: Waiter = {
+          count,
           resolve,
           reject,
           timer: setTimeout(() => {
