@@ -1,5 +1,12 @@
 import { parseArgs } from 'node:util';
 
+// `npm run bench -- backlog --url <url> [--messages 50000] [--runs 3]`: drain time of a backlog
+// with each rebalance strategy (see bench/backlog.ts).
+if (process.argv[2] === 'backlog') {
+  await import('./backlog.js');
+  process.exit(0);
+}
+
 /**
  * `npm run bench -- --url <url> [--messages N] [--size BYTES] [--batch N]`: picks the workload
  * for the URL's broker. Network brokers run mqkit and the raw client side by side in this

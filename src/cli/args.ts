@@ -32,6 +32,8 @@ export const countOptions = {
   concurrency: { min: 1, max: 1000, fallback: benchDefaults.concurrency },
   'max-lag': { min: 0, max: 10_000_000, fallback: benchDefaults.maxLag },
   limit: { min: 1, max: 100_000, fallback: 100 },
+  interval: { min: 100, max: 3_600_000, fallback: 1000 },
+  samples: { min: 1, max: 1_000_000, fallback: 3 },
 } satisfies Record<string, CountSpec>;
 type CountName = keyof typeof countOptions;
 
@@ -44,12 +46,12 @@ const acksValues: readonly Acks[] = ['all', 'leader', 'none'];
 const optionsOf: Record<Command, readonly string[]> = {
   demo: ['url', 'orders', 'outbox', 'pg'],
   bench: ['url', 'messages', 'size', 'acks', 'partitions', 'batch', 'inflight', 'concurrency', 'max-lag'],
-  lag: ['url', 'topic', 'group', 'management'],
+  lag: ['url', 'topic', 'group', 'management', 'interval', 'samples', 'watch', 'json'],
   outbox: ['pg', 'table', 'limit', 'requeue', 'failing'],
 };
 const allOptions = new Set(Object.values(optionsOf).flat());
-/** Options that take no value: present or not. */
-const flags: ReadonlySet<string> = new Set(['outbox', 'failing']);
+/** Options that take no value: present means on (stored as 'true'). */
+const flags: ReadonlySet<string> = new Set(['outbox', 'failing', 'watch', 'json']);
 
 export type CommandLine =
   | { kind: 'help' }
@@ -59,7 +61,7 @@ export type CommandLine =
 /**
  * Reads argv (without node and the script): one command, then `--name value` or
  * `--name=value` options. A value may start with a single `-` (so `--orders -5` is read as the
- * value -5 and refused by its bounds); a following `--option` is not taken as a value. Throws
+ * value -5 and refused by its bounds); a following `--option` is not taken as a value. Flags (`--watch`, `--json`) take none. Throws
  * `UsageError` for anything else: no or an unknown command, an unknown option, an option the
  * command does not take, a missing value, an option given twice, an extra argument.
  */

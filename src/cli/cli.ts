@@ -15,6 +15,7 @@ import {
 import { benchBroker, benchDefaults, formatResults } from './bench.js';
 import { formatDemo, runDemo } from './demo.js';
 import { formatOutboxDemo, runOutboxDemo } from './demo-outbox.js';
+import { type LagOptions, type LagOutput, lagCommand } from './lag.js';
 import { openPgPool, outboxCommand } from './outbox.js';
 
 const range = (name: keyof typeof c) => `${c[name].min}..${c[name].max}`;
@@ -33,8 +34,15 @@ Commands:
           --concurrency N (${range('concurrency')})
           --max-lag N (producers wait while this many are unhandled; ${range('max-lag')}, 0 = no
           limit, default ${benchDefaults.maxLag}); --size x --batch x --inflight at most 256 MiB
-  lag     backlog of a group on a topic, per partition; fails on an unknown topic or group
+  lag     backlog of a group on a topic per partition: messages behind, ready and in flight,
+          consumers, rates in and out, lag in seconds (~ an estimate), time to drain, health
+          (ok, catching-up, falling-behind, stalled, stopped, rewound; unknown before 3
+          samples); fails on an unknown topic or group
           --topic NAME --group NAME
+          --samples N (${range('samples')}, default ${c.samples.fallback}; 1 prints the backlog at once, without rates)
+          --interval MS between samples (${range('interval')}, default ${c.interval.fallback})
+          --watch   refresh until Ctrl-C (or --samples), in place on a terminal
+          --json    the report as JSON (with --watch: one object per line)
           --management URL (RabbitMQ: also count unacked deliveries, e.g. http://127.0.0.1:15672)
 
   outbox  parked outbox rows (and half messages out of checks), oldest first; or re-queue them
@@ -65,7 +73,7 @@ function version(): string {
   return pkg.version;
 }
 
-async function run(line: CommandLine & { kind: 'run' }): Promise<string> {
+async function run(line: CommandLine & { kind: 'run' }, out: LagOutput | undefined): Promise<string> {
   const { command, values } = line;
   if (command === 'outbox') return outboxCommand(values, count(values, 'limit'));
   // Validate every option before connecting: a bad count must not cost a connection attempt.
@@ -101,6 +109,21 @@ async function run(line: CommandLine & { kind: 'run' }): Promise<string> {
   // found before connecting to the broker.
   const pool =
     command === 'demo' && values.has('outbox') ? await openPgPool(values, 'demo --outbox') : undefined;
+  const watch = values.has('watch');
+  if (watch && out === undefined && !values.has('samples')) {
+    throw new UsageError('lag --watch without a terminal to write to needs --samples N');
+  }
+  const lagOptions =
+    command === 'lag'
+      ? {
+          topic: topic as string,
+          group: group as string,
+          intervalMs: count(values, 'interval'),
+          samples: values.has('samples') || !watch ? count(values, 'samples') : Number.POSITIVE_INFINITY,
+          watch,
+          json: values.has('json'),
+        }
+      : undefined;
   // An empty MQ_URL counts as unset, as shells leave it.
   const url = values.get('url') ?? (process.env.MQ_URL || 'memory://');
   const management = values.get('management');
@@ -126,33 +149,10 @@ async function run(line: CommandLine & { kind: 'run' }): Promise<string> {
     if (bench !== undefined) {
       return formatResults([await benchBroker(broker, { ...bench, label: `mqkit ${broker.kind}` })]);
     }
-    return await lag(broker, topic!, group!);
+    return await lagCommand(broker, lagOptions as LagOptions, out);
   } finally {
     await broker.close();
   }
-}
-
-async function lag(broker: Broker, topic: string, group: string): Promise<string> {
-  const backlog = await broker.backlog(topic, group);
-  if (backlog.partitions.length === 0) {
-    // Kafka and memory report a missing topic with no partitions; RabbitMQ a topic without
-    // queues of this group (the group's queues are its only trace there).
-    throw new Error(
-      broker.kind === 'rabbitmq'
-        ? `no queue of group ${group} on topic ${topic}: unknown topic, or a group that never subscribed to it`
-        : `unknown topic ${topic}`,
-    );
-  }
-  if (broker.kind !== 'rabbitmq' && backlog.partitions.every((p) => p.committed === undefined)) {
-    throw new Error(
-      `group ${group} has no committed position on topic ${topic}: unknown group, or one that has committed nothing yet`,
-    );
-  }
-  const lines = backlog.partitions.map(
-    (p) =>
-      `partition ${p.partition}  backlog ${p.backlog}${p.inFlight === undefined ? '' : `  (in flight ${p.inFlight})`}`,
-  );
-  return [...lines, `total ${backlog.total}`].join('\n');
 }
 
 /**
@@ -190,16 +190,22 @@ function scrub(text: string, secrets: { typed: string[]; parsed: string[] }): st
 }
 
 /**
- * Runs one command line; never throws. Errors are one line on stderr, `mqkit: ...`, with the
+ * Runs one command line; never throws. `out` receives the frames of `lag --watch` as they
+ * come (the bin entry passes stdout and Ctrl-C); without it a watch returns its frames at
+ * the end, which only makes sense with `--samples`. Errors are one line on stderr, `mqkit: ...`, with the
  * error's code for an mqkit error. Nothing printed holds a password.
  */
-export async function runCli(argv: readonly string[]): Promise<CliResult> {
+export async function runCli(argv: readonly string[], out?: LagOutput): Promise<CliResult> {
   const passwords = typedSecrets(argv);
   try {
     const line = parseCommandLine(argv);
     if (line.kind === 'help') return { code: 0, stdout: `${usage}\n`, stderr: '' };
     if (line.kind === 'version') return { code: 0, stdout: `${version()}\n`, stderr: '' };
-    return { code: 0, stdout: `${scrub(await run(line), passwords)}\n`, stderr: '' };
+    // A watch writes its frames through `out` as they come (scrubbed too) and returns ''.
+    const scrubbed: LagOutput | undefined =
+      out === undefined ? undefined : { ...out, write: (text) => out.write(scrub(text, passwords)) };
+    const text = await run(line, scrubbed);
+    return { code: 0, stdout: text === '' ? '' : `${scrub(text, passwords)}\n`, stderr: '' };
   } catch (error) {
     const usageError = error instanceof UsageError;
     const text = error instanceof Error ? error.message : String(error);

@@ -93,6 +93,19 @@ export interface Backlog {
     end?: string;
     /** Of `backlog`, deliveries consumers hold unacknowledged, where the broker reports them separately. */
     inFlight?: number;
+    /**
+     * Consumers attached to this partition (queue), where the broker tells: RabbitMQ's consumer
+     * count of the queue (with single active consumer, all registered ones, one of them active);
+     * Kafka's group members assigned the partition (0 while the group rebalances or is empty);
+     * memory's owner (0 or 1). Absent where unknown.
+     */
+    consumers?: number;
+    /**
+     * Store time (ms since the epoch) of the oldest message of `backlog`, where the broker can
+     * tell without consuming (memory). Absent where it cannot (Kafka, RabbitMQ) or the backlog
+     * is empty; the backlog monitor then estimates the lag in seconds from its history.
+     */
+    oldestTimestamp?: number;
   }[];
 }
 

@@ -57,7 +57,7 @@ describe('rabbitmq: backlog', () => {
       topic,
       group: 'workers',
       total: 4,
-      partitions: [{ partition: 0, backlog: 4 }],
+      partitions: [{ partition: 0, backlog: 4, consumers: 0 }],
     });
     expect((await broker.backlog(topic, 'nobody')).total).toBe(0);
   });
@@ -90,7 +90,7 @@ describe('rabbitmq: backlog', () => {
         },
         { timeoutMs: 30_000, message: 'backlog with management never counted the 10 held deliveries' },
       );
-      expect(held.partitions).toEqual([{ partition: 0, backlog: 10, inFlight: 10 }]);
+      expect(held.partitions).toEqual([{ partition: 0, backlog: 10, inFlight: 10, consumers: 1 }]);
       release();
       await got.waitForCount(10);
       await waitFor(async () => (await managed.backlog(topic, 'held')).total === 0, { timeoutMs: 30_000 });

@@ -20,6 +20,7 @@ function fakeAdmin(partitions: number | undefined): { admin: AdminClient; waits:
     committedOffsets: unused,
     offsetsForTimestamp: unused,
     memberTags: unused,
+    partitionConsumers: unused,
     deleteGroup: unused,
   };
   return { admin, waits };

@@ -88,6 +88,7 @@ const admin: AdminClient = {
   committedOffsets: async () => new Map(),
   offsetsForTimestamp: async () => new Map([[0, 3]]),
   memberTags: async () => [],
+  partitionConsumers: async () => new Map(),
   deleteGroup: async () => {},
 };
 

@@ -220,6 +220,12 @@ export interface AdminClient {
    * Waits (up to 15 s) for a rebalance in progress to settle: only then does Kafka tell.
    */
   memberTags(group: string, topic: string): Promise<string[]>;
+  /**
+   * Members of `group` assigned each partition of `topic` now (one describe-group request, no
+   * wait): partitions nobody holds are absent, and so is every partition while the group
+   * rebalances or has no members.
+   */
+  partitionConsumers(group: string, topic: string): Promise<Map<number, number>>;
   /** Deletes a group without members; a missing group is not an error. */
   deleteGroup(group: string): Promise<void>;
 }

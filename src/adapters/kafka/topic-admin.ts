@@ -69,7 +69,8 @@ export class TopicAdmin {
 
   /**
    * End offset minus committed offset per partition. A partition the group has not committed
-   * on counts from the first retained offset; a missing topic has no partitions.
+   * on counts from the first retained offset; a missing topic has no partitions. `consumers`
+   * is the number of group members assigned the partition (0 during a rebalance).
    */
   async backlog(topic: string, group: string): Promise<Backlog> {
     const name = userTopicName(topic, 'backlog.topic');
@@ -77,18 +78,20 @@ export class TopicAdmin {
     if ((await this.admin.partitionCount(name)) === undefined) {
       return { topic: name, group: groupName, total: 0, partitions: [] };
     }
-    const [offsets, committed] = await Promise.all([
+    const [offsets, committed, consumers] = await Promise.all([
       this.admin.topicOffsets(name),
       this.admin.committedOffsets(groupName, name),
+      this.admin.partitionConsumers(groupName, name),
     ]);
     const partitions = offsets
       .sort((a, b) => a.partition - b.partition)
       .map(({ partition, low, high }) => {
         const position = committed.get(partition);
         const backlog = Math.max(0, high - Math.max(position ?? low, low));
+        const attached = consumers.get(partition) ?? 0;
         return position === undefined
-          ? { partition, backlog, end: String(high) }
-          : { partition, backlog, committed: String(position), end: String(high) };
+          ? { partition, backlog, end: String(high), consumers: attached }
+          : { partition, backlog, committed: String(position), end: String(high), consumers: attached };
       });
     return {
       topic: name,

@@ -118,9 +118,16 @@ export class MemoryBroker implements Broker {
     const g = this.state.groups.get(`${name}\u0000${groupName(group, 'backlog.group')}`);
     const partitions = (t?.partitions ?? []).map((log, partition) => {
       // An unknown group has no committed position (as on Kafka): counted from the first retained.
-      if (g === undefined) return { partition, backlog: log.end - log.start, end: String(log.end) };
-      const committed = g.committed(partition);
-      return { partition, backlog: log.end - committed, committed: String(committed), end: String(log.end) };
+      const from = g === undefined ? log.start : g.committed(partition);
+      const oldest = log.end > from ? log.get(from)?.timestamp : undefined;
+      return {
+        partition,
+        backlog: log.end - from,
+        ...(g === undefined ? {} : { committed: String(from) }),
+        end: String(log.end),
+        consumers: g?.owned(partition) === true ? 1 : 0,
+        ...(oldest === undefined ? {} : { oldestTimestamp: oldest }),
+      };
     });
     return { topic, group, total: partitions.reduce((sum, p) => sum + p.backlog, 0), partitions };
   }

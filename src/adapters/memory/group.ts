@@ -39,6 +39,11 @@ export class MemoryGroup {
     return this.positions[partition] ?? this.topic.partitions[partition]?.start ?? 0;
   }
 
+  /** Whether a member owns `partition` now. */
+  owned(partition: number): boolean {
+    return this.owners[partition] !== undefined;
+  }
+
   commit(partition: number, offset: number): void {
     this.positions[partition] = offset;
     if (++this.commitsSinceRelease >= 1024) {

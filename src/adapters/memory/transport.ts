@@ -133,7 +133,11 @@ export class MemoryTransport implements ConsumerTransport<MemoryRecord> {
       const attempts = this.memoryGroup.attempts;
       if (attempts.size > 0) attempts.delete(attemptKey(run, stored));
       run.tracker.finish(stored.offset);
-      this.memoryGroup.commit(run.partition, run.tracker.committable());
+      const before = this.memoryGroup.committed(run.partition);
+      const position = run.tracker.committable();
+      this.memoryGroup.commit(run.partition, position);
+      // The `committed` event its contract promises for memory too (free without listeners).
+      if (position !== before) this.engine?.committed(run.partition, String(position));
     }
     // 'requeue': left uncommitted; the partition's next owner reads it again.
     // Refill once half of a limit is free rather than after every record: one pump then hands

@@ -135,39 +135,45 @@ export class RabbitMqBroker implements Broker {
    * Messages per queue of the group: its one queue (reported as partition 0) or each partition
    * queue. Ready messages come from passive declares (exact, now). Deliveries consumers hold
    * unacknowledged are invisible to AMQP: they are added (as `inFlight`) only with
-   * `managementUrl`, from the management plugin's last sample.
+   * `managementUrl`, from the management plugin's last sample. `consumers` is the queue's
+   * consumer count (with single active consumer: every registered one, one of them active).
    */
   async backlog(topic: string, group: string): Promise<Backlog> {
     this.assertOpen();
     const t = userTopicName(topic, 'backlog.topic');
     const g = groupName(group, 'backlog.group');
     const partitions: Backlog['partitions'] = [];
-    const add = async (partition: number, queue: string, ready: number) => {
+    const add = async (partition: number, queue: string, stats: { ready: number; consumers: number }) => {
       const inFlight = await this.management?.unacked(queue);
+      const { ready, consumers } = stats;
       partitions.push(
         inFlight === undefined
-          ? { partition, backlog: ready }
-          : { partition, backlog: ready + inFlight, inFlight },
+          ? { partition, backlog: ready, consumers }
+          : { partition, backlog: ready + inFlight, inFlight, consumers },
       );
     };
-    const single = await this.readyCount(names.groupQueue(t, g));
+    const single = await this.queueStats(names.groupQueue(t, g));
     if (single !== undefined) await add(0, names.groupQueue(t, g), single);
     else {
       const count = await this.topology.partitions(t);
       for (let p = 0; p < count; p++) {
         const queue = names.partitionQueue(t, g, p);
-        const ready = await this.readyCount(queue);
-        if (ready !== undefined) await add(p, queue, ready);
+        const stats = await this.queueStats(queue);
+        if (stats !== undefined) await add(p, queue, stats);
       }
     }
     return { topic: t, group: g, total: partitions.reduce((sum, p) => sum + p.backlog, 0), partitions };
   }
 
-  /** Ready messages of `queue`, or undefined when it does not exist (a passive declare on its own channel). */
-  private async readyCount(queue: string): Promise<number | undefined> {
+  /**
+   * Ready messages and consumers of `queue`, or undefined when it does not exist (a passive
+   * declare on its own channel).
+   */
+  private async queueStats(queue: string): Promise<{ ready: number; consumers: number } | undefined> {
     const channel = await this.connection.channel();
     try {
-      return (await channel.checkQueue(queue)).messageCount;
+      const ok = await channel.checkQueue(queue);
+      return { ready: ok.messageCount, consumers: ok.consumerCount };
     } catch {
       return undefined; // 404: the failed passive declare closed the channel
     } finally {

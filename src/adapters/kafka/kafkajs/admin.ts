@@ -4,7 +4,7 @@ import { ClosedError, isMqError, TimeoutError } from '../../../core/errors.js';
 import { type Logger, safeLog } from '../../../core/logger.js';
 import { settlesWithin, sleep } from '../../../core/timers.js';
 import type { AdminClient, KafkaClientConfig, PartitionOffsets } from '../client.js';
-import { announcedTags } from './assigner.js';
+import { announcedTags, assignedPartitions } from './assigner.js';
 import { connectWaitMs, disconnectAfter } from './connection.js';
 import {
   hasConnectionCause,
@@ -314,6 +314,17 @@ export class KafkajsAdmin implements AdminClient {
       }
       return tags;
     }
+  }
+
+  async partitionConsumers(group: string, topic: string): Promise<Map<number, number>> {
+    const described = await this.call(`describe group ${group}`, (a) => a.describeGroups([group]));
+    const out = new Map<number, number>();
+    for (const member of described.groups[0]?.members ?? []) {
+      for (const partition of assignedPartitions(member.memberAssignment, topic)) {
+        out.set(partition, (out.get(partition) ?? 0) + 1);
+      }
+    }
+    return out;
   }
 
   async deleteGroup(group: string): Promise<void> {

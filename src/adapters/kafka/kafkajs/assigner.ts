@@ -25,6 +25,15 @@ export function announcedTags(metadata: Buffer, topic: string): string | undefin
   }
 }
 
+/** The partitions of `topic` in a member's assignment (empty for one it cannot read). */
+export function assignedPartitions(assignment: Buffer, topic: string): number[] {
+  try {
+    return AssignerProtocol.MemberAssignment.decode(assignment)?.assignment[topic] ?? [];
+  } catch {
+    return []; // an empty assignment (a rebalance in progress) or another client's format
+  }
+}
+
 /**
  * Round-robin over the members subscribed to each topic. kafkajs's own round-robin assigner
  * deals every topic of the leader's subscription to all members, which breaks groups whose

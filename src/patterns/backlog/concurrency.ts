@@ -1,0 +1,67 @@
+import type { Subscription } from '../../core/broker.js';
+import { ConfigError } from '../../core/errors.js';
+import { intOption, isPlainObject, MAX_CONCURRENCY, refuseUnknownKeys } from '../../core/options.js';
+import type { BacklogMonitor, BacklogReport } from './monitor.js';
+
+export interface ConcurrencyStrategyOptions {
+  /** Lowest concurrency. Default 1; 1 to `max`. */
+  min?: number;
+  /** Highest concurrency. Required; `min` to {@link MAX_CONCURRENCY}. */
+  max: number;
+  /** Called after each change, e.g. to log it. */
+  onChange?: (change: { from: number; to: number; report: BacklogReport }) => void;
+}
+
+/** A running strategy; `stop()` detaches it and leaves the concurrency where it is. */
+export interface BacklogStrategy {
+  stop(): void;
+}
+
+/**
+ * Rebalance strategy 1: raises and lowers `subscription`'s handler concurrency between `min`
+ * and `max` as the monitored backlog grows or shrinks. On each sample of `monitor`:
+ * - backlog not empty and not shrinking (net rate ≥ 0, or unknown): double the concurrency;
+ * - backlog shrinking: keep it (it works);
+ * - backlog empty: halve it.
+ * No threshold beyond the bounds: doubling reaches any needed level in log2(max/min) samples.
+ *
+ * Per-key order: kept. `Subscription.setConcurrency` changes how many lanes run at once, never
+ * the lane of a key: with order 'key' more keys run in parallel, a key never twice; with
+ * 'partition', more partitions at once (a single partition gains nothing); with 'concurrent'
+ * there is no order to keep. It helps only handlers that wait (I/O), not CPU-bound ones, and
+ * never beyond the messages the broker delivers at once (Kafka's and RabbitMQ's prefetch).
+ *
+ * The monitor must watch the subscription's topic and group; it is not started or stopped here.
+ */
+export function scaleConcurrency(
+  subscription: Subscription,
+  monitor: BacklogMonitor,
+  options: ConcurrencyStrategyOptions,
+): BacklogStrategy {
+  if (!isPlainObject(options)) throw new ConfigError('scaleConcurrency', 'must be an options object');
+  refuseUnknownKeys(options, ['min', 'max', 'onChange'], 'scaleConcurrency.');
+  const max = intOption(options.max, 'scaleConcurrency.max', 1, Number.NaN, MAX_CONCURRENCY);
+  if (Number.isNaN(max)) throw new ConfigError('scaleConcurrency.max', 'is required');
+  const min = intOption(options.min, 'scaleConcurrency.min', 1, 1, max);
+  if (options.onChange !== undefined && typeof options.onChange !== 'function') {
+    throw new ConfigError('scaleConcurrency.onChange', 'must be a function');
+  }
+  if (monitor.topic !== subscription.topic || monitor.group !== subscription.group) {
+    throw new ConfigError(
+      'scaleConcurrency.monitor',
+      `watches ${monitor.topic}/${monitor.group}, not the subscription's ${subscription.topic}/${subscription.group}`,
+    );
+  }
+  const apply = (report: BacklogReport) => {
+    const from = subscription.concurrency;
+    let to = from;
+    if (report.total === 0) to = Math.max(min, Math.floor(from / 2));
+    else if (report.netRate === undefined || report.netRate >= 0) to = Math.min(max, from * 2);
+    to = Math.min(max, Math.max(min, to));
+    if (to === from) return;
+    subscription.setConcurrency(to);
+    options.onChange?.({ from, to, report });
+  };
+  const off = monitor.on('sample', apply);
+  return { stop: off };
+}

@@ -1,0 +1,201 @@
+import { describe, expect, it, vi } from 'vitest';
+import { type Admin, type Backlog, connect, isMqError } from '../../src/index.js';
+import {
+  BacklogMonitor,
+  type BacklogMonitorEvents,
+  scaleConcurrency,
+  shaveProducer,
+} from '../../src/patterns/index.js';
+import { uniqueName, waitFor } from '../../src/testing/index.js';
+
+/** An Admin whose backlog is whatever the test sets next (the monitor's input, scripted). */
+function scripted(): Admin & { next: Backlog['partitions'] | Error } {
+  const admin = {
+    next: [] as Backlog['partitions'] | Error,
+    ensureTopic: async () => {},
+    async backlog(topic: string, group: string): Promise<Backlog> {
+      if (admin.next instanceof Error) throw admin.next;
+      const partitions = admin.next;
+      return { topic, group, total: partitions.reduce((s, p) => s + p.backlog, 0), partitions };
+    },
+  };
+  return admin;
+}
+
+describe('BacklogMonitor', () => {
+  it('refuses bad options, naming the field', () => {
+    const admin = scripted();
+    const bad = (options: object, field: RegExp) => {
+      let error: unknown;
+      try {
+        new BacklogMonitor(admin, { topic: 't', group: 'g', ...options });
+      } catch (e) {
+        error = e;
+      }
+      expect(isMqError(error, 'CONFIG')).toBe(true);
+      expect((error as Error).message).toMatch(field);
+    };
+    bad({ intervalMs: 0 }, /backlogMonitor\.intervalMs/);
+    bad({ window: 2 }, /backlogMonitor\.window/);
+    bad({ windw: 5 }, /backlogMonitor\.windw: unknown option/);
+    bad({ meter: {} }, /backlogMonitor\.meter/);
+    bad({ group: '' }, /backlogMonitor\.group/);
+  });
+
+  it('emits a sample per sample, a health event per verdict change, and an error event for a failed sample', async () => {
+    const admin = scripted();
+    const monitor = new BacklogMonitor(admin, { topic: 't', group: 'g', intervalMs: 10, window: 3 });
+    const events: string[] = [];
+    monitor.on('health', (e: BacklogMonitorEvents['health']) =>
+      events.push(`${e.partition}:${e.from}->${e.to}`),
+    );
+    const errors: unknown[] = [];
+    monitor.on('error', (e) => errors.push(e.error));
+    admin.next = [{ partition: 0, backlog: 5, committed: '0', end: '5', consumers: 1 }];
+    await monitor.sample();
+    expect(events).toEqual([]); // still unknown
+    await monitor.sample();
+    await monitor.sample();
+    expect(events).toEqual(['0:unknown->stalled']);
+    admin.next = [{ partition: 0, backlog: 0, committed: '5', end: '5', consumers: 1 }];
+    const report = await monitor.sample();
+    expect(events).toEqual(['0:unknown->stalled', '0:stalled->ok']);
+    expect(report.partitions[0]).toMatchObject({
+      backlog: 0,
+      committed: '5',
+      lagSeconds: 0,
+      drainSeconds: 0,
+      health: 'ok',
+    });
+    admin.next = new Error('broker down');
+    monitor.start();
+    await waitFor(() => errors.length > 0);
+    await monitor.stop();
+    expect((errors[0] as Error).message).toBe('broker down');
+    expect(monitor.latest?.health).toBe('ok'); // the last good report stays
+  });
+
+  it('a throwing listener does not stop sampling', async () => {
+    const admin = scripted();
+    const monitor = new BacklogMonitor(admin, { topic: 't', group: 'g', intervalMs: 10 });
+    let samples = 0;
+    monitor.on('sample', () => {
+      samples++;
+      throw new Error('listener bug');
+    });
+    monitor.start();
+    await waitFor(() => samples >= 3);
+    await monitor.stop();
+  });
+});
+
+describe('strategies', () => {
+  it('scaleConcurrency refuses a monitor of another topic or group, and bad bounds', async () => {
+    const broker = await connect(`memory://${uniqueName('s')}`);
+    const sub = await broker.subscribe({ topic: 't', group: 'g' }, () => {});
+    const other = new BacklogMonitor(broker, { topic: 't', group: 'other' });
+    expect(() => scaleConcurrency(sub, other, { max: 4 })).toThrow(/scaleConcurrency\.monitor/);
+    const same = new BacklogMonitor(broker, { topic: 't', group: 'g' });
+    expect(() => scaleConcurrency(sub, same, { max: 0 })).toThrow(/scaleConcurrency\.max/);
+    expect(() => scaleConcurrency(sub, same, { min: 5, max: 4 })).toThrow(/scaleConcurrency\.min/);
+    expect(() => scaleConcurrency(sub, same, { max: 4, step: 2 } as never)).toThrow(/scaleConcurrency\.step/);
+    await broker.close();
+  });
+
+  it("peak shaving in 'fail' mode refuses with a retriable PublishError above the mark, and sends below the low one", async () => {
+    const broker = await connect(`memory://${uniqueName('s')}`);
+    const topic = uniqueName('t');
+    await broker.ensureTopic(topic);
+    const sub = await broker.subscribe({ topic, group: 'g' }, () => {});
+    await sub.close(); // nobody consumes: the backlog is what is sent
+    const monitor = new BacklogMonitor(broker, { topic, group: 'g' });
+    const producer = shaveProducer(broker.producer(), monitor, { highWater: 3, lowWater: 1, mode: 'fail' });
+    for (let i = 0; i < 3; i++) await producer.send({ topic, body: i });
+    expect(producer.shaving).toBe(true); // counted locally, before any sample
+    const refused = await producer.send({ topic, body: 'x' }).catch((e: unknown) => e);
+    expect(isMqError(refused, 'PUBLISH') && refused.retriable).toBe(true);
+    // Other topics pass.
+    await producer.send({ topic: uniqueName('other'), body: 'y' });
+    expect((await monitor.sample()).total).toBe(3);
+    expect(producer.shaving).toBe(true);
+    // Drain to the low mark: sends flow again.
+    const drain = await broker.subscribe({ topic, group: 'g' }, () => {});
+    await waitFor(async () => (await monitor.sample()).total <= 1);
+    expect(producer.shaving).toBe(false);
+    await producer.send({ topic, body: 'z' });
+    await drain.close();
+    await producer.close();
+    await broker.close();
+  });
+
+  it("peak shaving in 'wait' mode releases held sends in call order, and times out retriably", async () => {
+    const broker = await connect(`memory://${uniqueName('s')}`);
+    const topic = uniqueName('t');
+    await broker.ensureTopic(topic);
+    const monitor = new BacklogMonitor(broker, { topic, group: 'g' });
+    const producer = shaveProducer(broker.producer(), monitor, { highWater: 1, lowWater: 0, maxWaitMs: 50 });
+    await producer.send({ topic, body: 0 });
+    const timedOut = await producer.send({ topic, body: 'late' }).catch((e: unknown) => e);
+    expect(isMqError(timedOut, 'TIMEOUT') && timedOut.retriable).toBe(true);
+    const order: number[] = [];
+    // One producer, three sends held while above the mark.
+    const p2 = shaveProducer(broker.producer(), monitor, { highWater: 1, lowWater: 0, maxWaitMs: 10_000 });
+    await monitor.sample(); // backlog 1 (group 'g' has no position: counted from the start)
+    expect(p2.shaving).toBe(true);
+    const sends = [1, 2, 3].map((i) => p2.send({ topic, key: 'k', body: i }).then(() => order.push(i)));
+    expect(order).toEqual([]);
+    const sub = await broker.subscribe({ topic, group: 'g', startFrom: 'earliest' }, () => {});
+    await waitFor(async () => {
+      await monitor.sample();
+      return order.length === 3;
+    });
+    expect(order).toEqual([1, 2, 3]);
+    await Promise.all(sends);
+    await sub.close();
+    await p2.close();
+    await producer.close();
+    await broker.close();
+  });
+});
+
+describe('peak shaving releases', () => {
+  it('held sends only up to the high-water mark per sample, in call order', async () => {
+    const admin = scripted();
+    const monitor = new BacklogMonitor(admin, { topic: 't', group: 'g' });
+    const sent: number[] = [];
+    const inner = {
+      send: async (m: { body: unknown }) => {
+        sent.push(m.body as number);
+        return { id: String(m.body), topic: 't' };
+      },
+      sendBatch: async () => [],
+      sendOneWay: () => {},
+      close: async () => {},
+    };
+    const producer = shaveProducer(inner, monitor, { highWater: 10, lowWater: 2 });
+    admin.next = [{ partition: 0, backlog: 10 }];
+    await monitor.sample();
+    expect(producer.shaving).toBe(true);
+    const sends = Array.from({ length: 20 }, (_, i) => producer.send({ topic: 't', body: i }));
+    expect(sent).toEqual([]);
+    // Down to 2 behind: room for 7 more below 10, released in call order.
+    admin.next = [{ partition: 0, backlog: 2 }];
+    await monitor.sample();
+    await waitFor(() => sent.length === 7, { timeoutMs: 2000, message: () => `sent ${sent}` });
+    expect(sent).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(producer.shaving).toBe(true);
+    // A sample asked for after those 7 were stored (a millisecond tie counts them as missing
+    // from it, so the clock moves on) and handled: 9 more (0 + 9 < 10), then the last 4.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 1000 });
+    admin.next = [{ partition: 0, backlog: 0 }];
+    await monitor.sample();
+    await waitFor(() => sent.length === 16, { timeoutMs: 2000, message: () => `sent ${sent}` });
+    vi.setSystemTime(Date.now() + 1000);
+    admin.next = [{ partition: 0, backlog: 0 }];
+    await monitor.sample();
+    await Promise.all(sends);
+    vi.useRealTimers();
+    expect(sent).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    await producer.close();
+  });
+});
