@@ -110,9 +110,9 @@ describe('kafka: committed offsets and backlog', () => {
       group: idle,
       total: 6,
       partitions: [
-        { partition: 0, backlog: 4, end: '4' },
-        { partition: 1, backlog: 2, end: '2' },
-        { partition: 2, backlog: 0, end: '0' },
+        { partition: 0, backlog: 4, end: '4', consumers: 0 },
+        { partition: 1, backlog: 2, end: '2', consumers: 0 },
+        { partition: 2, backlog: 0, end: '0', consumers: 0 },
       ],
     });
 
@@ -123,9 +123,9 @@ describe('kafka: committed offsets and backlog', () => {
     await producer.sendBatch(keysFor([1, 0, 3]).map((key) => ({ topic, key, body: key })));
     const after = await broker.backlog(topic, reader);
     expect(after.partitions).toEqual([
-      { partition: 0, backlog: 1, committed: '4', end: '5' },
-      { partition: 1, backlog: 0, committed: '2', end: '2' },
-      { partition: 2, backlog: 3, end: '3' },
+      { partition: 0, backlog: 1, committed: '4', end: '5', consumers: 0 },
+      { partition: 1, backlog: 0, committed: '2', end: '2', consumers: 0 },
+      { partition: 2, backlog: 3, end: '3', consumers: 0 },
     ]);
     expect(after.total).toBe(4);
     expect(await broker.backlog(uniqueName('missing'), reader)).toMatchObject({ total: 0, partitions: [] });
