@@ -1,23 +1,28 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { connect } from '../connect.js';
 import type { Broker } from '../core/broker.js';
 import { isMqError } from '../core/errors.js';
 import { redact, scrubText, urlSecrets } from '../core/redact.js';
+import { type CommandLine, countOptions as c, count, parseCommandLine, UsageError } from './args.js';
+import { progressBar } from './bench/progress.js';
+import { formatConsole, formatHtml, formatJson, formatMarkdown } from './bench/report.js';
+import { type Baseline, runSelection } from './bench/select.js';
 import {
-  acks,
-  type CommandLine,
-  countOptions as c,
-  count,
-  MAX_BENCH_BYTES_IN_FLIGHT,
-  parseCommandLine,
-  UsageError,
-} from './args.js';
-import { benchBroker, benchDefaults, formatResults } from './bench.js';
+  checkWorkload,
+  loadWorkload,
+  namedWorkloads,
+  resolveWorkload,
+  type Workload,
+  WorkloadError,
+  workloadBounds as wb,
+  workloadDefaults as wd,
+} from './bench/workload.js';
 import { formatDemo, runDemo } from './demo.js';
 import { formatOutboxDemo, runOutboxDemo } from './demo-outbox.js';
 import { openPgPool, outboxCommand } from './outbox.js';
 
 const range = (name: keyof typeof c) => `${c[name].min}..${c[name].max}`;
+const bounds = (name: keyof typeof wb) => `${wb[name].min}..${wb[name].max}`;
 
 const usage = `mqkit <command> [options]
 
@@ -26,13 +31,24 @@ Commands:
           --orders N (${range('orders')}, default ${c.orders.fallback})
           --outbox: each order and its events in one PostgreSQL transaction (some roll back),
           published by two outbox relays; --pg URL (default: $DATABASE_URL)
-  bench   produce and consume through mqkit; prints throughput and p50/p99 latency
-          --messages N (${range('messages')}, default ${benchDefaults.messages})
-          --size BYTES (${range('size')}, default ${benchDefaults.size})  --acks all|leader|none
-          --partitions N (${range('partitions')})  --batch N (${range('batch')})  --inflight N (${range('inflight')})
-          --concurrency N (${range('concurrency')})
-          --max-lag N (producers wait while this many are unhandled; ${range('max-lag')}, 0 = no
-          limit, default ${benchDefaults.maxLag}); --size x --batch x --inflight at most 256 MiB
+  bench   one workload on each --url in turn (repeat --url), mqkit then the raw client of the
+          broker; throughput, latency percentiles (HDR), lost/duplicated/out-of-order counts
+          (every message checked), client CPU per message and peak RSS
+          --workload NAME|FILE (${Object.keys(namedWorkloads).join(', ')}, or a .yaml/.json
+          file of workload fields); options below override it
+          --messages N (${bounds('messages')}, default ${wd.messages})  --duration SECONDS (instead of --messages)
+          --size BYTES (${bounds('size')}, default ${wd.size})  --acks all|leader|none (default ${wd.acks})
+          --producers N (${bounds('producers')})  --inflight N (batches in flight per producer, ${bounds('inflight')})
+          --batch N (messages per send, ${bounds('batch')}, default ${wd.batch})
+          --consumers N (${bounds('consumers')})  --concurrency N (${bounds('concurrency')}, default ${wd.concurrency})
+          --consume-batch N (batch handler of N, 0 = per message)  --handler-ms N (simulated work)
+          --partitions N (${bounds('partitions')}, default ${wd.partitions})  --keys N (0 = no keys)
+          --order concurrent|key|partition (default ${wd.order})
+          --rate N (msg/s over all producers, latency from the scheduled send time; 0 = max)
+          --max-lag N (producers wait while this many are unhandled, 0 = no limit, default ${wd.maxLag})
+          --backlog (send everything, then consume)  --drain-timeout SECONDS (default ${wd.drainTimeoutS})
+          --baseline raw|none (default raw)  --json FILE  --md FILE  --html FILE (offline charts)
+          --size x --batch x --inflight x --producers at most 256 MiB
   lag     backlog of a group on a topic, per partition; fails on an unknown topic or group
           --topic NAME --group NAME
           --management URL (RabbitMQ: also count unacked deliveries, e.g. http://127.0.0.1:15672)
@@ -69,25 +85,7 @@ async function run(line: CommandLine & { kind: 'run' }): Promise<string> {
   if (command === 'outbox') return outboxCommand(values, count(values, 'limit'));
   // Validate every option before connecting: a bad count must not cost a connection attempt.
   const orders = command === 'demo' ? count(values, 'orders') : 0;
-  const bench =
-    command === 'bench'
-      ? {
-          ...benchDefaults,
-          messages: count(values, 'messages'),
-          size: count(values, 'size'),
-          acks: acks(values),
-          partitions: count(values, 'partitions'),
-          batch: count(values, 'batch'),
-          inflight: count(values, 'inflight'),
-          concurrency: count(values, 'concurrency'),
-          maxLag: count(values, 'max-lag'),
-        }
-      : undefined;
-  if (bench !== undefined && bench.size * bench.batch * bench.inflight > MAX_BENCH_BYTES_IN_FLIGHT) {
-    throw new UsageError(
-      `--size x --batch x --inflight is ${bench.size * bench.batch * bench.inflight} bytes in flight; at most ${MAX_BENCH_BYTES_IN_FLIGHT} (256 MiB)`,
-    );
-  }
+  if (command === 'bench') return bench(line);
   const topic = values.get('topic');
   const group = values.get('group');
   if (command === 'lag' && (topic === undefined || group === undefined)) {
@@ -110,13 +108,76 @@ async function run(line: CommandLine & { kind: 'run' }): Promise<string> {
       }
     }
     if (command === 'demo') return formatDemo(await runDemo(broker, redact(url), orders));
-    if (bench !== undefined) {
-      return formatResults([await benchBroker(broker, { ...bench, label: `mqkit ${broker.kind}` })]);
-    }
     return await lag(broker, topic!, group!);
   } finally {
     await broker.close();
   }
+}
+
+/** Options of bench that are not workload fields. */
+const notWorkload = new Set(['url', 'workload', 'baseline', 'json', 'md', 'html', 'backlog']);
+const knownSchemes = ['memory:', 'kafka:', 'amqp:', 'amqps:'];
+
+/** The workload a bench command line gives: defaults, then --workload, then options. */
+export function benchWorkload(values: Map<string, string>): Workload {
+  const ref = values.get('workload');
+  const base = ref === undefined ? {} : loadWorkload(ref);
+  const raw: Record<string, unknown> = {};
+  for (const [name, value] of values) {
+    if (notWorkload.has(name)) continue;
+    const field =
+      name === 'duration'
+        ? 'durationS'
+        : name === 'drain-timeout'
+          ? 'drainTimeoutS'
+          : name.replace(/-([a-z])/g, (_, ch: string) => ch.toUpperCase());
+    raw[field] = value;
+  }
+  if (values.has('backlog')) raw.backlog = true;
+  const options = checkWorkload(
+    raw,
+    (field) =>
+      `--${field === 'durationS' ? 'duration' : field === 'drainTimeoutS' ? 'drain-timeout' : field.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`)}`,
+  );
+  return resolveWorkload(base, options);
+}
+
+async function bench(line: CommandLine & { kind: 'run' }): Promise<string> {
+  const { values, lists } = line;
+  const workload = benchWorkload(values);
+  const baseline = values.get('baseline') ?? 'raw';
+  if (baseline !== 'raw' && baseline !== 'none') {
+    throw new UsageError(`--baseline must be raw or none (got ${JSON.stringify(baseline)})`);
+  }
+  const urls = lists.get('url') ?? [process.env.MQ_URL || 'memory://'];
+  for (const url of urls) {
+    const scheme = /^([a-z][a-z0-9+.-]*:)\/\//i.exec(url)?.[1]?.toLowerCase();
+    if (scheme === undefined || !knownSchemes.includes(scheme)) {
+      throw new UsageError(
+        `--url ${JSON.stringify(redact(url))}: ${scheme === undefined ? 'not a URL' : `unknown scheme ${scheme}`}; use one of ${knownSchemes.join(' ')}`,
+      );
+    }
+  }
+  // Every broker reachable before the first run: a typo in the last URL must not cost the others' runs.
+  for (const url of urls) await (await connect(url)).close();
+  const progress = progressBar();
+  let report: Awaited<ReturnType<typeof runSelection>>;
+  try {
+    report = await runSelection(urls, workload, baseline as Baseline, version(), progress.hooks);
+  } finally {
+    progress.done();
+  }
+  const written: string[] = [];
+  const out = (option: string, render: (r: typeof report) => string) => {
+    const file = values.get(option);
+    if (file === undefined) return;
+    writeFileSync(file, render(report));
+    written.push(`wrote ${file}`);
+  };
+  out('json', formatJson);
+  out('md', formatMarkdown);
+  out('html', formatHtml);
+  return [formatConsole(report), ...(written.length > 0 ? ['', ...written] : [])].join('\n');
 }
 
 async function lag(broker: Broker, topic: string, group: string): Promise<string> {
@@ -188,7 +249,7 @@ export async function runCli(argv: readonly string[]): Promise<CliResult> {
     if (line.kind === 'version') return { code: 0, stdout: `${version()}\n`, stderr: '' };
     return { code: 0, stdout: `${scrub(await run(line), passwords)}\n`, stderr: '' };
   } catch (error) {
-    const usageError = error instanceof UsageError;
+    const usageError = error instanceof UsageError || error instanceof WorkloadError;
     const text = error instanceof Error ? error.message : String(error);
     const code = isMqError(error) ? ` [${error.code}]` : '';
     const hint = usageError ? ' (mqkit --help lists commands and options)' : '';

@@ -1,0 +1,180 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { arch, cpus, platform, release, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { connect } from '../../connect.js';
+import { redact } from '../../core/redact.js';
+import { type BenchResult, benchBroker, type ProgressListener } from '../bench.js';
+import type { Workload } from './workload.js';
+
+/** Which baselines run after mqkit on each broker. */
+export type Baseline = 'raw' | 'none';
+
+/** mqkit's figure over the raw client's, on one broker. */
+export interface Ratio {
+  broker: string;
+  /** End-to-end msg/s, mqkit / raw. */
+  endToEnd: number;
+  /** Produce msg/s, mqkit / raw. */
+  produce: number;
+  /** Client CPU µs per message, mqkit / raw (lower is better). */
+  cpu: number;
+}
+
+/** What one URL gave: its runs, or why it could not run. */
+export interface BrokerRun {
+  /** The URL, credentials redacted. */
+  url: string;
+  broker: string;
+  /** Broker version where cheap to learn (RabbitMQ reports it on connect). */
+  version?: string;
+  results: BenchResult[];
+  ratio?: Ratio;
+}
+
+/** Where a run happened, for the JSON and HTML reports. */
+export interface Environment {
+  date: string;
+  node: string;
+  mqkit: string;
+  kafkajs?: string;
+  amqplib?: string;
+  platform: string;
+  cpu: string;
+  cores: number;
+  memoryGB: number;
+  ci: boolean;
+}
+
+/** A whole `mqkit bench` run. */
+export interface SelectionReport {
+  workload: Workload;
+  environment: Environment;
+  brokers: BrokerRun[];
+}
+
+/** A package's version from the package.json above its resolved entry; undefined when not installed. */
+function packageVersion(name: string): string | undefined {
+  try {
+    const require = createRequire(import.meta.url);
+    let dir = dirname(require.resolve(name));
+    for (let i = 0; i < 6; i++) {
+      const file = join(dir, 'package.json');
+      if (existsSync(file)) {
+        const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
+        if (pkg.name === name) return pkg.version;
+      }
+      dir = dirname(dir);
+    }
+  } catch {
+    // not installed: the field is left out
+  }
+  return undefined;
+}
+
+export function environment(mqkitVersion: string): Environment {
+  const list = cpus();
+  const kafkajs = packageVersion('kafkajs');
+  const amqplib = packageVersion('amqplib');
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    mqkit: mqkitVersion,
+    ...(kafkajs ? { kafkajs } : {}),
+    ...(amqplib ? { amqplib } : {}),
+    platform: `${platform()} ${release()} ${arch()}`,
+    cpu: list[0]?.model ?? 'unknown',
+    cores: list.length,
+    memoryGB: Math.round((totalmem() / 1024 ** 3) * 10) / 10,
+    ci: isCi(),
+  };
+}
+
+export function isCi(): boolean {
+  const ci = process.env.CI;
+  return ci !== undefined && ci !== '' && ci !== '0' && ci.toLowerCase() !== 'false';
+}
+
+/** RabbitMQ's version from its connection greeting; undefined when it cannot be had. */
+async function rabbitVersion(url: string): Promise<string | undefined> {
+  try {
+    const amqp = await import('amqplib');
+    const connection = await amqp.connect(url);
+    const props = (connection as unknown as { connection: { serverProperties?: { version?: unknown } } })
+      .connection.serverProperties;
+    await connection.close();
+    return props?.version === undefined ? undefined : String(props.version);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Events of a selection run, for the CLI's progress bar. */
+export interface SelectionHooks {
+  /** A run starts: its label. */
+  onRun?: (label: string) => void;
+  onProgress?: ProgressListener;
+}
+
+/**
+ * Runs one workload on each URL in turn: mqkit, then (with `baseline` 'raw') the raw client
+ * of that broker, each on a new topic. A URL that cannot connect fails the whole run (the
+ * error is the adapter's, one line). Memory has no raw baseline.
+ */
+export async function runSelection(
+  urls: readonly string[],
+  workload: Workload,
+  baseline: Baseline,
+  mqkitVersion: string,
+  hooks: SelectionHooks = {},
+): Promise<SelectionReport> {
+  const env = environment(mqkitVersion);
+  const runs: BrokerRun[] = [];
+  for (const url of urls) {
+    const broker = await connect(url);
+    const kind = broker.kind;
+    const results: BenchResult[] = [];
+    try {
+      hooks.onRun?.(`mqkit ${kind}`);
+      results.push(await benchBroker(broker, { ...workload, label: `mqkit ${kind}` }, hooks.onProgress));
+    } finally {
+      await broker.close();
+    }
+    let version: string | undefined;
+    if (kind === 'rabbitmq') version = await rabbitVersion(url);
+    if (baseline === 'raw' && kind === 'kafka') {
+      const { benchRawKafkajs } = await import('./raw-kafkajs.js');
+      hooks.onRun?.('raw kafkajs');
+      results.push(await benchRawKafkajs(url, { ...workload, label: 'raw kafkajs' }, hooks.onProgress));
+    }
+    if (baseline === 'raw' && kind === 'rabbitmq') {
+      const { benchRawAmqplib } = await import('./raw-amqplib.js');
+      const { prefetchFor, resolveRabbitMqOptions } = await import('../../adapters/rabbitmq/options.js');
+      const prefetch = prefetchFor(resolveRabbitMqOptions(), workload.concurrency);
+      hooks.onRun?.('raw amqplib');
+      results.push(
+        await benchRawAmqplib(url, { ...workload, label: 'raw amqplib', prefetch }, hooks.onProgress),
+      );
+    }
+    const mqkit = results[0]!;
+    const raw = results.find((r) => r.library.startsWith('raw '));
+    runs.push({
+      url: redact(url),
+      broker: kind,
+      ...(version === undefined ? {} : { version }),
+      results,
+      ...(raw === undefined ? {} : { ratio: ratioOf(kind, mqkit, raw) }),
+    });
+  }
+  return { workload, environment: env, brokers: runs };
+}
+
+export function ratioOf(broker: string, mqkit: BenchResult, raw: BenchResult): Ratio {
+  const div = (a: number, b: number) => (b > 0 ? a / b : 0);
+  return {
+    broker,
+    endToEnd: div(mqkit.endToEndRate, raw.endToEndRate),
+    produce: div(mqkit.produceRate, raw.produceRate),
+    cpu: div(mqkit.cpuUsPerMessage, raw.cpuUsPerMessage),
+  };
+}
