@@ -2,7 +2,7 @@ import { redact } from '../core/redact.js';
 
 /** A command line the CLI refuses: printed as one line, exit status 2. */
 export class UsageError extends Error {
-  override readonly name = 'UsageError';
+  override readonly name: string = 'UsageError';
 }
 
 export const commands = ['demo', 'bench', 'lag', 'outbox'] as const;

@@ -4,16 +4,14 @@ import type { Broker } from '../core/broker.js';
 import { isMqError } from '../core/errors.js';
 import { redact, scrubText, urlSecrets } from '../core/redact.js';
 import { type CommandLine, countOptions as c, count, parseCommandLine, UsageError } from './args.js';
-import { progressBar } from './bench/progress.js';
-import { formatConsole, formatHtml, formatJson, formatMarkdown } from './bench/report.js';
-import { type Baseline, runSelection } from './bench/select.js';
+import type { Baseline, SelectionReport } from './bench/select.js';
 import {
   checkWorkload,
   loadWorkload,
   namedWorkloads,
+  optionName,
   resolveWorkload,
   type Workload,
-  WorkloadError,
   workloadBounds as wb,
   workloadDefaults as wd,
 } from './bench/workload.js';
@@ -119,9 +117,9 @@ const notWorkload = new Set(['url', 'workload', 'baseline', 'json', 'md', 'html'
 const knownSchemes = ['memory:', 'kafka:', 'amqp:', 'amqps:'];
 
 /** The workload a bench command line gives: defaults, then --workload, then options. */
-export function benchWorkload(values: Map<string, string>): Workload {
+export async function benchWorkload(values: Map<string, string>): Promise<Workload> {
   const ref = values.get('workload');
-  const base = ref === undefined ? {} : loadWorkload(ref);
+  const base = ref === undefined ? {} : await loadWorkload(ref);
   const raw: Record<string, unknown> = {};
   for (const [name, value] of values) {
     if (notWorkload.has(name)) continue;
@@ -134,17 +132,13 @@ export function benchWorkload(values: Map<string, string>): Workload {
     raw[field] = value;
   }
   if (values.has('backlog')) raw.backlog = true;
-  const options = checkWorkload(
-    raw,
-    (field) =>
-      `--${field === 'durationS' ? 'duration' : field === 'drainTimeoutS' ? 'drain-timeout' : field.replace(/[A-Z]/g, (ch) => `-${ch.toLowerCase()}`)}`,
-  );
+  const options = checkWorkload(raw, (field) => `--${optionName(field)}`);
   return resolveWorkload(base, options);
 }
 
 async function bench(line: CommandLine & { kind: 'run' }): Promise<string> {
   const { values, lists } = line;
-  const workload = benchWorkload(values);
+  const workload = await benchWorkload(values);
   const baseline = values.get('baseline') ?? 'raw';
   if (baseline !== 'raw' && baseline !== 'none') {
     throw new UsageError(`--baseline must be raw or none (got ${JSON.stringify(baseline)})`);
@@ -160,15 +154,19 @@ async function bench(line: CommandLine & { kind: 'run' }): Promise<string> {
   }
   // Every broker reachable before the first run: a typo in the last URL must not cost the others' runs.
   for (const url of urls) await (await connect(url)).close();
+  // Loaded here so other commands never load the bench's dependencies (hdr-histogram-js).
+  const { progressBar } = await import('./bench/progress.js');
+  const { runSelection } = await import('./bench/select.js');
+  const { formatConsole, formatHtml, formatJson, formatMarkdown } = await import('./bench/report.js');
   const progress = progressBar();
-  let report: Awaited<ReturnType<typeof runSelection>>;
+  let report: SelectionReport;
   try {
     report = await runSelection(urls, workload, baseline as Baseline, version(), progress.hooks);
   } finally {
     progress.done();
   }
   const written: string[] = [];
-  const out = (option: string, render: (r: typeof report) => string) => {
+  const out = (option: string, render: (r: SelectionReport) => string) => {
     const file = values.get(option);
     if (file === undefined) return;
     writeFileSync(file, render(report));
@@ -249,7 +247,7 @@ export async function runCli(argv: readonly string[]): Promise<CliResult> {
     if (line.kind === 'version') return { code: 0, stdout: `${version()}\n`, stderr: '' };
     return { code: 0, stdout: `${scrub(await run(line), passwords)}\n`, stderr: '' };
   } catch (error) {
-    const usageError = error instanceof UsageError || error instanceof WorkloadError;
+    const usageError = error instanceof UsageError;
     const text = error instanceof Error ? error.message : String(error);
     const code = isMqError(error) ? ` [${error.code}]` : '';
     const hint = usageError ? ' (mqkit --help lists commands and options)' : '';

@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { readFile } from 'node:fs/promises';
 import type { Acks } from '../../core/broker.js';
+import { UsageError } from '../args.js';
 
 /**
  * One benchmark workload: what every broker and every baseline of a `mqkit bench` run is
@@ -89,8 +89,8 @@ export const namedWorkloads: Record<string, Partial<Workload>> = {
   'backlog-drain': { backlog: true, maxLag: 0, messages: 100_000, size: 100 },
 };
 
-/** A workload a user got wrong: one line, no stack. */
-export class WorkloadError extends Error {
+/** A workload a user got wrong: a usage error (one line, exit status 2, no stack). */
+export class WorkloadError extends UsageError {
   override readonly name = 'WorkloadError';
 }
 
@@ -201,7 +201,7 @@ function shown(value: unknown): string {
  * The workload a `--workload` value names: a shipped name, or a `.yaml`/`.yml`/`.json` file
  * holding one object of workload fields (camelCase or the options' kebab-case spelling).
  */
-export function loadWorkload(ref: string): Partial<Workload> {
+export async function loadWorkload(ref: string): Promise<Partial<Workload>> {
   const shipped = namedWorkloads[ref];
   if (shipped !== undefined) return { ...shipped, name: ref };
   if (!/\.(ya?ml|json)$/i.test(ref)) {
@@ -211,20 +211,24 @@ export function loadWorkload(ref: string): Partial<Workload> {
   }
   let text: string;
   try {
-    text = readFileSync(ref, 'utf8');
+    text = await readFile(ref, 'utf8');
   } catch (error) {
     throw new WorkloadError(
       `cannot read workload file ${ref}: ${(error as NodeJS.ErrnoException).code ?? error}`,
     );
   }
-  return parseWorkloadText(text, ref);
+  return await parseWorkloadText(text, ref);
 }
 
-/** A workload file's text (YAML is a superset of JSON, so one parser reads both). */
-export function parseWorkloadText(text: string, file: string): Partial<Workload> {
+/**
+ * A workload file's text (YAML is a superset of JSON, so one parser reads both). The YAML
+ * parser is loaded here, on first use, so commands other than bench never load it.
+ */
+export async function parseWorkloadText(text: string, file: string): Promise<Partial<Workload>> {
+  const { parse } = await import('yaml');
   let data: unknown;
   try {
-    data = parseYaml(text);
+    data = parse(text);
   } catch (error) {
     const first = (error instanceof Error ? error.message : String(error)).split('\n')[0];
     throw new WorkloadError(`workload file ${file}: not YAML or JSON: ${first}`);
