@@ -48,6 +48,7 @@ const optionsOf: Record<Command, readonly string[]> = {
     'handler-ms',
     'max-lag',
     'drain-timeout',
+    'warmup',
     'backlog',
     'baseline',
     'json',

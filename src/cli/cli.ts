@@ -45,6 +45,7 @@ Commands:
           --rate N (msg/s over all producers, latency from the scheduled send time; 0 = max)
           --max-lag N (producers wait while this many are unhandled, 0 = no limit, default ${wd.maxLag})
           --backlog (send everything, then consume)  --drain-timeout SECONDS (default ${wd.drainTimeoutS})
+          --warmup N (an unmeasured run of N messages before each measured one, default 0)
           --baseline raw|none (default raw)  --json FILE  --md FILE  --html FILE (offline charts)
           --size x --batch x --inflight x --producers at most 256 MiB
   lag     backlog of a group on a topic, per partition; fails on an unknown topic or group

@@ -130,30 +130,51 @@ export async function runSelection(
 ): Promise<SelectionReport> {
   const env = environment(mqkitVersion);
   const runs: BrokerRun[] = [];
-  for (const url of urls) {
-    const broker = await connect(url);
-    const kind = broker.kind;
-    const results: BenchResult[] = [];
-    try {
-      hooks.onRun?.(`mqkit ${kind}`);
-      results.push(await benchBroker(broker, { ...workload, label: `mqkit ${kind}` }, hooks.onProgress));
-    } finally {
-      await broker.close();
+  // Each measured run, after a warm-up of the same workload when the workload asks for one.
+  const measure = async (
+    label: string,
+    run: (w: Workload & { label: string }, onProgress?: ProgressListener) => Promise<BenchResult>,
+  ): Promise<BenchResult> => {
+    if (workload.warmup > 0) {
+      hooks.onRun?.(`${label} (warm-up)`);
+      await run(
+        { ...workload, messages: workload.warmup, durationS: 0, label: `${label} warm-up` },
+        hooks.onProgress,
+      );
     }
+    hooks.onRun?.(label);
+    return run({ ...workload, label }, hooks.onProgress);
+  };
+  for (const url of urls) {
+    const results: BenchResult[] = [];
+    let kind = '';
+    results.push(
+      await measure('mqkit', async (w, onProgress) => {
+        const broker = await connect(url);
+        kind = broker.kind;
+        try {
+          return await benchBroker(
+            broker,
+            { ...w, label: w.label.replace(/^mqkit/, `mqkit ${kind}`) },
+            onProgress,
+          );
+        } finally {
+          await broker.close();
+        }
+      }),
+    );
     let version: string | undefined;
     if (kind === 'rabbitmq') version = await rabbitVersion(url);
     if (baseline === 'raw' && kind === 'kafka') {
       const { benchRawKafkajs } = await import('./raw-kafkajs.js');
-      hooks.onRun?.('raw kafkajs');
-      results.push(await benchRawKafkajs(url, { ...workload, label: 'raw kafkajs' }, hooks.onProgress));
+      results.push(await measure('raw kafkajs', (w, onProgress) => benchRawKafkajs(url, w, onProgress)));
     }
     if (baseline === 'raw' && kind === 'rabbitmq') {
       const { benchRawAmqplib } = await import('./raw-amqplib.js');
       const { prefetchFor, resolveRabbitMqOptions } = await import('../../adapters/rabbitmq/options.js');
       const prefetch = prefetchFor(resolveRabbitMqOptions(), workload.concurrency);
-      hooks.onRun?.('raw amqplib');
       results.push(
-        await benchRawAmqplib(url, { ...workload, label: 'raw amqplib', prefetch }, hooks.onProgress),
+        await measure('raw amqplib', (w, onProgress) => benchRawAmqplib(url, { ...w, prefetch }, onProgress)),
       );
     }
     const mqkit = results[0]!;

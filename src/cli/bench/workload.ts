@@ -43,6 +43,11 @@ export interface Workload {
   drainTimeoutS: number;
   /** Send everything before the consumers start (a backlog to drain). */
   backlog: boolean;
+  /**
+   * Messages of an unmeasured run before each measured one, same workload on a topic of its
+   * own (JIT, connections, broker-side queue processes); 0 = none.
+   */
+  warmup: number;
 }
 
 /** Bytes every body starts with: send time (f64), producer id (u32), sequence (u32). */
@@ -68,6 +73,7 @@ export const workloadDefaults: Workload = {
   maxLag: 50_000,
   drainTimeoutS: 30,
   backlog: false,
+  warmup: 0,
 };
 
 /** Shipped workloads, on top of the defaults. */
@@ -119,6 +125,7 @@ export const workloadBounds: Record<
   handlerMs: { min: 0, max: 60_000 },
   maxLag: { min: 0, max: 10_000_000 },
   drainTimeoutS: { min: 1, max: 3600 },
+  warmup: { min: 0, max: 1_000_000 },
 };
 
 /** Bytes a run may hold in bodies at once: `size × batch × inflight × producers`. */
@@ -267,5 +274,5 @@ export function resolveWorkload(...layers: Partial<Workload>[]): Workload {
 export function describeWorkload(w: Workload): string {
   const amount = w.durationS > 0 ? `${w.durationS} s` : `${w.messages} messages`;
   const rate = w.rate > 0 ? `${w.rate} msg/s target` : 'max rate';
-  return `${w.name}: ${amount} of ${w.size} B, acks ${w.acks}, ${w.partitions} partitions, ${w.keys} keys, order ${w.order}, ${w.producers} producer(s) x batch ${w.batch} x ${w.inflight} in flight, ${w.consumers} consumer(s) x concurrency ${w.concurrency}, ${rate}${w.backlog ? ', backlog first' : ''}${w.handlerMs > 0 ? `, handler ${w.handlerMs} ms` : ''}`;
+  return `${w.name}: ${amount} of ${w.size} B, acks ${w.acks}, ${w.partitions} partitions, ${w.keys} keys, order ${w.order}, ${w.producers} producer(s) x batch ${w.batch} x ${w.inflight} in flight, ${w.consumers} consumer(s) x concurrency ${w.concurrency}, ${rate}${w.backlog ? ', backlog first' : ''}${w.handlerMs > 0 ? `, handler ${w.handlerMs} ms` : ''}${w.warmup > 0 ? `, warm-up ${w.warmup}` : ''}`;
 }
