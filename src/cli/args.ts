@@ -51,6 +51,8 @@ const optionsOf: Record<Command, readonly string[]> = {
     'warmup',
     'backlog',
     'baseline',
+    'ceiling',
+    'kafka-version',
     'json',
     'md',
     'html',
@@ -60,7 +62,7 @@ const optionsOf: Record<Command, readonly string[]> = {
 };
 const allOptions = new Set(Object.values(optionsOf).flat());
 /** Options that take no value: present or not. */
-const flags: ReadonlySet<string> = new Set(['outbox', 'backlog']);
+const flags: ReadonlySet<string> = new Set(['outbox', 'backlog', 'ceiling']);
 /** Options bench takes more than once (one run per URL); other commands refuse a repeat. */
 const repeatable: ReadonlySet<string> = new Set(['url']);
 

@@ -42,6 +42,11 @@ export interface BenchResult {
   /** Highest resident set size sampled during the run. */
   peakRssMB: number;
   seconds: number;
+  /**
+   * A broker's own tool (`--ceiling`): its figures are its own report; nothing was verified
+   * and its CPU and memory were not measured (another process).
+   */
+  external?: boolean;
 }
 
 /** A workload plus what names one run. */
@@ -349,25 +354,33 @@ export function formatResults(results: readonly BenchResult[], baseline?: BenchR
       'rss MB',
       ...(baseline ? ['vs raw'] : []),
     ],
-    ...results.map((r) => [
-      r.label,
-      String(r.sent),
-      String(r.size),
-      rate(r.produceRate),
-      rate(r.endToEndRate),
-      r.endToEndMBps.toFixed(1),
-      r.endToEnd.p50.toFixed(2),
-      r.endToEnd.p99.toFixed(2),
-      r.endToEnd.p999.toFixed(2),
-      r.endToEnd.max.toFixed(1),
-      r.publish.p99.toFixed(2),
-      String(r.lost),
-      String(r.duplicated),
-      String(r.outOfOrder),
-      r.cpuUsPerMessage.toFixed(1),
-      r.peakRssMB.toFixed(0),
-      ...(baseline ? [(r.endToEndRate / baseline.endToEndRate).toFixed(2)] : []),
-    ]),
+    ...results.map((r) => {
+      // A broker tool's row reports what the tool reports; a figure it lacks shows as '-'.
+      const n = (value: number, text: string) => (r.external && value === 0 ? '-' : text);
+      return [
+        r.label,
+        r.external ? '-' : String(r.sent),
+        String(r.size),
+        n(r.produceRate, rate(r.produceRate)),
+        n(r.endToEndRate, rate(r.endToEndRate)),
+        n(r.endToEndMBps, r.endToEndMBps.toFixed(1)),
+        n(r.endToEnd.p50, r.endToEnd.p50.toFixed(2)),
+        n(r.endToEnd.p99, r.endToEnd.p99.toFixed(2)),
+        n(r.endToEnd.p999, r.endToEnd.p999.toFixed(2)),
+        n(r.endToEnd.max, r.endToEnd.max.toFixed(1)),
+        n(r.publish.p99, r.publish.p99.toFixed(2)),
+        ...(r.external
+          ? ['-', '-', '-', '-', '-']
+          : [
+              String(r.lost),
+              String(r.duplicated),
+              String(r.outOfOrder),
+              r.cpuUsPerMessage.toFixed(1),
+              r.peakRssMB.toFixed(0),
+            ]),
+        ...(baseline ? [(r.endToEndRate / baseline.endToEndRate).toFixed(2)] : []),
+      ];
+    }),
   ];
   return alignTable(rows);
 }

@@ -46,6 +46,9 @@ Commands:
           --max-lag N (producers wait while this many are unhandled, 0 = no limit, default ${wd.maxLag})
           --backlog (send everything, then consume)  --drain-timeout SECONDS (default ${wd.drainTimeoutS})
           --warmup N (an unmeasured run of N messages before each measured one, default 0)
+          --ceiling: also the brokers' own Java tools (Kafka ProducerPerformance of
+          --kafka-version, default $KAFKA_VERSION else 3.9.1; RabbitMQ PerfTest 2.22.1); jars
+          fetched once with mvn into ~/.cache/mqkit/ceiling
           --baseline raw|none (default raw)  --json FILE  --md FILE  --html FILE (offline charts)
           --size x --batch x --inflight x --producers at most 256 MiB
   lag     backlog of a group on a topic, per partition; fails on an unknown topic or group
@@ -114,7 +117,17 @@ async function run(line: CommandLine & { kind: 'run' }): Promise<string> {
 }
 
 /** Options of bench that are not workload fields. */
-const notWorkload = new Set(['url', 'workload', 'baseline', 'json', 'md', 'html', 'backlog']);
+const notWorkload = new Set([
+  'url',
+  'workload',
+  'baseline',
+  'ceiling',
+  'kafka-version',
+  'json',
+  'md',
+  'html',
+  'backlog',
+]);
 const knownSchemes = ['memory:', 'kafka:', 'amqp:', 'amqps:'];
 
 /** The workload a bench command line gives: defaults, then --workload, then options. */
@@ -144,6 +157,11 @@ async function bench(line: CommandLine & { kind: 'run' }): Promise<string> {
   if (baseline !== 'raw' && baseline !== 'none') {
     throw new UsageError(`--baseline must be raw or none (got ${JSON.stringify(baseline)})`);
   }
+  const kafkaVersion = values.get('kafka-version') ?? (process.env.KAFKA_VERSION || '3.9.1');
+  if (!/^\d+\.\d+\.\d+$/.test(kafkaVersion)) {
+    throw new UsageError(`--kafka-version must look like 3.9.1 (got ${JSON.stringify(kafkaVersion)})`);
+  }
+  const ceiling = values.has('ceiling') ? { kafkaVersion } : undefined;
   const urls = lists.get('url') ?? [process.env.MQ_URL || 'memory://'];
   for (const url of urls) {
     const scheme = /^([a-z][a-z0-9+.-]*:)\/\//i.exec(url)?.[1]?.toLowerCase();
@@ -162,7 +180,7 @@ async function bench(line: CommandLine & { kind: 'run' }): Promise<string> {
   const progress = progressBar();
   let report: SelectionReport;
   try {
-    report = await runSelection(urls, workload, baseline as Baseline, version(), progress.hooks);
+    report = await runSelection(urls, workload, baseline as Baseline, version(), progress.hooks, ceiling);
   } finally {
     progress.done();
   }

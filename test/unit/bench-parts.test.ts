@@ -195,3 +195,33 @@ describe('bench reports', () => {
     expect(html.match(/<\/script>/g)).toHaveLength(2);
   });
 });
+
+describe('bench ceiling tools', () => {
+  it('reads ProducerPerformance and PerfTest summaries', async () => {
+    const { parsePerfTest, parseProducerPerformance } = await import('../../src/cli/bench/ceiling.js');
+    expect(
+      parseProducerPerformance(
+        'SLF4J: x\n20000 records sent, 11461.318052 records/sec (11.19 MB/sec), 604.57 ms avg latency, 883.00 ms max latency, 700 ms 50th, 868 ms 95th, 878 ms 99th, 882 ms 99.9th.\n',
+      ),
+    ).toEqual({
+      sent: 20000,
+      produceRate: 11461.318052,
+      produceMBps: 11.19,
+      publish: { count: 20000, p50: 700, p95: 868, p99: 878, p999: 882, max: 883 },
+    });
+    const perf = parsePerfTest(
+      [
+        'id: test-1, sending rate avg: 10770 msg/s',
+        'id: test-1, receiving rate avg: 10700 msg/s',
+        'id: test-1, consumer latency min/median/75th/95th/99th 748/258485/294733/336192/354480 µs',
+        'id: test-1, confirm latency min/median/75th/95th/99th 943/56073/122408/190134/198756 µs',
+      ].join('\n'),
+      1024,
+    );
+    expect(perf).toMatchObject({ produceRate: 10770, endToEndRate: 10700 });
+    expect(perf!.endToEnd).toMatchObject({ p50: 258.485, p95: 336.192, p99: 354.48 });
+    expect(perf!.publish).toMatchObject({ p50: 56.073, p99: 198.756 });
+    expect(parseProducerPerformance('nothing')).toBeUndefined();
+    expect(parsePerfTest('nothing', 10)).toBeUndefined();
+  });
+});

@@ -39,6 +39,7 @@ export function sampleReport(): SelectionReport {
   return {
     workload: { ...workloadDefaults, name: 'small-fast' },
     environment: environment('0.0.0-test'),
+    notes: [],
     brokers: [
       {
         url: 'kafka://127.0.0.1:9092',

@@ -10,22 +10,36 @@ export function formatConsole(report: SelectionReport): string {
   const results = report.brokers.flatMap((b) => b.results);
   const lines = [describeWorkload(report.workload), '', formatResults(results)];
   const ratios = report.brokers.filter((b) => b.ratio !== undefined);
+  const withCeiling = ratios.some((b) => b.ratio!.ceiling !== undefined);
   if (ratios.length > 0) {
     lines.push(
       '',
       alignTable([
-        ['mqkit/raw', 'e2e msg/s', 'produce msg/s', 'cpu µs/msg'],
+        [
+          'mqkit/raw',
+          'e2e msg/s',
+          'produce msg/s',
+          'cpu µs/msg',
+          ...(withCeiling ? ['produce vs ceiling'] : []),
+        ],
         ...ratios.map((b) => [
           b.broker,
           fixed(b.ratio!.endToEnd, 2),
           fixed(b.ratio!.produce, 2),
           fixed(b.ratio!.cpu, 2),
+          ...(withCeiling ? [b.ratio!.ceiling === undefined ? '-' : fixed(b.ratio!.ceiling, 2)] : []),
         ]),
       ]),
     );
   }
   const failed = results.filter((r) => r.sendError !== undefined);
   for (const r of failed) lines.push(`${r.label}: ${r.sendFailed} sends failed: ${r.sendError}`);
+  if (results.some((r) => r.external)) {
+    lines.push(
+      "Rows of the brokers' own tools (--ceiling) are their own reports: not verified, CPU not measured.",
+    );
+  }
+  for (const note of report.notes) lines.push(note);
   return lines.join('\n');
 }
 
@@ -73,26 +87,44 @@ export function formatMarkdown(report: SelectionReport): string {
           .map((v) => fixed(v, 2))
           .join(' / '),
         `${fixed(r.publish.p50, 2)} / ${fixed(r.publish.p99, 2)}`,
-        String(r.lost),
-        String(r.duplicated),
-        String(r.outOfOrder),
-        fixed(r.cpuUsPerMessage, 1),
-        fixed(r.peakRssMB, 0),
+        ...(r.external
+          ? ['-', '-', '-', '-', '-']
+          : [
+              String(r.lost),
+              String(r.duplicated),
+              String(r.outOfOrder),
+              fixed(r.cpuUsPerMessage, 1),
+              fixed(r.peakRssMB, 0),
+            ]),
       ]),
     ),
   ];
   const ratios = report.brokers.filter((b) => b.ratio !== undefined);
+  const withCeiling = ratios.some((b) => b.ratio!.ceiling !== undefined);
   if (ratios.length > 0) {
     lines.push(
       '',
-      row(['mqkit/raw', 'end to end', 'produce', 'CPU µs/msg']),
-      row(['---', '---:', '---:', '---:']),
+      row([
+        'mqkit/raw',
+        'end to end',
+        'produce',
+        'CPU µs/msg',
+        ...(withCeiling ? ['produce vs ceiling'] : []),
+      ]),
+      row(['---', '---:', '---:', '---:', ...(withCeiling ? ['---:'] : [])]),
     );
     for (const b of ratios) {
-      lines.push(
-        row([b.broker, fixed(b.ratio!.endToEnd, 2), fixed(b.ratio!.produce, 2), fixed(b.ratio!.cpu, 2)]),
-      );
+      const r = b.ratio!;
+      const ceiling = withCeiling ? [r.ceiling === undefined ? '-' : fixed(r.ceiling, 2)] : [];
+      lines.push(row([b.broker, fixed(r.endToEnd, 2), fixed(r.produce, 2), fixed(r.cpu, 2), ...ceiling]));
     }
+  }
+  for (const note of report.notes) lines.push('', note);
+  if (results.some((r) => r.external)) {
+    lines.push(
+      '',
+      "Rows of the brokers' own tools (`--ceiling`) are their own reports: not verified, CPU not measured.",
+    );
   }
   for (const r of results.filter((x) => x.sendError !== undefined)) {
     lines.push('', `${r.label}: ${r.sendFailed} sends failed: \`${r.sendError}\``);
@@ -209,6 +241,7 @@ ${results
     { name: 'p99', get: function (r) { return r.endToEnd.p99; } },
     { name: 'p99.9', get: function (r) { return r.endToEnd.p999; } }
   ], 'ms');
+  runs = runs.filter(function (r) { return !r.external; });
   chart('cpu', 'Client CPU per message', [
     { name: '', get: function (r) { return r.cpuUsPerMessage; } }
   ], 'µs');

@@ -19,6 +19,8 @@ export interface Ratio {
   produce: number;
   /** Client CPU µs per message, mqkit / raw (lower is better). */
   cpu: number;
+  /** With `--ceiling`: mqkit's produce msg/s over the broker's own tool's. */
+  ceiling?: number;
 }
 
 /** What one URL gave: its runs, or why it could not run. */
@@ -51,6 +53,8 @@ export interface SelectionReport {
   workload: Workload;
   environment: Environment;
   brokers: BrokerRun[];
+  /** What was skipped and why (e.g. `--ceiling` without java). */
+  notes: string[];
 }
 
 /** A package's version from the package.json above its resolved entry; undefined when not installed. */
@@ -127,9 +131,11 @@ export async function runSelection(
   baseline: Baseline,
   mqkitVersion: string,
   hooks: SelectionHooks = {},
+  ceiling: { kafkaVersion: string } | undefined = undefined,
 ): Promise<SelectionReport> {
   const env = environment(mqkitVersion);
   const runs: BrokerRun[] = [];
+  const notes: string[] = [];
   // Each measured run, after a warm-up of the same workload when the workload asks for one.
   const measure = async (
     label: string,
@@ -177,17 +183,42 @@ export async function runSelection(
         await measure('raw amqplib', (w, onProgress) => benchRawAmqplib(url, { ...w, prefetch }, onProgress)),
       );
     }
+    if (ceiling !== undefined && (kind === 'kafka' || kind === 'rabbitmq')) {
+      const tools = await import('./ceiling.js');
+      const why = tools.ceilingUnavailable();
+      if (why !== undefined) notes.push(`--ceiling skipped on ${kind}: ${why}`);
+      else if (kind === 'kafka') {
+        const { kafkaHosts } = await import('./raw-kafkajs.js');
+        const topic = `bench-ceiling-${Date.now().toString(36)}`;
+        const broker = await connect(url);
+        try {
+          await broker.ensureTopic(topic, { partitions: workload.partitions });
+        } finally {
+          await broker.close();
+        }
+        hooks.onRun?.('ProducerPerformance');
+        results.push(await tools.kafkaCeiling(kafkaHosts(url), topic, workload, ceiling.kafkaVersion));
+      } else {
+        hooks.onRun?.('PerfTest');
+        results.push(await tools.rabbitCeiling(url, workload));
+      }
+    }
     const mqkit = results[0]!;
     const raw = results.find((r) => r.library.startsWith('raw '));
+    const top = results.find((r) => r.external === true);
+    const ratio =
+      raw === undefined
+        ? undefined
+        : { ...ratioOf(kind, mqkit, raw), ...(top ? { ceiling: mqkit.produceRate / top.produceRate } : {}) };
     runs.push({
       url: redact(url),
       broker: kind,
       ...(version === undefined ? {} : { version }),
       results,
-      ...(raw === undefined ? {} : { ratio: ratioOf(kind, mqkit, raw) }),
+      ...(ratio === undefined ? {} : { ratio }),
     });
   }
-  return { workload, environment: env, brokers: runs };
+  return { workload, environment: env, brokers: runs, notes };
 }
 
 export function ratioOf(broker: string, mqkit: BenchResult, raw: BenchResult): Ratio {
