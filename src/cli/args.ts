@@ -53,6 +53,7 @@ const optionsOf: Record<Command, readonly string[]> = {
     'baseline',
     'ceiling',
     'kafka-version',
+    'peer',
     'json',
     'md',
     'html',
@@ -64,7 +65,7 @@ const allOptions = new Set(Object.values(optionsOf).flat());
 /** Options that take no value: present or not. */
 const flags: ReadonlySet<string> = new Set(['outbox', 'backlog', 'ceiling']);
 /** Options bench takes more than once (one run per URL); other commands refuse a repeat. */
-const repeatable: ReadonlySet<string> = new Set(['url']);
+const repeatable: ReadonlySet<string> = new Set(['url', 'peer']);
 
 export type CommandLine =
   | { kind: 'help' }

@@ -1,10 +1,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { connect } from '../connect.js';
 import type { Broker } from '../core/broker.js';
 import { isMqError } from '../core/errors.js';
 import { redact, scrubText, urlSecrets } from '../core/redact.js';
 import { type CommandLine, countOptions as c, count, parseCommandLine, UsageError } from './args.js';
-import type { Baseline, SelectionReport } from './bench/select.js';
+import type { Baseline, BenchPeer, SelectionReport } from './bench/select.js';
 import {
   checkWorkload,
   loadWorkload,
@@ -49,6 +51,8 @@ Commands:
           --ceiling: also the brokers' own Java tools (Kafka ProducerPerformance of
           --kafka-version, default $KAFKA_VERSION else 3.9.1; RabbitMQ PerfTest 2.22.1); jars
           fetched once with mvn into ~/.cache/mqkit/ceiling
+          --peer MODULE (repeatable): also a peer library, a module exporting benchPeer (this
+          repository: bench/peers/moleculer-channels.ts, after npm --prefix bench/peers install)
           --baseline raw|none (default raw)  --json FILE  --md FILE  --html FILE (offline charts)
           --size x --batch x --inflight x --producers at most 256 MiB
   lag     backlog of a group on a topic, per partition; fails on an unknown topic or group
@@ -123,6 +127,7 @@ const notWorkload = new Set([
   'baseline',
   'ceiling',
   'kafka-version',
+  'peer',
   'json',
   'md',
   'html',
@@ -150,6 +155,26 @@ export async function benchWorkload(values: Map<string, string>): Promise<Worklo
   return resolveWorkload(base, options);
 }
 
+/** The `benchPeer` export of each `--peer` module (a path, resolved from the working directory). */
+async function loadPeers(paths: readonly string[]): Promise<BenchPeer[]> {
+  const peers: BenchPeer[] = [];
+  for (const path of paths) {
+    let module: { benchPeer?: BenchPeer };
+    try {
+      module = (await import(pathToFileURL(resolvePath(path)).href)) as { benchPeer?: BenchPeer };
+    } catch (error) {
+      const why = (error instanceof Error ? error.message : String(error)).split('\n')[0];
+      throw new UsageError(`--peer ${path}: cannot load it: ${why}`);
+    }
+    const peer = module.benchPeer;
+    if (peer === undefined || typeof peer.run !== 'function' || typeof peer.name !== 'string') {
+      throw new UsageError(`--peer ${path}: exports no benchPeer { name, brokers, run }`);
+    }
+    peers.push(peer);
+  }
+  return peers;
+}
+
 async function bench(line: CommandLine & { kind: 'run' }): Promise<string> {
   const { values, lists } = line;
   const workload = await benchWorkload(values);
@@ -162,6 +187,7 @@ async function bench(line: CommandLine & { kind: 'run' }): Promise<string> {
     throw new UsageError(`--kafka-version must look like 3.9.1 (got ${JSON.stringify(kafkaVersion)})`);
   }
   const ceiling = values.has('ceiling') ? { kafkaVersion } : undefined;
+  const peers = lists.get('peer') === undefined ? [] : await loadPeers(lists.get('peer')!);
   const urls = lists.get('url') ?? [process.env.MQ_URL || 'memory://'];
   for (const url of urls) {
     const scheme = /^([a-z][a-z0-9+.-]*:)\/\//i.exec(url)?.[1]?.toLowerCase();
@@ -180,7 +206,10 @@ async function bench(line: CommandLine & { kind: 'run' }): Promise<string> {
   const progress = progressBar();
   let report: SelectionReport;
   try {
-    report = await runSelection(urls, workload, baseline as Baseline, version(), progress.hooks, ceiling);
+    report = await runSelection(urls, workload, baseline as Baseline, version(), progress.hooks, {
+      ...(ceiling ? { ceiling } : {}),
+      peers,
+    });
   } finally {
     progress.done();
   }

@@ -124,6 +124,7 @@ describe.concurrent('mqkit bench', { timeout: 180_000 }, () => {
     [['--workload', 'fastest'], 2, /unknown workload "fastest": expected one of small-fast, 1kib-acks-all/],
     [['--workload', '/nonexistent/w.yaml'], 2, /cannot read workload file \/nonexistent\/w.yaml: ENOENT/],
     [['--baseline', 'peer'], 2, /--baseline must be raw or none/],
+    [['--peer', '/nonexistent/peer.js'], 2, /--peer \/nonexistent\/peer.js: cannot load it: /],
     [
       ['--url', 'memory://', '--url', 'amqp://guest:guest@127.0.0.1:1'],
       1,

@@ -32,6 +32,10 @@ export function formatConsole(report: SelectionReport): string {
       ]),
     );
   }
+  for (const b of report.brokers) {
+    for (const v of b.vsPeers ?? [])
+      lines.push(`mqkit/${v.peer} end to end on ${b.broker}: ${fixed(v.endToEnd, 2)}`);
+  }
   const failed = results.filter((r) => r.sendError !== undefined);
   for (const r of failed) lines.push(`${r.label}: ${r.sendFailed} sends failed: ${r.sendError}`);
   if (results.some((r) => r.external)) {
@@ -117,6 +121,11 @@ export function formatMarkdown(report: SelectionReport): string {
       const r = b.ratio!;
       const ceiling = withCeiling ? [r.ceiling === undefined ? '-' : fixed(r.ceiling, 2)] : [];
       lines.push(row([b.broker, fixed(r.endToEnd, 2), fixed(r.produce, 2), fixed(r.cpu, 2), ...ceiling]));
+    }
+  }
+  for (const b of report.brokers) {
+    for (const v of b.vsPeers ?? []) {
+      lines.push('', `mqkit/${v.peer} end to end on ${b.broker}: ${fixed(v.endToEnd, 2)}`);
     }
   }
   for (const note of report.notes) lines.push('', note);

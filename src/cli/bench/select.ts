@@ -4,7 +4,7 @@ import { arch, cpus, platform, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { connect } from '../../connect.js';
 import { redact } from '../../core/redact.js';
-import { type BenchResult, benchBroker, type ProgressListener } from '../bench.js';
+import { type BenchOptions, type BenchResult, benchBroker, type ProgressListener } from '../bench.js';
 import type { Workload } from './workload.js';
 
 /** Which baselines run after mqkit on each broker. */
@@ -32,6 +32,21 @@ export interface BrokerRun {
   version?: string;
   results: BenchResult[];
   ratio?: Ratio;
+  /** mqkit's end-to-end msg/s over each peer library's (0 when the peer delivered nothing). */
+  vsPeers?: { peer: string; endToEnd: number }[];
+}
+
+/**
+ * A peer library measured with the same workload (`--peer MODULE`, a module exporting
+ * `benchPeer`). It runs the workload through `runWorkload` with a transport of its own, so its
+ * rows are verified like mqkit's. Peers live outside the published package (bench/peers/).
+ */
+export interface BenchPeer {
+  /** Library name, also each result's `library`. */
+  name: string;
+  /** Broker kinds it runs on (`kafka`, `rabbitmq`). */
+  brokers: readonly string[];
+  run(url: string, options: BenchOptions, onProgress?: ProgressListener): Promise<BenchResult>;
 }
 
 /** Where a run happened, for the JSON and HTML reports. */
@@ -131,8 +146,9 @@ export async function runSelection(
   baseline: Baseline,
   mqkitVersion: string,
   hooks: SelectionHooks = {},
-  ceiling: { kafkaVersion: string } | undefined = undefined,
+  more: { ceiling?: { kafkaVersion: string }; peers?: readonly BenchPeer[] } = {},
 ): Promise<SelectionReport> {
+  const { ceiling, peers = [] } = more;
   const env = environment(mqkitVersion);
   const runs: BrokerRun[] = [];
   const notes: string[] = [];
@@ -183,6 +199,10 @@ export async function runSelection(
         await measure('raw amqplib', (w, onProgress) => benchRawAmqplib(url, { ...w, prefetch }, onProgress)),
       );
     }
+    for (const peer of peers) {
+      if (!peer.brokers.includes(kind)) continue;
+      results.push(await measure(`${peer.name} ${kind}`, (w, onProgress) => peer.run(url, w, onProgress)));
+    }
     if (ceiling !== undefined && (kind === 'kafka' || kind === 'rabbitmq')) {
       const tools = await import('./ceiling.js');
       const why = tools.ceilingUnavailable();
@@ -210,9 +230,16 @@ export async function runSelection(
       raw === undefined
         ? undefined
         : { ...ratioOf(kind, mqkit, raw), ...(top ? { ceiling: mqkit.produceRate / top.produceRate } : {}) };
+    const vsPeers = results
+      .filter((r) => peers.some((p) => p.name === r.library))
+      .map((r) => ({
+        peer: r.library,
+        endToEnd: r.endToEndRate > 0 ? mqkit.endToEndRate / r.endToEndRate : 0,
+      }));
     runs.push({
       url: redact(url),
       broker: kind,
+      ...(vsPeers.length > 0 ? { vsPeers } : {}),
       ...(version === undefined ? {} : { version }),
       results,
       ...(ratio === undefined ? {} : { ratio }),
