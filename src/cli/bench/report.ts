@@ -80,17 +80,18 @@ export function formatMarkdown(report: SelectionReport): string {
     '',
     row(head),
     row(head.map((_, i) => (i === 0 ? '---' : '---:'))),
-    ...results.map((r) =>
-      row([
+    ...results.map((r) => {
+      // A broker tool's row: a figure it does not report is '-', not 0.
+      const v = (value: number, text: string) => (r.external && value === 0 ? '-' : text);
+      const ms = (value: number) => v(value, fixed(value, 2));
+      return row([
         r.label,
         String(r.sent),
-        whole(r.produceRate),
-        whole(r.endToEndRate),
-        fixed(r.endToEndMBps, 1),
-        [r.endToEnd.p50, r.endToEnd.p95, r.endToEnd.p99, r.endToEnd.p999, r.endToEnd.max]
-          .map((v) => fixed(v, 2))
-          .join(' / '),
-        `${fixed(r.publish.p50, 2)} / ${fixed(r.publish.p99, 2)}`,
+        v(r.produceRate, whole(r.produceRate)),
+        v(r.endToEndRate, whole(r.endToEndRate)),
+        v(r.endToEndMBps, fixed(r.endToEndMBps, 1)),
+        [r.endToEnd.p50, r.endToEnd.p95, r.endToEnd.p99, r.endToEnd.p999, r.endToEnd.max].map(ms).join(' / '),
+        `${ms(r.publish.p50)} / ${ms(r.publish.p99)}`,
         ...(r.external
           ? ['-', '-', '-', '-', '-']
           : [
@@ -100,8 +101,8 @@ export function formatMarkdown(report: SelectionReport): string {
               fixed(r.cpuUsPerMessage, 1),
               fixed(r.peakRssMB, 0),
             ]),
-      ]),
-    ),
+      ]);
+    }),
   ];
   const ratios = report.brokers.filter((b) => b.ratio !== undefined);
   const withCeiling = ratios.some((b) => b.ratio!.ceiling !== undefined);
@@ -175,7 +176,7 @@ figcaption { font-weight: 600; margin-bottom: .3em; }
 table { border-collapse: collapse; margin-top: 1.5em; }
 td, th { border: 1px solid #ccc; padding: .2em .5em; text-align: right; }
 td:first-child, th:first-child { text-align: left; }
-.lib-mqkit { fill: #2a6fdb; } .lib-raw { fill: #9aa5b1; } .lib-peer { fill: #e08a2b; }
+.lib-mqkit { fill: #2a6fdb; } .lib-raw { fill: #9aa5b1; } .lib-peer { fill: #e08a2b; } .lib-tool { fill: #7a5cc4; }
 text { font-size: 11px; fill: #222; }
 </style>
 </head>
@@ -209,11 +210,12 @@ ${results
     return e;
   }
   function libClass(r) {
+    if (r.external) return 'lib-tool';
     return r.library === 'mqkit' ? 'lib-mqkit' : r.library.indexOf('raw ') === 0 ? 'lib-raw' : 'lib-peer';
   }
   // A horizontal bar chart: one row per run, one bar per series.
   function chart(id, caption, series, unit) {
-    var rowH = 16 * series.length + 8, left = 150, width = 520, top = 8;
+    var rowH = 16 * series.length + 8, left = 210, width = 520, top = 8;
     var height = top + runs.length * rowH + 24;
     var max = 0;
     runs.forEach(function (r) { series.forEach(function (s) { max = Math.max(max, s.get(r)); }); });
@@ -221,12 +223,17 @@ ${results
     var fig = document.createElement('figure');
     fig.id = id;
     fig.appendChild(Object.assign(document.createElement('figcaption'), { textContent: caption }));
-    var svg = el('svg', { width: left + width + 90, height: height, role: 'img', 'aria-label': caption });
+    var svg = el('svg', { width: left + width + 140, height: height, role: 'img', 'aria-label': caption });
     runs.forEach(function (r, i) {
       var y = top + i * rowH;
       svg.appendChild(el('text', { x: 0, y: y + rowH / 2 + 4 }, r.label));
       series.forEach(function (s, j) {
         var v = s.get(r), w = Math.max(1, (v / max) * width);
+        // A broker tool that does not report a figure gets no bar.
+        if (r.external && !(v > 0)) {
+          svg.appendChild(el('text', { x: left + 4, y: y + j * 16 + 11 }, (s.name ? s.name + ' ' : '') + 'not reported'));
+          return;
+        }
         var rect = el('rect', {
           'class': 'bar ' + libClass(r), 'data-run': r.label, 'data-series': s.name,
           x: left, y: y + j * 16, width: w, height: 14, 'fill-opacity': 1 - j * 0.25
