@@ -162,6 +162,8 @@ export async function runWorkload(
           }
           const count = Math.min(w.batch, quota - nextSeq);
           const first = nextSeq;
+          // On a schedule, a batch due after the end of a timed run is not sent.
+          if (timed && intervalMs > 0 && (first + count - 1) * intervalMs >= w.durationS * 1000) return;
           nextSeq += count;
           if (intervalMs > 0) {
             // Send when the batch's last message is due; each message keeps its own due time.
