@@ -28,8 +28,10 @@ export interface BrokerRun {
   /** The URL, credentials redacted. */
   url: string;
   broker: string;
-  /** Broker version where cheap to learn (RabbitMQ reports it on connect). */
+  /** Broker version where cheap to learn (RabbitMQ reports it on connect; Kafka: `--kafka-version` with `--ceiling`). */
   version?: string;
+  /** Broker settings where cheap to read (Kafka: brokers and a few broker configs; RabbitMQ: its greeting). */
+  settings?: BrokerSettings;
   results: BenchResult[];
   ratio?: Ratio;
   /** mqkit's end-to-end msg/s over each peer library's (0 when the peer delivered nothing). */
@@ -114,15 +116,69 @@ export function isCi(): boolean {
   return ci !== undefined && ci !== '' && ci !== '0' && ci.toLowerCase() !== 'false';
 }
 
-/** RabbitMQ's version from its connection greeting; undefined when it cannot be had. */
-async function rabbitVersion(url: string): Promise<string | undefined> {
+/** What a broker says about itself, where cheap to ask: versions and the settings that bear on figures. */
+export interface BrokerSettings {
+  version?: string;
+  [setting: string]: string | number | undefined;
+}
+
+/** RabbitMQ: its connection greeting (product, version, Erlang); undefined when it cannot be had. */
+async function rabbitSettings(url: string): Promise<BrokerSettings | undefined> {
   try {
     const amqp = await import('amqplib');
     const connection = await amqp.connect(url);
-    const props = (connection as unknown as { connection: { serverProperties?: { version?: unknown } } })
+    const props = (connection as unknown as { connection: { serverProperties?: Record<string, unknown> } })
       .connection.serverProperties;
     await connection.close();
-    return props?.version === undefined ? undefined : String(props.version);
+    if (props === undefined) return undefined;
+    const text = (v: unknown) => (v === undefined ? undefined : String(v));
+    return {
+      version: text(props.version),
+      product: text(props.product),
+      erlang: text(props.platform),
+      cluster: text(props.cluster_name),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Broker settings that bear on durability and throughput, read with kafkajs's admin client. */
+const kafkaKeys = [
+  'min.insync.replicas',
+  'default.replication.factor',
+  'log.flush.interval.messages',
+  'num.io.threads',
+  'num.network.threads',
+  'inter.broker.protocol.version',
+];
+
+/** Kafka: brokers, controller and a few broker configs; undefined when they cannot be had. */
+async function kafkaSettings(url: string): Promise<BrokerSettings | undefined> {
+  try {
+    const { default: kafkajs } = await import('kafkajs');
+    const { kafkaHosts } = await import('./raw-kafkajs.js');
+    const admin = new kafkajs.Kafka({ brokers: kafkaHosts(url), logLevel: kafkajs.logLevel.NOTHING }).admin();
+    await admin.connect();
+    try {
+      const cluster = await admin.describeCluster();
+      const settings: BrokerSettings = { brokers: cluster.brokers.length, clusterId: cluster.clusterId };
+      const first = cluster.brokers[0];
+      if (first !== undefined) {
+        const configs = await admin.describeConfigs({
+          resources: [
+            { type: kafkajs.ConfigResourceTypes.BROKER, name: String(first.nodeId), configNames: kafkaKeys },
+          ],
+          includeSynonyms: false,
+        });
+        for (const entry of configs.resources[0]?.configEntries ?? []) {
+          settings[entry.configName] = entry.configValue;
+        }
+      }
+      return settings;
+    } finally {
+      await admin.disconnect();
+    }
   } catch {
     return undefined;
   }
@@ -185,8 +241,15 @@ export async function runSelection(
         }
       }),
     );
-    let version: string | undefined;
-    if (kind === 'rabbitmq') version = await rabbitVersion(url);
+    const settings =
+      kind === 'rabbitmq'
+        ? await rabbitSettings(url)
+        : kind === 'kafka'
+          ? await kafkaSettings(url)
+          : undefined;
+    if (settings !== undefined && kind === 'kafka' && ceiling !== undefined)
+      settings.version = ceiling.kafkaVersion;
+    const version = settings?.version;
     if (baseline === 'raw' && kind === 'kafka') {
       const { benchRawKafkajs } = await import('./raw-kafkajs.js');
       results.push(await measure('raw kafkajs', (w, onProgress) => benchRawKafkajs(url, w, onProgress)));
@@ -241,6 +304,7 @@ export async function runSelection(
       broker: kind,
       ...(vsPeers.length > 0 ? { vsPeers } : {}),
       ...(version === undefined ? {} : { version }),
+      ...(settings === undefined ? {} : { settings }),
       results,
       ...(ratio === undefined ? {} : { ratio }),
     });
