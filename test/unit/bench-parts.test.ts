@@ -266,3 +266,48 @@ describe('bench schedule', () => {
     expect(result.publish.p95).toBeGreaterThanOrEqual(200);
   });
 });
+
+describe('bench progress bar', () => {
+  const stream = (isTTY: boolean) => {
+    const written: string[] = [];
+    return {
+      written,
+      stream: { isTTY, write: (s: string) => written.push(s) } as unknown as NodeJS.WriteStream,
+    };
+  };
+
+  it('draws on a terminal and clears its line at the end', async () => {
+    const { progressBar } = await import('../../src/cli/bench/progress.js');
+    const saved = process.env.CI;
+    delete process.env.CI;
+    try {
+      const tty = stream(true);
+      const bar = progressBar(tty.stream);
+      bar.hooks.onRun?.('mqkit kafka');
+      bar.hooks.onProgress?.(600, 500, 1000);
+      bar.done();
+      expect(tty.written[1]).toBe(`\r\u001b[2Kmqkit kafka [${'#'.repeat(15)}${'.'.repeat(15)}] 500/1000`);
+      expect(tty.written.at(-1)).toBe('\r\u001b[2K');
+    } finally {
+      if (saved !== undefined) process.env.CI = saved;
+    }
+  });
+
+  it('stays quiet off a terminal and under CI', async () => {
+    const { progressBar } = await import('../../src/cli/bench/progress.js');
+    const pipe = stream(false);
+    expect(progressBar(pipe.stream).hooks).toEqual({});
+    const saved = process.env.CI;
+    process.env.CI = 'true';
+    try {
+      const tty = stream(true);
+      const bar = progressBar(tty.stream);
+      bar.hooks.onProgress?.(1, 1, 1);
+      bar.done();
+      expect(tty.written).toEqual([]);
+    } finally {
+      if (saved === undefined) delete process.env.CI;
+      else process.env.CI = saved;
+    }
+  });
+});
