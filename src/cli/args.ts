@@ -54,6 +54,7 @@ const optionsOf: Record<Command, readonly string[]> = {
     'ceiling',
     'kafka-version',
     'peer',
+    'repeat',
     'json',
     'md',
     'html',

@@ -53,6 +53,7 @@ Commands:
           fetched once with mvn into ~/.cache/mqkit/ceiling
           --peer MODULE (repeatable): also a peer library, a module exporting benchPeer (this
           repository: bench/peers/moleculer-channels.ts, after npm --prefix bench/peers install)
+          --repeat N (rounds of every run, 1..20, default 1; ratios then as min-max and median)
           --baseline raw|none (default raw)  --json FILE  --md FILE  --html FILE (offline charts)
           --size x --batch x --inflight x --producers at most 256 MiB
   lag     backlog of a group on a topic, per partition; fails on an unknown topic or group
@@ -128,6 +129,7 @@ const notWorkload = new Set([
   'ceiling',
   'kafka-version',
   'peer',
+  'repeat',
   'json',
   'md',
   'html',
@@ -187,6 +189,13 @@ async function bench(line: CommandLine & { kind: 'run' }): Promise<string> {
     throw new UsageError(`--kafka-version must look like 3.9.1 (got ${JSON.stringify(kafkaVersion)})`);
   }
   const ceiling = values.has('ceiling') ? { kafkaVersion } : undefined;
+  const repeatText = values.get('repeat') ?? '1';
+  const repeat = /^\d+$/.test(repeatText) ? Number(repeatText) : Number.NaN;
+  if (!(repeat >= 1 && repeat <= 20)) {
+    throw new UsageError(
+      `--repeat must be a decimal integer from 1 to 20 (got ${JSON.stringify(repeatText)})`,
+    );
+  }
   const peers = lists.get('peer') === undefined ? [] : await loadPeers(lists.get('peer')!);
   const urls = lists.get('url') ?? [process.env.MQ_URL || 'memory://'];
   for (const url of urls) {
@@ -209,6 +218,7 @@ async function bench(line: CommandLine & { kind: 'run' }): Promise<string> {
     report = await runSelection(urls, workload, baseline as Baseline, version(), progress.hooks, {
       ...(ceiling ? { ceiling } : {}),
       peers,
+      repeat,
     });
   } finally {
     progress.done();

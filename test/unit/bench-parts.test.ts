@@ -311,3 +311,22 @@ describe('bench progress bar', () => {
     }
   });
 });
+
+describe('bench rounds', () => {
+  it('gives each broker its ratio spread over rounds', async () => {
+    const { spreads } = await import('../../src/cli/bench/report.js');
+    const base = sampleReport();
+    const kafka = base.brokers[0]!;
+    const rounds = [0.6, 1.0, 0.8].map((endToEnd, i) => ({
+      ...kafka,
+      round: i + 1,
+      ratio: { ...kafka.ratio!, endToEnd, cpu: 2 - i * 0.5 },
+    }));
+    const report = { ...base, brokers: rounds };
+    expect(spreads(report)).toEqual([
+      'mqkit/raw on kafka over 3 rounds: end to end 0.60-1.00 (median 0.80), CPU µs/msg 1.00-2.00 (median 1.50)',
+    ]);
+    expect(formatConsole(report)).toMatch(/\nkafka #2 +1\.00 /);
+    expect(spreads(base)).toEqual([]);
+  });
+});

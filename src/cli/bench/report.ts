@@ -23,7 +23,7 @@ export function formatConsole(report: SelectionReport): string {
           ...(withCeiling ? ['produce vs ceiling'] : []),
         ],
         ...ratios.map((b) => [
-          b.broker,
+          b.round === undefined ? b.broker : `${b.broker} #${b.round}`,
           fixed(b.ratio!.endToEnd, 2),
           fixed(b.ratio!.produce, 2),
           fixed(b.ratio!.cpu, 2),
@@ -32,9 +32,12 @@ export function formatConsole(report: SelectionReport): string {
       ]),
     );
   }
+  lines.push(...spreads(report));
   for (const b of report.brokers) {
-    for (const v of b.vsPeers ?? [])
-      lines.push(`mqkit/${v.peer} end to end on ${b.broker}: ${fixed(v.endToEnd, 2)}`);
+    const round = b.round === undefined ? '' : ` #${b.round}`;
+    for (const v of b.vsPeers ?? []) {
+      lines.push(`mqkit/${v.peer} end to end on ${b.broker}${round}: ${fixed(v.endToEnd, 2)}`);
+    }
   }
   const failed = results.filter((r) => r.sendError !== undefined);
   for (const r of failed) lines.push(`${r.label}: ${r.sendFailed} sends failed: ${r.sendError}`);
@@ -45,6 +48,27 @@ export function formatConsole(report: SelectionReport): string {
   }
   for (const note of report.notes) lines.push(note);
   return lines.join('\n');
+}
+
+/** With several rounds: each broker's mqkit/raw ratios as min-max and median over the rounds. */
+export function spreads(report: SelectionReport): string[] {
+  const byBroker = new Map<string, NonNullable<SelectionReport['brokers'][number]['ratio']>[]>();
+  for (const b of report.brokers) {
+    if (b.round === undefined || b.ratio === undefined) continue;
+    byBroker.set(b.broker, [...(byBroker.get(b.broker) ?? []), b.ratio]);
+  }
+  const spread = (values: number[]) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    const mid =
+      sorted.length % 2 === 1
+        ? sorted[(sorted.length - 1) / 2]!
+        : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+    return `${fixed(sorted[0]!, 2)}-${fixed(sorted.at(-1)!, 2)} (median ${fixed(mid, 2)})`;
+  };
+  return [...byBroker].map(
+    ([broker, ratios]) =>
+      `mqkit/raw on ${broker} over ${ratios.length} rounds: end to end ${spread(ratios.map((r) => r.endToEnd))}, CPU µs/msg ${spread(ratios.map((r) => r.cpu))}`,
+  );
 }
 
 /** Every figure and the environment, as JSON. */
@@ -121,12 +145,15 @@ export function formatMarkdown(report: SelectionReport): string {
     for (const b of ratios) {
       const r = b.ratio!;
       const ceiling = withCeiling ? [r.ceiling === undefined ? '-' : fixed(r.ceiling, 2)] : [];
-      lines.push(row([b.broker, fixed(r.endToEnd, 2), fixed(r.produce, 2), fixed(r.cpu, 2), ...ceiling]));
+      const name = b.round === undefined ? b.broker : `${b.broker} #${b.round}`;
+      lines.push(row([name, fixed(r.endToEnd, 2), fixed(r.produce, 2), fixed(r.cpu, 2), ...ceiling]));
     }
   }
+  for (const line of spreads(report)) lines.push('', line);
   for (const b of report.brokers) {
+    const round = b.round === undefined ? '' : ` #${b.round}`;
     for (const v of b.vsPeers ?? []) {
-      lines.push('', `mqkit/${v.peer} end to end on ${b.broker}: ${fixed(v.endToEnd, 2)}`);
+      lines.push('', `mqkit/${v.peer} end to end on ${b.broker}${round}: ${fixed(v.endToEnd, 2)}`);
     }
   }
   for (const note of report.notes) lines.push('', note);
@@ -139,9 +166,11 @@ export function formatMarkdown(report: SelectionReport): string {
   for (const r of results.filter((x) => x.sendError !== undefined)) {
     lines.push('', `${r.label}: ${r.sendFailed} sends failed: \`${r.sendError}\``);
   }
-  const versions = report.brokers.filter((b) => b.version !== undefined);
-  if (versions.length > 0) {
-    lines.push('', `Brokers: ${versions.map((b) => `${b.broker} ${b.version}`).join(', ')}.`);
+  const versions = new Set(
+    report.brokers.filter((b) => b.version !== undefined).map((b) => `${b.broker} ${b.version}`),
+  );
+  if (versions.size > 0) {
+    lines.push('', `Brokers: ${[...versions].join(', ')}.`);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -33,6 +33,8 @@ export interface BrokerRun {
   /** Broker settings where cheap to read (Kafka: brokers and a few broker configs; RabbitMQ: its greeting). */
   settings?: BrokerSettings;
   results: BenchResult[];
+  /** With `--repeat N` (N > 1): which round, 1 to N. */
+  round?: number;
   ratio?: Ratio;
   /** mqkit's end-to-end msg/s over each peer library's (0 when the peer delivered nothing). */
   vsPeers?: { peer: string; endToEnd: number }[];
@@ -202,9 +204,11 @@ export async function runSelection(
   baseline: Baseline,
   mqkitVersion: string,
   hooks: SelectionHooks = {},
-  more: { ceiling?: { kafkaVersion: string }; peers?: readonly BenchPeer[] } = {},
+  more: { ceiling?: { kafkaVersion: string }; peers?: readonly BenchPeer[]; repeat?: number } = {},
 ): Promise<SelectionReport> {
-  const { ceiling, peers = [] } = more;
+  const { ceiling, peers = [], repeat = 1 } = more;
+  let round = 1;
+  const tag = () => (repeat > 1 ? ` #${round}` : '');
   const env = environment(mqkitVersion);
   const runs: BrokerRun[] = [];
   const notes: string[] = [];
@@ -213,7 +217,9 @@ export async function runSelection(
     label: string,
     run: (w: Workload & { label: string }, onProgress?: ProgressListener) => Promise<BenchResult>,
   ): Promise<BenchResult> => {
-    if (workload.warmup > 0) {
+    // Labels carry the round when there are several; the warm-up runs before the first only.
+    label = `${label}${tag()}`;
+    if (workload.warmup > 0 && round === 1) {
       hooks.onRun?.(`${label} (warm-up)`);
       await run(
         { ...workload, messages: workload.warmup, durationS: 0, label: `${label} warm-up` },
@@ -223,91 +229,101 @@ export async function runSelection(
     hooks.onRun?.(label);
     return run({ ...workload, label }, hooks.onProgress);
   };
-  for (const url of urls) {
-    const results: BenchResult[] = [];
-    let kind = '';
-    results.push(
-      await measure('mqkit', async (w, onProgress) => {
-        const broker = await connect(url);
-        kind = broker.kind;
-        try {
-          return await benchBroker(
-            broker,
-            { ...w, label: w.label.replace(/^mqkit/, `mqkit ${kind}`) },
-            onProgress,
-          );
-        } finally {
-          await broker.close();
-        }
-      }),
-    );
-    const settings =
-      kind === 'rabbitmq'
-        ? await rabbitSettings(url)
-        : kind === 'kafka'
-          ? await kafkaSettings(url)
-          : undefined;
-    if (settings !== undefined && kind === 'kafka' && ceiling !== undefined)
-      settings.version = ceiling.kafkaVersion;
-    const version = settings?.version;
-    if (baseline === 'raw' && kind === 'kafka') {
-      const { benchRawKafkajs } = await import('./raw-kafkajs.js');
-      results.push(await measure('raw kafkajs', (w, onProgress) => benchRawKafkajs(url, w, onProgress)));
-    }
-    if (baseline === 'raw' && kind === 'rabbitmq') {
-      const { benchRawAmqplib } = await import('./raw-amqplib.js');
-      const { prefetchFor, resolveRabbitMqOptions } = await import('../../adapters/rabbitmq/options.js');
-      const prefetch = prefetchFor(resolveRabbitMqOptions(), workload.concurrency);
+  for (; round <= repeat; round++) {
+    for (const url of urls) {
+      const results: BenchResult[] = [];
+      let kind = '';
       results.push(
-        await measure('raw amqplib', (w, onProgress) => benchRawAmqplib(url, { ...w, prefetch }, onProgress)),
+        await measure('mqkit', async (w, onProgress) => {
+          const broker = await connect(url);
+          kind = broker.kind;
+          try {
+            return await benchBroker(
+              broker,
+              { ...w, label: w.label.replace(/^mqkit/, `mqkit ${kind}`) },
+              onProgress,
+            );
+          } finally {
+            await broker.close();
+          }
+        }),
       );
-    }
-    for (const peer of peers) {
-      if (!peer.brokers.includes(kind)) continue;
-      results.push(await measure(`${peer.name} ${kind}`, (w, onProgress) => peer.run(url, w, onProgress)));
-    }
-    if (ceiling !== undefined && (kind === 'kafka' || kind === 'rabbitmq')) {
-      const tools = await import('./ceiling.js');
-      const why = tools.ceilingUnavailable();
-      if (why !== undefined) notes.push(`--ceiling skipped on ${kind}: ${why}`);
-      else if (kind === 'kafka') {
-        const { kafkaHosts } = await import('./raw-kafkajs.js');
-        const topic = `bench-ceiling-${Date.now().toString(36)}`;
-        const broker = await connect(url);
-        try {
-          await broker.ensureTopic(topic, { partitions: workload.partitions });
-        } finally {
-          await broker.close();
-        }
-        hooks.onRun?.('ProducerPerformance');
-        results.push(await tools.kafkaCeiling(kafkaHosts(url), topic, workload, ceiling.kafkaVersion));
-      } else {
-        hooks.onRun?.('PerfTest');
-        results.push(await tools.rabbitCeiling(url, workload));
+      const settings =
+        kind === 'rabbitmq'
+          ? await rabbitSettings(url)
+          : kind === 'kafka'
+            ? await kafkaSettings(url)
+            : undefined;
+      if (settings !== undefined && kind === 'kafka' && ceiling !== undefined)
+        settings.version = ceiling.kafkaVersion;
+      const version = settings?.version;
+      if (baseline === 'raw' && kind === 'kafka') {
+        const { benchRawKafkajs } = await import('./raw-kafkajs.js');
+        results.push(await measure('raw kafkajs', (w, onProgress) => benchRawKafkajs(url, w, onProgress)));
       }
+      if (baseline === 'raw' && kind === 'rabbitmq') {
+        const { benchRawAmqplib } = await import('./raw-amqplib.js');
+        const { prefetchFor, resolveRabbitMqOptions } = await import('../../adapters/rabbitmq/options.js');
+        const prefetch = prefetchFor(resolveRabbitMqOptions(), workload.concurrency);
+        results.push(
+          await measure('raw amqplib', (w, onProgress) =>
+            benchRawAmqplib(url, { ...w, prefetch }, onProgress),
+          ),
+        );
+      }
+      for (const peer of peers) {
+        if (!peer.brokers.includes(kind)) continue;
+        results.push(await measure(`${peer.name} ${kind}`, (w, onProgress) => peer.run(url, w, onProgress)));
+      }
+      if (ceiling !== undefined && (kind === 'kafka' || kind === 'rabbitmq')) {
+        const tools = await import('./ceiling.js');
+        const why = tools.ceilingUnavailable();
+        if (why !== undefined) notes.push(`--ceiling skipped on ${kind}: ${why}`);
+        else if (kind === 'kafka') {
+          const { kafkaHosts } = await import('./raw-kafkajs.js');
+          const topic = `bench-ceiling-${Date.now().toString(36)}`;
+          const broker = await connect(url);
+          try {
+            await broker.ensureTopic(topic, { partitions: workload.partitions });
+          } finally {
+            await broker.close();
+          }
+          hooks.onRun?.('ProducerPerformance');
+          const result = await tools.kafkaCeiling(kafkaHosts(url), topic, workload, ceiling.kafkaVersion);
+          results.push({ ...result, label: `${result.label}${tag()}` });
+        } else {
+          hooks.onRun?.('PerfTest');
+          const result = await tools.rabbitCeiling(url, workload);
+          results.push({ ...result, label: `${result.label}${tag()}` });
+        }
+      }
+      const mqkit = results[0]!;
+      const raw = results.find((r) => r.library.startsWith('raw '));
+      const top = results.find((r) => r.external === true);
+      const ratio =
+        raw === undefined
+          ? undefined
+          : {
+              ...ratioOf(kind, mqkit, raw),
+              ...(top ? { ceiling: mqkit.produceRate / top.produceRate } : {}),
+            };
+      const vsPeers = results
+        .filter((r) => peers.some((p) => p.name === r.library))
+        .map((r) => ({
+          peer: r.library,
+          endToEnd: r.endToEndRate > 0 ? mqkit.endToEndRate / r.endToEndRate : 0,
+        }));
+      runs.push({
+        url: redact(url),
+        broker: kind,
+        ...(repeat > 1 ? { round } : {}),
+        ...(vsPeers.length > 0 ? { vsPeers } : {}),
+        ...(version === undefined ? {} : { version }),
+        ...(settings === undefined ? {} : { settings }),
+        results,
+        ...(ratio === undefined ? {} : { ratio }),
+      });
     }
-    const mqkit = results[0]!;
-    const raw = results.find((r) => r.library.startsWith('raw '));
-    const top = results.find((r) => r.external === true);
-    const ratio =
-      raw === undefined
-        ? undefined
-        : { ...ratioOf(kind, mqkit, raw), ...(top ? { ceiling: mqkit.produceRate / top.produceRate } : {}) };
-    const vsPeers = results
-      .filter((r) => peers.some((p) => p.name === r.library))
-      .map((r) => ({
-        peer: r.library,
-        endToEnd: r.endToEndRate > 0 ? mqkit.endToEndRate / r.endToEndRate : 0,
-      }));
-    runs.push({
-      url: redact(url),
-      broker: kind,
-      ...(vsPeers.length > 0 ? { vsPeers } : {}),
-      ...(version === undefined ? {} : { version }),
-      ...(settings === undefined ? {} : { settings }),
-      results,
-      ...(ratio === undefined ? {} : { ratio }),
-    });
   }
   return { workload, environment: env, brokers: runs, notes };
 }
