@@ -95,6 +95,25 @@ describe.concurrent('mqkit bench', { timeout: 180_000 }, () => {
     expect(readFileSync(html, 'utf8')).toMatch(/^<!doctype html>/);
   });
 
+  it("runs the brokers' own tools with --ceiling (jars fetched once into the cache)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mqkit-bench-'));
+    const json = join(dir, 'c.json');
+    const run = await mqkit([
+      'bench',
+      ...['--url', inject('kafkaUrl'), '--url', inject('amqpUrl'), '--messages', '1000', '--size', '1024'],
+      ...['--baseline', 'none', '--ceiling', '--json', json],
+    ]);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const report = JSON.parse(readFileSync(json, 'utf8')) as SelectionReport;
+    const tools = report.brokers.flatMap((b) => b.results.filter((r) => r.external));
+    expect(tools.map((r) => r.library)).toEqual(['ProducerPerformance', 'PerfTest']);
+    for (const r of tools) expect(r.produceRate).toBeGreaterThan(0);
+    expect(report.brokers.map((b) => b.ratio)).toEqual([undefined, undefined]);
+    expect(run.stdout).toMatch(/\nProducerPerformance \d+\.\d+\.\d+ +- +1024 /);
+    expect(run.stdout).toMatch(/not verified, CPU not measured/);
+  });
+
   it('runs a shipped workload and a workload file on memory, options overriding them', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mqkit-bench-'));
     const file = join(dir, 'keyed.yaml');
