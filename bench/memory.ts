@@ -26,12 +26,12 @@ export async function main(args: {
   const topic = `bench-memory-${Date.now().toString(36)}`; // every run on one topic: heap must not grow
   const heaps = [];
   const runs = [
-    { label: 'mqkit memory #1', batchSize: 0 },
-    { label: 'mqkit memory #2', batchSize: 0 },
+    { label: 'mqkit memory #1', consumeBatch: 0 },
+    { label: 'mqkit memory #2', consumeBatch: 0 },
     ...(batchSize > 0
       ? [
-          { label: `mqkit memory batch(${batchSize}) #1`, batchSize },
-          { label: `mqkit memory batch(${batchSize}) #2`, batchSize },
+          { label: `mqkit memory batch(${batchSize}) #1`, consumeBatch: batchSize },
+          { label: `mqkit memory batch(${batchSize}) #2`, consumeBatch: batchSize },
         ]
       : []),
   ];

@@ -1,23 +1,18 @@
 import { parseArgs } from 'node:util';
 
-// `npm run bench -- backlog --url <url> [--messages 50000] [--runs 3]`: drain time of a backlog
-// with each rebalance strategy (see bench/backlog.ts).
-if (process.argv[2] === 'backlog') {
-  await import('./backlog.js');
-  process.exit(0);
-}
-
 /**
  * `npm run bench -- --url <url> [--messages N] [--size BYTES] [--batch N]`: picks the workload
- * for the URL's broker. Network brokers run mqkit and the raw client side by side in this
- * process. `--batch` (memory only): deliveries per batch-handler call in the batch rows, 0 for
+ * for the URL's broker (memory only; Kafka and RabbitMQ against their raw clients are
+ * `mqkit bench --url ...`). `--batch` (memory only): deliveries per batch-handler call in the batch rows, 0 for
  * none.
  *
  * `npm run bench -- <name> [options]` runs a named workload instead, which reads its own
- * options: `outbox` (bench/outbox.ts).
+ * options: `outbox` (bench/outbox.ts), `backlog` (bench/backlog.ts: drain time of a backlog with
+ * each rebalance strategy).
  */
 const named: Record<string, () => Promise<unknown>> = {
   outbox: () => import('./outbox.js'),
+  backlog: () => import('./backlog.js'),
 };
 const first = process.argv[2];
 if (first !== undefined && !first.startsWith('-')) {
@@ -47,11 +42,13 @@ const args = {
 };
 const workloads: Record<string, () => Promise<{ main: (a: typeof args) => Promise<void> }>> = {
   'memory:': () => import('./memory.js'),
-  'kafka:': () => import('./kafka.js'),
 };
 const load = workloads[scheme];
 if (load === undefined) {
-  process.stderr.write(`bench: no workload for ${scheme}; known: ${Object.keys(workloads).join(' ')}\n`);
+  // mqkit against raw kafkajs / amqplib is `mqkit bench --url kafka://... --url amqp://...`.
+  process.stderr.write(
+    `bench: no workload for ${scheme}; known: ${Object.keys(workloads).join(' ')}; for Kafka and RabbitMQ against their raw clients run: npx tsx src/cli/main.ts bench --url <url>\n`,
+  );
   process.exit(2);
 }
 await (await load()).main(args);

@@ -1,10 +1,8 @@
-import type { Acks } from '../core/broker.js';
 import { redact } from '../core/redact.js';
-import { benchDefaults } from './bench.js';
 
 /** A command line the CLI refuses: printed as one line, exit status 2. */
 export class UsageError extends Error {
-  override readonly name = 'UsageError';
+  override readonly name: string = 'UsageError';
 }
 
 export const commands = ['demo', 'bench', 'lag', 'outbox'] as const;
@@ -18,45 +16,75 @@ interface CountSpec {
 }
 
 /**
- * Bounds of the count options, stated in the usage text. They keep a run within what one
- * process can hold: bench keeps a latency per message and `--batch × --inflight` bodies in
- * flight.
+ * Bounds of the count options of demo and outbox, stated in the usage text. Bench's counts are
+ * workload fields, bounded by `workloadBounds` (src/cli/bench/workload.ts).
  */
 export const countOptions = {
   orders: { min: 1, max: 1_000_000, fallback: 10_000 },
-  messages: { min: 1, max: 10_000_000, fallback: benchDefaults.messages },
-  size: { min: 8, max: 1_048_576, fallback: benchDefaults.size },
-  partitions: { min: 1, max: 1000, fallback: benchDefaults.partitions },
-  batch: { min: 1, max: 10_000, fallback: benchDefaults.batch },
-  inflight: { min: 1, max: 64, fallback: benchDefaults.inflight },
-  concurrency: { min: 1, max: 1000, fallback: benchDefaults.concurrency },
-  'max-lag': { min: 0, max: 10_000_000, fallback: benchDefaults.maxLag },
   limit: { min: 1, max: 100_000, fallback: 100 },
   interval: { min: 100, max: 3_600_000, fallback: 1000 },
   samples: { min: 1, max: 1_000_000, fallback: 3 },
 } satisfies Record<string, CountSpec>;
 type CountName = keyof typeof countOptions;
 
-/** Bytes bench may hold in bodies at once: `--size × --batch × --inflight`. */
-export const MAX_BENCH_BYTES_IN_FLIGHT = 256 * 1024 * 1024;
-
-const acksValues: readonly Acks[] = ['all', 'leader', 'none'];
-
 /** The options each command takes (every broker command takes --url). */
 const optionsOf: Record<Command, readonly string[]> = {
   demo: ['url', 'orders', 'outbox', 'pg'],
-  bench: ['url', 'messages', 'size', 'acks', 'partitions', 'batch', 'inflight', 'concurrency', 'max-lag'],
+  bench: [
+    'url',
+    'workload',
+    'messages',
+    'duration',
+    'size',
+    'producers',
+    'inflight',
+    'consumers',
+    'concurrency',
+    'partitions',
+    'keys',
+    'acks',
+    'order',
+    'batch',
+    'consume-batch',
+    'rate',
+    'handler-ms',
+    'max-lag',
+    'drain-timeout',
+    'warmup',
+    'backlog',
+    'baseline',
+    'ceiling',
+    'kafka-version',
+    'peer',
+    'repeat',
+    'json',
+    'md',
+    'html',
+  ],
   lag: ['url', 'topic', 'group', 'management', 'interval', 'samples', 'watch', 'json'],
   outbox: ['pg', 'table', 'limit', 'requeue', 'failing'],
 };
 const allOptions = new Set(Object.values(optionsOf).flat());
-/** Options that take no value: present means on (stored as 'true'). */
-const flags: ReadonlySet<string> = new Set(['outbox', 'failing', 'watch', 'json']);
+/**
+ * Options that take no value: present means on (stored as 'true'). `--json` is one for `lag`
+ * (print JSON) but takes a FILE for `bench` (the command comes first on the line).
+ */
+const flags: ReadonlySet<string> = new Set(['outbox', 'failing', 'watch', 'json', 'backlog', 'ceiling']);
+const flagUnlessBench: ReadonlySet<string> = new Set(['json']);
+/** Options bench takes more than once (one run per URL); other commands refuse a repeat. */
+const repeatable: ReadonlySet<string> = new Set(['url', 'peer']);
 
 export type CommandLine =
   | { kind: 'help' }
   | { kind: 'version' }
-  | { kind: 'run'; command: Command; values: Map<string, string> };
+  | {
+      kind: 'run';
+      command: Command;
+      /** Each option's value (the first, for a repeated one). */
+      values: Map<string, string>;
+      /** Every value of a repeatable option, in order. */
+      lists: Map<string, string[]>;
+    };
 
 /**
  * Reads argv (without node and the script): one command, then `--name value` or
@@ -68,6 +96,7 @@ export type CommandLine =
 export function parseCommandLine(argv: readonly string[]): CommandLine {
   const positionals: string[] = [];
   const values = new Map<string, string>();
+  const lists = new Map<string, string[]>();
   let help = false;
   let version = false;
   for (let i = 0; i < argv.length; i++) {
@@ -93,7 +122,7 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
     const name = arg.slice(2, eq === -1 ? undefined : eq);
     if (!allOptions.has(name)) throw new UsageError(`unknown option ${shown(`--${name}`)}`);
     let value: string;
-    if (flags.has(name)) {
+    if (flags.has(name) && !(flagUnlessBench.has(name) && positionals[0] === 'bench')) {
       if (eq !== -1) throw new UsageError(`--${name} takes no value`);
       value = 'true';
     } else if (eq !== -1) value = arg.slice(eq + 1);
@@ -103,8 +132,9 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
       value = next;
       i++;
     }
-    if (values.has(name)) throw new UsageError(`--${name} is given twice`);
-    values.set(name, value);
+    if (repeatable.has(name)) lists.set(name, [...(lists.get(name) ?? []), value]);
+    else if (values.has(name)) throw new UsageError(`--${name} is given twice`);
+    if (!values.has(name)) values.set(name, value);
   }
   if (help || positionals[0] === 'help') return { kind: 'help' };
   if (version) return { kind: 'version' };
@@ -120,7 +150,10 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
   for (const name of values.keys()) {
     if (!optionsOf[cmd].includes(name)) throw new UsageError(`--${name} does not apply to ${cmd}`);
   }
-  return { kind: 'run', command: cmd, values };
+  for (const [name, all] of lists) {
+    if (all.length > 1 && cmd !== 'bench') throw new UsageError(`--${name} is given twice`);
+  }
+  return { kind: 'run', command: cmd, values, lists };
 }
 
 /** A count option's value, or its default when absent. */
@@ -135,15 +168,6 @@ export function count(values: Map<string, string>, name: CountName): number {
     );
   }
   return n;
-}
-
-export function acks(values: Map<string, string>): Acks {
-  const raw = values.get('acks');
-  if (raw === undefined) return benchDefaults.acks;
-  if (!(acksValues as readonly string[]).includes(raw)) {
-    throw new UsageError(`--acks must be one of ${acksValues.join(', ')} (got ${shown(raw)})`);
-  }
-  return raw as Acks;
 }
 
 /** An argument echoed in a message: credentials redacted, one line, bounded length. */

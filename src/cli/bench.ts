@@ -1,65 +1,62 @@
 import { performance } from 'node:perf_hooks';
-import type { Acks, Broker, Subscription } from '../core/broker.js';
+import type { Broker, Producer, Subscription } from '../core/broker.js';
 import { bytesCodec, defineTopic } from '../core/codec.js';
+import { LatencyHistogram, type LatencySummary } from './bench/histogram.js';
+import { keyOf, Verifier } from './bench/verify.js';
+import { type Workload, workloadDefaults } from './bench/workload.js';
 
-/** One measured run. Rates are messages per second; latencies are send-to-handler, in ms. */
+/** One measured run of one library on one broker. Rates are per second; latencies in ms. */
 export interface BenchResult {
+  /** e.g. `mqkit kafka`, `raw kafkajs`. */
   label: string;
-  messages: number;
+  /** `mqkit`, `raw kafkajs`, `raw amqplib`, or a peer's name. */
+  library: string;
+  /** Broker kind: `memory`, `kafka`, `rabbitmq`. */
+  broker: string;
+  workload: string;
   size: number;
+  /** Messages the producers tried to send (acknowledged or not). */
+  sent: number;
+  /** Messages whose send the broker refused or that failed in the client. */
+  sendFailed: number;
+  /** The first send error's message, as the client put it. */
+  sendError?: string;
+  /** Distinct messages delivered. */
+  received: number;
+  lost: number;
+  duplicated: number;
+  /** Per producer and key, deliveries below the highest sequence already delivered. */
+  outOfOrder: number;
+  /** Sent per second, first send to last acknowledgement. */
   produceRate: number;
+  produceMBps: number;
+  /** Distinct deliveries per second, consumption start (first send, or after the backlog) to last delivery. */
   endToEndRate: number;
-  p50Ms: number;
-  p99Ms: number;
+  endToEndMBps: number;
+  /** Intended send time (the schedule at a target rate) to handler. */
+  endToEnd: LatencySummary;
+  /** Intended send time to the broker's acknowledgement of the batch. */
+  publish: LatencySummary;
+  /** Client CPU (user + system) of this process over the run, per delivered message. */
+  cpuUsPerMessage: number;
+  /** Highest resident set size sampled during the run. */
+  peakRssMB: number;
   seconds: number;
+  /**
+   * A broker's own tool (`--ceiling`): its figures are its own report; nothing was verified
+   * and its CPU and memory were not measured (another process).
+   */
+  external?: boolean;
 }
 
-export interface BenchOptions {
+/** A workload plus what names one run. */
+export type BenchOptions = Workload & {
   label: string;
-  messages: number;
-  /** Body size in bytes (at least 8: the send time travels in the body). */
-  size: number;
-  acks: Acks;
-  partitions: number;
-  /** Messages per `sendBatch` call. */
-  batch: number;
-  /** `sendBatch` calls in flight at once. */
-  inflight: number;
-  /** Handler concurrency of the subscription. */
-  concurrency: number;
-  /** Subscription order mode. */
-  order: 'concurrent' | 'key' | 'partition';
-  /** Distinct message keys, round robin; 0 sends without keys. */
-  keys: number;
-  /** Simulated I/O per handler call (a timer; per batch with `batchSize`), in ms; 0 = none. */
-  handlerMs: number;
-  /**
-   * Producers wait while more than this many messages are sent but not yet handled, so the
-   * latency figures measure the pipeline, not an ever-growing queue. 0 = no limit.
-   */
-  maxLag: number;
   /** Reuse a topic (and its group 'bench') across runs; default a new topic per run. */
   topic?: string;
-  /**
-   * mqkit only: subscribe with a batch handler taking up to this many deliveries at once
-   * (`batch: { maxSize }`); absent or 0, a per-message handler.
-   */
-  batchSize?: number;
-}
-
-export const benchDefaults: Omit<BenchOptions, 'label'> = {
-  messages: 100_000,
-  size: 100,
-  acks: 'all',
-  partitions: 4,
-  batch: 500,
-  inflight: 4,
-  concurrency: 16,
-  order: 'partition',
-  keys: 0,
-  handlerMs: 0,
-  maxLag: 50_000,
 };
+
+export const benchDefaults: Workload = workloadDefaults;
 
 /** One message of a benchmark batch. */
 export interface BenchMessage {
@@ -68,79 +65,229 @@ export interface BenchMessage {
 }
 
 /**
- * What a benchmark drives: mqkit or a raw client. `runWorkload` is the one workload every
- * run goes through, so mqkit and the raw baselines differ only in their transport.
+ * What a benchmark drives: mqkit, a raw client or a peer library. `runWorkload` is the one
+ * workload every run goes through, so they differ only in their transport.
  */
 export interface BenchTransport {
   /** Starts consuming, resolving once ready; calls `received(body)` after each message is handled. */
   consume(received: (body: Buffer) => void): Promise<void>;
-  /** Sends one batch and resolves once the broker acknowledged it. */
-  send(batch: BenchMessage[]): Promise<void>;
+  /** Sends one batch for producer `producer` (0-based) and resolves once the broker acknowledged it. */
+  send(batch: BenchMessage[], producer: number): Promise<void>;
   close(): Promise<void>;
 }
 
+/** Progress of a run, for a progress bar: messages sent and delivered of `total` (0 when timed). */
+export type ProgressListener = (sent: number, received: number, total: number) => void;
+
+/** What each run carries besides the workload. */
+export interface RunContext {
+  library: string;
+  broker: string;
+  onProgress?: ProgressListener;
+}
+
 /**
- * Sends `messages` bodies of `size` bytes in batches of `batch`, `inflight` batches at once,
- * waiting while more than `maxLag` are sent but not handled, and consumes them in the same
- * process. The body carries its send time, so latency needs no clock agreement.
+ * Runs a workload over a transport in this process and measures it. Each body is
+ * `[intended send time f64][producer u32][sequence u32]` then filler to `size`; the consumer
+ * checks every delivery against it (see `Verifier`). At a target rate each producer sends on a
+ * fixed schedule and latency counts from the scheduled time, so a stalled broker shows as
+ * latency, not as a slower schedule (no coordinated omission). Sending ends after `messages`
+ * (or `durationS`); then the run waits for the missing until `drainTimeoutS` pass without a
+ * delivery, and counts what never came as lost.
  */
-export async function runWorkload(options: BenchOptions, transport: BenchTransport): Promise<BenchResult> {
-  const latencies = new Float64Array(options.messages);
-  let received = 0;
-  let next = 0;
-  let finish: () => void = () => {};
+export async function runWorkload(
+  options: BenchOptions,
+  transport: BenchTransport,
+  context: RunContext = { library: 'mqkit', broker: 'unknown' },
+): Promise<BenchResult> {
+  const w = options;
+  const verifier = new Verifier(w.keys);
+  const endToEnd = new LatencyHistogram();
+  const publish = new LatencyHistogram();
+  const timed = w.durationS > 0;
+  const total = timed ? 0 : w.messages;
+  let sent = 0;
+  let sendFailed = 0;
+  let sendError: string | undefined;
+  let lastDelivery = 0;
+  let sendingDone = false;
   let wakeProducers: (() => void) | undefined;
-  const allReceived = new Promise<void>((resolve) => {
-    finish = resolve;
-  });
-  await transport.consume((body) => {
-    if (received < options.messages) latencies[received] = performance.now() - body.readDoubleLE(0);
-    if (++received === options.messages) finish();
-    if (wakeProducers !== undefined && next - received <= options.maxLag / 2) {
+  let wakeDone: (() => void) | undefined;
+  let consumeStarted = 0;
+
+  const received = (body: Buffer) => {
+    const now = performance.now();
+    if (!verifier.record(body.readUInt32LE(8), body.readUInt32LE(12))) return;
+    endToEnd.record(now - body.readDoubleLE(0));
+    lastDelivery = now;
+    if (wakeProducers !== undefined && sent - verifier.unique <= w.maxLag / 2) {
       wakeProducers();
       wakeProducers = undefined;
     }
-  });
-  const template = Buffer.alloc(Math.max(8, options.size), 0x61);
-  const started = performance.now();
-  const lane = async () => {
-    while (next < options.messages) {
-      while (options.maxLag > 0 && next - received > options.maxLag) {
-        await new Promise<void>((resolve) => {
-          const previous = wakeProducers;
-          wakeProducers = () => {
-            previous?.();
-            resolve();
-          };
-        });
-      }
-      const count = Math.min(options.batch, options.messages - next);
-      const first = next;
-      next += count;
-      const batch: BenchMessage[] = new Array(count);
-      for (let i = 0; i < count; i++) {
-        const body = Buffer.from(template);
-        body.writeDoubleLE(performance.now(), 0);
-        batch[i] = { body, key: options.keys > 0 ? `key-${(first + i) % options.keys}` : undefined };
-      }
-      await transport.send(batch);
-    }
+    if (sendingDone && verifier.unique >= sent - sendFailed) wakeDone?.();
   };
-  await Promise.all(Array.from({ length: options.inflight }, lane));
-  const produced = performance.now();
-  await allReceived;
-  const ended = performance.now();
-  await transport.close();
-  return summarize(options, latencies, started, produced, ended);
+
+  let peakRss = process.memoryUsage.rss();
+  const sampler = setInterval(() => {
+    peakRss = Math.max(peakRss, process.memoryUsage.rss());
+    context.onProgress?.(sent, verifier.unique, total);
+  }, 100);
+  try {
+    if (!w.backlog) {
+      await transport.consume(received);
+    }
+    const cpuStart = process.cpuUsage();
+    const started = performance.now();
+    consumeStarted = started;
+    const template = Buffer.alloc(w.size, 0x61);
+    const perProducer = (p: number) =>
+      Math.floor(w.messages / w.producers) + (p < w.messages % w.producers ? 1 : 0);
+    const intervalMs = w.rate > 0 ? (1000 * w.producers) / w.rate : 0;
+
+    const producer = async (p: number) => {
+      let nextSeq = 0;
+      const quota = timed ? Number.POSITIVE_INFINITY : perProducer(p);
+      const lane = async () => {
+        for (;;) {
+          if (nextSeq >= quota) return;
+          if (timed && performance.now() - started >= w.durationS * 1000) return;
+          while (w.maxLag > 0 && sent - verifier.unique > w.maxLag) {
+            await new Promise<void>((resolve) => {
+              const previous = wakeProducers;
+              wakeProducers = () => {
+                previous?.();
+                resolve();
+              };
+            });
+          }
+          const count = Math.min(w.batch, quota - nextSeq);
+          const first = nextSeq;
+          // On a schedule, a batch due after the end of a timed run is not sent.
+          if (timed && intervalMs > 0 && (first + count - 1) * intervalMs >= w.durationS * 1000) return;
+          nextSeq += count;
+          if (intervalMs > 0) {
+            // Send when the batch's last message is due; each message keeps its own due time.
+            const due = started + (first + count - 1) * intervalMs;
+            const wait = due - performance.now();
+            if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+          }
+          const now = performance.now();
+          const batch: BenchMessage[] = new Array(count);
+          const intended = new Float64Array(count);
+          for (let i = 0; i < count; i++) {
+            const body = Buffer.from(template);
+            const at = intervalMs > 0 ? started + (first + i) * intervalMs : now;
+            intended[i] = at;
+            body.writeDoubleLE(at, 0);
+            body.writeUInt32LE(p, 8);
+            body.writeUInt32LE(first + i, 12);
+            batch[i] = { body, key: keyOf(first + i, w.keys) };
+          }
+          sent += count;
+          try {
+            await transport.send(batch, p);
+            const acked = performance.now();
+            for (let i = 0; i < count; i++) publish.record(acked - intended[i]!);
+          } catch (error) {
+            sendFailed += count;
+            sendError ??= (error instanceof Error ? error.message : String(error)).split('\n')[0];
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: w.inflight }, lane));
+    };
+    await Promise.all(Array.from({ length: w.producers }, (_, p) => producer(p)));
+    const produced = performance.now();
+    if (w.backlog) {
+      consumeStarted = performance.now();
+      await transport.consume(received);
+    }
+    sendingDone = true;
+    await drain(
+      () => verifier.unique >= sent - sendFailed,
+      () => lastDelivery,
+      w.drainTimeoutS,
+      (wake) => {
+        wakeDone = wake;
+      },
+    );
+    const ended = lastDelivery > 0 ? lastDelivery : performance.now();
+    const cpu = process.cpuUsage(cpuStart);
+    peakRss = Math.max(peakRss, process.memoryUsage.rss());
+    context.onProgress?.(sent, verifier.unique, total);
+    const produceSeconds = Math.max(1e-6, (produced - started) / 1000);
+    const consumeSeconds = Math.max(1e-6, (ended - consumeStarted) / 1000);
+    const MB = 1024 * 1024;
+    const acked = sent - sendFailed;
+    return {
+      label: options.label,
+      library: context.library,
+      broker: context.broker,
+      workload: w.name,
+      size: w.size,
+      sent,
+      sendFailed,
+      ...(sendError === undefined ? {} : { sendError }),
+      received: verifier.unique,
+      lost: verifier.lost(sent),
+      duplicated: verifier.duplicated,
+      outOfOrder: verifier.outOfOrder,
+      produceRate: acked / produceSeconds,
+      produceMBps: (acked * w.size) / MB / produceSeconds,
+      endToEndRate: verifier.unique / consumeSeconds,
+      endToEndMBps: (verifier.unique * w.size) / MB / consumeSeconds,
+      endToEnd: endToEnd.summary(),
+      publish: publish.summary(),
+      cpuUsPerMessage: verifier.unique > 0 ? (cpu.user + cpu.system) / verifier.unique : 0,
+      peakRssMB: peakRss / MB,
+      seconds: (ended - started) / 1000,
+    };
+  } finally {
+    clearInterval(sampler);
+    await transport.close();
+  }
+}
+
+/** Resolves once `complete()` or once `timeoutS` pass with no delivery (checked every 100 ms). */
+function drain(
+  complete: () => boolean,
+  last: () => number,
+  timeoutS: number,
+  register: (wake: () => void) => void,
+): Promise<void> {
+  if (complete()) return Promise.resolve();
+  return new Promise((resolve) => {
+    const since = performance.now();
+    const timer = setInterval(() => {
+      if (complete() || performance.now() - Math.max(since, last()) > timeoutS * 1000) done();
+    }, 100);
+    const done = () => {
+      clearInterval(timer);
+      resolve();
+    };
+    register(done);
+  });
 }
 
 /** The workload through mqkit: one group, `order` and `concurrency` as given, bytes bodies. */
-export async function benchBroker(broker: Broker, options: BenchOptions): Promise<BenchResult> {
+export async function benchBroker(
+  broker: Broker,
+  options: BenchOptions,
+  onProgress?: ProgressListener,
+): Promise<BenchResult> {
   const name = options.topic ?? `bench-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
   const topic = defineTopic(name, { codec: bytesCodec });
   await broker.ensureTopic(topic.name, { partitions: options.partitions });
-  const producer = broker.producer({ acks: options.acks });
-  let subscription: Subscription | undefined;
+  const producers: Producer[] = [];
+  const producerOf = (p: number) => {
+    let producer = producers[p];
+    if (producer === undefined) {
+      producer = broker.producer({ acks: options.acks });
+      producers[p] = producer;
+    }
+    return producer;
+  };
+  const subscriptions: Subscription[] = [];
   const common = {
     topic,
     group: 'bench',
@@ -149,81 +296,106 @@ export async function benchBroker(broker: Broker, options: BenchOptions): Promis
     deadLetter: 'discard',
   } as const;
   const pause = () => new Promise((resolve) => setTimeout(resolve, options.handlerMs));
-  return runWorkload(options, {
-    consume: async (received) => {
-      subscription =
-        options.batchSize !== undefined && options.batchSize > 0
-          ? await broker.subscribe({ ...common, batch: { maxSize: options.batchSize } }, async (ds) => {
-              if (options.handlerMs > 0) await pause();
-              for (const d of ds) received(d.body as Buffer);
-            })
-          : await broker.subscribe(common, async (d) => {
-              if (options.handlerMs > 0) await pause();
-              received(d.body as Buffer);
-            });
+  return runWorkload(
+    options,
+    {
+      consume: async (received) => {
+        for (let c = 0; c < options.consumers; c++) {
+          subscriptions.push(
+            options.consumeBatch > 0
+              ? await broker.subscribe(
+                  { ...common, batch: { maxSize: options.consumeBatch } },
+                  async (ds) => {
+                    if (options.handlerMs > 0) await pause();
+                    for (const d of ds) received(d.body as Buffer);
+                  },
+                )
+              : await broker.subscribe(common, async (d) => {
+                  if (options.handlerMs > 0) await pause();
+                  received(d.body as Buffer);
+                }),
+          );
+        }
+      },
+      send: async (batch, p) => {
+        await producerOf(p).sendBatch(
+          batch.map(({ body, key }) => (key === undefined ? { topic, body } : { topic, body, key })),
+        );
+      },
+      close: async () => {
+        for (const s of subscriptions) await s.close();
+        for (const p of producers) await p?.close();
+      },
     },
-    send: async (batch) => {
-      await producer.sendBatch(
-        batch.map(({ body, key }) => (key === undefined ? { topic, body } : { topic, body, key })),
-      );
-    },
-    close: async () => {
-      await subscription?.close();
-      await producer.close();
-    },
-  });
+    { library: 'mqkit', broker: broker.kind, ...(onProgress ? { onProgress } : {}) },
+  );
 }
 
-/** Turns raw timings into a result. */
-function summarize(
-  options: Pick<BenchOptions, 'label' | 'messages' | 'size'>,
-  latencies: Float64Array,
-  started: number,
-  produced: number,
-  ended: number,
-): BenchResult {
-  const sorted = Float64Array.from(latencies).sort();
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
-  return {
-    label: options.label,
-    messages: options.messages,
-    size: options.size,
-    produceRate: options.messages / ((produced - started) / 1000),
-    endToEndRate: options.messages / ((ended - started) / 1000),
-    p50Ms: at(0.5),
-    p99Ms: at(0.99),
-    seconds: (ended - started) / 1000,
-  };
-}
+/** A rate as text: `12,345`. */
+const rate = (n: number) => Math.round(n).toLocaleString('en-US');
 
 /** Prints results as an aligned table; with a baseline, adds each row's end-to-end ratio to it. */
 export function formatResults(results: readonly BenchResult[], baseline?: BenchResult): string {
   const rows = [
     [
       'run',
-      'messages',
+      'sent',
       'bytes',
       'produce msg/s',
-      'end-to-end msg/s',
-      'p50 ms',
-      'p99 ms',
+      'e2e msg/s',
+      'e2e MB/s',
+      'e2e p50 ms',
+      'p99',
+      'p99.9',
+      'max',
+      'pub p99',
+      'lost',
+      'dup',
+      'ooo',
+      'cpu µs/msg',
+      'rss MB',
       ...(baseline ? ['vs raw'] : []),
     ],
-    ...results.map((r) => [
-      r.label,
-      String(r.messages),
-      String(r.size),
-      Math.round(r.produceRate).toLocaleString('en-US'),
-      Math.round(r.endToEndRate).toLocaleString('en-US'),
-      r.p50Ms.toFixed(2),
-      r.p99Ms.toFixed(2),
-      ...(baseline ? [(r.endToEndRate / baseline.endToEndRate).toFixed(2)] : []),
-    ]),
+    ...results.map((r) => {
+      // A broker tool's row reports what the tool reports; a figure it lacks shows as '-'.
+      const n = (value: number, text: string) => (r.external && value === 0 ? '-' : text);
+      return [
+        r.label,
+        r.external ? '-' : String(r.sent),
+        String(r.size),
+        n(r.produceRate, rate(r.produceRate)),
+        n(r.endToEndRate, rate(r.endToEndRate)),
+        n(r.endToEndMBps, r.endToEndMBps.toFixed(1)),
+        n(r.endToEnd.p50, r.endToEnd.p50.toFixed(2)),
+        n(r.endToEnd.p99, r.endToEnd.p99.toFixed(2)),
+        n(r.endToEnd.p999, r.endToEnd.p999.toFixed(2)),
+        n(r.endToEnd.max, r.endToEnd.max.toFixed(1)),
+        n(r.publish.p99, r.publish.p99.toFixed(2)),
+        ...(r.external
+          ? ['-', '-', '-', '-', '-']
+          : [
+              String(r.lost),
+              String(r.duplicated),
+              String(r.outOfOrder),
+              r.cpuUsPerMessage.toFixed(1),
+              r.peakRssMB.toFixed(0),
+            ]),
+        ...(baseline ? [(r.endToEndRate / baseline.endToEndRate).toFixed(2)] : []),
+      ];
+    }),
   ];
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
+  return alignTable(rows);
+}
+
+/** Rows of cells as aligned text: the first column left, the others right. */
+export function alignTable(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => (row[c] ?? '').length)));
   return rows
     .map((row) =>
-      row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  '),
+      row
+        .map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!)))
+        .join('  ')
+        .trimEnd(),
     )
     .join('\n');
 }

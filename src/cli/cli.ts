@@ -1,24 +1,29 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { connect } from '../connect.js';
 import type { Broker } from '../core/broker.js';
 import { isMqError } from '../core/errors.js';
 import { redact, scrubText, urlSecrets } from '../core/redact.js';
+import { type CommandLine, countOptions as c, count, parseCommandLine, UsageError } from './args.js';
+import type { Baseline, BenchPeer, SelectionReport } from './bench/select.js';
 import {
-  acks,
-  type CommandLine,
-  countOptions as c,
-  count,
-  MAX_BENCH_BYTES_IN_FLIGHT,
-  parseCommandLine,
-  UsageError,
-} from './args.js';
-import { benchBroker, benchDefaults, formatResults } from './bench.js';
+  checkWorkload,
+  loadWorkload,
+  namedWorkloads,
+  optionName,
+  resolveWorkload,
+  type Workload,
+  workloadBounds as wb,
+  workloadDefaults as wd,
+} from './bench/workload.js';
 import { formatDemo, runDemo } from './demo.js';
 import { formatOutboxDemo, runOutboxDemo } from './demo-outbox.js';
 import { type LagOptions, type LagOutput, lagCommand } from './lag.js';
 import { openPgPool, outboxCommand } from './outbox.js';
 
 const range = (name: keyof typeof c) => `${c[name].min}..${c[name].max}`;
+const bounds = (name: keyof typeof wb) => `${wb[name].min}..${wb[name].max}`;
 
 const usage = `mqkit <command> [options]
 
@@ -27,13 +32,31 @@ Commands:
           --orders N (${range('orders')}, default ${c.orders.fallback})
           --outbox: each order and its events in one PostgreSQL transaction (some roll back),
           published by two outbox relays; --pg URL (default: $DATABASE_URL)
-  bench   produce and consume through mqkit; prints throughput and p50/p99 latency
-          --messages N (${range('messages')}, default ${benchDefaults.messages})
-          --size BYTES (${range('size')}, default ${benchDefaults.size})  --acks all|leader|none
-          --partitions N (${range('partitions')})  --batch N (${range('batch')})  --inflight N (${range('inflight')})
-          --concurrency N (${range('concurrency')})
-          --max-lag N (producers wait while this many are unhandled; ${range('max-lag')}, 0 = no
-          limit, default ${benchDefaults.maxLag}); --size x --batch x --inflight at most 256 MiB
+  bench   one workload on each --url in turn (repeat --url), mqkit then the raw client of the
+          broker; throughput, latency percentiles (HDR), lost/duplicated/out-of-order counts
+          (every message checked), client CPU per message and peak RSS
+          --workload NAME|FILE (${Object.keys(namedWorkloads).join(', ')}, or a .yaml/.json
+          file of workload fields); options below override it
+          --messages N (${bounds('messages')}, default ${wd.messages})  --duration SECONDS (instead of --messages)
+          --size BYTES (${bounds('size')}, default ${wd.size})  --acks all|leader|none (default ${wd.acks})
+          --producers N (${bounds('producers')})  --inflight N (batches in flight per producer, ${bounds('inflight')})
+          --batch N (messages per send, ${bounds('batch')}, default ${wd.batch})
+          --consumers N (${bounds('consumers')})  --concurrency N (${bounds('concurrency')}, default ${wd.concurrency})
+          --consume-batch N (batch handler of N, 0 = per message)  --handler-ms N (simulated work)
+          --partitions N (${bounds('partitions')}, default ${wd.partitions})  --keys N (0 = no keys)
+          --order concurrent|key|partition (default ${wd.order})
+          --rate N (msg/s over all producers, latency from the scheduled send time; 0 = max)
+          --max-lag N (producers wait while this many are unhandled, 0 = no limit, default ${wd.maxLag})
+          --backlog (send everything, then consume)  --drain-timeout SECONDS (default ${wd.drainTimeoutS})
+          --warmup N (an unmeasured run of N messages before each measured one, default 0)
+          --ceiling: also the brokers' own Java tools (Kafka ProducerPerformance of
+          --kafka-version, default $KAFKA_VERSION else 3.9.1; RabbitMQ PerfTest 2.22.1); jars
+          fetched once with mvn into ~/.cache/mqkit/ceiling
+          --peer MODULE (repeatable): also a peer library, a module exporting benchPeer (this
+          repository: bench/peers/moleculer-channels.ts, after npm --prefix bench/peers install)
+          --repeat N (rounds of every run, 1..20, default 1; ratios then as min-max and median)
+          --baseline raw|none (default raw)  --json FILE  --md FILE  --html FILE (offline charts)
+          --size x --batch x --inflight x --producers at most 256 MiB
   lag     backlog of a group on a topic per partition: messages behind, ready and in flight,
           consumers, rates in and out, lag in seconds (~ an estimate), time to drain, health
           (ok, catching-up, falling-behind, stalled, stopped, rewound; unknown before 3
@@ -78,25 +101,7 @@ async function run(line: CommandLine & { kind: 'run' }, out: LagOutput | undefin
   if (command === 'outbox') return outboxCommand(values, count(values, 'limit'));
   // Validate every option before connecting: a bad count must not cost a connection attempt.
   const orders = command === 'demo' ? count(values, 'orders') : 0;
-  const bench =
-    command === 'bench'
-      ? {
-          ...benchDefaults,
-          messages: count(values, 'messages'),
-          size: count(values, 'size'),
-          acks: acks(values),
-          partitions: count(values, 'partitions'),
-          batch: count(values, 'batch'),
-          inflight: count(values, 'inflight'),
-          concurrency: count(values, 'concurrency'),
-          maxLag: count(values, 'max-lag'),
-        }
-      : undefined;
-  if (bench !== undefined && bench.size * bench.batch * bench.inflight > MAX_BENCH_BYTES_IN_FLIGHT) {
-    throw new UsageError(
-      `--size x --batch x --inflight is ${bench.size * bench.batch * bench.inflight} bytes in flight; at most ${MAX_BENCH_BYTES_IN_FLIGHT} (256 MiB)`,
-    );
-  }
+  if (command === 'bench') return bench(line);
   const topic = values.get('topic');
   const group = values.get('group');
   if (command === 'lag' && (topic === undefined || group === undefined)) {
@@ -146,13 +151,125 @@ async function run(line: CommandLine & { kind: 'run' }, out: LagOutput | undefin
       }
     }
     if (command === 'demo') return formatDemo(await runDemo(broker, redact(url), orders));
-    if (bench !== undefined) {
-      return formatResults([await benchBroker(broker, { ...bench, label: `mqkit ${broker.kind}` })]);
-    }
     return await lagCommand(broker, lagOptions as LagOptions, out);
   } finally {
     await broker.close();
   }
+}
+
+/** Options of bench that are not workload fields. */
+const notWorkload = new Set([
+  'url',
+  'workload',
+  'baseline',
+  'ceiling',
+  'kafka-version',
+  'peer',
+  'repeat',
+  'json',
+  'md',
+  'html',
+  'backlog',
+]);
+const knownSchemes = ['memory:', 'kafka:', 'amqp:', 'amqps:'];
+
+/** The workload a bench command line gives: defaults, then --workload, then options. */
+export async function benchWorkload(values: Map<string, string>): Promise<Workload> {
+  const ref = values.get('workload');
+  const base = ref === undefined ? {} : await loadWorkload(ref);
+  const raw: Record<string, unknown> = {};
+  for (const [name, value] of values) {
+    if (notWorkload.has(name)) continue;
+    const field =
+      name === 'duration'
+        ? 'durationS'
+        : name === 'drain-timeout'
+          ? 'drainTimeoutS'
+          : name.replace(/-([a-z])/g, (_, ch: string) => ch.toUpperCase());
+    raw[field] = value;
+  }
+  if (values.has('backlog')) raw.backlog = true;
+  const options = checkWorkload(raw, (field) => `--${optionName(field)}`);
+  return resolveWorkload(base, options);
+}
+
+/** The `benchPeer` export of each `--peer` module (a path, resolved from the working directory). */
+async function loadPeers(paths: readonly string[]): Promise<BenchPeer[]> {
+  const peers: BenchPeer[] = [];
+  for (const path of paths) {
+    let module: { benchPeer?: BenchPeer };
+    try {
+      module = (await import(pathToFileURL(resolvePath(path)).href)) as { benchPeer?: BenchPeer };
+    } catch (error) {
+      const why = (error instanceof Error ? error.message : String(error)).split('\n')[0];
+      throw new UsageError(`--peer ${path}: cannot load it: ${why}`);
+    }
+    const peer = module.benchPeer;
+    if (peer === undefined || typeof peer.run !== 'function' || typeof peer.name !== 'string') {
+      throw new UsageError(`--peer ${path}: exports no benchPeer { name, brokers, run }`);
+    }
+    peers.push(peer);
+  }
+  return peers;
+}
+
+async function bench(line: CommandLine & { kind: 'run' }): Promise<string> {
+  const { values, lists } = line;
+  const workload = await benchWorkload(values);
+  const baseline = values.get('baseline') ?? 'raw';
+  if (baseline !== 'raw' && baseline !== 'none') {
+    throw new UsageError(`--baseline must be raw or none (got ${JSON.stringify(baseline)})`);
+  }
+  const kafkaVersion = values.get('kafka-version') ?? (process.env.KAFKA_VERSION || '3.9.1');
+  if (!/^\d+\.\d+\.\d+$/.test(kafkaVersion)) {
+    throw new UsageError(`--kafka-version must look like 3.9.1 (got ${JSON.stringify(kafkaVersion)})`);
+  }
+  const ceiling = values.has('ceiling') ? { kafkaVersion } : undefined;
+  const repeatText = values.get('repeat') ?? '1';
+  const repeat = /^\d+$/.test(repeatText) ? Number(repeatText) : Number.NaN;
+  if (!(repeat >= 1 && repeat <= 20)) {
+    throw new UsageError(
+      `--repeat must be a decimal integer from 1 to 20 (got ${JSON.stringify(repeatText)})`,
+    );
+  }
+  const peers = lists.get('peer') === undefined ? [] : await loadPeers(lists.get('peer')!);
+  const urls = lists.get('url') ?? [process.env.MQ_URL || 'memory://'];
+  for (const url of urls) {
+    const scheme = /^([a-z][a-z0-9+.-]*:)\/\//i.exec(url)?.[1]?.toLowerCase();
+    if (scheme === undefined || !knownSchemes.includes(scheme)) {
+      throw new UsageError(
+        `--url ${JSON.stringify(redact(url))}: ${scheme === undefined ? 'not a URL' : `unknown scheme ${scheme}`}; use one of ${knownSchemes.join(' ')}`,
+      );
+    }
+  }
+  // Every broker reachable before the first run: a typo in the last URL must not cost the others' runs.
+  for (const url of urls) await (await connect(url)).close();
+  // Loaded here so other commands never load the bench's dependencies (hdr-histogram-js).
+  const { progressBar } = await import('./bench/progress.js');
+  const { runSelection } = await import('./bench/select.js');
+  const { formatConsole, formatHtml, formatJson, formatMarkdown } = await import('./bench/report.js');
+  const progress = progressBar();
+  let report: SelectionReport;
+  try {
+    report = await runSelection(urls, workload, baseline as Baseline, version(), progress.hooks, {
+      ...(ceiling ? { ceiling } : {}),
+      peers,
+      repeat,
+    });
+  } finally {
+    progress.done();
+  }
+  const written: string[] = [];
+  const out = (option: string, render: (r: SelectionReport) => string) => {
+    const file = values.get(option);
+    if (file === undefined) return;
+    writeFileSync(file, render(report));
+    written.push(`wrote ${file}`);
+  };
+  out('json', formatJson);
+  out('md', formatMarkdown);
+  out('html', formatHtml);
+  return [formatConsole(report), ...(written.length > 0 ? ['', ...written] : [])].join('\n');
 }
 
 /**

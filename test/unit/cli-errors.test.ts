@@ -83,7 +83,7 @@ describe.concurrent('mqkit command line', { timeout: 180_000 }, () => {
   });
 
   it('refuses an unknown option and one the command does not take', async () => {
-    expectOneLine(await mqkit(['demo', '--order', '5']), 2, /unknown option "--order"/);
+    expectOneLine(await mqkit(['demo', '--ordres', '5']), 2, /unknown option "--ordres"/);
     expectOneLine(await mqkit(['demo', '--size', '5']), 2, /--size does not apply to demo/);
   });
 
@@ -91,7 +91,7 @@ describe.concurrent('mqkit command line', { timeout: 180_000 }, () => {
     expectOneLine(
       await mqkit(['bench', '--size', '99999999999']),
       2,
-      /--size must be a decimal integer from 8 to 1048576 \(got "99999999999"\)/,
+      /--size must be a decimal integer from 16 to 1048576 \(got "99999999999"\)/,
     );
     expectOneLine(
       await mqkit(['bench', '--size', '1048576', '--batch', '10000']),

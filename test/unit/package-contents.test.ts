@@ -22,6 +22,7 @@ const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as {
   scripts: Record<string, string>;
   engines: { node: string };
+  dependencies: Record<string, string>;
   bin: Record<string, string>;
   exports: Record<string, { types: string; default: string }>;
   main: string;
@@ -129,11 +130,11 @@ describe('the npm tarball', () => {
       mkdirSync(dirname(join(installed, path)), { recursive: true });
       cpSync(join(root, path), join(installed, path));
     }
-    mkdirSync(join(app, 'node_modules/@standard-schema'), { recursive: true });
-    symlinkSync(
-      join(repo, 'node_modules/@standard-schema/spec'),
-      join(app, 'node_modules/@standard-schema/spec'),
-    );
+    // Every runtime dependency, as `npm install mqkit` would put it next to the package.
+    for (const dependency of Object.keys(pkg.dependencies)) {
+      mkdirSync(dirname(join(app, 'node_modules', dependency)), { recursive: true });
+      symlinkSync(join(repo, 'node_modules', dependency), join(app, 'node_modules', dependency));
+    }
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true }));
     const entries = [
       ['mqkit', 'connect'],

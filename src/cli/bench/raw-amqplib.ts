@@ -1,0 +1,94 @@
+import { type BenchOptions, type BenchResult, type ProgressListener, runWorkload } from '../bench.js';
+
+/**
+ * The raw amqplib baseline: the same workload with nothing but amqplib (loaded on first use,
+ * as the RabbitMQ adapter loads it). A durable topic exchange feeds a consistent-hash exchange
+ * and `partitions` durable single-active-consumer queues (the topology mqkit declares for an
+ * ordered group); one confirm channel per workload producer publishes persistent messages
+ * (acks `none`: a plain channel, no confirms), each batch awaited on its confirms; keyed
+ * messages carry the key in the hashed header, as mqkit does; one consumer per queue and
+ * workload consumer with `prefetch`, acking each message. The handler does no work. Everything
+ * it declared is deleted at the end.
+ */
+export async function benchRawAmqplib(
+  url: string,
+  options: BenchOptions & { prefetch: number },
+  onProgress?: ProgressListener,
+): Promise<BenchResult> {
+  const amqp = await import('amqplib');
+  const connection = await amqp.connect(url);
+  const admin = await connection.createChannel();
+  const name = `bench-raw-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
+  const hash = `${name}:hash`;
+  await admin.assertExchange(name, 'topic', { durable: true });
+  await admin.assertExchange(hash, 'x-consistent-hash', { durable: true, arguments: { 'hash-header': 'h' } });
+  await admin.bindExchange(hash, name, '#');
+  const queues: string[] = [];
+  for (let p = 0; p < options.partitions; p++) {
+    const queue = `${name}:p${p}`;
+    await admin.assertQueue(queue, { durable: true, arguments: { 'x-single-active-consumer': true } });
+    await admin.bindQueue(queue, hash, '1');
+    queues.push(queue);
+  }
+  const confirms = options.acks !== 'none';
+  type Channel = Awaited<ReturnType<typeof connection.createConfirmChannel>>;
+  const consumerChannels: Awaited<ReturnType<typeof connection.createChannel>>[] = [];
+  // One channel per workload producer, created once and shared by its lanes.
+  const producerChannels: Promise<Channel>[] = [];
+  const channelOf = (p: number) => {
+    let channel = producerChannels[p];
+    if (channel === undefined) {
+      channel = confirms
+        ? connection.createConfirmChannel()
+        : (connection.createChannel() as unknown as Promise<Channel>);
+      producerChannels[p] = channel;
+    }
+    return channel;
+  };
+  let unkeyed = 0;
+  return runWorkload(
+    options,
+    {
+      consume: async (received) => {
+        for (let c = 0; c < options.consumers; c++) {
+          for (const queue of queues) {
+            const consumer = await connection.createChannel();
+            await consumer.prefetch(options.prefetch);
+            await consumer.consume(queue, (message) => {
+              if (message === null) return;
+              consumer.ack(message);
+              received(message.content);
+            });
+            consumerChannels.push(consumer);
+          }
+        }
+      },
+      send: async (batch, p) => {
+        const channel = await channelOf(p);
+        // Without a key, a rotating token spreads messages over the hash exchange's queues.
+        const publish = (body: Buffer, key: string | undefined) => {
+          const headers = { h: key ?? String(unkeyed++ & 1023) };
+          if (!confirms) {
+            channel.publish(name, '', body, { persistent: true, headers });
+            return Promise.resolve();
+          }
+          return new Promise<void>((resolve, reject) => {
+            channel.publish(name, '', body, { persistent: true, headers }, (error) =>
+              error ? reject(error) : resolve(),
+            );
+          });
+        };
+        await Promise.all(batch.map(({ body, key }) => publish(body, key)));
+      },
+      close: async () => {
+        for (const c of consumerChannels) await c.close();
+        for (const c of producerChannels) await (await c)?.close();
+        for (const queue of queues) await admin.deleteQueue(queue);
+        await admin.deleteExchange(hash);
+        await admin.deleteExchange(name);
+        await connection.close();
+      },
+    },
+    { library: 'raw amqplib', broker: 'rabbitmq', ...(onProgress ? { onProgress } : {}) },
+  );
+}

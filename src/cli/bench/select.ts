@@ -1,0 +1,339 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { arch, cpus, platform, release, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { connect } from '../../connect.js';
+import { redact } from '../../core/redact.js';
+import { type BenchOptions, type BenchResult, benchBroker, type ProgressListener } from '../bench.js';
+import type { Workload } from './workload.js';
+
+/** Which baselines run after mqkit on each broker. */
+export type Baseline = 'raw' | 'none';
+
+/** mqkit's figure over the raw client's, on one broker. */
+export interface Ratio {
+  broker: string;
+  /** End-to-end msg/s, mqkit / raw. */
+  endToEnd: number;
+  /** Produce msg/s, mqkit / raw. */
+  produce: number;
+  /** Client CPU µs per message, mqkit / raw (lower is better). */
+  cpu: number;
+  /** With `--ceiling`: mqkit's produce msg/s over the broker's own tool's. */
+  ceiling?: number;
+}
+
+/** What one URL gave: its runs, or why it could not run. */
+export interface BrokerRun {
+  /** The URL, credentials redacted. */
+  url: string;
+  broker: string;
+  /** Broker version where cheap to learn (RabbitMQ reports it on connect; Kafka: `--kafka-version` with `--ceiling`). */
+  version?: string;
+  /** Broker settings where cheap to read (Kafka: brokers and a few broker configs; RabbitMQ: its greeting). */
+  settings?: BrokerSettings;
+  results: BenchResult[];
+  /** With `--repeat N` (N > 1): which round, 1 to N. */
+  round?: number;
+  ratio?: Ratio;
+  /** mqkit's end-to-end msg/s over each peer library's (0 when the peer delivered nothing). */
+  vsPeers?: { peer: string; endToEnd: number }[];
+}
+
+/**
+ * A peer library measured with the same workload (`--peer MODULE`, a module exporting
+ * `benchPeer`). It runs the workload through `runWorkload` with a transport of its own, so its
+ * rows are verified like mqkit's. Peers live outside the published package (bench/peers/).
+ */
+export interface BenchPeer {
+  /** Library name, also each result's `library`. */
+  name: string;
+  /** Broker kinds it runs on (`kafka`, `rabbitmq`). */
+  brokers: readonly string[];
+  run(url: string, options: BenchOptions, onProgress?: ProgressListener): Promise<BenchResult>;
+}
+
+/** Where a run happened, for the JSON and HTML reports. */
+export interface Environment {
+  date: string;
+  node: string;
+  mqkit: string;
+  kafkajs?: string;
+  amqplib?: string;
+  platform: string;
+  cpu: string;
+  cores: number;
+  memoryGB: number;
+  ci: boolean;
+}
+
+/** A whole `mqkit bench` run. */
+export interface SelectionReport {
+  workload: Workload;
+  environment: Environment;
+  brokers: BrokerRun[];
+  /** What was skipped and why (e.g. `--ceiling` without java). */
+  notes: string[];
+}
+
+/** A package's version from the package.json above its resolved entry; undefined when not installed. */
+function packageVersion(name: string): string | undefined {
+  try {
+    const require = createRequire(import.meta.url);
+    let dir = dirname(require.resolve(name));
+    for (let i = 0; i < 6; i++) {
+      const file = join(dir, 'package.json');
+      if (existsSync(file)) {
+        const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
+        if (pkg.name === name) return pkg.version;
+      }
+      dir = dirname(dir);
+    }
+  } catch {
+    // not installed: the field is left out
+  }
+  return undefined;
+}
+
+export function environment(mqkitVersion: string): Environment {
+  const list = cpus();
+  const kafkajs = packageVersion('kafkajs');
+  const amqplib = packageVersion('amqplib');
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    mqkit: mqkitVersion,
+    ...(kafkajs ? { kafkajs } : {}),
+    ...(amqplib ? { amqplib } : {}),
+    platform: `${platform()} ${release()} ${arch()}`,
+    cpu: list[0]?.model ?? 'unknown',
+    cores: list.length,
+    memoryGB: Math.round((totalmem() / 1024 ** 3) * 10) / 10,
+    ci: isCi(),
+  };
+}
+
+export function isCi(): boolean {
+  const ci = process.env.CI;
+  return ci !== undefined && ci !== '' && ci !== '0' && ci.toLowerCase() !== 'false';
+}
+
+/** What a broker says about itself, where cheap to ask: versions and the settings that bear on figures. */
+export interface BrokerSettings {
+  version?: string;
+  [setting: string]: string | number | undefined;
+}
+
+/** RabbitMQ: its connection greeting (product, version, Erlang); undefined when it cannot be had. */
+async function rabbitSettings(url: string): Promise<BrokerSettings | undefined> {
+  try {
+    const amqp = await import('amqplib');
+    const connection = await amqp.connect(url);
+    const props = (connection as unknown as { connection: { serverProperties?: Record<string, unknown> } })
+      .connection.serverProperties;
+    await connection.close();
+    if (props === undefined) return undefined;
+    const text = (v: unknown) => (v === undefined ? undefined : String(v));
+    return {
+      version: text(props.version),
+      product: text(props.product),
+      erlang: text(props.platform),
+      cluster: text(props.cluster_name),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Broker settings that bear on durability and throughput, read with kafkajs's admin client. */
+const kafkaKeys = [
+  'min.insync.replicas',
+  'default.replication.factor',
+  'log.flush.interval.messages',
+  'num.io.threads',
+  'num.network.threads',
+  'inter.broker.protocol.version',
+];
+
+/** Kafka: brokers, controller and a few broker configs; undefined when they cannot be had. */
+async function kafkaSettings(url: string): Promise<BrokerSettings | undefined> {
+  try {
+    const { default: kafkajs } = await import('kafkajs');
+    const { kafkaHosts } = await import('./raw-kafkajs.js');
+    const admin = new kafkajs.Kafka({ brokers: kafkaHosts(url), logLevel: kafkajs.logLevel.NOTHING }).admin();
+    await admin.connect();
+    try {
+      const cluster = await admin.describeCluster();
+      const settings: BrokerSettings = { brokers: cluster.brokers.length, clusterId: cluster.clusterId };
+      const first = cluster.brokers[0];
+      if (first !== undefined) {
+        const configs = await admin.describeConfigs({
+          resources: [
+            { type: kafkajs.ConfigResourceTypes.BROKER, name: String(first.nodeId), configNames: kafkaKeys },
+          ],
+          includeSynonyms: false,
+        });
+        for (const entry of configs.resources[0]?.configEntries ?? []) {
+          settings[entry.configName] = entry.configValue;
+        }
+      }
+      return settings;
+    } finally {
+      await admin.disconnect();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+/** Events of a selection run, for the CLI's progress bar. */
+export interface SelectionHooks {
+  /** A run starts: its label. */
+  onRun?: (label: string) => void;
+  onProgress?: ProgressListener;
+}
+
+/**
+ * Runs one workload on each URL in turn: mqkit, then (with `baseline` 'raw') the raw client
+ * of that broker, each on a new topic. A URL that cannot connect fails the whole run (the
+ * error is the adapter's, one line). Memory has no raw baseline.
+ */
+export async function runSelection(
+  urls: readonly string[],
+  workload: Workload,
+  baseline: Baseline,
+  mqkitVersion: string,
+  hooks: SelectionHooks = {},
+  more: { ceiling?: { kafkaVersion: string }; peers?: readonly BenchPeer[]; repeat?: number } = {},
+): Promise<SelectionReport> {
+  const { ceiling, peers = [], repeat = 1 } = more;
+  let round = 1;
+  const tag = () => (repeat > 1 ? ` #${round}` : '');
+  const env = environment(mqkitVersion);
+  const runs: BrokerRun[] = [];
+  const notes: string[] = [];
+  // Each measured run, after a warm-up of the same workload when the workload asks for one.
+  const measure = async (
+    label: string,
+    run: (w: Workload & { label: string }, onProgress?: ProgressListener) => Promise<BenchResult>,
+  ): Promise<BenchResult> => {
+    // Labels carry the round when there are several; the warm-up runs before the first only.
+    label = `${label}${tag()}`;
+    if (workload.warmup > 0 && round === 1) {
+      hooks.onRun?.(`${label} (warm-up)`);
+      await run(
+        { ...workload, messages: workload.warmup, durationS: 0, label: `${label} warm-up` },
+        hooks.onProgress,
+      );
+    }
+    hooks.onRun?.(label);
+    return run({ ...workload, label }, hooks.onProgress);
+  };
+  for (; round <= repeat; round++) {
+    for (const url of urls) {
+      const results: BenchResult[] = [];
+      let kind = '';
+      results.push(
+        await measure('mqkit', async (w, onProgress) => {
+          const broker = await connect(url);
+          kind = broker.kind;
+          try {
+            return await benchBroker(
+              broker,
+              { ...w, label: w.label.replace(/^mqkit/, `mqkit ${kind}`) },
+              onProgress,
+            );
+          } finally {
+            await broker.close();
+          }
+        }),
+      );
+      const settings =
+        kind === 'rabbitmq'
+          ? await rabbitSettings(url)
+          : kind === 'kafka'
+            ? await kafkaSettings(url)
+            : undefined;
+      if (settings !== undefined && kind === 'kafka' && ceiling !== undefined)
+        settings.version = ceiling.kafkaVersion;
+      const version = settings?.version;
+      if (baseline === 'raw' && kind === 'kafka') {
+        const { benchRawKafkajs } = await import('./raw-kafkajs.js');
+        results.push(await measure('raw kafkajs', (w, onProgress) => benchRawKafkajs(url, w, onProgress)));
+      }
+      if (baseline === 'raw' && kind === 'rabbitmq') {
+        const { benchRawAmqplib } = await import('./raw-amqplib.js');
+        const { prefetchFor, resolveRabbitMqOptions } = await import('../../adapters/rabbitmq/options.js');
+        const prefetch = prefetchFor(resolveRabbitMqOptions(), workload.concurrency);
+        results.push(
+          await measure('raw amqplib', (w, onProgress) =>
+            benchRawAmqplib(url, { ...w, prefetch }, onProgress),
+          ),
+        );
+      }
+      for (const peer of peers) {
+        if (!peer.brokers.includes(kind)) continue;
+        results.push(await measure(`${peer.name} ${kind}`, (w, onProgress) => peer.run(url, w, onProgress)));
+      }
+      if (ceiling !== undefined && (kind === 'kafka' || kind === 'rabbitmq')) {
+        const tools = await import('./ceiling.js');
+        const why = tools.ceilingUnavailable();
+        if (why !== undefined) notes.push(`--ceiling skipped on ${kind}: ${why}`);
+        else if (kind === 'kafka') {
+          const { kafkaHosts } = await import('./raw-kafkajs.js');
+          const topic = `bench-ceiling-${Date.now().toString(36)}`;
+          const broker = await connect(url);
+          try {
+            await broker.ensureTopic(topic, { partitions: workload.partitions });
+          } finally {
+            await broker.close();
+          }
+          hooks.onRun?.('ProducerPerformance');
+          const result = await tools.kafkaCeiling(kafkaHosts(url), topic, workload, ceiling.kafkaVersion);
+          results.push({ ...result, label: `${result.label}${tag()}` });
+        } else {
+          hooks.onRun?.('PerfTest');
+          const result = await tools.rabbitCeiling(url, workload);
+          results.push({ ...result, label: `${result.label}${tag()}` });
+        }
+      }
+      const mqkit = results[0]!;
+      const raw = results.find((r) => r.library.startsWith('raw '));
+      const top = results.find((r) => r.external === true);
+      const ratio =
+        raw === undefined
+          ? undefined
+          : {
+              ...ratioOf(kind, mqkit, raw),
+              ...(top ? { ceiling: mqkit.produceRate / top.produceRate } : {}),
+            };
+      const vsPeers = results
+        .filter((r) => peers.some((p) => p.name === r.library))
+        .map((r) => ({
+          peer: r.library,
+          endToEnd: r.endToEndRate > 0 ? mqkit.endToEndRate / r.endToEndRate : 0,
+        }));
+      runs.push({
+        url: redact(url),
+        broker: kind,
+        ...(repeat > 1 ? { round } : {}),
+        ...(vsPeers.length > 0 ? { vsPeers } : {}),
+        ...(version === undefined ? {} : { version }),
+        ...(settings === undefined ? {} : { settings }),
+        results,
+        ...(ratio === undefined ? {} : { ratio }),
+      });
+    }
+  }
+  return { workload, environment: env, brokers: runs, notes };
+}
+
+export function ratioOf(broker: string, mqkit: BenchResult, raw: BenchResult): Ratio {
+  const div = (a: number, b: number) => (b > 0 ? a / b : 0);
+  return {
+    broker,
+    endToEnd: div(mqkit.endToEndRate, raw.endToEndRate),
+    produce: div(mqkit.produceRate, raw.produceRate),
+    cpu: div(mqkit.cpuUsPerMessage, raw.cpuUsPerMessage),
+  };
+}

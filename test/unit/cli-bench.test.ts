@@ -1,0 +1,156 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, inject, it } from 'vitest';
+import type { SelectionReport } from '../../src/cli/bench/select.js';
+
+// `mqkit bench` as a user runs it: a child process on real brokers, tiny counts. Figures are
+// not asserted (they belong to the printed report); what is checked is that every message was
+// verified and every report was written.
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const main = join(repo, 'src/cli/main.ts');
+const { MQ_URL: _ignored, CI: _ci, ...env } = process.env;
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function mqkit(args: string[]): Promise<Run> {
+  return new Promise((done) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', main, ...args],
+      { cwd: repo, env, timeout: 170_000 },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
+        done({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+function expectOneLine(run: Run, code: number, says: RegExp): void {
+  expect(run.stderr).toMatch(/^mqkit: [^\n]+\n$/);
+  expect(run.stderr).toMatch(says);
+  expect(run.stdout).toBe('');
+  expect(run.code).toBe(code);
+}
+
+describe.concurrent('mqkit bench', { timeout: 180_000 }, () => {
+  it('runs one workload on memory, Kafka and RabbitMQ with raw baselines, and writes every report', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mqkit-bench-'));
+    const [json, md, html] = ['r.json', 'r.md', 'r.html'].map((f) => join(dir, f)) as [
+      string,
+      string,
+      string,
+    ];
+    const run = await mqkit([
+      'bench',
+      ...['--url', 'memory://', '--url', inject('kafkaUrl'), '--url', inject('amqpUrl')],
+      ...['--messages', '2000', '--keys', '20', '--producers', '2', '--batch', '100', '--partitions', '2'],
+      ...['--json', json, '--md', md, '--html', html],
+    ]);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^custom: 2000 messages of 100 B/);
+    expect(run.stdout).toMatch(/\nmqkit memory +2000 /);
+    expect(run.stdout).toMatch(/\nmqkit\/raw +e2e msg\/s +produce msg\/s +cpu µs\/msg\nkafka +\d/);
+    expect(run.stdout).not.toContain('guest:guest');
+    const report = JSON.parse(readFileSync(json, 'utf8')) as SelectionReport;
+    expect(report.brokers.map((b) => b.broker)).toEqual(['memory', 'kafka', 'rabbitmq']);
+    expect(report.brokers.flatMap((b) => b.results.map((r) => r.label))).toEqual([
+      'mqkit memory',
+      'mqkit kafka',
+      'raw kafkajs',
+      'mqkit rabbitmq',
+      'raw amqplib',
+    ]);
+    for (const r of report.brokers.flatMap((b) => b.results)) {
+      expect({
+        label: r.label,
+        sent: r.sent,
+        received: r.received,
+        lost: r.lost,
+        duplicated: r.duplicated,
+      }).toEqual({
+        label: r.label,
+        sent: 2000,
+        received: 2000,
+        lost: 0,
+        duplicated: 0,
+      });
+      expect(r.endToEnd.count).toBe(2000);
+      expect(r.cpuUsPerMessage).toBeGreaterThan(0);
+    }
+    // mqkit keeps each key's order (order 'partition'); the raw clients are reported as they are.
+    for (const b of report.brokers) expect(b.results[0]!.outOfOrder).toBe(0);
+    expect(report.brokers[2]!.url).toMatch(/^amqp:\/\/guest:\*\*\*@/);
+    expect(report.brokers[1]!.ratio!.endToEnd).toBeGreaterThan(0);
+    expect(readFileSync(md, 'utf8')).toMatch(/\| raw amqplib \| 2000 \|/);
+    expect(readFileSync(html, 'utf8')).toMatch(/^<!doctype html>/);
+  });
+
+  it("runs the brokers' own tools with --ceiling (jars fetched once into the cache)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mqkit-bench-'));
+    const json = join(dir, 'c.json');
+    const run = await mqkit([
+      'bench',
+      ...['--url', inject('kafkaUrl'), '--url', inject('amqpUrl'), '--messages', '1000', '--size', '1024'],
+      ...['--baseline', 'none', '--ceiling', '--json', json],
+    ]);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const report = JSON.parse(readFileSync(json, 'utf8')) as SelectionReport;
+    const tools = report.brokers.flatMap((b) => b.results.filter((r) => r.external));
+    expect(tools.map((r) => r.library)).toEqual(['ProducerPerformance', 'PerfTest']);
+    for (const r of tools) expect(r.produceRate).toBeGreaterThan(0);
+    expect(report.brokers.map((b) => b.ratio)).toEqual([undefined, undefined]);
+    expect(run.stdout).toMatch(/\nProducerPerformance \d+\.\d+\.\d+ +- +1024 /);
+    expect(run.stdout).toMatch(/not verified, CPU not measured/);
+  });
+
+  it('runs a shipped workload and a workload file on memory, options overriding them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mqkit-bench-'));
+    const file = join(dir, 'keyed.yaml');
+    writeFileSync(file, 'messages: 500\nkeys: 7\norder: key\nconsume-batch: 10\n');
+    const fromFile = await mqkit(['bench', '--url', 'memory://', '--workload', file, '--size', '64']);
+    expect(fromFile.code).toBe(0);
+    expect(fromFile.stdout).toMatch(/^keyed: 500 messages of 64 B.*7 keys, order key/);
+    expect(fromFile.stdout).toMatch(/\nmqkit memory +500 +64 .* 0 +0 +0 +[\d.]+ +\d+\n/);
+    const shipped = await mqkit([
+      'bench',
+      '--url',
+      'memory://',
+      '--workload',
+      'backlog-drain',
+      '--messages',
+      '300',
+    ]);
+    expect(shipped.code).toBe(0);
+    expect(shipped.stdout).toMatch(/^backlog-drain: 300 messages .*backlog first/);
+  });
+
+  it.each([
+    [['--url', 'nats://127.0.0.1'], 2, /--url "nats:\/\/127.0.0.1": unknown scheme nats:/],
+    [['--size', '0'], 2, /--size must be a decimal integer from 16 to 1048576 \(got "0"\)/],
+    [['--messages', '-5'], 2, /--messages must be a decimal integer from 1 to 10000000 \(got "-5"\)/],
+    [['--producers', '-1'], 2, /--producers must be a decimal integer from 1/],
+    [['--workload', 'fastest'], 2, /unknown workload "fastest": expected one of small-fast, 1kib-acks-all/],
+    [['--workload', '/nonexistent/w.yaml'], 2, /cannot read workload file \/nonexistent\/w.yaml: ENOENT/],
+    [['--baseline', 'peer'], 2, /--baseline must be raw or none/],
+    [['--peer', '/nonexistent/peer.js'], 2, /--peer \/nonexistent\/peer.js: cannot load it: /],
+    [
+      ['--url', 'memory://', '--url', 'amqp://guest:guest@127.0.0.1:1'],
+      1,
+      /cannot connect to RabbitMQ at amqp:\/\/guest:\*\*\*@127.0.0.1:1/,
+    ],
+    [['--url', 'kafka://127.0.0.1:1'], 1, /cannot connect to the Kafka cluster at 127.0.0.1:1/],
+  ])('refuses %j in one line', async (args, code, says) => {
+    expectOneLine(await mqkit(['bench', ...args]), code, says);
+  });
+});
