@@ -21,6 +21,11 @@ export interface BenchResult {
   sendFailed: number;
   /** The first send error's message, as the client put it. */
   sendError?: string;
+  /**
+   * Why sending stopped early: nothing was delivered (and no send settled) for `drainTimeoutS`
+   * while producers waited on the broker; what was sent but not delivered counts as lost.
+   */
+  stalled?: string;
   /** Distinct messages delivered. */
   received: number;
   lost: number;
@@ -94,6 +99,12 @@ export interface RunContext {
  * latency, not as a slower schedule (no coordinated omission). Sending ends after `messages`
  * (or `durationS`); then the run waits for the missing until `drainTimeoutS` pass without a
  * delivery, and counts what never came as lost.
+ *
+ * A run always ends: producers held by `maxLag` (acknowledged but undelivered; failed sends do
+ * not count) re-check every 100 ms and stop at the end of `durationS`; and once producers wait
+ * on the broker (lag or a pending send) with no delivery and no send settling for
+ * `drainTimeoutS`, sending stops, the drain is skipped (it already waited that long) and the
+ * rest counts as lost (`stalled` says so). A send that never settles is left behind.
  */
 export async function runWorkload(
   options: BenchOptions,
@@ -111,18 +122,27 @@ export async function runWorkload(
   let sendError: string | undefined;
   let lastDelivery = 0;
   let sendingDone = false;
-  let wakeProducers: (() => void) | undefined;
   let wakeDone: (() => void) | undefined;
   let consumeStarted = 0;
+  /** Sent, not failed, not yet delivered: what `maxLag` bounds. */
+  const lag = () => sent - sendFailed - verifier.unique;
+  /** Lanes waiting on `maxLag`, each woken by a delivery or its own 100 ms re-check. */
+  const waiters = new Set<() => void>();
+  /** Sends in flight and lanes waiting on the lag: while any, silence means a stall. */
+  let blocked = 0;
+  /** Last delivery, send start or send settling. */
+  let lastProgress = performance.now();
+  let stalled: string | undefined;
+  let onStall: (() => void) | undefined;
 
   const received = (body: Buffer) => {
     const now = performance.now();
+    lastProgress = now;
     if (!verifier.record(body.readUInt32LE(8), body.readUInt32LE(12))) return;
     endToEnd.record(now - body.readDoubleLE(0));
     lastDelivery = now;
-    if (wakeProducers !== undefined && sent - verifier.unique <= w.maxLag / 2) {
-      wakeProducers();
-      wakeProducers = undefined;
+    if (waiters.size > 0 && lag() <= w.maxLag / 2) {
+      for (const wake of [...waiters]) wake();
     }
     if (sendingDone && verifier.unique >= sent - sendFailed) wakeDone?.();
   };
@@ -131,6 +151,16 @@ export async function runWorkload(
   const sampler = setInterval(() => {
     peakRss = Math.max(peakRss, process.memoryUsage.rss());
     context.onProgress?.(sent, verifier.unique, total);
+    if (
+      stalled === undefined &&
+      !sendingDone &&
+      blocked > 0 &&
+      performance.now() - lastProgress > w.drainTimeoutS * 1000
+    ) {
+      stalled = `no delivery for ${w.drainTimeoutS} s while producers waited on the broker`;
+      for (const wake of [...waiters]) wake();
+      onStall?.();
+    }
   }, 100);
   try {
     if (!w.backlog) {
@@ -144,21 +174,32 @@ export async function runWorkload(
       Math.floor(w.messages / w.producers) + (p < w.messages % w.producers ? 1 : 0);
     const intervalMs = w.rate > 0 ? (1000 * w.producers) / w.rate : 0;
 
+    const timeUp = () => timed && performance.now() - started >= w.durationS * 1000;
+    const waitForLag = () =>
+      new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          waiters.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, 100);
+        waiters.add(wake);
+      });
+
     const producer = async (p: number) => {
       let nextSeq = 0;
       const quota = timed ? Number.POSITIVE_INFINITY : perProducer(p);
       const lane = async () => {
         for (;;) {
-          if (nextSeq >= quota) return;
-          if (timed && performance.now() - started >= w.durationS * 1000) return;
-          while (w.maxLag > 0 && sent - verifier.unique > w.maxLag) {
-            await new Promise<void>((resolve) => {
-              const previous = wakeProducers;
-              wakeProducers = () => {
-                previous?.();
-                resolve();
-              };
-            });
+          if (nextSeq >= quota || stalled !== undefined || timeUp()) return;
+          if (w.maxLag > 0 && lag() > w.maxLag) {
+            blocked++;
+            try {
+              while (lag() > w.maxLag && stalled === undefined && !timeUp()) await waitForLag();
+            } finally {
+              blocked--;
+            }
+            continue;
           }
           const count = Math.min(w.batch, quota - nextSeq);
           const first = nextSeq;
@@ -170,6 +211,7 @@ export async function runWorkload(
             const due = started + (first + count - 1) * intervalMs;
             const wait = due - performance.now();
             if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+            if (stalled !== undefined) return;
           }
           const now = performance.now();
           const batch: BenchMessage[] = new Array(count);
@@ -184,6 +226,8 @@ export async function runWorkload(
             batch[i] = { body, key: keyOf(first + i, w.keys) };
           }
           sent += count;
+          blocked++;
+          lastProgress = performance.now();
           try {
             await transport.send(batch, p);
             const acked = performance.now();
@@ -191,26 +235,35 @@ export async function runWorkload(
           } catch (error) {
             sendFailed += count;
             sendError ??= (error instanceof Error ? error.message : String(error)).split('\n')[0];
+          } finally {
+            blocked--;
+            lastProgress = performance.now();
           }
         }
       };
       await Promise.all(Array.from({ length: w.inflight }, lane));
     };
-    await Promise.all(Array.from({ length: w.producers }, (_, p) => producer(p)));
+    // A stall ends the sending phase even if a send never settles (its lane is left behind).
+    const stall = new Promise<void>((resolve) => {
+      onStall = resolve;
+    });
+    await Promise.race([Promise.all(Array.from({ length: w.producers }, (_, p) => producer(p))), stall]);
     const produced = performance.now();
-    if (w.backlog) {
+    if (w.backlog && stalled === undefined) {
       consumeStarted = performance.now();
       await transport.consume(received);
     }
     sendingDone = true;
-    await drain(
-      () => verifier.unique >= sent - sendFailed,
-      () => lastDelivery,
-      w.drainTimeoutS,
-      (wake) => {
-        wakeDone = wake;
-      },
-    );
+    if (stalled === undefined) {
+      await drain(
+        () => verifier.unique >= sent - sendFailed,
+        () => lastDelivery,
+        w.drainTimeoutS,
+        (wake) => {
+          wakeDone = wake;
+        },
+      );
+    }
     const ended = lastDelivery > 0 ? lastDelivery : performance.now();
     const cpu = process.cpuUsage(cpuStart);
     peakRss = Math.max(peakRss, process.memoryUsage.rss());
@@ -228,6 +281,7 @@ export async function runWorkload(
       sent,
       sendFailed,
       ...(sendError === undefined ? {} : { sendError }),
+      ...(stalled === undefined ? {} : { stalled }),
       received: verifier.unique,
       lost: verifier.lost(sent),
       duplicated: verifier.duplicated,

@@ -150,6 +150,63 @@ describe('bench verification', () => {
     );
     expect(result).toMatchObject({ sent: 30, sendFailed: 30, lost: 30, sendError: 'Write buffer is full' });
   });
+
+  // Before the lag counted failed sends and the wait needed a delivery, both of these hung.
+  it('ends when every send fails under a lag limit, counting them failed and lost', async () => {
+    const result = await runWorkload(
+      { ...workloadDefaults, messages: 1000, batch: 10, maxLag: 20, drainTimeoutS: 1, label: 'refusing' },
+      {
+        consume: async () => {},
+        send: async () => {
+          throw new Error('refused');
+        },
+        close: async () => {},
+      },
+      { library: 'fake', broker: 'none' },
+    );
+    expect(result).toMatchObject({ sent: 1000, sendFailed: 1000, received: 0, lost: 1000 });
+  }, 10_000);
+
+  it('stops sending once nothing arrives for drainTimeoutS and counts what was sent as lost', async () => {
+    let sends = 0;
+    const result = await runWorkload(
+      {
+        ...workloadDefaults,
+        messages: 100_000,
+        batch: 10,
+        maxLag: 20,
+        drainTimeoutS: 0.5,
+        label: 'dropping',
+      },
+      {
+        consume: async () => {},
+        send: async () => {
+          sends++;
+        },
+        close: async () => {},
+      },
+      { library: 'fake', broker: 'none' },
+    );
+    // The lag limit stops the producers after a few batches; none of them is ever delivered.
+    expect(result.sent).toBe(sends * 10);
+    expect(result.sent).toBeLessThan(100_000);
+    expect(result).toMatchObject({ sendFailed: 0, received: 0, lost: result.sent });
+    expect(result.stalled).toMatch(/no delivery for 0\.5 s/);
+  }, 10_000);
+
+  it('ends a timed run whose messages never arrive and whose sends never settle', async () => {
+    const result = await runWorkload(
+      { ...workloadDefaults, durationS: 1, batch: 10, maxLag: 20, drainTimeoutS: 1, label: 'hung' },
+      {
+        consume: async () => {},
+        send: () => new Promise<void>(() => {}),
+        close: async () => {},
+      },
+      { library: 'fake', broker: 'none' },
+    );
+    expect(result.sent).toBeGreaterThan(0);
+    expect(result).toMatchObject({ received: 0, lost: result.sent });
+  }, 10_000);
 });
 
 describe('bench histogram', () => {

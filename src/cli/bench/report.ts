@@ -41,6 +41,9 @@ export function formatConsole(report: SelectionReport): string {
   }
   const failed = results.filter((r) => r.sendError !== undefined);
   for (const r of failed) lines.push(`${r.label}: ${r.sendFailed} sends failed: ${r.sendError}`);
+  for (const r of results.filter((x) => x.stalled !== undefined)) {
+    lines.push(`${r.label}: sending stopped, ${r.stalled}`);
+  }
   if (results.some((r) => r.external)) {
     lines.push(
       "Rows of the brokers' own tools (--ceiling) are their own reports: not verified, CPU not measured.",
@@ -165,6 +168,9 @@ export function formatMarkdown(report: SelectionReport): string {
   }
   for (const r of results.filter((x) => x.sendError !== undefined)) {
     lines.push('', `${r.label}: ${r.sendFailed} sends failed: \`${r.sendError}\``);
+  }
+  for (const r of results.filter((x) => x.stalled !== undefined)) {
+    lines.push('', `${r.label}: sending stopped, ${r.stalled}`);
   }
   const versions = new Set(
     report.brokers.filter((b) => b.version !== undefined).map((b) => `${b.broker} ${b.version}`),
