@@ -57,7 +57,11 @@ export interface BenchResult {
 /** A workload plus what names one run. */
 export type BenchOptions = Workload & {
   label: string;
-  /** Reuse a topic (and its group 'bench') across runs; default a new topic per run. */
+  /**
+   * Reuse a topic across runs; default a new topic per run. The consumer group is named after
+   * the topic (`bench-<topic>`), so runs on a reused topic resume the same group, and runs on
+   * different topics never share one (concurrent runs on a cluster do not rebalance each other).
+   */
   topic?: string;
 };
 
@@ -323,7 +327,7 @@ function drain(
   });
 }
 
-/** The workload through mqkit: one group, `order` and `concurrency` as given, bytes bodies. */
+/** The workload through mqkit: one group per topic, `order` and `concurrency` as given, bytes bodies. */
 export async function benchBroker(
   broker: Broker,
   options: BenchOptions,
@@ -344,7 +348,7 @@ export async function benchBroker(
   const subscriptions: Subscription[] = [];
   const common = {
     topic,
-    group: 'bench',
+    group: `bench-${name}`,
     order: options.order,
     concurrency: options.concurrency,
     deadLetter: 'discard',

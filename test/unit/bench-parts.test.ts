@@ -14,7 +14,9 @@ import {
   WorkloadError,
   workloadDefaults,
 } from '../../src/cli/bench/workload.js';
-import { runWorkload } from '../../src/cli/bench.js';
+import { benchBroker, runWorkload } from '../../src/cli/bench.js';
+import type { Broker } from '../../src/core/broker.js';
+import { createMemoryBroker } from '../../src/testing/index.js';
 import { sampleReport } from './bench-sample.js';
 
 describe('bench workloads', () => {
@@ -207,6 +209,45 @@ describe('bench verification', () => {
     expect(result.sent).toBeGreaterThan(0);
     expect(result).toMatchObject({ received: 0, lost: result.sent });
   }, 10_000);
+});
+
+describe('bench consumer groups', () => {
+  it('gives each run on its own topic its own group, and a reused topic the same one', async () => {
+    // Concurrent runs on one cluster must not share a group (they would rebalance each other).
+    const memory = await createMemoryBroker(new URL('memory://'));
+    const groups: string[] = [];
+    const broker = new Proxy(memory, {
+      get(target, name, receiver) {
+        if (name === 'subscribe') {
+          return (options: { group: string }, handler: unknown) => {
+            groups.push(options.group);
+            return (target.subscribe as (o: unknown, h: unknown) => unknown)(options, handler);
+          };
+        }
+        const value = Reflect.get(target, name, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    }) as Broker;
+    const run = (topic?: string) =>
+      benchBroker(broker, {
+        ...workloadDefaults,
+        messages: 20,
+        batch: 10,
+        label: 'groups',
+        ...(topic === undefined ? {} : { topic }),
+      });
+    try {
+      await run();
+      await run();
+      await run('bench-reused');
+      await run('bench-reused');
+    } finally {
+      await memory.close();
+    }
+    expect(groups[0]).not.toBe(groups[1]);
+    expect(groups[2]).toBe(groups[3]);
+    expect(new Set(groups).size).toBe(3);
+  });
 });
 
 describe('bench histogram', () => {
