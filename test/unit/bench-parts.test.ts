@@ -262,6 +262,15 @@ describe('bench histogram', () => {
     expect(s.max).toBeCloseTo(1000, -1);
     expect(new LatencyHistogram().summary()).toEqual({ count: 0, p50: 0, p95: 0, p99: 0, p999: 0, max: 0 });
   });
+
+  it('never reports a percentile above the maximum', () => {
+    // An HDR bucket's highest equivalent value lies above the value recorded in it.
+    const h = new LatencyHistogram();
+    for (let i = 0; i < 10; i++) h.record(1000.001);
+    const s = h.summary();
+    expect(s.max).toBeCloseTo(1000.001, 3);
+    for (const p of [s.p50, s.p95, s.p99, s.p999]) expect(p).toBeLessThanOrEqual(s.max);
+  });
 });
 
 describe('bench reports', () => {

@@ -35,7 +35,10 @@ export class LatencyHistogram {
 
   summary(): LatencySummary {
     const h = this.#h;
-    const at = (p: number) => (h.totalCount === 0 ? 0 : h.getValueAtPercentile(p) / 1000);
+    // A percentile is its bucket's highest equivalent value, which can lie above the largest
+    // value recorded: clamp it to the maximum so p99.9 never exceeds max.
+    const at = (p: number) =>
+      h.totalCount === 0 ? 0 : Math.min(h.getValueAtPercentile(p), h.maxValue) / 1000;
     return {
       count: h.totalCount,
       p50: at(50),
