@@ -67,7 +67,7 @@ const optionsOf: Record<Command, readonly string[]> = {
 const allOptions = new Set(Object.values(optionsOf).flat());
 /**
  * Options that take no value: present means on (stored as 'true'). `--json` is one for `lag`
- * (print JSON) but takes a FILE for `bench` (the command comes first on the line).
+ * (print JSON) but takes a FILE for `bench`, so it is refused before the command.
  */
 const flags: ReadonlySet<string> = new Set(['outbox', 'failing', 'watch', 'json', 'backlog', 'ceiling']);
 const flagUnlessBench: ReadonlySet<string> = new Set(['json']);
@@ -91,7 +91,8 @@ export type CommandLine =
  * `--name=value` options. A value may start with a single `-` (so `--orders -5` is read as the
  * value -5 and refused by its bounds); a following `--option` is not taken as a value. Flags (`--watch`, `--json`) take none. Throws
  * `UsageError` for anything else: no or an unknown command, an unknown option, an option the
- * command does not take, a missing value, an option given twice, an extra argument.
+ * command does not take, a missing value, an option given twice, an extra argument, `--json`
+ * before the command, `--messages` with `--duration`.
  */
 export function parseCommandLine(argv: readonly string[]): CommandLine {
   const positionals: string[] = [];
@@ -121,6 +122,12 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
     const eq = arg.indexOf('=');
     const name = arg.slice(2, eq === -1 ? undefined : eq);
     if (!allOptions.has(name)) throw new UsageError(`unknown option ${shown(`--${name}`)}`);
+    // Whether --json takes a value depends on the command, unknown until it is read.
+    if (flagUnlessBench.has(name) && positionals.length === 0) {
+      throw new UsageError(
+        `--${name} before the command: put the command first: mqkit bench --${name} FILE, mqkit lag --${name}`,
+      );
+    }
     let value: string;
     if (flags.has(name) && !(flagUnlessBench.has(name) && positionals[0] === 'bench')) {
       if (eq !== -1) throw new UsageError(`--${name} takes no value`);
@@ -152,6 +159,9 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
   }
   for (const [name, all] of lists) {
     if (all.length > 1 && cmd !== 'bench') throw new UsageError(`--${name} is given twice`);
+  }
+  if (values.has('messages') && values.has('duration')) {
+    throw new UsageError('--messages and --duration exclude each other: give one');
   }
   return { kind: 'run', command: cmd, values, lists };
 }

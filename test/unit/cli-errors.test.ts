@@ -104,6 +104,20 @@ describe.concurrent('mqkit command line', { timeout: 180_000 }, () => {
     expectOneLine(await mqkit(['bench', '--acks', 'some']), 2, /--acks must be one of all, leader, none/);
   });
 
+  it('refuses --json before the command (it wrote a file named "true"), and --messages with --duration', async () => {
+    // Refused before anything runs: exit 2, nothing on stdout, so no report file either.
+    expectOneLine(
+      await mqkit(['--json', 'bench', '--url', 'memory://', '--messages', '20']),
+      2,
+      /put the command first: mqkit bench --json FILE/,
+    );
+    expectOneLine(
+      await mqkit(['bench', '--messages', '20', '--duration', '1']),
+      2,
+      /--messages and --duration exclude each other/,
+    );
+  });
+
   it.each([
     ['memory', () => 'memory://', /unknown topic none-/],
     ['kafka', () => inject('kafkaUrl'), /unknown topic none-/],
