@@ -101,7 +101,8 @@ export interface RunContext {
  * checks every delivery against it (see `Verifier`). At a target rate each producer sends on a
  * fixed schedule and latency counts from the scheduled time, so a stalled broker shows as
  * latency, not as a slower schedule (no coordinated omission). Sending ends after `messages`
- * (or `durationS`); then the run waits for the missing until `drainTimeoutS` pass without a
+ * (or `durationS`: at a target rate, after the messages scheduled within it, however late they
+ * go out, unless `maxLag` still holds them at the end); then the run waits for the missing until `drainTimeoutS` pass without a
  * delivery, and counts what never came as lost.
  *
  * A run always ends: producers held by `maxLag` (acknowledged but undelivered; failed sends do
@@ -195,7 +196,9 @@ export async function runWorkload(
       const quota = timed ? Number.POSITIVE_INFINITY : perProducer(p);
       const lane = async () => {
         for (;;) {
-          if (nextSeq >= quota || stalled !== undefined || timeUp()) return;
+          // On a schedule, the schedule alone ends a timed run (below): a batch due in time is
+          // sent even if the loop gets to it late (lateness is latency, not fewer messages).
+          if (nextSeq >= quota || stalled !== undefined || (intervalMs === 0 && timeUp())) return;
           if (w.maxLag > 0 && lag() > w.maxLag) {
             blocked++;
             try {
@@ -203,6 +206,8 @@ export async function runWorkload(
             } finally {
               blocked--;
             }
+            // Held by the lag past the duration: the run is over, schedule or not.
+            if (timeUp()) return;
             continue;
           }
           const count = Math.min(w.batch, quota - nextSeq);
