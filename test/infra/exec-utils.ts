@@ -130,12 +130,14 @@ export function oneLine(text: string, max = 200): string {
  * @param what - server name for error messages, e.g. `RabbitMQ`
  * @param hint - how else to provide the server, e.g. `set MQKIT_TEST_AMQP_URL=...`
  * @param log - receives apt-get output lines; defaults to a no-op
+ * @param stepTimeoutMs - limit of each step (update, install), killed after it; default 10 min
  */
 export async function aptInstall(
   packages: readonly string[],
   what: string,
   hint: string,
   log: (line: string) => void = () => {},
+  stepTimeoutMs = 600_000,
 ): Promise<void> {
   const apt = await which('apt-get');
   if (!apt || process.getuid?.() !== 0) {
@@ -145,20 +147,21 @@ export async function aptInstall(
   }
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   log(`${what}: installing ${packages.join(' ')} with apt-get`);
-  const update = await run(apt, ['update'], { env, timeoutMs: 600_000, onLine: log });
+  const update = await run(apt, ['update'], { env, timeoutMs: stepTimeoutMs, onLine: log });
   const install =
     update.code === 0
       ? await run(apt, ['install', '-y', '--no-install-recommends', ...packages], {
           env,
-          timeoutMs: 600_000,
+          timeoutMs: stepTimeoutMs,
           onLine: log,
         })
       : update;
   if (install.code !== 0) {
     const step = update.code === 0 ? 'apt-get install' : 'apt-get update';
-    throw new Error(
-      `${what}: ${step} ${packages.join(' ')} failed (exit ${install.code}: ${oneLine(tail(install.stderr, 2), 160)}); ${hint}`,
-    );
+    const why = install.timedOut
+      ? `timed out after ${Math.round(stepTimeoutMs / 1000)} s`
+      : `exit ${install.code}: ${oneLine(tail(install.stderr, 2), 160)}`;
+    throw new Error(`${what}: ${step} ${packages.join(' ')} failed (${why}); ${hint}`);
   }
 }
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { formatHtml } from '../../src/cli/bench/report.js';
-import { dumpDom, ensureChromium } from '../infra/chromium.js';
+import { CHROMIUM_INSTALL_TIMEOUT_MS, dumpDom, ensureChromium } from '../infra/chromium.js';
 import { sampleReport } from './bench-sample.js';
 
 // The HTML report as a reader sees it: opened offline in headless Chromium, after its script ran.
@@ -11,12 +11,14 @@ import { sampleReport } from './bench-sample.js';
 let chromium: string;
 beforeAll(async () => {
   chromium = await ensureChromium();
-}, 600_000);
+  // Above apt-get's own limits, so a failing install ends with its one line, not a hook timeout.
+}, CHROMIUM_INSTALL_TIMEOUT_MS);
 
 describe('mqkit bench --html in a browser', { timeout: 120_000 }, () => {
   it('draws a bar per run and series in each chart', async () => {
     const report = sampleReport();
-    const file = join(mkdtempSync(join(tmpdir(), 'mqkit-html-')), 'report.html');
+    // A folder name a bare `file://${path}` gets wrong ('#' starts a fragment, ' ' must be escaped).
+    const file = join(mkdtempSync(join(tmpdir(), 'mqkit html #')), 'report.html');
     writeFileSync(file, formatHtml(report));
     const dom = await dumpDom(chromium, file);
     const runs = report.brokers.flatMap((b) => b.results).length;
