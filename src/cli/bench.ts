@@ -44,7 +44,12 @@ export interface BenchResult {
   publish: LatencySummary;
   /** Client CPU (user + system) of this process over the run, per delivered message. */
   cpuUsPerMessage: number;
-  /** Highest resident set size sampled during the run. */
+  /**
+   * This run's peak: the highest resident set size of this process sampled every 100 ms from
+   * the start to the end of the run, not the process's high-water mark (`maxRSS`, which an
+   * earlier run may have set). Each run starts after a garbage collection when node runs with
+   * `--expose-gc`; without it, garbage of earlier runs can still count.
+   */
   peakRssMB: number;
   seconds: number;
   /**
@@ -152,6 +157,9 @@ export async function runWorkload(
     if (sendingDone && verifier.unique >= sent - sendFailed) wakeDone?.();
   };
 
+  // Start from a collected heap when node exposes the collector, so an earlier run's garbage
+  // does not count as this run's memory.
+  (globalThis as { gc?: () => void }).gc?.();
   let peakRss = process.memoryUsage.rss();
   const sampler = setInterval(() => {
     peakRss = Math.max(peakRss, process.memoryUsage.rss());

@@ -211,6 +211,39 @@ describe('bench verification', () => {
   }, 10_000);
 });
 
+describe('bench memory', () => {
+  it('collects garbage before a run (with --expose-gc) and samples RSS during it', async () => {
+    const g = globalThis as { gc?: () => void };
+    const saved = g.gc;
+    let collected = 0;
+    g.gc = () => {
+      collected++;
+    };
+    try {
+      let deliver: (body: Buffer) => void = () => {};
+      const result = await runWorkload(
+        { ...workloadDefaults, messages: 50, batch: 10, label: 'rss' },
+        {
+          consume: async (received) => {
+            deliver = received;
+          },
+          send: async (batch) => {
+            for (const { body } of batch) deliver(body);
+          },
+          close: async () => {},
+        },
+      );
+      expect(collected).toBe(1);
+      // Sampled from this process during the run: at least what it uses now, in MB.
+      expect(result.peakRssMB).toBeGreaterThan(0);
+      expect(result.peakRssMB * 1024 * 1024).toBeLessThanOrEqual(process.resourceUsage().maxRSS * 1024);
+    } finally {
+      if (saved === undefined) delete g.gc;
+      else g.gc = saved;
+    }
+  });
+});
+
 describe('bench consumer groups', () => {
   it('gives each run on its own topic its own group, and a reused topic the same one', async () => {
     // Concurrent runs on one cluster must not share a group (they would rebalance each other).
