@@ -66,7 +66,7 @@ async function run(url: string, options: BenchOptions, onProgress?: ProgressList
           name: 'bench-consumer',
           channels: {
             [topic]: {
-              group: 'bench',
+              group: `bench-${topic}`,
               maxInFlight: options.concurrency,
               ...(kafka ? { kafka: { fromBeginning: true } } : {}),
               handler: async (payload: { b: string }) => {
