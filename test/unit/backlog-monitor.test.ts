@@ -75,6 +75,56 @@ describe('BacklogMonitor', () => {
     expect(monitor.latest?.health).toBe('ok'); // the last good report stays
   });
 
+  it('never has two samples in flight: a quick stop and start, and sample() while running, answered out of order, read no rewind', async () => {
+    // Each backlog() call waits for the test to answer it; the answers carry the order they
+    // were asked in (a later call sees a later committed position).
+    const pending: ((committed: number) => void)[] = [];
+    let inFlight = 0;
+    let maxInFlight = 0;
+    let asked = 0;
+    const admin: Admin = {
+      ensureTopic: async () => {},
+      backlog: (topic: string, group: string) => {
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        const committed = 10 * ++asked;
+        return new Promise<Backlog>((resolve) => {
+          pending.push(() => {
+            inFlight--;
+            const partitions = [
+              {
+                partition: 0,
+                backlog: 50,
+                committed: String(committed),
+                end: String(committed + 50),
+                consumers: 1,
+              },
+            ];
+            resolve({ topic, group, total: 50, partitions });
+          });
+        });
+      },
+    };
+    const monitor = new BacklogMonitor(admin, { topic: 't', group: 'g', intervalMs: 10, window: 5 });
+    const verdicts: string[] = [];
+    monitor.on('sample', (r) => verdicts.push(r.partitions[0]!.health));
+    monitor.start();
+    void monitor.stop();
+    monitor.start(); // before the first sample settled
+    const direct = monitor.sample();
+    for (let round = 0; round < 12; round++) {
+      await waitFor(() => pending.length > 0);
+      // Answer the newest first when two are waiting.
+      while (pending.length > 0) pending.pop()!(0);
+    }
+    await direct;
+    await monitor.stop();
+    while (pending.length > 0) pending.pop()!(0);
+    expect(maxInFlight).toBe(1);
+    expect(verdicts).not.toContain('rewound');
+    expect(verdicts.length).toBeGreaterThanOrEqual(12);
+  });
+
   it('a throwing listener does not stop sampling', async () => {
     const admin = scripted();
     const monitor = new BacklogMonitor(admin, { topic: 't', group: 'g', intervalMs: 10 });

@@ -152,6 +152,8 @@ export class BacklogMonitor {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<BacklogReport | undefined> | undefined;
   private stopped = true;
+  /** Incremented by each start(): only the timer chain of the current one reschedules itself. */
+  private generation = 0;
   private gauge: { gauge: ObservableGaugeLike; callback: (r: ObservableResultLike) => void } | undefined;
   private last: BacklogReport | undefined;
 
@@ -202,7 +204,7 @@ export class BacklogMonitor {
   start(): this {
     if (!this.stopped) return this;
     this.stopped = false;
-    this.tick();
+    this.tick(++this.generation);
     return this;
   }
 
@@ -259,9 +261,12 @@ export class BacklogMonitor {
     }
   }
 
-  private tick(): void {
-    if (this.stopped) return;
-    this.take()
+  private tick(generation: number): void {
+    if (this.stopped || generation !== this.generation) return;
+    // A sample in flight (one of `sample()`, or of a chain a quick stop() and start() left) is
+    // this tick's sample: samples never overlap, so they reach the history in order.
+    const running = this.running;
+    (running ?? this.take())
       .catch((error: unknown) => {
         safeLog(
           this.logger,
@@ -272,15 +277,25 @@ export class BacklogMonitor {
         this.emit('error', { error });
       })
       .finally(() => {
-        if (!this.stopped) this.timer = setTimeout(() => this.tick(), this.intervalMs);
+        if (!this.stopped && generation === this.generation) {
+          clearTimeout(this.timer);
+          this.timer = setTimeout(() => this.tick(generation), this.intervalMs);
+        }
       });
   }
 
   private take(): Promise<BacklogReport> {
-    // Promise.resolve first: an adapter that throws synchronously (closed) still rejects.
-    const requestedAt = Date.now();
-    const run = Promise.resolve()
-      .then(() => this.admin.backlog(this.topic, this.group))
+    // One backlog request at a time: a sample taken while another is in flight starts after
+    // it settled, so answers cannot arrive out of order (an older position after a newer one
+    // would read as a rewind). Promise.resolve: an adapter that throws synchronously (closed)
+    // still rejects.
+    const before = this.running ?? Promise.resolve(undefined);
+    let requestedAt = Date.now();
+    const run = before
+      .then(() => {
+        requestedAt = Date.now();
+        return this.admin.backlog(this.topic, this.group);
+      })
       .then((backlog) => {
         const at = Date.now();
         const seen = new Set<number>();
