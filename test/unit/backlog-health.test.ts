@@ -168,6 +168,21 @@ describe('partitionHealth', () => {
     ).toBe('catching-up');
   });
 
+  it('is never stalled for a consumer keeping pace that commits every 5 s, sampled every 1 s', () => {
+    // 10 messages/s in on top of a standing backlog of 100; the consumer keeps pace and
+    // commits what it handled every 5 s. Every window of the default 10 samples over a minute.
+    const all: PartitionSample[] = [];
+    for (let t = 0; t < 60; t++) {
+      const end = 100 + 10 * t;
+      const committed = 10 * 5 * Math.floor(t / 5);
+      all.push({ at: t * 1000, committed, end, backlog: end - committed, consumers: 1 });
+    }
+    const verdicts = new Set<string>();
+    for (let i = 10; i <= all.length; i++) verdicts.add(partitionHealth(all.slice(i - 10, i)));
+    expect([...verdicts]).not.toContain('stalled');
+    expect([...verdicts]).not.toContain('stopped');
+  });
+
   it('is stopped with no consumer at the last two samples and a backlog', () => {
     const samples = offsets(
       [
