@@ -3,6 +3,7 @@ import { type Admin, type Backlog, connect, isMqError } from '../../src/index.js
 import {
   BacklogMonitor,
   type BacklogMonitorEvents,
+  expand,
   scaleConcurrency,
   shaveProducer,
 } from '../../src/patterns/index.js';
@@ -205,6 +206,60 @@ describe('strategies', () => {
     await p2.close();
     await producer.close();
     await broker.close();
+  });
+});
+
+describe('expand', () => {
+  it('refuses an onError that is not a function', async () => {
+    const broker = await connect(`memory://${uniqueName('s')}`);
+    const topic = uniqueName('t');
+    await broker.ensureTopic(topic);
+    const monitor = new BacklogMonitor(broker, { topic, group: 'g' });
+    const error = await expand(
+      broker,
+      monitor,
+      { maxPartitions: 4, highWater: 1, onError: 5 as never },
+      () => {},
+    ).catch((e: unknown) => e);
+    expect(isMqError(error, 'CONFIG')).toBe(true);
+    expect((error as Error).message).toMatch(/expand\.onError/);
+    await broker.close();
+  });
+
+  it('gives up an expansion whose drain takes longer than maxWaitMs: onError, held sends go, partitions unchanged', async () => {
+    const broker = await connect(`memory://${uniqueName('s')}`);
+    const topic = uniqueName('t');
+    const group = uniqueName('g');
+    await broker.ensureTopic(topic, { partitions: 2 });
+    const monitor = new BacklogMonitor(broker, { topic, group, intervalMs: 20 });
+    let unblock = () => {};
+    const blocked = new Promise<void>((resolve) => {
+      unblock = resolve;
+    });
+    const errors: unknown[] = [];
+    const consumer = await expand(
+      broker,
+      monitor,
+      { maxPartitions: 4, highWater: 1, maxWaitMs: 300, onError: (e) => errors.push(e) },
+      () => blocked, // the first message never finishes: the topic never drains
+    );
+    try {
+      monitor.start();
+      await consumer.producer.send({ topic, key: 'a', body: 1 });
+      await waitFor(() => consumer.expanding);
+      const held = consumer.producer.send({ topic, key: 'b', body: 2 }).catch((e: unknown) => e);
+      await waitFor(() => errors.length > 0, { timeoutMs: 10_000 });
+      expect(isMqError(errors[0], 'TIMEOUT')).toBe(true);
+      expect(consumer.expanding).toBe(false);
+      expect(consumer.partitions).toBe(2);
+      await held; // released (or timed out retriably), not left waiting
+      expect(consumer.workers).toBe(1);
+    } finally {
+      unblock();
+      await monitor.stop();
+      await consumer.close();
+      await broker.close();
+    }
   });
 });
 

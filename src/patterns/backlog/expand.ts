@@ -28,12 +28,16 @@ export interface ExpandOptions {
    * Longest the strategy waits for the drain before an expansion, and longest a send is held
    * meanwhile (then a retriable `TimeoutError`). When the drain takes longer, the expansion is
    * given up: the held sends are released (or already failed), `onError` gets a `TimeoutError`,
-   * and the next sample may try again. Default 600 000 ms.
+   * and the next attempt comes no sooner than `maxWaitMs` later (sends flow meanwhile).
+   * Default 600 000 ms.
    */
   maxWaitMs?: number;
   /** Called after each expansion. */
   onExpand?: (change: { from: number; to: number; workers: number }) => void;
-  /** Called when an expansion failed (held sends are released; the next sample may try again). Default: ignored. */
+  /**
+   * Called when an expansion failed or was given up (held sends are released; the next attempt
+   * comes no sooner than `maxWaitMs` later). Default: ignored.
+   */
   onError?: (error: unknown) => void;
 }
 
@@ -156,6 +160,8 @@ class Expander<T> implements ExpandConsumer {
   private wake: (() => void) | undefined;
   /** The expansion running now (close waits for it, so it cannot leave subscriptions behind). */
   private expansion: Promise<void> | undefined;
+  /** No expansion before this time (ms since the epoch): set when one failed. */
+  private notBefore = 0;
   /** Sends to the topic admitted and not settled. */
   inFlight = 0;
   /** Handler calls running now, and started so far (through `wrapped`). */
@@ -228,12 +234,14 @@ class Expander<T> implements ExpandConsumer {
       return;
     }
     if (this.closed || report.total < this.o.highWater || this.partitions >= this.o.maxPartitions) return;
+    if (Date.now() < this.notBefore) return;
     this.expanding = true;
     this.expansion = this.expandNow()
       .catch(async (error: unknown) => {
-        // Left as it was (or partly raised): consumers run again, the held sends go; the
-        // next sample may try again.
+        // Left as it was (or partly raised): consumers run again, the held sends go, and sends
+        // flow for a while before the next attempt (a drain too slow now likely is again).
         if (!this.closed && this.subscriptions.length === 0) await this.restart().catch(() => {});
+        this.notBefore = Date.now() + this.o.maxWaitMs;
         this.expanding = false;
         this.release();
         if (!this.closed) this.o.onError?.(error);
