@@ -1,9 +1,10 @@
 import { describe, expect, it, vi } from 'vitest';
-import { type Admin, type Backlog, connect, isMqError } from '../../src/index.js';
+import { type Admin, type Backlog, connect, type Delivery, isMqError } from '../../src/index.js';
 import {
   BacklogMonitor,
   type BacklogMonitorEvents,
   expand,
+  overflow,
   scaleConcurrency,
   shaveProducer,
 } from '../../src/patterns/index.js';
@@ -256,6 +257,48 @@ describe('expand', () => {
       expect(consumer.workers).toBe(1);
     } finally {
       unblock();
+      await monitor.stop();
+      await consumer.close();
+      await broker.close();
+    }
+  });
+});
+
+describe('overflow', () => {
+  it("after a restart, a backlog left on the wider topic is handled before the topic's messages of the same key", async () => {
+    const broker = await connect(`memory://${uniqueName('s')}`);
+    const topic = uniqueName('t');
+    const wide = `${topic}.overflow`;
+    const group = uniqueName('g');
+    await broker.ensureTopic(topic);
+    await broker.ensureTopic(wide, { partitions: 4 });
+    // A previous run forwarded seq 0..9 of key k and stopped before the workers handled them;
+    // seq 10..19 are still on the topic.
+    const producer = broker.producer();
+    for (let seq = 0; seq < 20; seq++) {
+      await producer.send({ topic: seq < 10 ? wide : topic, key: 'k', body: { seq } });
+    }
+    await producer.close();
+    const monitor = new BacklogMonitor(broker, { topic, group, intervalMs: 20 });
+    const seen: number[] = [];
+    const consumer = await overflow(
+      broker,
+      monitor,
+      { partitions: 4, highWater: 1000 }, // never switches to forward on its own
+      async (d: Delivery<{ seq: number }>) => {
+        // The wider topic's workers are slower: handled directly, seq 10 would overtake.
+        if (d.topic === wide) await new Promise((resolve) => setTimeout(resolve, 5));
+        seen.push(d.body.seq);
+      },
+    );
+    try {
+      expect(consumer.mode).toBe('forward');
+      monitor.start();
+      await waitFor(() => seen.length >= 20, { timeoutMs: 10_000, message: () => seen.join(',') });
+      expect(seen).toEqual(Array.from({ length: 20 }, (_, i) => i));
+      await waitFor(() => consumer.mode === 'direct'); // drained: handled directly again
+      expect(consumer.outstanding).toBe(0);
+    } finally {
       await monitor.stop();
       await consumer.close();
       await broker.close();
