@@ -70,7 +70,7 @@ describe('partitionHealth', () => {
     expect(partitionHealth(queue([100, 80, 85, 60], 1))).toBe('catching-up');
   });
 
-  it('is catching-up (keeping pace) when moving with a steady backlog', () => {
+  it('is ok (keeping pace, as Burrow) when moving with a steady backlog', () => {
     expect(
       partitionHealth(
         offsets([
@@ -78,6 +78,47 @@ describe('partitionHealth', () => {
           [10, 20],
           [20, 30],
         ]),
+      ),
+    ).toBe('ok');
+    // Up and down in between, no larger at the end than at the start.
+    expect(
+      partitionHealth(
+        offsets([
+          [0, 10],
+          [10, 25],
+          [20, 30],
+        ]),
+      ),
+    ).toBe('ok');
+  });
+
+  it('decides catching-up or falling-behind on the trend over the window, not on one step', () => {
+    // Shrank once (100 -> 90), then grew to 150: falling behind.
+    expect(
+      partitionHealth(
+        offsets(
+          [
+            [0, 100],
+            [20, 110],
+            [30, 150],
+            [40, 190],
+          ],
+          1,
+        ),
+      ),
+    ).toBe('falling-behind');
+    // Grew once (100 -> 110), then shrank to 60: catching up.
+    expect(
+      partitionHealth(
+        offsets(
+          [
+            [0, 100],
+            [10, 120],
+            [60, 130],
+            [80, 140],
+          ],
+          1,
+        ),
       ),
     ).toBe('catching-up');
   });
