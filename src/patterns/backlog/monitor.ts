@@ -9,7 +9,7 @@ import {
   refuseUnknownKeys,
   userTopicName,
 } from '../../core/options.js';
-import { type PartitionHealth, partitionHealth, worseHealth } from './health.js';
+import { HEALTH_ORDER, type PartitionHealth, partitionHealth, worseHealth } from './health.js';
 import { type FullSample, type LagSource, partitionRates } from './rates.js';
 
 /** One partition (or partition queue) in a {@link BacklogReport}. */
@@ -89,8 +89,23 @@ export interface MeterLike {
   createObservableGauge(name: string, options?: { description?: string; unit?: string }): ObservableGaugeLike;
 }
 
-/** Name of the gauge the monitor publishes (no OpenTelemetry semantic convention exists for it yet). */
+/**
+ * Name of the lag gauge the monitor publishes (no OpenTelemetry semantic convention exists for
+ * it yet). mqkit/otel's `instrument()` publishes a gauge of the same name and attributes: enable
+ * only one of them on a meter (`instrument(broker, { lag: false })` where a monitor publishes it).
+ */
 export const LAG_METRIC = 'messaging.consumer.lag';
+
+/** Name of the health gauge the monitor publishes: the verdict per partition as {@link HEALTH_CODE}. */
+export const HEALTH_METRIC = 'mqkit.backlog.health';
+
+/**
+ * The health gauge's value per verdict, its place in {@link HEALTH_ORDER} (higher is worse):
+ * ok 0, unknown 1, catching-up 2, falling-behind 3, rewound 4, stalled 5, stopped 6.
+ */
+export const HEALTH_CODE: Readonly<Record<PartitionHealth, number>> = Object.fromEntries(
+  HEALTH_ORDER.map((health, code) => [health, code]),
+) as Record<PartitionHealth, number>;
 
 export interface BacklogMonitorOptions {
   topic: string;
@@ -103,10 +118,12 @@ export interface BacklogMonitorOptions {
    */
   window?: number;
   /**
-   * Publishes the gauge {@link LAG_METRIC} (unit `{message}`): one point per partition, the
-   * last sampled backlog, with attributes `messaging.destination.name` (topic),
-   * `messaging.consumer.group.name`, `messaging.destination.partition.id` and
-   * `mqkit.backlog.health` (the verdict).
+   * Publishes two gauges, one point per partition each, with attributes
+   * `messaging.destination.name` (topic), `messaging.consumer.group.name` and
+   * `messaging.destination.partition.id`: {@link LAG_METRIC} (unit `{message}`), the last
+   * sampled backlog, and {@link HEALTH_METRIC} (unit `1`), the verdict as {@link HEALTH_CODE}.
+   * The verdict is a value, not an attribute, so a change makes no new series. Do not also
+   * publish mqkit/otel's lag gauge on the same meter (same name): `instrument(broker, { lag: false })`.
    */
   meter?: MeterLike;
   /** Where sampling failures are logged (at `warn`) besides the `error` event. Default: none. */
@@ -154,7 +171,7 @@ export class BacklogMonitor {
   private stopped = true;
   /** Incremented by each start(): only the timer chain of the current one reschedules itself. */
   private generation = 0;
-  private gauge: { gauge: ObservableGaugeLike; callback: (r: ObservableResultLike) => void } | undefined;
+  private gauges: { gauge: ObservableGaugeLike; callback: (r: ObservableResultLike) => void }[] = [];
   private last: BacklogReport | undefined;
 
   constructor(
@@ -175,23 +192,37 @@ export class BacklogMonitor {
     }
     this.logger = options.logger ?? silentLogger;
     if (options.meter !== undefined) {
-      const gauge = options.meter.createObservableGauge(LAG_METRIC, {
-        description:
-          'Messages of a consumer group not yet acknowledged, per partition (mqkit backlog monitor)',
-        unit: '{message}',
-      });
-      const callback = (result: ObservableResultLike) => {
-        for (const p of this.last?.partitions ?? []) {
-          result.observe(p.backlog, {
-            'messaging.destination.name': this.topic,
-            'messaging.consumer.group.name': this.group,
-            'messaging.destination.partition.id': String(p.partition),
-            'mqkit.backlog.health': p.health,
-          });
-        }
+      const publish = (
+        name: string,
+        description: string,
+        unit: string,
+        value: (p: PartitionReport) => number,
+      ) => {
+        const gauge = (options.meter as MeterLike).createObservableGauge(name, { description, unit });
+        const callback = (result: ObservableResultLike) => {
+          for (const p of this.last?.partitions ?? []) {
+            result.observe(value(p), {
+              'messaging.destination.name': this.topic,
+              'messaging.consumer.group.name': this.group,
+              'messaging.destination.partition.id': String(p.partition),
+            });
+          }
+        };
+        gauge.addCallback(callback);
+        this.gauges.push({ gauge, callback });
       };
-      gauge.addCallback(callback);
-      this.gauge = { gauge, callback };
+      publish(
+        LAG_METRIC,
+        'Messages of a consumer group not yet acknowledged, per partition (mqkit backlog monitor)',
+        '{message}',
+        (p) => p.backlog,
+      );
+      publish(
+        HEALTH_METRIC,
+        'Backlog health verdict per partition: 0 ok, 1 unknown, 2 catching-up, 3 falling-behind, 4 rewound, 5 stalled, 6 stopped',
+        '1',
+        (p) => HEALTH_CODE[p.health],
+      );
     }
   }
 
@@ -225,10 +256,7 @@ export class BacklogMonitor {
     this.stopped = true;
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.gauge !== undefined) {
-      this.gauge.gauge.removeCallback?.(this.gauge.callback);
-      this.gauge = undefined;
-    }
+    for (const { gauge, callback } of this.gauges.splice(0)) gauge.removeCallback?.(callback);
     await this.running;
   }
 
