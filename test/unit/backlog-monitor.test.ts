@@ -1,5 +1,12 @@
 import { describe, expect, it, vi } from 'vitest';
-import { type Admin, type Backlog, connect, type Delivery, isMqError } from '../../src/index.js';
+import {
+  type Admin,
+  type Backlog,
+  connect,
+  type Delivery,
+  isMqError,
+  type Subscription,
+} from '../../src/index.js';
 import {
   BacklogMonitor,
   type BacklogMonitorEvents,
@@ -207,6 +214,61 @@ describe('strategies', () => {
     await p2.close();
     await producer.close();
     await broker.close();
+  });
+});
+
+describe('scaleConcurrency under continuous traffic', () => {
+  it('lowers the concurrency while the backlog is small and steady though never empty (Kafka commits), raises it while it grows', async () => {
+    // Offsets as a consumer keeping pace reports them: 100 more sent and committed per sample,
+    // always 20 handled but not committed yet.
+    let end = 20;
+    let committed = 0;
+    const admin: Admin = {
+      ensureTopic: async () => {},
+      backlog: async (topic: string, group: string) => ({
+        topic,
+        group,
+        total: end - committed,
+        partitions: [
+          {
+            partition: 0,
+            backlog: end - committed,
+            committed: String(committed),
+            end: String(end),
+            consumers: 1,
+          },
+        ],
+      }),
+    };
+    const monitor = new BacklogMonitor(admin, { topic: 't', group: 'g', intervalMs: 1000 });
+    let concurrency = 16;
+    const sub = {
+      topic: 't',
+      group: 'g',
+      get concurrency() {
+        return concurrency;
+      },
+      setConcurrency: (c: number) => {
+        concurrency = c;
+      },
+    } as unknown as Subscription;
+    scaleConcurrency(sub, monitor, { min: 1, max: 16 });
+    for (let i = 0; i < 8; i++) {
+      end += 100;
+      committed += 100;
+      await monitor.sample();
+      await new Promise((resolve) => setTimeout(resolve, 5)); // distinct sample times for the rates
+    }
+    expect(concurrency).toBeLessThan(16);
+    const low = concurrency;
+    // A backlog far above what one interval handles, growing: doubled.
+    for (let i = 0; i < 3; i++) {
+      end += 1_000_000;
+      committed += 10;
+      await monitor.sample();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(concurrency).toBeGreaterThan(low);
   });
 });
 
