@@ -57,6 +57,10 @@ export interface BacklogReport {
   total: number;
   /** Sums over partitions; undefined when no partition reports it. */
   inFlight: number | undefined;
+  /**
+   * Sum of the partitions' `consumers`: consumer-partition assignments, not distinct members
+   * (one member holding 4 partitions counts 4); no broker names members the same way.
+   */
   consumers: number | undefined;
   rateIn: number | undefined;
   rateOut: number | undefined;
