@@ -2,6 +2,7 @@ import { describe, expect, it, vi } from 'vitest';
 import {
   type Admin,
   type Backlog,
+  type Broker,
   connect,
   type Delivery,
   isMqError,
@@ -287,6 +288,77 @@ describe('expand', () => {
     expect(isMqError(error, 'CONFIG')).toBe(true);
     expect((error as Error).message).toMatch(/expand\.onError/);
     await broker.close();
+  });
+
+  it('close during an expansion waits for it and leaves no subscription running', async () => {
+    const inner = await connect(`memory://${uniqueName('s')}`);
+    const topic = uniqueName('t');
+    const group = uniqueName('g');
+    await inner.ensureTopic(topic, { partitions: 2 });
+    // The memory broker, with the expansion's ensureTopic held until the test opens it and
+    // subscriptions counted while open.
+    let open = () => {};
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    let raising = false;
+    let running = 0;
+    const broker = new Proxy(inner, {
+      get(target, prop) {
+        if (prop === 'ensureTopic') {
+          return async (name: string, options?: { partitions?: number }) => {
+            if (name === topic && (options?.partitions ?? 0) > 2) {
+              raising = true;
+              await gate;
+            }
+            return target.ensureTopic(name, options);
+          };
+        }
+        if (prop === 'subscribe') {
+          return async (options: Parameters<Broker['subscribe']>[0], handler: () => Promise<void>) => {
+            const sub = await target.subscribe(options, handler);
+            running++;
+            return new Proxy(sub, {
+              get(s, p) {
+                if (p === 'close') {
+                  return async (o?: { timeoutMs?: number }) => {
+                    running--;
+                    return s.close(o);
+                  };
+                }
+                const v = Reflect.get(s, p, s);
+                return typeof v === 'function' ? v.bind(s) : v;
+              },
+            });
+          };
+        }
+        const value = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    }) as Broker;
+    const monitor = new BacklogMonitor(broker, { topic, group, intervalMs: 20 });
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // The first message waits until the expansion was decided (so a sample sees a backlog).
+    const consumer = await expand(broker, monitor, { maxPartitions: 4, highWater: 1 }, () => held);
+    try {
+      expect(running).toBe(1);
+      monitor.start();
+      await consumer.producer.send({ topic, key: 'a', body: 1 });
+      await waitFor(() => consumer.expanding);
+      release();
+      await waitFor(() => raising);
+      const closing = consumer.close();
+      open();
+      await closing;
+      expect(running).toBe(0);
+    } finally {
+      open();
+      await monitor.stop();
+      await inner.close();
+    }
   });
 
   it('gives up an expansion whose drain takes longer than maxWaitMs: onError, held sends go, partitions unchanged', async () => {
