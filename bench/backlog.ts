@@ -25,6 +25,8 @@ import {
  *               one subscription (concurrency 8) per 8 partitions
  * Per run it prints the drain time, the throughput, the largest backlog the monitor sampled
  * (every 250 ms), the largest concurrency, and the checks: lost and per-key order violations.
+ * A run gives up after --idle-timeout seconds (default 60) without a message handled: `lost`
+ * then counts what never arrived.
  *
  *   npm run bench -- backlog --url <url> --overflow [--messages 3000] [--runs 1]
  * Throughput beyond the partition count: a 2-partition topic, order 'partition' (one message
@@ -40,6 +42,7 @@ const { values } = parseArgs({
     runs: { type: 'string' },
     only: { type: 'string' },
     overflow: { type: 'boolean' },
+    'idle-timeout': { type: 'string' },
   },
 });
 const url = values.url ?? process.env.MQ_URL ?? 'memory://';
@@ -50,6 +53,8 @@ const PARTITIONS = 8;
 const BASE = 8;
 const MAX = 128;
 const HIGH = 5000;
+/** A run gives up after this long without a message handled (see `settled`). */
+const IDLE_MS = Number(values['idle-timeout'] ?? 60) * 1000;
 
 type Strategy = 'none' | 'concurrency' | 'shaving' | 'both' | 'overflow' | 'expand';
 const strategies: Strategy[] = (values.only?.split(',') as Strategy[] | undefined) ?? [
@@ -148,7 +153,7 @@ async function once(strategy: Strategy): Promise<Result> {
       }),
     );
   }
-  await finished;
+  await settled(finished, () => seen.size);
   const drainMs = performance.now() - started;
   await monitor.stop();
   await close();
@@ -158,6 +163,32 @@ async function once(strategy: Strategy): Promise<Result> {
 }
 
 const pad = (s: string | number, n: number) => String(s).padStart(n);
+
+/**
+ * Waits for `finished`, or gives up once `handled()` has not grown for `IDLE_MS` (a message
+ * lost would otherwise keep the run waiting forever; `lost` then prints what is missing).
+ */
+async function settled(finished: Promise<void>, handled: () => number): Promise<void> {
+  let last = -1;
+  let since = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  const idle = new Promise<void>((resolve) => {
+    const check = () => {
+      const now = handled();
+      if (now !== last) {
+        last = now;
+        since = performance.now();
+      } else if (performance.now() - since >= IDLE_MS) {
+        console.error(`gave up: no message handled for ${IDLE_MS / 1000} s (${now} of ${messages})`);
+        return resolve();
+      }
+      timer = setTimeout(check, 1000);
+    };
+    check();
+  });
+  await Promise.race([finished, idle]);
+  clearTimeout(timer);
+}
 
 /** Overflow figures: consumers (or overflow workers) on a 2-partition topic, order 'partition'. */
 async function wide(mode: 'consumers' | 'overflow', count: number) {
@@ -209,7 +240,7 @@ async function wide(mode: 'consumers' | 'overflow', count: number) {
       }),
     );
   }
-  await finished;
+  await settled(finished, () => seen.size);
   const ms = performance.now() - started;
   await monitor.stop();
   for (const close of closers) await close();

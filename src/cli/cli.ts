@@ -307,6 +307,19 @@ function scrub(text: string, secrets: { typed: string[]; parsed: string[] }): st
 }
 
 /**
+ * Whether the command line consumes Ctrl-C itself: only `lag --watch` (it ends cleanly, exit
+ * 0). For every other command the bin entry leaves SIGINT to Node's default (exit at once).
+ */
+export function handlesInterrupt(argv: readonly string[]): boolean {
+  try {
+    const line = parseCommandLine(argv);
+    return line.kind === 'run' && line.command === 'lag' && line.values.has('watch');
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Runs one command line; never throws. `out` receives the frames of `lag --watch` as they
  * come (the bin entry passes stdout and Ctrl-C); without it a watch returns its frames at
  * the end, which only makes sense with `--samples`. Errors are one line on stderr, `mqkit: ...`, with the

@@ -1,4 +1,5 @@
 import type { Broker } from '../core/broker.js';
+import { isMqError } from '../core/errors.js';
 import { BacklogMonitor, type BacklogReport } from '../patterns/backlog/index.js';
 
 /** How `mqkit lag` runs: samples `samples` times, `intervalMs` apart. */
@@ -75,7 +76,9 @@ export function formatLag(report: BacklogReport, kind: string): string {
  * Samples the backlog and renders it. Without `watch`, returns the last frame (or report, as
  * JSON). With `watch`, writes each frame to `out` as it comes (redrawn in place on a terminal,
  * one after another otherwise; one JSON object per line with `json`) and returns ''; without
- * `out`, returns every frame (finite `samples` only).
+ * `out`, returns every frame (finite `samples` only). A watch keeps watching when a sample after
+ * the first fails: that frame is one line, `sample failed: <error>` (with `json`,
+ * `{"error":"..."}`); a failed first sample ends the command (exit 1).
  */
 export async function lagCommand(broker: Broker, options: LagOptions, out?: LagOutput): Promise<string> {
   const monitor = new BacklogMonitor(broker, {
@@ -90,10 +93,23 @@ export async function lagCommand(broker: Broker, options: LagOptions, out?: LagO
   const frames: string[] = [];
   for (let i = 0; i < options.samples; i++) {
     if (i > 0 && !(await pause(options.intervalMs, out?.signal))) break;
-    last = await monitor.sample();
-    if (i === 0) check(broker, last, options);
+    let frame: string;
+    if (i > 0 && options.watch) {
+      try {
+        last = await monitor.sample();
+        frame = render(last);
+      } catch (error) {
+        const text = error instanceof Error ? error.message : String(error);
+        const code = isMqError(error) ? ` [${error.code}]` : '';
+        const message = `sample failed: ${text.replace(/\s*\n\s*/g, ' ')}${code}`;
+        frame = options.json ? JSON.stringify({ error: message }) : message;
+      }
+    } else {
+      last = await monitor.sample();
+      if (i === 0) check(broker, last, options);
+      frame = render(last);
+    }
     if (options.watch) {
-      const frame = render(last);
       if (out === undefined) {
         frames.push(frame);
         continue;

@@ -1,14 +1,18 @@
 #!/usr/bin/env node
-import { runCli } from './cli.js';
+import { handlesInterrupt, runCli } from './cli.js';
 
-// Ctrl-C ends a `lag --watch` cleanly (exit 0); a second one exits at once.
+const argv = process.argv.slice(2);
+// Ctrl-C ends a `lag --watch` cleanly (exit 0); a second one exits at once. Other commands
+// keep Node's default: one Ctrl-C exits.
 const interrupted = new AbortController();
-process.once('SIGINT', () => {
-  interrupted.abort();
-  process.once('SIGINT', () => process.exit(130));
-});
+if (handlesInterrupt(argv)) {
+  process.once('SIGINT', () => {
+    interrupted.abort();
+    process.once('SIGINT', () => process.exit(130));
+  });
+}
 
-runCli(process.argv.slice(2), {
+runCli(argv, {
   write: (text) => process.stdout.write(text),
   tty: process.stdout.isTTY === true,
   signal: interrupted.signal,

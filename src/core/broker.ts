@@ -96,7 +96,8 @@ export interface Backlog {
     /**
      * Consumers attached to this partition (queue), where the broker tells: RabbitMQ's consumer
      * count of the queue (with single active consumer, all registered ones, one of them active);
-     * Kafka's group members assigned the partition (0 while the group rebalances or is empty);
+     * Kafka's group members assigned the partition (0 when the group has no member; absent
+     * while it rebalances or when the group could not be described);
      * memory's owner (0 or 1). Absent where unknown.
      */
     consumers?: number;

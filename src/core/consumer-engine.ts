@@ -335,9 +335,10 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
   }
 
   /** For transports that commit positions: reports a commit as a `committed` event. */
-  committed(partition: number, offset: string): void {
+  committed(partition: number, offset: string | number): void {
+    // A number is turned into the event's string only when someone listens (a per-ack caller).
     if (this.events.has('committed'))
-      this.events.emit('committed', { ...this.groupFields(), partition, offset });
+      this.events.emit('committed', { ...this.groupFields(), partition, offset: String(offset) });
   }
 
   /** Claims assigned and not revoked. */

@@ -3,6 +3,8 @@ import { type Broker, connect, type Delivery } from '../../src/index.js';
 import {
   BacklogMonitor,
   type BacklogReport,
+  HEALTH_CODE,
+  HEALTH_METRIC,
   LAG_METRIC,
   type MeterLike,
   type PartitionHealth,
@@ -75,15 +77,15 @@ describe.each(brokers)('backlog monitor on %s', (kind, url) => {
       // More than RabbitMQ's prefetch (64), so messages stay ready there too.
       await send(broker, topic, 300);
       const points: { value: number; attributes?: Record<string, string | number> }[] = [];
-      let callback:
-        | ((r: { observe: (v: number, a?: Record<string, string | number>) => void }) => void)
-        | undefined;
+      const callbacks = new Map<
+        string,
+        (r: { observe: (v: number, a?: Record<string, string | number>) => void }) => void
+      >();
       const meter: MeterLike = {
         createObservableGauge(name) {
-          expect(name).toBe(LAG_METRIC);
           return {
             addCallback: (cb) => {
-              callback = cb;
+              callbacks.set(name, cb);
             },
           };
         },
@@ -102,10 +104,16 @@ describe.each(brokers)('backlog monitor on %s', (kind, url) => {
       if (kind === 'memory') {
         expect(attached.partitions.every((p) => p.lagSource === 'measured')).toBe(true);
       }
-      callback?.({ observe: (value, attributes) => points.push({ value, attributes }) });
+      expect([...callbacks.keys()]).toEqual([LAG_METRIC, HEALTH_METRIC]);
+      callbacks.get(LAG_METRIC)?.({ observe: (value, attributes) => points.push({ value, attributes }) });
+      const codes: number[] = [];
+      callbacks.get(HEALTH_METRIC)?.({ observe: (value) => codes.push(value) });
+      expect(codes).toEqual(attached.partitions.map((p) => HEALTH_CODE[p.health]));
       expect(points.map((p) => p.attributes?.['messaging.destination.partition.id'])).toEqual(['0', '1']);
       expect(points[0]?.attributes?.['messaging.destination.name']).toBe(topic);
       expect(points[0]?.attributes?.['messaging.consumer.group.name']).toBe(group);
+      // The verdict is the health gauge's value, not a lag attribute (no new series per change).
+      expect(points[0]?.attributes).not.toHaveProperty('mqkit.backlog.health');
       expect(points.reduce((s, p) => s + p.value, 0)).toBe(monitor.latest?.total);
       hold.open();
       await waitFor(async () => (await monitor.sample()).total === 0, { timeoutMs: 60_000 });

@@ -231,7 +231,10 @@ describe.each(brokers)('backlog strategies on %s', { timeout: 300_000 }, (_kind,
         onError: (e) => errors.push(e),
       },
       async (d: Delivery<{ seq: number }>) => {
-        await new Promise((resolve) => setTimeout(resolve, 2));
+        // Slower than one prefetch per sample: when the count of ready messages reaches zero,
+        // the consumers still hold deliveries they fetched ahead (RabbitMQ), which must be
+        // handled before the keys move.
+        await new Promise((resolve) => setTimeout(resolve, 15));
         tally.handle(d);
       },
     );

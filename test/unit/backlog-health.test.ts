@@ -70,7 +70,7 @@ describe('partitionHealth', () => {
     expect(partitionHealth(queue([100, 80, 85, 60], 1))).toBe('catching-up');
   });
 
-  it('is catching-up (keeping pace) when moving with a steady backlog', () => {
+  it('is ok (keeping pace, as Burrow) when moving with a steady backlog', () => {
     expect(
       partitionHealth(
         offsets([
@@ -78,6 +78,47 @@ describe('partitionHealth', () => {
           [10, 20],
           [20, 30],
         ]),
+      ),
+    ).toBe('ok');
+    // Up and down in between, no larger at the end than at the start.
+    expect(
+      partitionHealth(
+        offsets([
+          [0, 10],
+          [10, 25],
+          [20, 30],
+        ]),
+      ),
+    ).toBe('ok');
+  });
+
+  it('decides catching-up or falling-behind on the trend over the window, not on one step', () => {
+    // Shrank once (100 -> 90), then grew to 150: falling behind.
+    expect(
+      partitionHealth(
+        offsets(
+          [
+            [0, 100],
+            [20, 110],
+            [30, 150],
+            [40, 190],
+          ],
+          1,
+        ),
+      ),
+    ).toBe('falling-behind');
+    // Grew once (100 -> 110), then shrank to 60: catching up.
+    expect(
+      partitionHealth(
+        offsets(
+          [
+            [0, 100],
+            [10, 120],
+            [60, 130],
+            [80, 140],
+          ],
+          1,
+        ),
       ),
     ).toBe('catching-up');
   });
@@ -166,6 +207,21 @@ describe('partitionHealth', () => {
         ),
       ),
     ).toBe('catching-up');
+  });
+
+  it('is never stalled for a consumer keeping pace that commits every 5 s, sampled every 1 s', () => {
+    // 10 messages/s in on top of a standing backlog of 100; the consumer keeps pace and
+    // commits what it handled every 5 s. Every window of the default 10 samples over a minute.
+    const all: PartitionSample[] = [];
+    for (let t = 0; t < 60; t++) {
+      const end = 100 + 10 * t;
+      const committed = 10 * 5 * Math.floor(t / 5);
+      all.push({ at: t * 1000, committed, end, backlog: end - committed, consumers: 1 });
+    }
+    const verdicts = new Set<string>();
+    for (let i = 10; i <= all.length; i++) verdicts.add(partitionHealth(all.slice(i - 10, i)));
+    expect([...verdicts]).not.toContain('stalled');
+    expect([...verdicts]).not.toContain('stopped');
   });
 
   it('is stopped with no consumer at the last two samples and a backlog', () => {

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, inject, it } from 'vitest';
-import { runCli } from '../../src/cli/cli.js';
+import { handlesInterrupt, runCli } from '../../src/cli/cli.js';
 import { connect } from '../../src/index.js';
 import { uniqueName } from '../../src/testing/index.js';
 
@@ -240,5 +240,16 @@ describe('mqkit outbox and demo --outbox: usage errors before any connection (in
     }
     const badTable = await runCli(['outbox', '--pg', 'postgres://127.0.0.1:1/x', '--table', 'Bad-Name']);
     expect(badTable).toMatchObject({ code: 2, stderr: expect.stringMatching(/--table must be/) });
+  });
+});
+
+describe('mqkit Ctrl-C', () => {
+  it('is consumed only by lag --watch; every other command keeps the default (one Ctrl-C exits)', () => {
+    expect(handlesInterrupt(['lag', '--topic', 't', '--group', 'g', '--watch'])).toBe(true);
+    expect(handlesInterrupt(['lag', '--topic', 't', '--group', 'g'])).toBe(false);
+    expect(handlesInterrupt(['bench', '--url', 'memory://'])).toBe(false);
+    expect(handlesInterrupt(['demo'])).toBe(false);
+    expect(handlesInterrupt(['outbox'])).toBe(false);
+    expect(handlesInterrupt(['nonsense'])).toBe(false);
   });
 });

@@ -222,10 +222,10 @@ export interface AdminClient {
   memberTags(group: string, topic: string): Promise<string[]>;
   /**
    * Members of `group` assigned each partition of `topic` now (one describe-group request, no
-   * wait): partitions nobody holds are absent, and so is every partition while the group
-   * rebalances or has no members.
+   * wait): partitions nobody holds are absent, and so is every partition when the group has no
+   * members; undefined (unknown) while the group rebalances.
    */
-  partitionConsumers(group: string, topic: string): Promise<Map<number, number>>;
+  partitionConsumers(group: string, topic: string): Promise<Map<number, number> | undefined>;
   /** Deletes a group without members; a missing group is not an error. */
   deleteGroup(group: string): Promise<void>;
 }

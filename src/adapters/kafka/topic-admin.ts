@@ -70,7 +70,9 @@ export class TopicAdmin {
   /**
    * End offset minus committed offset per partition. A partition the group has not committed
    * on counts from the first retained offset; a missing topic has no partitions. `consumers`
-   * is the number of group members assigned the partition (0 during a rebalance).
+   * is the number of group members assigned the partition (0 for a group with no members),
+   * absent (unknown) while the group rebalances or when describing the group failed: the
+   * offsets are still reported.
    */
   async backlog(topic: string, group: string): Promise<Backlog> {
     const name = userTopicName(topic, 'backlog.topic');
@@ -81,17 +83,17 @@ export class TopicAdmin {
     const [offsets, committed, consumers] = await Promise.all([
       this.admin.topicOffsets(name),
       this.admin.committedOffsets(groupName, name),
-      this.admin.partitionConsumers(groupName, name),
+      this.admin.partitionConsumers(groupName, name).catch(() => undefined),
     ]);
     const partitions = offsets
       .sort((a, b) => a.partition - b.partition)
       .map(({ partition, low, high }) => {
         const position = committed.get(partition);
         const backlog = Math.max(0, high - Math.max(position ?? low, low));
-        const attached = consumers.get(partition) ?? 0;
+        const known = consumers === undefined ? {} : { consumers: consumers.get(partition) ?? 0 };
         return position === undefined
-          ? { partition, backlog, end: String(high), consumers: attached }
-          : { partition, backlog, committed: String(position), end: String(high), consumers: attached };
+          ? { partition, backlog, end: String(high), ...known }
+          : { partition, backlog, committed: String(position), end: String(high), ...known };
       });
     return {
       topic: name,

@@ -136,8 +136,9 @@ export class MemoryTransport implements ConsumerTransport<MemoryRecord> {
       const before = this.memoryGroup.committed(run.partition);
       const position = run.tracker.committable();
       this.memoryGroup.commit(run.partition, position);
-      // The `committed` event its contract promises for memory too (free without listeners).
-      if (position !== before) this.engine?.committed(run.partition, String(position));
+      // The `committed` event its contract promises for memory too (free without listeners:
+      // the engine makes the offset's string only when one listens).
+      if (position !== before) this.engine?.committed(run.partition, position);
     }
     // 'requeue': left uncommitted; the partition's next owner reads it again.
     // Refill once half of a limit is free rather than after every record: one pump then hands

@@ -20,10 +20,15 @@ export interface BacklogStrategy {
 /**
  * Rebalance strategy 1: raises and lowers `subscription`'s handler concurrency between `min`
  * and `max` as the monitored backlog grows or shrinks. On each sample of `monitor`:
- * - backlog not empty and not shrinking (net rate ≥ 0, or unknown): double the concurrency;
- * - backlog shrinking: keep it (it works);
- * - backlog empty: halve it.
+ * - backlog small (empty, or no more than the group handles in one sampling interval at its
+ *   current rate out, `rateOut × intervalMs`) and not growing (net rate ≤ 0, or unknown):
+ *   halve the concurrency. Under continuous traffic a Kafka backlog is never empty (what was
+ *   handled since the last commit still counts), so "small" rather than "empty";
+ * - backlog larger and not shrinking (net rate ≥ 0, or unknown): double it;
+ * - otherwise (shrinking, or small and growing): keep it.
  * No threshold beyond the bounds: doubling reaches any needed level in log2(max/min) samples.
+ * A halving that leaves too few lanes shows as a growing backlog and is doubled back: under a
+ * steady load the concurrency may alternate between two neighbouring levels.
  *
  * Per-key order: kept. `Subscription.setConcurrency` changes how many lanes run at once, never
  * the lane of a key: with order 'key' more keys run in parallel, a key never twice; with
@@ -55,8 +60,12 @@ export function scaleConcurrency(
   const apply = (report: BacklogReport) => {
     const from = subscription.concurrency;
     let to = from;
-    if (report.total === 0) to = Math.max(min, Math.floor(from / 2));
-    else if (report.netRate === undefined || report.netRate >= 0) to = Math.min(max, from * 2);
+    const perInterval = report.rateOut === undefined ? 0 : (report.rateOut * monitor.intervalMs) / 1000;
+    const small = report.total === 0 || report.total <= perInterval;
+    const growing = report.netRate !== undefined && report.netRate > 0;
+    const shrinking = report.netRate !== undefined && report.netRate < 0;
+    if (report.total === 0 || (small && !growing)) to = Math.max(min, Math.floor(from / 2));
+    else if (!small && !shrinking) to = Math.min(max, from * 2);
     to = Math.min(max, Math.max(min, to));
     if (to === from) return;
     subscription.setConcurrency(to);

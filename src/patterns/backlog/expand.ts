@@ -24,11 +24,20 @@ export interface ExpandOptions {
   concurrency?: number;
   /** Order of the subscriptions: 'key' (default) or 'partition'. */
   order?: 'key' | 'partition';
-  /** Longest a send is held while the topic drains before an expansion: then a retriable `TimeoutError`. Default 600 000 ms. */
+  /**
+   * Longest the strategy waits for the drain before an expansion, and longest a send is held
+   * meanwhile (then a retriable `TimeoutError`). When the drain takes longer, the expansion is
+   * given up: the held sends are released (or already failed), `onError` gets a `TimeoutError`,
+   * and the next attempt comes no sooner than `maxWaitMs` later (sends flow meanwhile).
+   * Default 600 000 ms.
+   */
   maxWaitMs?: number;
   /** Called after each expansion. */
   onExpand?: (change: { from: number; to: number; workers: number }) => void;
-  /** Called when an expansion failed (held sends are released; the next sample may try again). Default: ignored. */
+  /**
+   * Called when an expansion failed or was given up (held sends are released; the next attempt
+   * comes no sooner than `maxWaitMs` later). Default: ignored.
+   */
   onError?: (error: unknown) => void;
 }
 
@@ -54,9 +63,11 @@ export interface ExpandConsumer {
  * Per-key order across the change: drain-then-switch. A key's partition is its hash modulo the
  * count, so most keys move when the count changes; a key with messages left in its old
  * partition and new ones in another could be handled out of order. So the strategy holds every
- * send of `producer` to the topic, waits until the group's backlog is zero (everything sent
- * before was handled), raises the count, restarts the subscriptions (so each reads the new
- * count), and only then releases the held sends, in call order.
+ * send of `producer` to the topic, waits until the group's backlog is zero and its handlers
+ * are idle, closes its subscriptions (deliveries they fetched ahead and did not handle return
+ * to their queues) and checks the backlog is still zero (else it restarts them at the old
+ * count and drains again), raises the count, restarts the subscriptions (so each reads the
+ * new count), and only then releases the held sends, in call order.
  *
  * Costs and limits: the expansion takes effect after the current backlog is handled at the
  * old parallelism (producers wait meanwhile, as with peak shaving); it helps a sustained
@@ -107,6 +118,9 @@ export async function expand<T>(
   if (options.onExpand !== undefined && typeof options.onExpand !== 'function') {
     throw new ConfigError('expand.onExpand', 'must be a function');
   }
+  if (options.onError !== undefined && typeof options.onError !== 'function') {
+    throw new ConfigError('expand.onError', 'must be a function');
+  }
   const current = (await monitor.sample()).partitions.length;
   const strategy = new Expander<T>(
     broker,
@@ -124,9 +138,15 @@ export async function expand<T>(
     handler,
     Math.max(1, current),
   );
-  await strategy.restart();
-  // RabbitMQ lists a group's partition queues only once it subscribed.
-  strategy.partitions = Math.max(strategy.partitions, (await monitor.sample()).partitions.length);
+  try {
+    await strategy.restart();
+    // RabbitMQ lists a group's partition queues only once it subscribed.
+    strategy.partitions = Math.max(strategy.partitions, (await monitor.sample()).partitions.length);
+  } catch (error) {
+    await strategy.close().catch(() => {});
+    throw error;
+  }
+  strategy.listen();
   return strategy;
 }
 
@@ -136,10 +156,18 @@ class Expander<T> implements ExpandConsumer {
   private subscriptions: Subscription[] = [];
   private held: { resolve: () => void; reject: (e: Error) => void; timer: NodeJS.Timeout }[] = [];
   private closed = false;
-  private readonly off: () => void;
+  private off: () => void = () => {};
   private wake: (() => void) | undefined;
+  /** The expansion running now (close waits for it, so it cannot leave subscriptions behind). */
+  private expansion: Promise<void> | undefined;
+  /** No expansion before this time (ms since the epoch): set when one failed. */
+  private notBefore = 0;
   /** Sends to the topic admitted and not settled. */
   inFlight = 0;
+  /** Handler calls running now, and started so far (through `wrapped`). */
+  private active = 0;
+  private started = 0;
+  private readonly wrapped: Handler<T>;
 
   constructor(
     private readonly broker: Broker,
@@ -154,11 +182,25 @@ class Expander<T> implements ExpandConsumer {
       onExpand: ExpandOptions['onExpand'];
       onError: ExpandOptions['onError'];
     },
-    private readonly handler: Handler<T>,
+    handler: Handler<T>,
     public partitions: number,
   ) {
     this.producer = gatedProducer(broker.producer(), monitor.topic, this);
-    this.off = monitor.on('sample', (report) => this.decide(report));
+    this.wrapped = async (delivery) => {
+      this.active++;
+      this.started++;
+      try {
+        return await handler(delivery);
+      } finally {
+        this.active--;
+      }
+    };
+  }
+
+  /** Starts deciding on the monitor's samples (after the first subscriptions run). */
+  listen(): void {
+    if (this.closed) return;
+    this.off = this.monitor.on('sample', (report) => this.decide(report));
   }
 
   get workers(): number {
@@ -192,38 +234,77 @@ class Expander<T> implements ExpandConsumer {
       return;
     }
     if (this.closed || report.total < this.o.highWater || this.partitions >= this.o.maxPartitions) return;
+    if (Date.now() < this.notBefore) return;
     this.expanding = true;
-    void this.expandNow().catch((error: unknown) => {
-      // Left as it was (or partly raised): release the held sends; the next sample may try again.
-      this.expanding = false;
-      this.release();
-      this.o.onError?.(error);
-    });
+    this.expansion = this.expandNow()
+      .catch(async (error: unknown) => {
+        // Left as it was (or partly raised): consumers run again, the held sends go, and sends
+        // flow for a while before the next attempt (a drain too slow now likely is again).
+        if (!this.closed && this.subscriptions.length === 0) await this.restart().catch(() => {});
+        this.notBefore = Date.now() + this.o.maxWaitMs;
+        this.expanding = false;
+        this.release();
+        if (!this.closed) this.o.onError?.(error);
+      })
+      .finally(() => {
+        this.expansion = undefined;
+      });
   }
 
   private async expandNow(): Promise<void> {
-    // Drain: every message sent before the hold is stored (no send in flight: one admitted
-    // just before the hold was placed at the old count) and handled. The second sample
-    // started after the sends settled (the first may have been one in flight already).
+    const deadline = Date.now() + this.o.maxWaitMs;
     for (;;) {
+      if (!(await this.drained(deadline))) return;
+      // The consumers may still hold deliveries they fetched ahead and have not handled (on
+      // RabbitMQ, unacknowledged ones are not in the count the drain saw): closing them returns
+      // those to their queues, so this sample, with no consumer attached, counts every message.
+      for (const sub of this.subscriptions.splice(0)) await sub.close();
       if (this.closed) return;
-      if (this.inFlight === 0) {
-        await this.monitor.sample();
-        if ((await this.monitor.sample()).total === 0 && this.inFlight === 0) break;
-      }
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-      });
-      this.wake = undefined;
+      if ((await this.monitor.sample()).total === 0) break;
+      // Some were still held: drain them at the old count first.
+      await this.restart();
     }
     const from = this.partitions;
     const to = Math.min(this.o.maxPartitions, from * 2);
     await this.broker.ensureTopic(this.monitor.topic, { partitions: to });
     this.partitions = to;
     await this.restart();
+    if (this.closed) return;
     this.expanding = false;
     this.o.onExpand?.({ from, to, workers: this.subscriptions.length });
     this.release();
+  }
+
+  /**
+   * Waits until every message sent before the hold is stored (no send in flight: one admitted
+   * just before the hold was placed went at the old count) and handled: the group's backlog is
+   * zero on two samples (the first may have started while a send was in flight) and no handler
+   * ran or started between them. False if closed meanwhile; a `TimeoutError` after the deadline.
+   */
+  private async drained(deadline: number): Promise<boolean> {
+    for (;;) {
+      if (this.closed) return false;
+      if (Date.now() >= deadline) {
+        throw new TimeoutError(
+          `${this.monitor.topic} did not drain within ${this.o.maxWaitMs} ms; not expanded`,
+        );
+      }
+      if (this.inFlight === 0 && this.active === 0) {
+        const started = this.started;
+        await this.monitor.sample();
+        const { total } = await this.monitor.sample();
+        if (total === 0 && this.inFlight === 0 && this.active === 0 && this.started === started) return true;
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+    }
   }
 
   private release(): void {
@@ -239,12 +320,17 @@ class Expander<T> implements ExpandConsumer {
     const workers = Math.ceil(this.partitions / this.o.perWorker);
     const { topic, group } = this.monitor;
     for (let i = 0; i < workers; i++) {
-      this.subscriptions.push(
-        await this.broker.subscribe<T>(
-          { topic, group, order: this.o.order, concurrency: this.o.concurrency },
-          this.handler,
-        ),
+      if (this.closed) return;
+      const sub = await this.broker.subscribe<T>(
+        { topic, group, order: this.o.order, concurrency: this.o.concurrency },
+        this.wrapped,
       );
+      if (this.closed) {
+        // close() ran while this one was starting: it did not see it.
+        await sub.close();
+        return;
+      }
+      this.subscriptions.push(sub);
     }
   }
 
@@ -256,6 +342,7 @@ class Expander<T> implements ExpandConsumer {
       clearTimeout(h.timer);
       h.reject(new ClosedError('producer is closed'));
     }
+    await this.expansion;
     for (const sub of this.subscriptions.splice(0)) await sub.close(options);
     await this.producer.close();
   }

@@ -17,13 +17,17 @@ export interface PartitionSample {
 
 /**
  * A partition's health over the recent samples, in the spirit of LinkedIn Burrow's rules:
- * - `ok`: the backlog was empty at some sample of the window (the group keeps up).
- * - `catching-up`: behind at every sample, moving, and the backlog shrank at least once.
- * - `falling-behind`: behind at every sample, moving, but the backlog never shrank and grew
- *   overall (Burrow's warning).
+ * - `ok`: the backlog was empty at some sample of the window, or the group is moving and the
+ *   backlog is no larger at the last sample than at the first (keeps pace; as Burrow).
+ * - `catching-up`: behind at every sample, moving, and the backlog is smaller at the last
+ *   sample than at the first (the trend over the window, not one step).
+ * - `falling-behind`: behind at every sample, moving, but the backlog is larger at the last
+ *   sample than at the first (Burrow's warning).
  * - `stalled`: behind, consumers attached (or unknown), and no progress: the position did not
  *   move over the whole window, or has not moved for longer than the span over which it did
- *   move (a handler that blocks, a poison message retried in place). Without offsets
+ *   move since the window's oldest sample (a handler that blocks, a poison message retried in
+ *   place). A consumer committing less often than it is sampled reads right as long as the
+ *   window spans at least two commit intervals. Without offsets
  *   (RabbitMQ) progress is a shrinking backlog, and a backlog that never shrank but grew is
  *   `falling-behind` (AMQP cannot tell a slow consumer from a stuck one while producers send).
  * - `stopped`: behind with no consumer attached at the last two samples (where the broker
@@ -92,17 +96,9 @@ export function partitionHealth(samples: readonly PartitionSample[]): PartitionH
   if (last.consumers === 0 && previous.consumers === 0) return 'stopped';
   if (samples.some((s) => s.backlog === 0)) return 'ok';
 
-  let firstProgress: number | undefined;
   let lastProgress: number | undefined;
-  let shrank = false;
   for (let i = 1; i < n; i++) {
-    const a = samples[i - 1]!;
-    const b = samples[i]!;
-    if (progressed(a, b)) {
-      firstProgress ??= a.at;
-      lastProgress = b.at;
-    }
-    if (b.backlog < a.backlog) shrank = true;
+    if (progressed(samples[i - 1]!, samples[i]!)) lastProgress = samples[i]!.at;
   }
   const consumersKnown = last.consumers !== undefined;
   if (lastProgress === undefined) {
@@ -111,10 +107,16 @@ export function partitionHealth(samples: readonly PartitionSample[]): PartitionH
     const offsets = last.committed !== undefined;
     return !offsets && last.backlog > samples[0]!.backlog ? 'falling-behind' : 'stalled';
   }
-  // Burrow's "stopped" rule on the times progress was seen: idle for longer than it moved.
-  if (last.at - lastProgress > lastProgress - (firstProgress as number)) {
+  // Burrow's "stopped" rule: idle since the last progress for longer than the window had
+  // progress before it, measured from the window's oldest sample (as Burrow measures from the
+  // oldest offset of its window). From the first progress step instead, a consumer that
+  // commits less often than it is sampled would read as stalled between its commits.
+  if (last.at - lastProgress > lastProgress - samples[0]!.at) {
     return consumersKnown ? 'stalled' : 'stopped';
   }
-  if (!shrank && last.backlog > samples[0]!.backlog) return 'falling-behind';
-  return 'catching-up';
+  // Moving: the trend over the window decides (a step up or down in between is noise).
+  const first = samples[0]!.backlog;
+  if (last.backlog > first) return 'falling-behind';
+  if (last.backlog < first) return 'catching-up';
+  return 'ok';
 }

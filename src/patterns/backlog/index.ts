@@ -13,7 +13,7 @@ export type {
   ObservableResultLike,
   PartitionReport,
 } from './monitor.js';
-export { BacklogMonitor, LAG_METRIC, monitorBacklog } from './monitor.js';
+export { BacklogMonitor, HEALTH_CODE, HEALTH_METRIC, LAG_METRIC, monitorBacklog } from './monitor.js';
 export type { OverflowConsumer, OverflowOptions } from './overflow.js';
 export { overflow } from './overflow.js';
 export type { PeakShavingOptions, ShavedProducer } from './peak-shaving.js';

@@ -9,7 +9,7 @@ import {
   refuseUnknownKeys,
   userTopicName,
 } from '../../core/options.js';
-import { type PartitionHealth, partitionHealth, worseHealth } from './health.js';
+import { HEALTH_ORDER, type PartitionHealth, partitionHealth, worseHealth } from './health.js';
 import { type FullSample, type LagSource, partitionRates } from './rates.js';
 
 /** One partition (or partition queue) in a {@link BacklogReport}. */
@@ -57,6 +57,10 @@ export interface BacklogReport {
   total: number;
   /** Sums over partitions; undefined when no partition reports it. */
   inFlight: number | undefined;
+  /**
+   * Sum of the partitions' `consumers`: consumer-partition assignments, not distinct members
+   * (one member holding 4 partitions counts 4); no broker names members the same way.
+   */
   consumers: number | undefined;
   rateIn: number | undefined;
   rateOut: number | undefined;
@@ -89,8 +93,23 @@ export interface MeterLike {
   createObservableGauge(name: string, options?: { description?: string; unit?: string }): ObservableGaugeLike;
 }
 
-/** Name of the gauge the monitor publishes (no OpenTelemetry semantic convention exists for it yet). */
+/**
+ * Name of the lag gauge the monitor publishes (no OpenTelemetry semantic convention exists for
+ * it yet). mqkit/otel's `instrument()` publishes a gauge of the same name and attributes: enable
+ * only one of them on a meter (`instrument(broker, { lag: false })` where a monitor publishes it).
+ */
 export const LAG_METRIC = 'messaging.consumer.lag';
+
+/** Name of the health gauge the monitor publishes: the verdict per partition as {@link HEALTH_CODE}. */
+export const HEALTH_METRIC = 'mqkit.backlog.health';
+
+/**
+ * The health gauge's value per verdict, its place in {@link HEALTH_ORDER} (higher is worse):
+ * ok 0, unknown 1, catching-up 2, falling-behind 3, rewound 4, stalled 5, stopped 6.
+ */
+export const HEALTH_CODE: Readonly<Record<PartitionHealth, number>> = Object.fromEntries(
+  HEALTH_ORDER.map((health, code) => [health, code]),
+) as Record<PartitionHealth, number>;
 
 export interface BacklogMonitorOptions {
   topic: string;
@@ -103,10 +122,12 @@ export interface BacklogMonitorOptions {
    */
   window?: number;
   /**
-   * Publishes the gauge {@link LAG_METRIC} (unit `{message}`): one point per partition, the
-   * last sampled backlog, with attributes `messaging.destination.name` (topic),
-   * `messaging.consumer.group.name`, `messaging.destination.partition.id` and
-   * `mqkit.backlog.health` (the verdict).
+   * Publishes two gauges, one point per partition each, with attributes
+   * `messaging.destination.name` (topic), `messaging.consumer.group.name` and
+   * `messaging.destination.partition.id`: {@link LAG_METRIC} (unit `{message}`), the last
+   * sampled backlog, and {@link HEALTH_METRIC} (unit `1`), the verdict as {@link HEALTH_CODE}.
+   * The verdict is a value, not an attribute, so a change makes no new series. Do not also
+   * publish mqkit/otel's lag gauge on the same meter (same name): `instrument(broker, { lag: false })`.
    */
   meter?: MeterLike;
   /** Where sampling failures are logged (at `warn`) besides the `error` event. Default: none. */
@@ -152,7 +173,9 @@ export class BacklogMonitor {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<BacklogReport | undefined> | undefined;
   private stopped = true;
-  private gauge: { gauge: ObservableGaugeLike; callback: (r: ObservableResultLike) => void } | undefined;
+  /** Incremented by each start(): only the timer chain of the current one reschedules itself. */
+  private generation = 0;
+  private gauges: { gauge: ObservableGaugeLike; callback: (r: ObservableResultLike) => void }[] = [];
   private last: BacklogReport | undefined;
 
   constructor(
@@ -173,23 +196,37 @@ export class BacklogMonitor {
     }
     this.logger = options.logger ?? silentLogger;
     if (options.meter !== undefined) {
-      const gauge = options.meter.createObservableGauge(LAG_METRIC, {
-        description:
-          'Messages of a consumer group not yet acknowledged, per partition (mqkit backlog monitor)',
-        unit: '{message}',
-      });
-      const callback = (result: ObservableResultLike) => {
-        for (const p of this.last?.partitions ?? []) {
-          result.observe(p.backlog, {
-            'messaging.destination.name': this.topic,
-            'messaging.consumer.group.name': this.group,
-            'messaging.destination.partition.id': String(p.partition),
-            'mqkit.backlog.health': p.health,
-          });
-        }
+      const publish = (
+        name: string,
+        description: string,
+        unit: string,
+        value: (p: PartitionReport) => number,
+      ) => {
+        const gauge = (options.meter as MeterLike).createObservableGauge(name, { description, unit });
+        const callback = (result: ObservableResultLike) => {
+          for (const p of this.last?.partitions ?? []) {
+            result.observe(value(p), {
+              'messaging.destination.name': this.topic,
+              'messaging.consumer.group.name': this.group,
+              'messaging.destination.partition.id': String(p.partition),
+            });
+          }
+        };
+        gauge.addCallback(callback);
+        this.gauges.push({ gauge, callback });
       };
-      gauge.addCallback(callback);
-      this.gauge = { gauge, callback };
+      publish(
+        LAG_METRIC,
+        'Messages of a consumer group not yet acknowledged, per partition (mqkit backlog monitor)',
+        '{message}',
+        (p) => p.backlog,
+      );
+      publish(
+        HEALTH_METRIC,
+        'Backlog health verdict per partition: 0 ok, 1 unknown, 2 catching-up, 3 falling-behind, 4 rewound, 5 stalled, 6 stopped',
+        '1',
+        (p) => HEALTH_CODE[p.health],
+      );
     }
   }
 
@@ -202,7 +239,7 @@ export class BacklogMonitor {
   start(): this {
     if (!this.stopped) return this;
     this.stopped = false;
-    this.tick();
+    this.tick(++this.generation);
     return this;
   }
 
@@ -223,10 +260,7 @@ export class BacklogMonitor {
     this.stopped = true;
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.gauge !== undefined) {
-      this.gauge.gauge.removeCallback?.(this.gauge.callback);
-      this.gauge = undefined;
-    }
+    for (const { gauge, callback } of this.gauges.splice(0)) gauge.removeCallback?.(callback);
     await this.running;
   }
 
@@ -259,9 +293,12 @@ export class BacklogMonitor {
     }
   }
 
-  private tick(): void {
-    if (this.stopped) return;
-    this.take()
+  private tick(generation: number): void {
+    if (this.stopped || generation !== this.generation) return;
+    // A sample in flight (one of `sample()`, or of a chain a quick stop() and start() left) is
+    // this tick's sample: samples never overlap, so they reach the history in order.
+    const running = this.running;
+    (running ?? this.take())
       .catch((error: unknown) => {
         safeLog(
           this.logger,
@@ -272,15 +309,25 @@ export class BacklogMonitor {
         this.emit('error', { error });
       })
       .finally(() => {
-        if (!this.stopped) this.timer = setTimeout(() => this.tick(), this.intervalMs);
+        if (!this.stopped && generation === this.generation) {
+          clearTimeout(this.timer);
+          this.timer = setTimeout(() => this.tick(generation), this.intervalMs);
+        }
       });
   }
 
   private take(): Promise<BacklogReport> {
-    // Promise.resolve first: an adapter that throws synchronously (closed) still rejects.
-    const requestedAt = Date.now();
-    const run = Promise.resolve()
-      .then(() => this.admin.backlog(this.topic, this.group))
+    // One backlog request at a time: a sample taken while another is in flight starts after
+    // it settled, so answers cannot arrive out of order (an older position after a newer one
+    // would read as a rewind). Promise.resolve: an adapter that throws synchronously (closed)
+    // still rejects.
+    const before = this.running ?? Promise.resolve(undefined);
+    let requestedAt = Date.now();
+    const run = before
+      .then(() => {
+        requestedAt = Date.now();
+        return this.admin.backlog(this.topic, this.group);
+      })
       .then((backlog) => {
         const at = Date.now();
         const seen = new Set<number>();

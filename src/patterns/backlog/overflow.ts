@@ -65,6 +65,12 @@ export interface OverflowConsumer {
  *   outstanding (the lane waits), so the wider topic's messages of that key come first.
  * On the wider topic a key keeps to one partition and lane, so its messages run in order.
  *
+ * Restarts: at start, a backlog the group left on the wider topic (a previous run stopped
+ * while forwarding) is read first; if there is one, the strategy starts in 'forward' mode and
+ * counts those messages as outstanding (as the wider topic's backlog reported them), so the
+ * topic's messages of the same keys queue behind them on the wider topic. On RabbitMQ the
+ * count is exact only if no other consumer of the group holds wider-topic messages then.
+ *
  * What this process cannot see: outstanding messages are counted from this broker
  * connection's `handled` and `dead-lettered` events on the wider topic, so the workers must be
  * the only consumers of the wider topic's group (run overflow in one process per group, or give
@@ -148,7 +154,11 @@ export async function overflow<T>(
 class Overflow<T> implements OverflowConsumer {
   mode: 'direct' | 'forward' = 'direct';
   forwarded = 0;
-  private readonly pending = new Set<string>();
+  /** Forwarded messages not settled on the wider topic, by id (a message forwarded twice counts twice). */
+  private readonly pending = new Map<string, number>();
+  private pendingCount = 0;
+  /** Messages found on the wider topic at start (a previous run's), not settled yet. */
+  private leftover = 0;
   private drainedWaiters: (() => void)[] = [];
   private readonly producer: Producer;
   private readonly subscriptions: Subscription[] = [];
@@ -179,16 +189,30 @@ class Overflow<T> implements OverflowConsumer {
   }
 
   get outstanding(): number {
-    return this.pending.size;
+    return this.pendingCount + this.leftover;
   }
 
   async start(): Promise<this> {
     const wide = this.o.wide;
     const group = this.monitor.group;
     const settled = (e: { topic: string; group: string; id: string }) => {
-      if (e.topic !== wide || e.group !== group || !this.pending.delete(e.id)) return;
-      if (this.pending.size === 0) for (const wake of this.drainedWaiters.splice(0)) wake();
+      if (e.topic !== wide || e.group !== group) return;
+      const count = this.pending.get(e.id);
+      if (count !== undefined) {
+        if (count > 1) this.pending.set(e.id, count - 1);
+        else this.pending.delete(e.id);
+        this.pendingCount--;
+      } else if (this.leftover > 0) {
+        this.leftover--;
+      } else {
+        return;
+      }
+      if (this.outstanding === 0) for (const wake of this.drainedWaiters.splice(0)) wake();
     };
+    // A previous run's forwarded messages still on the wider topic: forward behind them. Read
+    // before this process's workers hold any of them.
+    this.leftover = (await this.broker.backlog(wide, group)).total;
+    if (this.leftover > 0) this.mode = 'forward';
     // The monitor's listener first: close removes it before the rest.
     this.offs.push(this.monitor.on('sample', (report) => this.decide(report)));
     this.offs.push(this.broker.on('handled', settled), this.broker.on('dead-lettered', settled));
@@ -221,7 +245,7 @@ class Overflow<T> implements OverflowConsumer {
 
   private decide(report: BacklogReport): void {
     if (this.mode === 'direct' && report.total >= this.o.highWater) this.switchTo('forward', report);
-    else if (this.mode === 'forward' && report.total <= this.o.lowWater && this.pending.size === 0) {
+    else if (this.mode === 'forward' && report.total <= this.o.lowWater && this.outstanding === 0) {
       this.switchTo('direct', report);
     }
   }
@@ -235,7 +259,8 @@ class Overflow<T> implements OverflowConsumer {
 
   private async route(d: Delivery<T>): Promise<void> {
     if (this.mode === 'forward') {
-      this.pending.add(d.id);
+      this.pending.set(d.id, (this.pending.get(d.id) ?? 0) + 1);
+      this.pendingCount++;
       try {
         await this.producer.send({
           topic: this.o.wide,
@@ -247,13 +272,16 @@ class Overflow<T> implements OverflowConsumer {
         });
         this.forwarded++;
       } catch (error) {
-        this.pending.delete(d.id);
+        const count = this.pending.get(d.id) ?? 1;
+        if (count > 1) this.pending.set(d.id, count - 1);
+        else this.pending.delete(d.id);
+        this.pendingCount--;
         throw error; // the topic's retry policy applies, as to a failed handler
       }
       return;
     }
     // Direct: a forwarded message of this key may still be waiting on the wider topic.
-    if (this.pending.size > 0) {
+    if (this.outstanding > 0) {
       await new Promise<void>((resolve, reject) => {
         // Given up (close timed out, partition revoked): not acknowledged, delivered again.
         const abort = () => reject(d.signal.reason ?? new Error('delivery given up'));

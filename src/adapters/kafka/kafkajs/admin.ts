@@ -316,15 +316,9 @@ export class KafkajsAdmin implements AdminClient {
     }
   }
 
-  async partitionConsumers(group: string, topic: string): Promise<Map<number, number>> {
+  async partitionConsumers(group: string, topic: string): Promise<Map<number, number> | undefined> {
     const described = await this.call(`describe group ${group}`, (a) => a.describeGroups([group]));
-    const out = new Map<number, number>();
-    for (const member of described.groups[0]?.members ?? []) {
-      for (const partition of assignedPartitions(member.memberAssignment, topic)) {
-        out.set(partition, (out.get(partition) ?? 0) + 1);
-      }
-    }
-    return out;
+    return groupConsumers(described.groups[0], topic);
   }
 
   async deleteGroup(group: string): Promise<void> {
@@ -366,6 +360,27 @@ export class KafkajsAdmin implements AdminClient {
     })();
     return this.closed;
   }
+}
+
+/**
+ * Members assigned each partition of `topic`, from a described group: none for a group with no
+ * members (`Empty`, `Dead`, or not found); undefined (unknown) while it rebalances
+ * (`PreparingRebalance`, `CompletingRebalance`) or in a state this code does not know, where
+ * the assignments are stale or absent and a 0 would read as "nobody consumes".
+ */
+export function groupConsumers(
+  group: { state?: string; members?: readonly { memberAssignment: Buffer }[] } | undefined,
+  topic: string,
+): Map<number, number> | undefined {
+  const out = new Map<number, number>();
+  if (group === undefined || group.state === 'Empty' || group.state === 'Dead') return out;
+  if (group.state !== 'Stable') return undefined;
+  for (const member of group.members ?? []) {
+    for (const partition of assignedPartitions(member.memberAssignment, topic)) {
+      out.set(partition, (out.get(partition) ?? 0) + 1);
+    }
+  }
+  return out;
 }
 
 function closedError(): ClosedError {
