@@ -218,18 +218,27 @@ export async function runWorkload(
             if (timeUp()) return;
             continue;
           }
-          const count = Math.min(w.batch, quota - nextSeq);
-          const first = nextSeq;
-          // On a schedule, a batch due after the end of a timed run is not sent.
-          if (timed && intervalMs > 0 && (first + count - 1) * intervalMs >= w.durationS * 1000) return;
-          nextSeq += count;
           if (intervalMs > 0) {
-            // Send when the batch's last message is due; each message keeps its own due time.
-            const due = started + (first + count - 1) * intervalMs;
-            const wait = due - performance.now();
-            if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
-            if (stalled !== undefined) return;
+            // On a schedule, a message due after the end of a timed run is not sent.
+            if (timed && nextSeq * intervalMs >= w.durationS * 1000) return;
+            // Wait for the next message's due time, then send what is due by now (at most
+            // `batch`): a message never waits in the client for later ones to fill its batch,
+            // which would add the batch's span to the measured latency.
+            const wait = started + nextSeq * intervalMs - performance.now();
+            if (wait > 1) {
+              await new Promise((resolve) => setTimeout(resolve, wait));
+              // Another lane of this producer may have sent what was due meanwhile.
+              continue;
+            }
           }
+          const first = nextSeq;
+          let count = Math.min(w.batch, quota - first);
+          if (intervalMs > 0) {
+            const dueNow = Math.floor((performance.now() + 1 - started) / intervalMs) + 1;
+            const dueInRun = timed ? Math.ceil((w.durationS * 1000) / intervalMs) : dueNow;
+            count = Math.max(1, Math.min(count, Math.min(dueNow, dueInRun) - first));
+          }
+          nextSeq += count;
           const now = performance.now();
           const batch: BenchMessage[] = new Array(count);
           const intended = new Float64Array(count);

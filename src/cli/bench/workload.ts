@@ -29,7 +29,10 @@ export interface Workload {
   keys: number;
   acks: Acks;
   order: 'concurrent' | 'key' | 'partition';
-  /** Messages per `sendBatch` call. */
+  /**
+   * Messages per `sendBatch` call; at a target rate, at most this many: each call sends the
+   * messages due by then, so no message waits for its batch to fill.
+   */
   batch: number;
   /** mqkit only: deliveries per batch-handler call; 0 = a per-message handler. */
   consumeBatch: number;
