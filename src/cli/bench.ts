@@ -17,8 +17,11 @@ export interface BenchResult {
   size: number;
   /** Messages the producers tried to send (acknowledged or not). */
   sent: number;
-  /** Messages whose send the broker refused or that failed in the client. */
-  sendFailed: number;
+  /**
+   * Messages whose send the broker refused or that failed in the client (a timeout included).
+   * Not counted in `lost`, even if never delivered.
+   */
+  refused: number;
   /** The first send error's message, as the client put it. */
   sendError?: string;
   /**
@@ -28,6 +31,10 @@ export interface BenchResult {
   stalled?: string;
   /** Distinct messages delivered. */
   received: number;
+  /**
+   * Sent, not refused (acknowledged, or a send still pending when the run ended) and never
+   * delivered.
+   */
   lost: number;
   duplicated: number;
   /** Per producer and key, deliveries below the highest sequence already delivered. */
@@ -128,14 +135,14 @@ export async function runWorkload(
   const timed = w.durationS > 0;
   const total = timed ? 0 : w.messages;
   let sent = 0;
-  let sendFailed = 0;
+  let refused = 0;
   let sendError: string | undefined;
   let lastDelivery = 0;
   let sendingDone = false;
   let wakeDone: (() => void) | undefined;
   let consumeStarted = 0;
   /** Sent, not failed, not yet delivered: what `maxLag` bounds. */
-  const lag = () => sent - sendFailed - verifier.unique;
+  const lag = () => sent - refused - verifier.unique;
   /** Lanes waiting on `maxLag`, each woken by a delivery or its own 100 ms re-check. */
   const waiters = new Set<() => void>();
   /** Sends in flight and lanes waiting on the lag: while any, silence means a stall. */
@@ -154,7 +161,7 @@ export async function runWorkload(
     if (waiters.size > 0 && lag() <= w.maxLag / 2) {
       for (const wake of [...waiters]) wake();
     }
-    if (sendingDone && verifier.unique >= sent - sendFailed) wakeDone?.();
+    if (sendingDone && verifier.unique >= sent - refused) wakeDone?.();
   };
 
   // Start from a collected heap when node exposes the collector, so an earlier run's garbage
@@ -259,7 +266,8 @@ export async function runWorkload(
             const acked = performance.now();
             for (let i = 0; i < count; i++) publish.record(acked - intended[i]!);
           } catch (error) {
-            sendFailed += count;
+            refused += count;
+            verifier.refuse(p, first, count);
             sendError ??= (error instanceof Error ? error.message : String(error)).split('\n')[0];
           } finally {
             blocked--;
@@ -282,7 +290,7 @@ export async function runWorkload(
     sendingDone = true;
     if (stalled === undefined) {
       await drain(
-        () => verifier.unique >= sent - sendFailed,
+        () => verifier.unique >= sent - refused,
         () => lastDelivery,
         w.drainTimeoutS,
         (wake) => {
@@ -297,7 +305,7 @@ export async function runWorkload(
     const produceSeconds = Math.max(1e-6, (produced - started) / 1000);
     const consumeSeconds = Math.max(1e-6, (ended - consumeStarted) / 1000);
     const MB = 1024 * 1024;
-    const acked = sent - sendFailed;
+    const acked = sent - refused;
     return {
       label: options.label,
       library: context.library,
@@ -305,7 +313,7 @@ export async function runWorkload(
       workload: w.name,
       size: w.size,
       sent,
-      sendFailed,
+      refused,
       ...(sendError === undefined ? {} : { sendError }),
       ...(stalled === undefined ? {} : { stalled }),
       received: verifier.unique,
@@ -430,6 +438,7 @@ export function formatResults(results: readonly BenchResult[], baseline?: BenchR
       'max',
       'pub p99',
       'lost',
+      'refused',
       'dup',
       'ooo',
       'cpu µs/msg',
@@ -452,9 +461,10 @@ export function formatResults(results: readonly BenchResult[], baseline?: BenchR
         n(r.endToEnd.max, r.endToEnd.max.toFixed(1)),
         n(r.publish.p99, r.publish.p99.toFixed(2)),
         ...(r.external
-          ? ['-', '-', '-', '-', '-']
+          ? ['-', '-', '-', '-', '-', '-']
           : [
               String(r.lost),
+              String(r.refused),
               String(r.duplicated),
               String(r.outOfOrder),
               r.cpuUsPerMessage.toFixed(1),

@@ -11,7 +11,7 @@ export function sampleReport(): SelectionReport {
     workload: 'small-fast',
     size: 100,
     sent: 1000,
-    sendFailed: library === 'peer' ? 10 : 0,
+    refused: library === 'peer' ? 10 : 0,
     ...(library === 'peer' ? { sendError: 'Write buffer <is> full' } : {}),
     received: 1000,
     lost: 0,

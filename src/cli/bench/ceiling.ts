@@ -120,7 +120,7 @@ function row(
     workload: w.name,
     size: w.size,
     sent: w.messages,
-    sendFailed: 0,
+    refused: 0,
     received: 0,
     lost: 0,
     duplicated: 0,

@@ -40,7 +40,7 @@ export function formatConsole(report: SelectionReport): string {
     }
   }
   const failed = results.filter((r) => r.sendError !== undefined);
-  for (const r of failed) lines.push(`${r.label}: ${r.sendFailed} sends failed: ${r.sendError}`);
+  for (const r of failed) lines.push(`${r.label}: ${r.refused} sends refused: ${r.sendError}`);
   for (const r of results.filter((x) => x.stalled !== undefined)) {
     lines.push(`${r.label}: sending stopped, ${r.stalled}`);
   }
@@ -92,6 +92,7 @@ export function formatMarkdown(report: SelectionReport): string {
     'e2e p50 / p95 / p99 / p99.9 / max ms',
     'publish p50 / p99 ms',
     'lost',
+    'refused',
     'dup',
     'out of order',
     'CPU µs/msg',
@@ -120,9 +121,10 @@ export function formatMarkdown(report: SelectionReport): string {
         [r.endToEnd.p50, r.endToEnd.p95, r.endToEnd.p99, r.endToEnd.p999, r.endToEnd.max].map(ms).join(' / '),
         `${ms(r.publish.p50)} / ${ms(r.publish.p99)}`,
         ...(r.external
-          ? ['-', '-', '-', '-', '-']
+          ? ['-', '-', '-', '-', '-', '-']
           : [
               String(r.lost),
+              String(r.refused),
               String(r.duplicated),
               String(r.outOfOrder),
               fixed(r.cpuUsPerMessage, 1),
@@ -167,7 +169,7 @@ export function formatMarkdown(report: SelectionReport): string {
     );
   }
   for (const r of results.filter((x) => x.sendError !== undefined)) {
-    lines.push('', `${r.label}: ${r.sendFailed} sends failed: \`${r.sendError}\``);
+    lines.push('', `${r.label}: ${r.refused} sends refused: \`${r.sendError}\``);
   }
   for (const r of results.filter((x) => x.stalled !== undefined)) {
     lines.push('', `${r.label}: sending stopped, ${r.stalled}`);
@@ -220,11 +222,11 @@ text { font-size: 11px; fill: #222; }
 <p id="workload">${escapeHtml(describeWorkload(report.workload))}</p>
 <p id="environment"></p>
 <div class="charts" id="charts"></div>
-<table id="results"><thead><tr><th>run</th><th>e2e msg/s</th><th>produce msg/s</th><th>e2e p50 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>lost</th><th>dup</th><th>out of order</th><th>CPU µs/msg</th></tr></thead><tbody>
+<table id="results"><thead><tr><th>run</th><th>e2e msg/s</th><th>produce msg/s</th><th>e2e p50 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>lost</th><th>refused</th><th>dup</th><th>out of order</th><th>CPU µs/msg</th></tr></thead><tbody>
 ${results
   .map(
     (r) =>
-      `<tr><td>${escapeHtml(r.label)}</td><td>${whole(r.endToEndRate)}</td><td>${whole(r.produceRate)}</td><td>${fixed(r.endToEnd.p50, 2)}</td><td>${fixed(r.endToEnd.p99, 2)}</td><td>${fixed(r.endToEnd.p999, 2)}</td><td>${r.lost}</td><td>${r.duplicated}</td><td>${r.outOfOrder}</td><td>${fixed(r.cpuUsPerMessage, 1)}</td></tr>`,
+      `<tr><td>${escapeHtml(r.label)}</td><td>${whole(r.endToEndRate)}</td><td>${whole(r.produceRate)}</td><td>${fixed(r.endToEnd.p50, 2)}</td><td>${fixed(r.endToEnd.p99, 2)}</td><td>${fixed(r.endToEnd.p999, 2)}</td><td>${r.lost}</td><td>${r.refused}</td><td>${r.duplicated}</td><td>${r.outOfOrder}</td><td>${fixed(r.cpuUsPerMessage, 1)}</td></tr>`,
   )
   .join('\n')}
 </tbody></table>

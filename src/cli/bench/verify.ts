@@ -3,7 +3,9 @@
  * and that producer's sequence number, so each delivery is checked, not sampled.
  *
  * - duplicated: a (producer, sequence) delivered more than once (every extra delivery counts);
- * - lost: sent (acknowledged or not) and never delivered, counted by {@link Verifier.lost};
+ * - lost: sent, not refused (acknowledged, or still unsettled when the run ended) and never
+ *   delivered, counted by {@link Verifier.lost}; a send the client or broker refused is counted
+ *   apart (`refused`), and a refused message that arrived anyway is neither lost nor missing;
  * - out of order: with keys, a delivery whose sequence is below the highest already delivered
  *   for the same producer and key (keys are per producer: producers do not order each other).
  *
@@ -12,6 +14,8 @@
  */
 export class Verifier {
   readonly #seen: Uint8Array[] = [];
+  /** Per producer, the sequences whose send failed: `[first, count]` ranges. */
+  readonly #refused: [number, number, number][] = [];
   /** Highest sequence delivered per producer and key index. */
   readonly #lastByKey: Int32Array[] = [];
   readonly #keys: number;
@@ -60,9 +64,26 @@ export class Verifier {
     return true;
   }
 
-  /** Sent messages never delivered. */
+  /** Records that the send of `count` messages of `producer` from `first` failed. */
+  refuse(producer: number, first: number, count: number): void {
+    this.#refused.push([producer, first, count]);
+  }
+
+  /** Sent messages, not refused, never delivered. */
   lost(sent: number): number {
-    return Math.max(0, sent - this.unique);
+    let refusedMissing = 0;
+    for (const [producer, first, count] of this.#refused) {
+      for (let sequence = first; sequence < first + count; sequence++) {
+        if (!this.#delivered(producer, sequence)) refusedMissing++;
+      }
+    }
+    return Math.max(0, sent - this.unique - refusedMissing);
+  }
+
+  #delivered(producer: number, sequence: number): boolean {
+    const seen = this.#seen[producer];
+    const byte = sequence >>> 3;
+    return seen !== undefined && byte < seen.length && (seen[byte]! & (1 << (sequence & 7))) !== 0;
   }
 }
 
