@@ -516,6 +516,19 @@ describe('bench progress bar', () => {
   });
 });
 
+describe('bench raw baselines', () => {
+  it('gives a mqkit/raw ratio only when the raw client runs the same workload', async () => {
+    const { rawMismatch } = await import('../../src/cli/bench/select.js');
+    const w = workloadDefaults;
+    expect(rawMismatch(w, 'kafka')).toBeUndefined();
+    expect(rawMismatch({ ...w, order: 'concurrent' }, 'rabbitmq')).toBeUndefined();
+    expect(rawMismatch({ ...w, order: 'concurrent' }, 'kafka')).toMatch(/order 'concurrent'/);
+    expect(rawMismatch({ ...w, order: 'key' }, 'rabbitmq')).toMatch(/order 'key'/);
+    expect(rawMismatch({ ...w, handlerMs: 1 }, 'kafka')).toMatch(/--handler-ms 1/);
+    expect(rawMismatch({ ...w, consumeBatch: 10 }, 'rabbitmq')).toMatch(/--consume-batch 10/);
+  });
+});
+
 describe('bench rounds', () => {
   it('gives each broker its ratio spread over rounds', async () => {
     const { spreads } = await import('../../src/cli/bench/report.js');

@@ -42,6 +42,33 @@ function expectOneLine(run: Run, code: number, says: RegExp): void {
 }
 
 describe.concurrent('mqkit bench', { timeout: 180_000 }, () => {
+  it("withholds the mqkit/raw ratio when the raw client does not run the workload (order 'key')", async () => {
+    const run = await mqkit([
+      'bench',
+      ...['--url', inject('amqpUrl'), '--messages', '300', '--keys', '10', '--order', 'key', '--batch', '50'],
+    ]);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/\nraw amqplib +300 /);
+    expect(run.stdout).not.toMatch(/mqkit\/raw +e2e/);
+    expect(run.stdout).toMatch(/No mqkit\/raw ratio on rabbitmq: not the same workload, .*order 'key'/);
+  });
+
+  it("runs raw amqplib with order 'concurrent' on one shared queue, as mqkit does", async () => {
+    const { benchRawAmqplib } = await import('../../src/cli/bench/raw-amqplib.js');
+    const { workloadDefaults } = await import('../../src/cli/bench/workload.js');
+    const result = await benchRawAmqplib(inject('amqpUrl'), {
+      ...workloadDefaults,
+      messages: 300,
+      batch: 50,
+      order: 'concurrent',
+      consumers: 2,
+      prefetch: 64,
+      label: 'raw concurrent',
+    });
+    expect(result).toMatchObject({ sent: 300, received: 300, lost: 0, refused: 0, duplicated: 0 });
+  });
+
   it('runs one workload on memory, Kafka and RabbitMQ with raw baselines, and writes every report', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mqkit-bench-'));
     const [json, md, html] = ['r.json', 'r.md', 'r.html'].map((f) => join(dir, f)) as [

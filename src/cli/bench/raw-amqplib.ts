@@ -4,7 +4,7 @@ import { type BenchOptions, type BenchResult, type ProgressListener, runWorkload
  * The raw amqplib baseline: the same workload with nothing but amqplib (loaded on first use,
  * as the RabbitMQ adapter loads it). A durable topic exchange feeds a consistent-hash exchange
  * and `partitions` durable single-active-consumer queues (the topology mqkit declares for an
- * ordered group); one confirm channel per workload producer publishes persistent messages
+ * ordered group), or with `order: 'concurrent'` one durable queue (mqkit's concurrent group); one confirm channel per workload producer publishes persistent messages
  * (acks `none`: a plain channel, no confirms), each batch awaited on its confirms; keyed
  * messages carry the key in the hashed header, as mqkit does; one consumer per queue and
  * workload consumer with `prefetch`, acking each message. The handler does no work. Everything
@@ -20,15 +20,29 @@ export async function benchRawAmqplib(
   const admin = await connection.createChannel();
   const name = `bench-raw-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
   const hash = `${name}:hash`;
+  // As mqkit declares a group: order 'concurrent' is one durable queue its consumers compete
+  // on; key and partition order go through a consistent-hash exchange to `partitions`
+  // single-active-consumer queues.
+  const shared = options.order === 'concurrent';
   await admin.assertExchange(name, 'topic', { durable: true });
-  await admin.assertExchange(hash, 'x-consistent-hash', { durable: true, arguments: { 'hash-header': 'h' } });
-  await admin.bindExchange(hash, name, '#');
   const queues: string[] = [];
-  for (let p = 0; p < options.partitions; p++) {
-    const queue = `${name}:p${p}`;
-    await admin.assertQueue(queue, { durable: true, arguments: { 'x-single-active-consumer': true } });
-    await admin.bindQueue(queue, hash, '1');
+  if (shared) {
+    const queue = `${name}:group`;
+    await admin.assertQueue(queue, { durable: true });
+    await admin.bindQueue(queue, name, '#');
     queues.push(queue);
+  } else {
+    await admin.assertExchange(hash, 'x-consistent-hash', {
+      durable: true,
+      arguments: { 'hash-header': 'h' },
+    });
+    await admin.bindExchange(hash, name, '#');
+    for (let p = 0; p < options.partitions; p++) {
+      const queue = `${name}:p${p}`;
+      await admin.assertQueue(queue, { durable: true, arguments: { 'x-single-active-consumer': true } });
+      await admin.bindQueue(queue, hash, '1');
+      queues.push(queue);
+    }
   }
   const confirms = options.acks !== 'none';
   type Channel = Awaited<ReturnType<typeof connection.createConfirmChannel>>;
@@ -84,7 +98,7 @@ export async function benchRawAmqplib(
         for (const c of consumerChannels) await c.close();
         for (const c of producerChannels) await (await c)?.close();
         for (const queue of queues) await admin.deleteQueue(queue);
-        await admin.deleteExchange(hash);
+        if (!shared) await admin.deleteExchange(hash);
         await admin.deleteExchange(name);
         await connection.close();
       },

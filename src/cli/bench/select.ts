@@ -195,7 +195,8 @@ export interface SelectionHooks {
 
 /**
  * Runs one workload on each URL in turn: mqkit, then (with `baseline` 'raw') the raw client
- * of that broker, each on a new topic. A URL that cannot connect fails the whole run (the
+ * of that broker, each on a new topic. The mqkit/raw ratio is given only when the raw client
+ * ran the same workload (see {@link rawMismatch}); otherwise a note says why there is none. A URL that cannot connect fails the whole run (the
  * error is the adapter's, one line). Memory has no raw baseline.
  */
 export async function runSelection(
@@ -298,7 +299,12 @@ export async function runSelection(
         }
       }
       const mqkit = results[0]!;
-      const raw = results.find((r) => r.library.startsWith('raw '));
+      const rawRun = results.find((r) => r.library.startsWith('raw '));
+      const mismatch = rawRun === undefined ? undefined : rawMismatch(workload, kind);
+      if (mismatch !== undefined && round === 1) {
+        notes.push(`No mqkit/raw ratio on ${kind}: not the same workload, ${mismatch}.`);
+      }
+      const raw = mismatch === undefined ? rawRun : undefined;
       const top = results.find((r) => r.external === true);
       const ratio =
         raw === undefined
@@ -326,6 +332,29 @@ export async function runSelection(
     }
   }
   return { workload, environment: env, brokers: runs, notes };
+}
+
+/**
+ * Why the raw client's run is not the same workload as mqkit's on `broker`, or undefined when
+ * it is (then, and only then, a mqkit/raw ratio means something). The raw baselines hand each
+ * message to a handler that does no work, one at a time per partition (Kafka) or queue
+ * (RabbitMQ, where `order: 'concurrent'` reads one shared queue as mqkit does).
+ */
+export function rawMismatch(workload: Workload, broker: string): string | undefined {
+  const why: string[] = [];
+  if (workload.handlerMs > 0) why.push(`the raw handler does no work (--handler-ms ${workload.handlerMs})`);
+  if (workload.consumeBatch > 0) {
+    why.push(`the raw client has no batch handler (--consume-batch ${workload.consumeBatch})`);
+  }
+  if (workload.order === 'key') {
+    why.push("the raw client keeps partition order, not order 'key' (keys of a partition in parallel)");
+  }
+  if (workload.order === 'concurrent' && broker === 'kafka') {
+    why.push(
+      `raw kafkajs handles each partition's messages one at a time, not order 'concurrent' (--concurrency ${workload.concurrency})`,
+    );
+  }
+  return why.length === 0 ? undefined : why.join('; ');
 }
 
 export function ratioOf(broker: string, mqkit: BenchResult, raw: BenchResult): Ratio {
