@@ -357,13 +357,23 @@ function drain(
   });
 }
 
+/** A new topic name for one run. */
+export function benchTopicName(): string {
+  return `bench-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
+}
+
+/** The consumer group of a run on `topic` (one per topic, see `BenchOptions.topic`). */
+export function benchGroupName(topic: string): string {
+  return `bench-${topic}`;
+}
+
 /** The workload through mqkit: one group per topic, `order` and `concurrency` as given, bytes bodies. */
 export async function benchBroker(
   broker: Broker,
   options: BenchOptions,
   onProgress?: ProgressListener,
 ): Promise<BenchResult> {
-  const name = options.topic ?? `bench-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
+  const name = options.topic ?? benchTopicName();
   const topic = defineTopic(name, { codec: bytesCodec });
   await broker.ensureTopic(topic.name, { partitions: options.partitions });
   const producers: Producer[] = [];
@@ -378,7 +388,7 @@ export async function benchBroker(
   const subscriptions: Subscription[] = [];
   const common = {
     topic,
-    group: `bench-${name}`,
+    group: benchGroupName(name),
     order: options.order,
     concurrency: options.concurrency,
     deadLetter: 'discard',

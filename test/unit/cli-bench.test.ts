@@ -42,6 +42,64 @@ function expectOneLine(run: Run, code: number, says: RegExp): void {
 }
 
 describe.concurrent('mqkit bench', { timeout: 180_000 }, () => {
+  it('deletes what a run declared: the Kafka topic, and the RabbitMQ exchanges and queues', async () => {
+    const { benchBroker, benchGroupName } = await import('../../src/cli/bench.js');
+    const { deleteRunResources } = await import('../../src/cli/bench/cleanup.js');
+    const { workloadDefaults } = await import('../../src/cli/bench/workload.js');
+    const { connect } = await import('../../src/connect.js');
+    const amqp = await import('amqplib');
+    const { default: kafkajs } = await import('kafkajs');
+    const { kafkaHosts } = await import('../../src/cli/bench/raw-kafkajs.js');
+    for (const url of [inject('kafkaUrl'), inject('amqpUrl')]) {
+      const topic = `bench-cleanup-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
+      const broker = await connect(url);
+      try {
+        const w = { ...workloadDefaults, messages: 100, batch: 50, partitions: 2, label: 'cleanup', topic };
+        expect(await benchBroker(broker, w)).toMatchObject({ received: 100 });
+      } finally {
+        await broker.close();
+      }
+      const group = benchGroupName(topic);
+      await deleteRunResources({ url, broker: broker.kind, topic, group, partitions: 2 });
+      if (broker.kind === 'kafka') {
+        const admin = new kafkajs.Kafka({
+          brokers: kafkaHosts(url),
+          logLevel: kafkajs.logLevel.NOTHING,
+        }).admin();
+        await admin.connect();
+        try {
+          expect(await admin.listTopics()).not.toContain(topic);
+        } finally {
+          await admin.disconnect();
+        }
+      } else {
+        const connection = await amqp.connect(url);
+        connection.on('error', () => {});
+        const exists = async (
+          check: (ch: Awaited<ReturnType<typeof connection.createChannel>>) => Promise<unknown>,
+        ) => {
+          const ch = await connection.createChannel();
+          ch.on('error', () => {});
+          try {
+            await check(ch);
+            await ch.close();
+            return true;
+          } catch {
+            return false;
+          }
+        };
+        try {
+          expect(await exists((ch) => ch.checkExchange(topic))).toBe(false);
+          expect(await exists((ch) => ch.checkExchange(`${topic}:${group}:hash`))).toBe(false);
+          expect(await exists((ch) => ch.checkQueue(`${topic}:${group}:p0`))).toBe(false);
+          expect(await exists((ch) => ch.checkQueue(`${topic}:${group}:p1`))).toBe(false);
+        } finally {
+          await connection.close();
+        }
+      }
+    }
+  });
+
   it("withholds the mqkit/raw ratio when the raw client does not run the workload (order 'key')", async () => {
     const run = await mqkit([
       'bench',

@@ -4,7 +4,15 @@ import { arch, cpus, platform, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { connect } from '../../connect.js';
 import { redact } from '../../core/redact.js';
-import { type BenchOptions, type BenchResult, benchBroker, type ProgressListener } from '../bench.js';
+import {
+  type BenchOptions,
+  type BenchResult,
+  benchBroker,
+  benchGroupName,
+  benchTopicName,
+  type ProgressListener,
+} from '../bench.js';
+import { deleteRunResources } from './cleanup.js';
 import type { Workload } from './workload.js';
 
 /** Which baselines run after mqkit on each broker. */
@@ -238,14 +246,23 @@ export async function runSelection(
         await measure('mqkit', async (w, onProgress) => {
           const broker = await connect(url);
           kind = broker.kind;
+          const topic = benchTopicName();
           try {
             return await benchBroker(
               broker,
-              { ...w, label: w.label.replace(/^mqkit/, `mqkit ${kind}`) },
+              { ...w, topic, label: w.label.replace(/^mqkit/, `mqkit ${kind}`) },
               onProgress,
             );
           } finally {
             await broker.close();
+            // Each run's topic is its own: delete it (and on RabbitMQ its group's topology).
+            await deleteRunResources({
+              url,
+              broker: kind,
+              topic,
+              group: benchGroupName(topic),
+              partitions: w.partitions,
+            });
           }
         }),
       );
@@ -290,8 +307,12 @@ export async function runSelection(
             await broker.close();
           }
           hooks.onRun?.('ProducerPerformance');
-          const result = await tools.kafkaCeiling(kafkaHosts(url), topic, workload, ceiling.kafkaVersion);
-          results.push({ ...result, label: `${result.label}${tag()}` });
+          try {
+            const result = await tools.kafkaCeiling(kafkaHosts(url), topic, workload, ceiling.kafkaVersion);
+            results.push({ ...result, label: `${result.label}${tag()}` });
+          } finally {
+            await deleteRunResources({ url, broker: 'kafka', topic, group: '', partitions: 0 });
+          }
         } else {
           hooks.onRun?.('PerfTest');
           const result = await tools.rabbitCeiling(url, workload);
