@@ -529,6 +529,24 @@ describe('bench raw baselines', () => {
   });
 });
 
+describe('bench raw amqplib sends', () => {
+  it('fail with the connection or channel error while pending, and after it, and time out', async () => {
+    const { sendGuard } = await import('../../src/cli/bench/raw-amqplib.js');
+    const guard = sendGuard(50);
+    const never = () => new Promise<void>(() => {});
+    const pending = guard.settle(never);
+    guard.fail(new Error('channel closed'));
+    await expect(pending).rejects.toThrow('channel closed');
+    await expect(guard.settle(async () => {})).rejects.toThrow('channel closed');
+    const timed = sendGuard(50);
+    await expect(timed.settle(async () => {})).resolves.toBeUndefined();
+    await expect(timed.settle(never)).rejects.toThrow('no publisher confirm within 50 ms');
+    timed.closing();
+    timed.fail(new Error('connection closed'));
+    await expect(timed.settle(async () => {})).resolves.toBeUndefined();
+  });
+});
+
 describe('bench rounds', () => {
   it('gives each broker its ratio spread over rounds', async () => {
     const { spreads } = await import('../../src/cli/bench/report.js');

@@ -7,7 +7,9 @@ import { type BenchOptions, type BenchResult, type ProgressListener, runWorkload
  * ordered group), or with `order: 'concurrent'` one durable queue (mqkit's concurrent group); one confirm channel per workload producer publishes persistent messages
  * (acks `none`: a plain channel, no confirms), each batch awaited on its confirms; keyed
  * messages carry the key in the hashed header, as mqkit does; one consumer per queue and
- * workload consumer with `prefetch`, acking each message. The handler does no work. Everything
+ * workload consumer with `prefetch`, acking each message. The handler does no work. A failing
+ * connection or producer channel fails the pending sends with its error, and a batch without
+ * its confirms after `CONFIRM_TIMEOUT_MS` counts as refused (see {@link sendGuard}). Everything
  * it declared is deleted at the end.
  */
 export async function benchRawAmqplib(
@@ -17,7 +19,13 @@ export async function benchRawAmqplib(
 ): Promise<BenchResult> {
   const amqp = await import('amqplib');
   const connection = await amqp.connect(url);
+  const guard = sendGuard(CONFIRM_TIMEOUT_MS);
+  // Without these listeners an 'error' event would throw; with them, a failing connection or
+  // channel settles every pending send with its error instead of leaving confirms pending.
+  connection.on('error', guard.fail);
+  connection.on('close', () => guard.fail(new Error('connection closed')));
   const admin = await connection.createChannel();
+  admin.on('error', () => {});
   const name = `bench-raw-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
   const hash = `${name}:hash`;
   // As mqkit declares a group: order 'concurrent' is one durable queue its consumers compete
@@ -52,9 +60,15 @@ export async function benchRawAmqplib(
   const channelOf = (p: number) => {
     let channel = producerChannels[p];
     if (channel === undefined) {
-      channel = confirms
-        ? connection.createConfirmChannel()
-        : (connection.createChannel() as unknown as Promise<Channel>);
+      channel = (
+        confirms
+          ? connection.createConfirmChannel()
+          : (connection.createChannel() as unknown as Promise<Channel>)
+      ).then((created) => {
+        created.on('error', guard.fail);
+        created.on('close', () => guard.fail(new Error('channel closed')));
+        return created;
+      });
       producerChannels[p] = channel;
     }
     return channel;
@@ -67,6 +81,7 @@ export async function benchRawAmqplib(
         for (let c = 0; c < options.consumers; c++) {
           for (const queue of queues) {
             const consumer = await connection.createChannel();
+            consumer.on('error', () => {});
             await consumer.prefetch(options.prefetch);
             await consumer.consume(queue, (message) => {
               if (message === null) return;
@@ -92,9 +107,10 @@ export async function benchRawAmqplib(
             );
           });
         };
-        await Promise.all(batch.map(({ body, key }) => publish(body, key)));
+        await guard.settle(() => Promise.all(batch.map(({ body, key }) => publish(body, key))));
       },
       close: async () => {
+        guard.closing();
         for (const c of consumerChannels) await c.close();
         for (const c of producerChannels) await (await c)?.close();
         for (const queue of queues) await admin.deleteQueue(queue);
@@ -105,4 +121,53 @@ export async function benchRawAmqplib(
     },
     { library: 'raw amqplib', broker: 'rabbitmq', ...(onProgress ? { onProgress } : {}) },
   );
+}
+
+/** How long a batch waits for its publisher confirms before its send counts as refused. */
+export const CONFIRM_TIMEOUT_MS = 30_000;
+
+/**
+ * Settles sends that the client would leave pending: a send fails with the error of the
+ * connection or channel that failed while it waited (or fails at once after one failed), or
+ * with a timeout when its confirms take longer than `timeoutMs`. After `closing()`, failures
+ * (the run's own close) are ignored.
+ */
+export function sendGuard(timeoutMs: number): {
+  fail: (error: Error) => void;
+  settle: (send: () => Promise<unknown>) => Promise<void>;
+  closing: () => void;
+} {
+  const pending = new Set<(error: Error) => void>();
+  let broken: Error | undefined;
+  let closed = false;
+  return {
+    fail: (error) => {
+      if (closed) return;
+      broken ??= error;
+      for (const reject of [...pending]) reject(error);
+    },
+    settle: (send) => {
+      if (broken !== undefined) return Promise.reject(broken);
+      return new Promise<void>((resolve, reject) => {
+        const done = (error?: Error) => {
+          clearTimeout(timer);
+          pending.delete(done);
+          if (error === undefined) resolve();
+          else reject(error);
+        };
+        const timer = setTimeout(
+          () => done(new Error(`no publisher confirm within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+        pending.add(done);
+        send().then(
+          () => done(),
+          (error: unknown) => done(error instanceof Error ? error : new Error(String(error))),
+        );
+      });
+    },
+    closing: () => {
+      closed = true;
+    },
+  };
 }
