@@ -1,5 +1,5 @@
-import { readFileSync, writeFileSync } from 'node:fs';
-import { resolve as resolvePath } from 'node:path';
+import { accessSync, constants, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { connect } from '../connect.js';
 import type { Broker } from '../core/broker.js';
@@ -242,7 +242,12 @@ async function bench(line: CommandLine & { kind: 'run' }): Promise<string> {
       );
     }
   }
-  // Every broker reachable before the first run: a typo in the last URL must not cost the others' runs.
+  // Every output file writable and every broker reachable before the first run: a typo in the
+  // last one must not cost the others' runs.
+  for (const option of ['json', 'md', 'html']) {
+    const file = values.get(option);
+    if (file !== undefined) checkWritable(option, file);
+  }
   for (const url of urls) await (await connect(url)).close();
   // Loaded here so other commands never load the bench's dependencies (hdr-histogram-js).
   const { progressBar } = await import('./bench/progress.js');
@@ -269,7 +274,38 @@ async function bench(line: CommandLine & { kind: 'run' }): Promise<string> {
   out('json', formatJson);
   out('md', formatMarkdown);
   out('html', formatHtml);
-  return [formatConsole(report), ...(written.length > 0 ? ['', ...written] : [])].join('\n');
+  const text = [formatConsole(report), ...(written.length > 0 ? ['', ...written] : [])].join('\n');
+  if (report.failures.length > 0) {
+    throw new ReportedFailure(
+      text,
+      `${report.failures.length} run(s) failed, the others are reported: ${report.failures[0]}`,
+    );
+  }
+  return text;
+}
+
+/**
+ * A command that printed its report but failed in part (exit 1): `stdout` is the report, the
+ * message the one line on stderr.
+ */
+class ReportedFailure extends Error {
+  constructor(
+    readonly stdout: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ReportedFailure';
+  }
+}
+
+/** Fails in one line unless `file` can be written: an existing writable file, or a new one in a writable directory. */
+function checkWritable(option: string, file: string): void {
+  try {
+    if (existsSync(file)) accessSync(file, constants.W_OK);
+    else accessSync(dirname(resolvePath(file)), constants.W_OK);
+  } catch {
+    throw new Error(`--${option} ${file}: cannot write there`);
+  }
 }
 
 /**
@@ -342,6 +378,7 @@ export async function runCli(argv: readonly string[], out?: LagOutput): Promise<
     const code = isMqError(error) ? ` [${error.code}]` : '';
     const hint = usageError ? ' (mqkit --help lists commands and options)' : '';
     const oneLine = scrub(text, passwords).replace(/\s*\n\s*/g, ' ');
-    return { code: usageError ? 2 : 1, stdout: '', stderr: `mqkit: ${oneLine}${code}${hint}\n` };
+    const stdout = error instanceof ReportedFailure ? `${scrub(error.stdout, passwords)}\n` : '';
+    return { code: usageError ? 2 : 1, stdout, stderr: `mqkit: ${oneLine}${code}${hint}\n` };
   }
 }

@@ -547,6 +547,43 @@ describe('bench raw amqplib sends', () => {
   });
 });
 
+describe('bench selection failures', () => {
+  it('records a failing run and still reports every finished one', async () => {
+    const { runSelection } = await import('../../src/cli/bench/select.js');
+    let calls = 0;
+    const peer = {
+      name: 'flaky',
+      brokers: ['memory'],
+      run: async () => {
+        calls++;
+        throw new Error('peer broke\nat somewhere');
+      },
+    };
+    const report = await runSelection(
+      ['memory://', 'memory://'],
+      { ...workloadDefaults, messages: 200, batch: 50 },
+      'raw',
+      '0.0.0',
+      {},
+      { peers: [peer] },
+    );
+    expect(calls).toBe(2);
+    expect(report.brokers.map((b) => b.results.map((r) => r.label))).toEqual([
+      ['mqkit memory'],
+      ['mqkit memory'],
+    ]);
+    expect(report.failures).toEqual([
+      'flaky memory on memory://: peer broke',
+      'flaky memory on memory://: peer broke',
+    ]);
+    expect(formatConsole(report)).toMatch(/\nFAILED flaky memory on memory:\/\/: peer broke/);
+    expect(formatMarkdown(report)).toMatch(/\*\*Failed\*\* flaky memory on memory:\/\/: peer broke/);
+    expect(formatHtml(report)).toMatch(
+      /<p class="failure">Failed flaky memory on memory:\/\/: peer broke<\/p>/,
+    );
+  });
+});
+
 describe('bench rounds', () => {
   it('gives each broker its ratio spread over rounds', async () => {
     const { spreads } = await import('../../src/cli/bench/report.js');

@@ -40,6 +40,7 @@ export function sampleReport(): SelectionReport {
     workload: { ...workloadDefaults, name: 'small-fast' },
     environment: environment('0.0.0-test'),
     notes: [],
+    failures: [],
     brokers: [
       {
         url: 'kafka://127.0.0.1:9092',

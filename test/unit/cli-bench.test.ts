@@ -42,6 +42,36 @@ function expectOneLine(run: Run, code: number, says: RegExp): void {
 }
 
 describe.concurrent('mqkit bench', { timeout: 180_000 }, () => {
+  it('prints and writes the report of the finished runs when one fails, and exits 1', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mqkit-bench-'));
+    const peer = join(dir, 'broken-peer.mjs');
+    writeFileSync(
+      peer,
+      "export const benchPeer = { name: 'broken', brokers: ['memory'], run: async () => { throw new Error('peer broke'); } };\n",
+    );
+    const json = join(dir, 'r.json');
+    const run = await mqkit([
+      'bench',
+      '--url',
+      'memory://',
+      '--messages',
+      '200',
+      '--peer',
+      peer,
+      '--json',
+      json,
+    ]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(
+      'mqkit: 1 run(s) failed, the others are reported: broken memory on memory://: peer broke\n',
+    );
+    expect(run.stdout).toMatch(/\nmqkit memory +200 /);
+    expect(run.stdout).toMatch(/\nFAILED broken memory on memory:\/\/: peer broke\n/);
+    const report = JSON.parse(readFileSync(json, 'utf8')) as SelectionReport;
+    expect(report.failures).toEqual(['broken memory on memory://: peer broke']);
+    expect(report.brokers[0]!.results[0]!.received).toBe(200);
+  });
+
   it('deletes what a run declared: the Kafka topic, and the RabbitMQ exchanges and queues', async () => {
     const { benchBroker, benchGroupName } = await import('../../src/cli/bench.js');
     const { deleteRunResources } = await import('../../src/cli/bench/cleanup.js');

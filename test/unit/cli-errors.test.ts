@@ -104,6 +104,23 @@ describe.concurrent('mqkit command line', { timeout: 180_000 }, () => {
     expectOneLine(await mqkit(['bench', '--acks', 'some']), 2, /--acks must be one of all, leader, none/);
   });
 
+  it('refuses an output file it cannot write before the first run', async () => {
+    const run = await runCli([
+      'bench',
+      '--url',
+      'memory://',
+      '--messages',
+      '20',
+      '--md',
+      '/nonexistent-dir/r.md',
+    ]);
+    expect(run).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: 'mqkit: --md /nonexistent-dir/r.md: cannot write there\n',
+    });
+  });
+
   it('refuses --json before the command (it wrote a file named "true"), and --messages with --duration', async () => {
     // Refused before anything runs: exit 2, nothing on stdout, so no report file either.
     expectOneLine(

@@ -50,6 +50,7 @@ export function formatConsole(report: SelectionReport): string {
     );
   }
   for (const note of report.notes) lines.push(note);
+  for (const failure of report.failures) lines.push(`FAILED ${failure}`);
   return lines.join('\n');
 }
 
@@ -162,6 +163,7 @@ export function formatMarkdown(report: SelectionReport): string {
     }
   }
   for (const note of report.notes) lines.push('', note);
+  for (const failure of report.failures) lines.push('', `**Failed** ${failure}`);
   if (results.some((r) => r.external)) {
     lines.push(
       '',
@@ -221,6 +223,7 @@ text { font-size: 11px; fill: #222; }
 <h1>${escapeHtml(title)}</h1>
 <p id="workload">${escapeHtml(describeWorkload(report.workload))}</p>
 <p id="environment"></p>
+${report.failures.map((f) => `<p class="failure">Failed ${escapeHtml(f)}</p>`).join('\n')}
 <div class="charts" id="charts"></div>
 <table id="results"><thead><tr><th>run</th><th>e2e msg/s</th><th>produce msg/s</th><th>e2e p50 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>lost</th><th>refused</th><th>dup</th><th>out of order</th><th>CPU µs/msg</th></tr></thead><tbody>
 ${results

@@ -82,6 +82,11 @@ export interface SelectionReport {
   brokers: BrokerRun[];
   /** What was skipped and why (e.g. `--ceiling` without java). */
   notes: string[];
+  /**
+   * Runs that failed (a broker lost mid-run, a baseline, peer or tool that threw), one line
+   * each: `<run> on <url, redacted>: <error>`. The other runs are still reported; the CLI exits 1.
+   */
+  failures: string[];
 }
 
 /** A package's version from the package.json above its resolved entry; undefined when not installed. */
@@ -203,9 +208,10 @@ export interface SelectionHooks {
 
 /**
  * Runs one workload on each URL in turn: mqkit, then (with `baseline` 'raw') the raw client
- * of that broker, each on a new topic. The mqkit/raw ratio is given only when the raw client
- * ran the same workload (see {@link rawMismatch}); otherwise a note says why there is none. A URL that cannot connect fails the whole run (the
- * error is the adapter's, one line). Memory has no raw baseline.
+ * of that broker, each on a new topic. A run that throws is recorded in `failures` (after
+ * mqkit's, the rest of that URL is skipped) and the others go on. The mqkit/raw ratio is given
+ * only when the raw client ran the same workload (see {@link rawMismatch}); otherwise a note
+ * says why there is none. Memory has no raw baseline.
  */
 export async function runSelection(
   urls: readonly string[],
@@ -221,6 +227,7 @@ export async function runSelection(
   const env = environment(mqkitVersion);
   const runs: BrokerRun[] = [];
   const notes: string[] = [];
+  const failures: string[] = [];
   // Each measured run, after a warm-up of the same workload when the workload asks for one.
   const measure = async (
     label: string,
@@ -242,30 +249,49 @@ export async function runSelection(
     for (const url of urls) {
       const results: BenchResult[] = [];
       let kind = '';
-      results.push(
-        await measure('mqkit', async (w, onProgress) => {
-          const broker = await connect(url);
-          kind = broker.kind;
-          const topic = benchTopicName();
-          try {
-            return await benchBroker(
-              broker,
-              { ...w, topic, label: w.label.replace(/^mqkit/, `mqkit ${kind}`) },
-              onProgress,
-            );
-          } finally {
-            await broker.close();
-            // Each run's topic is its own: delete it (and on RabbitMQ its group's topology).
-            await deleteRunResources({
-              url,
-              broker: kind,
-              topic,
-              group: benchGroupName(topic),
-              partitions: w.partitions,
-            });
-          }
-        }),
-      );
+      // A run that throws is recorded and the selection goes on: finished runs are not lost.
+      const attempt = async (what: string, step: () => Promise<void>): Promise<boolean> => {
+        try {
+          await step();
+          return true;
+        } catch (error) {
+          const text = (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
+          failures.push(`${what}${tag()} on ${redact(url)}: ${text.split(url).join(redact(url))}`);
+          return false;
+        }
+      };
+      const mqkitRan = await attempt('mqkit', async () => {
+        results.push(
+          await measure('mqkit', async (w, onProgress) => {
+            const broker = await connect(url);
+            kind = broker.kind;
+            const topic = benchTopicName();
+            try {
+              return await benchBroker(
+                broker,
+                { ...w, topic, label: w.label.replace(/^mqkit/, `mqkit ${kind}`) },
+                onProgress,
+              );
+            } finally {
+              await broker.close();
+              // Each run's topic is its own: delete it (and on RabbitMQ its group's topology).
+              await deleteRunResources({
+                url,
+                broker: kind,
+                topic,
+                group: benchGroupName(topic),
+                partitions: w.partitions,
+              });
+            }
+          }),
+        );
+      });
+      if (!mqkitRan) {
+        // Without mqkit's run there is nothing to compare the others with on this URL.
+        if (kind !== '')
+          runs.push({ url: redact(url), broker: kind, ...(repeat > 1 ? { round } : {}), results });
+        continue;
+      }
       const settings =
         kind === 'rabbitmq'
           ? await rabbitSettings(url)
@@ -276,49 +302,58 @@ export async function runSelection(
         settings.version = ceiling.kafkaVersion;
       const version = settings?.version;
       if (baseline === 'raw' && kind === 'kafka') {
-        const { benchRawKafkajs } = await import('./raw-kafkajs.js');
-        results.push(await measure('raw kafkajs', (w, onProgress) => benchRawKafkajs(url, w, onProgress)));
+        await attempt('raw kafkajs', async () => {
+          const { benchRawKafkajs } = await import('./raw-kafkajs.js');
+          results.push(await measure('raw kafkajs', (w, onProgress) => benchRawKafkajs(url, w, onProgress)));
+        });
       }
       if (baseline === 'raw' && kind === 'rabbitmq') {
-        const { benchRawAmqplib } = await import('./raw-amqplib.js');
-        const { prefetchFor, resolveRabbitMqOptions } = await import('../../adapters/rabbitmq/options.js');
-        const prefetch = prefetchFor(resolveRabbitMqOptions(), workload.concurrency);
-        results.push(
-          await measure('raw amqplib', (w, onProgress) =>
-            benchRawAmqplib(url, { ...w, prefetch }, onProgress),
-          ),
-        );
+        await attempt('raw amqplib', async () => {
+          const { benchRawAmqplib } = await import('./raw-amqplib.js');
+          const { prefetchFor, resolveRabbitMqOptions } = await import('../../adapters/rabbitmq/options.js');
+          const prefetch = prefetchFor(resolveRabbitMqOptions(), workload.concurrency);
+          results.push(
+            await measure('raw amqplib', (w, onProgress) =>
+              benchRawAmqplib(url, { ...w, prefetch }, onProgress),
+            ),
+          );
+        });
       }
       for (const peer of peers) {
         if (!peer.brokers.includes(kind)) continue;
-        results.push(await measure(`${peer.name} ${kind}`, (w, onProgress) => peer.run(url, w, onProgress)));
+        await attempt(`${peer.name} ${kind}`, async () => {
+          results.push(
+            await measure(`${peer.name} ${kind}`, (w, onProgress) => peer.run(url, w, onProgress)),
+          );
+        });
       }
-      if (ceiling !== undefined && (kind === 'kafka' || kind === 'rabbitmq')) {
-        const tools = await import('./ceiling.js');
-        const why = tools.ceilingUnavailable();
-        if (why !== undefined) notes.push(`--ceiling skipped on ${kind}: ${why}`);
-        else if (kind === 'kafka') {
-          const { kafkaHosts } = await import('./raw-kafkajs.js');
-          const topic = `bench-ceiling-${Date.now().toString(36)}`;
-          const broker = await connect(url);
-          try {
-            await broker.ensureTopic(topic, { partitions: workload.partitions });
-          } finally {
-            await broker.close();
-          }
-          hooks.onRun?.('ProducerPerformance');
-          try {
-            const result = await tools.kafkaCeiling(kafkaHosts(url), topic, workload, ceiling.kafkaVersion);
+      if (ceiling !== undefined && (kind === 'kafka' || kind === 'rabbitmq'))
+        await attempt(kind === 'kafka' ? 'ProducerPerformance' : 'PerfTest', async () => {
+          const tools = await import('./ceiling.js');
+          const why = tools.ceilingUnavailable();
+          if (why !== undefined) notes.push(`--ceiling skipped on ${kind}: ${why}`);
+          else if (kind === 'kafka') {
+            const { kafkaHosts } = await import('./raw-kafkajs.js');
+            const topic = `bench-ceiling-${Date.now().toString(36)}`;
+            const broker = await connect(url);
+            try {
+              await broker.ensureTopic(topic, { partitions: workload.partitions });
+            } finally {
+              await broker.close();
+            }
+            hooks.onRun?.('ProducerPerformance');
+            try {
+              const result = await tools.kafkaCeiling(kafkaHosts(url), topic, workload, ceiling.kafkaVersion);
+              results.push({ ...result, label: `${result.label}${tag()}` });
+            } finally {
+              await deleteRunResources({ url, broker: 'kafka', topic, group: '', partitions: 0 });
+            }
+          } else {
+            hooks.onRun?.('PerfTest');
+            const result = await tools.rabbitCeiling(url, workload);
             results.push({ ...result, label: `${result.label}${tag()}` });
-          } finally {
-            await deleteRunResources({ url, broker: 'kafka', topic, group: '', partitions: 0 });
           }
-        } else {
-          hooks.onRun?.('PerfTest');
-          const result = await tools.rabbitCeiling(url, workload);
-          results.push({ ...result, label: `${result.label}${tag()}` });
-        }
-      }
+        });
       const mqkit = results[0]!;
       const rawRun = results.find((r) => r.library.startsWith('raw '));
       const mismatch = rawRun === undefined ? undefined : rawMismatch(workload, kind);
@@ -352,7 +387,7 @@ export async function runSelection(
       });
     }
   }
-  return { workload, environment: env, brokers: runs, notes };
+  return { workload, environment: env, brokers: runs, notes, failures };
 }
 
 /**
