@@ -142,7 +142,7 @@ export async function runWorkload(
   let wakeDone: (() => void) | undefined;
   let consumeStarted = 0;
   /** Sent, not failed, not yet delivered: what `maxLag` bounds. */
-  const lag = () => sent - refused - verifier.unique;
+  const lag = () => sent - refused - verifier.acceptedDelivered;
   /** Lanes waiting on `maxLag`, each woken by a delivery or its own 100 ms re-check. */
   const waiters = new Set<() => void>();
   /** Sends in flight and lanes waiting on the lag: while any, silence means a stall. */
@@ -161,7 +161,7 @@ export async function runWorkload(
     if (waiters.size > 0 && lag() <= w.maxLag / 2) {
       for (const wake of [...waiters]) wake();
     }
-    if (sendingDone && verifier.unique >= sent - refused) wakeDone?.();
+    if (sendingDone && verifier.acceptedDelivered >= sent - refused) wakeDone?.();
   };
 
   // Start from a collected heap when node exposes the collector, so an earlier run's garbage
@@ -290,7 +290,7 @@ export async function runWorkload(
     sendingDone = true;
     if (stalled === undefined) {
       await drain(
-        () => verifier.unique >= sent - refused,
+        () => verifier.acceptedDelivered >= sent - refused,
         () => lastDelivery,
         w.drainTimeoutS,
         (wake) => {
@@ -317,7 +317,7 @@ export async function runWorkload(
       ...(sendError === undefined ? {} : { sendError }),
       ...(stalled === undefined ? {} : { stalled }),
       received: verifier.unique,
-      lost: verifier.lost(sent),
+      lost: verifier.lost(sent, refused),
       duplicated: verifier.duplicated,
       outOfOrder: verifier.outOfOrder,
       produceRate: acked / produceSeconds,

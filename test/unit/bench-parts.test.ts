@@ -88,7 +88,7 @@ describe('bench verification', () => {
     expect(v.unique).toBe(10);
     expect(v.duplicated).toBe(1);
     expect(v.outOfOrder).toBe(1);
-    expect(v.lost(4 + 8)).toBe(2);
+    expect(v.lost(4 + 8, 0)).toBe(2);
   });
 
   it('does not check order without keys, and grows past its first thousands of sequences', () => {
@@ -177,6 +177,32 @@ describe('bench verification', () => {
       { library: 'fake', broker: 'none' },
     );
     expect(result).toMatchObject({ sent: 30, refused: 10, received: 20, lost: 5 });
+  });
+
+  it('waits for acknowledged messages even when refused ones arrived instead', async () => {
+    // Batch 0 is refused but delivered; batch 1 is acknowledged and delivered 200 ms later. The
+    // run must not count 10 deliveries as the 10 acknowledged ones and stop waiting.
+    let deliver: (body: Buffer) => void = () => {};
+    const result = await runWorkload(
+      { ...workloadDefaults, messages: 20, batch: 10, inflight: 1, drainTimeoutS: 5, label: 'late' },
+      {
+        consume: async (received) => {
+          deliver = received;
+        },
+        send: async (batch) => {
+          if (batch[0]!.body.readUInt32LE(12) === 0) {
+            for (const { body } of batch) deliver(body);
+            throw new Error('refused');
+          }
+          setTimeout(() => {
+            for (const { body } of batch) deliver(body);
+          }, 200);
+        },
+        close: async () => {},
+      },
+      { library: 'fake', broker: 'none' },
+    );
+    expect(result).toMatchObject({ sent: 20, refused: 10, received: 20, lost: 0 });
   });
 
   // Before the lag counted failed sends and the wait needed a delivery, both of these hung.

@@ -14,12 +14,14 @@
  */
 export class Verifier {
   readonly #seen: Uint8Array[] = [];
-  /** Per producer, the sequences whose send failed: `[first, count]` ranges. */
-  readonly #refused: [number, number, number][] = [];
+  /** Per producer, the sequences whose send failed (a bit each, as `#seen`). */
+  readonly #refused: Uint8Array[] = [];
   /** Highest sequence delivered per producer and key index. */
   readonly #lastByKey: Int32Array[] = [];
   readonly #keys: number;
   unique = 0;
+  /** Distinct deliveries of messages whose send failed. */
+  refusedDelivered = 0;
   duplicated = 0;
   outOfOrder = 0;
 
@@ -30,20 +32,8 @@ export class Verifier {
 
   /** Records one delivery; returns false for a duplicate. */
   record(producer: number, sequence: number): boolean {
-    let seen = this.#seen[producer];
-    if (seen === undefined) {
-      seen = new Uint8Array(1024);
-      this.#seen[producer] = seen;
-    }
+    const seen = bitsFor(this.#seen, producer, sequence);
     const byte = sequence >>> 3;
-    if (byte >= seen.length) {
-      let length = seen.length;
-      while (length <= byte) length *= 2;
-      const grown = new Uint8Array(length);
-      grown.set(seen);
-      seen = grown;
-      this.#seen[producer] = seen;
-    }
     const bit = 1 << (sequence & 7);
     if ((seen[byte]! & bit) !== 0) {
       this.duplicated++;
@@ -51,6 +41,7 @@ export class Verifier {
     }
     seen[byte] = seen[byte]! | bit;
     this.unique++;
+    if (hasBit(this.#refused, producer, sequence)) this.refusedDelivered++;
     if (this.#keys > 0) {
       let last = this.#lastByKey[producer];
       if (last === undefined) {
@@ -66,25 +57,47 @@ export class Verifier {
 
   /** Records that the send of `count` messages of `producer` from `first` failed. */
   refuse(producer: number, first: number, count: number): void {
-    this.#refused.push([producer, first, count]);
-  }
-
-  /** Sent messages, not refused, never delivered. */
-  lost(sent: number): number {
-    let refusedMissing = 0;
-    for (const [producer, first, count] of this.#refused) {
-      for (let sequence = first; sequence < first + count; sequence++) {
-        if (!this.#delivered(producer, sequence)) refusedMissing++;
-      }
+    for (let sequence = first; sequence < first + count; sequence++) {
+      const bits = bitsFor(this.#refused, producer, sequence);
+      bits[sequence >>> 3] = bits[sequence >>> 3]! | (1 << (sequence & 7));
+      if (hasBit(this.#seen, producer, sequence)) this.refusedDelivered++;
     }
-    return Math.max(0, sent - this.unique - refusedMissing);
   }
 
-  #delivered(producer: number, sequence: number): boolean {
-    const seen = this.#seen[producer];
-    const byte = sequence >>> 3;
-    return seen !== undefined && byte < seen.length && (seen[byte]! & (1 << (sequence & 7))) !== 0;
+  /** Distinct deliveries of messages whose send did not fail. */
+  get acceptedDelivered(): number {
+    return this.unique - this.refusedDelivered;
   }
+
+  /** Sent messages, not refused (`refused` of them), never delivered. */
+  lost(sent: number, refused: number): number {
+    return Math.max(0, sent - refused - this.acceptedDelivered);
+  }
+}
+
+/** The bit array of `producer` in `arrays`, grown to hold `sequence`. */
+function bitsFor(arrays: Uint8Array[], producer: number, sequence: number): Uint8Array {
+  let bits = arrays[producer];
+  if (bits === undefined) {
+    bits = new Uint8Array(1024);
+    arrays[producer] = bits;
+  }
+  const byte = sequence >>> 3;
+  if (byte >= bits.length) {
+    let length = bits.length;
+    while (length <= byte) length *= 2;
+    const grown = new Uint8Array(length);
+    grown.set(bits);
+    bits = grown;
+    arrays[producer] = bits;
+  }
+  return bits;
+}
+
+function hasBit(arrays: readonly Uint8Array[], producer: number, sequence: number): boolean {
+  const bits = arrays[producer];
+  const byte = sequence >>> 3;
+  return bits !== undefined && byte < bits.length && (bits[byte]! & (1 << (sequence & 7))) !== 0;
 }
 
 /** Key of a message: the key index its producer's sequence gives, or none without keys. */
