@@ -225,6 +225,11 @@ describe.concurrent('mqkit bench', { timeout: 180_000 }, () => {
     expect(tools.map((r) => r.library)).toEqual(['ProducerPerformance', 'PerfTest']);
     for (const r of tools) expect(r.produceRate).toBeGreaterThan(0);
     expect(report.brokers.map((b) => b.ratio)).toEqual([undefined, undefined]);
+    // Without a raw baseline, mqkit over the tool is a note.
+    expect(report.notes.filter((n) => n.startsWith('mqkit produce msg/s over'))).toEqual([
+      expect.stringMatching(/^mqkit produce msg\/s over ProducerPerformance \S+ on kafka: \d+\.\d\d\.$/),
+      expect.stringMatching(/^mqkit produce msg\/s over PerfTest \S+ on rabbitmq: \d+\.\d\d\.$/),
+    ]);
     expect(run.stdout).toMatch(/\nProducerPerformance \d+\.\d+\.\d+ +- +1024 /);
     expect(run.stdout).toMatch(/not verified, CPU not measured/);
   });

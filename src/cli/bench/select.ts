@@ -369,6 +369,12 @@ export async function runSelection(
               ...ratioOf(kind, mqkit, raw),
               ...(top ? { ceiling: mqkit.produceRate / top.produceRate } : {}),
             };
+      // Without a mqkit/raw ratio the ceiling's (a produce figure) goes to the notes.
+      if (ratio === undefined && top !== undefined && top.produceRate > 0) {
+        notes.push(
+          `mqkit produce msg/s over ${top.label} on ${kind}: ${(mqkit.produceRate / top.produceRate).toFixed(2)}.`,
+        );
+      }
       const vsPeers = results
         .filter((r) => peers.some((p) => p.name === r.library))
         .map((r) => ({
