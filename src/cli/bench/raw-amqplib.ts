@@ -32,25 +32,45 @@ export async function benchRawAmqplib(
   // on; key and partition order go through a consistent-hash exchange to `partitions`
   // single-active-consumer queues.
   const shared = options.order === 'concurrent';
-  await admin.assertExchange(name, 'topic', { durable: true });
   const queues: string[] = [];
-  if (shared) {
-    const queue = `${name}:group`;
-    await admin.assertQueue(queue, { durable: true });
-    await admin.bindQueue(queue, name, '#');
-    queues.push(queue);
-  } else {
-    await admin.assertExchange(hash, 'x-consistent-hash', {
-      durable: true,
-      arguments: { 'hash-header': 'h' },
-    });
-    await admin.bindExchange(hash, name, '#');
-    for (let p = 0; p < options.partitions; p++) {
-      const queue = `${name}:p${p}`;
-      await admin.assertQueue(queue, { durable: true, arguments: { 'x-single-active-consumer': true } });
-      await admin.bindQueue(queue, hash, '1');
+  // Deletes what the run declared, at its end or when a declaration fails; best effort (a
+  // failed declaration may have closed the admin channel, and then this deletes nothing).
+  const deleteTopology = async () => {
+    const quietly = async (step: () => Promise<unknown>) => {
+      try {
+        await step();
+      } catch {
+        // best effort: already gone, or the channel broke
+      }
+    };
+    for (const queue of queues) await quietly(() => admin.deleteQueue(queue));
+    if (!shared) await quietly(() => admin.deleteExchange(hash));
+    await quietly(() => admin.deleteExchange(name));
+  };
+  try {
+    await admin.assertExchange(name, 'topic', { durable: true });
+    if (shared) {
+      const queue = `${name}:group`;
       queues.push(queue);
+      await admin.assertQueue(queue, { durable: true });
+      await admin.bindQueue(queue, name, '#');
+    } else {
+      await admin.assertExchange(hash, 'x-consistent-hash', {
+        durable: true,
+        arguments: { 'hash-header': 'h' },
+      });
+      await admin.bindExchange(hash, name, '#');
+      for (let p = 0; p < options.partitions; p++) {
+        const queue = `${name}:p${p}`;
+        queues.push(queue);
+        await admin.assertQueue(queue, { durable: true, arguments: { 'x-single-active-consumer': true } });
+        await admin.bindQueue(queue, hash, '1');
+      }
     }
+  } catch (error) {
+    await deleteTopology();
+    await connection.close().catch(() => {});
+    throw error;
   }
   const confirms = options.acks !== 'none';
   type Channel = Awaited<ReturnType<typeof connection.createConfirmChannel>>;
@@ -111,12 +131,11 @@ export async function benchRawAmqplib(
       },
       close: async () => {
         guard.closing();
-        for (const c of consumerChannels) await c.close();
-        for (const c of producerChannels) await (await c)?.close();
-        for (const queue of queues) await admin.deleteQueue(queue);
-        if (!shared) await admin.deleteExchange(hash);
-        await admin.deleteExchange(name);
-        await connection.close();
+        // Best effort: a broken channel must not turn the measured run into a failure.
+        for (const c of consumerChannels) await c.close().catch(() => {});
+        for (const c of producerChannels) await (await c.catch(() => undefined))?.close().catch(() => {});
+        await deleteTopology();
+        await connection.close().catch(() => {});
       },
     },
     { library: 'raw amqplib', broker: 'rabbitmq', ...(onProgress ? { onProgress } : {}) },
