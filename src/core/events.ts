@@ -118,16 +118,20 @@ export interface EventSource {
 }
 
 /**
- * The events of one broker connection. Adapters emit; users, tracing and metrics listen through
- * `broker.on`. `has` lets the message path skip building a payload nobody listens to.
+ * Listeners of a set of typed events, called synchronously in the order they subscribed. A
+ * listener that throws is logged at `warn` (naming `owner`) and ignored. `has` lets a hot path
+ * skip building a payload nobody listens to.
  */
-export class EventHub implements EventSource {
-  private readonly listeners = new Map<MqEventName, Set<(event: never) => void>>();
+export class Listeners<Events extends object> {
+  private readonly listeners = new Map<keyof Events, Set<(event: never) => void>>();
 
-  constructor(private readonly logger?: Logger) {}
+  /** `owner` names the emitter in the warning, e.g. "the outbox relay's". */
+  constructor(
+    private readonly logger: Logger | undefined,
+    private readonly owner: string,
+  ) {}
 
-  on<E extends MqEventName>(event: E, listener: MqEventListener<E>): () => void {
-    if (typeof listener !== 'function') throw new TypeError('listener must be a function');
+  on<E extends keyof Events>(event: E, listener: (payload: Events[E]) => void): () => void {
     let set = this.listeners.get(event);
     if (set === undefined) {
       set = new Set();
@@ -141,20 +145,40 @@ export class EventHub implements EventSource {
   }
 
   /** Whether `event` has a listener: check before building its payload on a hot path. */
-  has(event: MqEventName): boolean {
+  has(event: keyof Events): boolean {
     return this.listeners.has(event);
   }
 
-  emit<E extends MqEventName>(event: E, payload: MqEvents[E]): void {
+  emit<E extends keyof Events>(event: E, payload: Events[E]): void {
     const set = this.listeners.get(event);
     if (set === undefined) return;
     for (const listener of set) {
       try {
-        (listener as MqEventListener<E>)(payload);
+        (listener as (payload: Events[E]) => void)(payload);
       } catch (error) {
         if (this.logger !== undefined)
-          safeLog(this.logger, 'warn', { event, err: error }, `a listener of mqkit's '${event}' event threw`);
+          safeLog(
+            this.logger,
+            'warn',
+            { event, err: error },
+            `a listener of ${this.owner} '${String(event)}' event threw`,
+          );
       }
     }
+  }
+}
+
+/**
+ * The events of one broker connection. Adapters emit; users, tracing and metrics listen through
+ * `broker.on`. `has` lets the message path skip building a payload nobody listens to.
+ */
+export class EventHub extends Listeners<MqEvents> implements EventSource {
+  constructor(logger?: Logger) {
+    super(logger, "mqkit's");
+  }
+
+  override on<E extends MqEventName>(event: E, listener: MqEventListener<E>): () => void {
+    if (typeof listener !== 'function') throw new TypeError('listener must be a function');
+    return super.on(event, listener);
   }
 }

@@ -1,5 +1,6 @@
 import type { Admin } from '../../core/broker.js';
 import { ConfigError } from '../../core/errors.js';
+import { Listeners } from '../../core/events.js';
 import { type Logger, safeLog, silentLogger } from '../../core/logger.js';
 import {
   groupName,
@@ -168,7 +169,7 @@ export class BacklogMonitor {
   readonly window: number;
   private readonly history = new Map<number, FullSample[]>();
   private readonly verdicts = new Map<number, PartitionHealth>();
-  private readonly listeners = new Map<keyof BacklogMonitorEvents, Set<(event: never) => void>>();
+  private readonly events: Listeners<BacklogMonitorEvents>;
   private readonly logger: Logger;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<BacklogReport | undefined> | undefined;
@@ -195,6 +196,7 @@ export class BacklogMonitor {
       );
     }
     this.logger = options.logger ?? silentLogger;
+    this.events = new Listeners(this.logger, "the backlog monitor's");
     if (options.meter !== undefined) {
       const publish = (
         name: string,
@@ -269,28 +271,11 @@ export class BacklogMonitor {
     event: E,
     listener: (payload: BacklogMonitorEvents[E]) => void,
   ): () => void {
-    let set = this.listeners.get(event);
-    if (set === undefined) {
-      set = new Set();
-      this.listeners.set(event, set);
-    }
-    set.add(listener as (event: never) => void);
-    return () => set.delete(listener as (event: never) => void);
+    return this.events.on(event, listener);
   }
 
   private emit<E extends keyof BacklogMonitorEvents>(event: E, payload: BacklogMonitorEvents[E]): void {
-    for (const listener of this.listeners.get(event) ?? []) {
-      try {
-        (listener as (payload: BacklogMonitorEvents[E]) => void)(payload);
-      } catch (error) {
-        safeLog(
-          this.logger,
-          'warn',
-          { event, err: error },
-          `a listener of the backlog monitor's '${event}' event threw`,
-        );
-      }
-    }
+    this.events.emit(event, payload);
   }
 
   private tick(generation: number): void {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Producer } from '../../core/broker.js';
 import type { Codec, TopicSpec } from '../../core/codec.js';
 import { ClosedError, ConfigError, isMqError, TimeoutError } from '../../core/errors.js';
+import { Listeners } from '../../core/events.js';
 import { isLogger, type Logger, processWarningLogger, safeLog } from '../../core/logger.js';
 import type { Headers, OutgoingMessage } from '../../core/message.js';
 import { intOption, isPlainObject, MAX_TIMER_MS, refuseUnknownKeys, thrownText } from '../../core/options.js';
@@ -201,7 +202,7 @@ class Relay implements OutboxRelay {
   private readonly sessionTimeoutMs: number;
   private readonly logger: Logger;
   private readonly lockClass: string;
-  private readonly listeners = new Map<string, Set<(e: never) => void>>();
+  private readonly events: Listeners<OutboxRelayEvents>;
   private readonly specs = new Map<string, TopicSpec<Uint8Array>>();
   private readonly owned = new Set<number>();
   /** Rows published and not yet deleted or marked 'sent'. */
@@ -285,6 +286,7 @@ class Relay implements OutboxRelay {
       throw new ConfigError('outboxRelay.logger', 'must have debug, info, warn and error methods');
     }
     this.logger = options.logger ?? processWarningLogger();
+    this.events = new Listeners(this.logger, "the outbox relay's");
     this.lockClass = `mqkit-outbox:${this.table}`;
   }
 
@@ -293,28 +295,11 @@ class Relay implements OutboxRelay {
   }
 
   on<E extends keyof OutboxRelayEvents>(event: E, listener: Listener<E>): () => void {
-    let set = this.listeners.get(event);
-    if (set === undefined) {
-      set = new Set();
-      this.listeners.set(event, set);
-    }
-    set.add(listener as (e: never) => void);
-    return () => set.delete(listener as (e: never) => void);
+    return this.events.on(event, listener);
   }
 
   private emit<E extends keyof OutboxRelayEvents>(event: E, payload: OutboxRelayEvents[E]): void {
-    for (const listener of this.listeners.get(event) ?? []) {
-      try {
-        (listener as Listener<E>)(payload);
-      } catch (error) {
-        safeLog(
-          this.logger,
-          'warn',
-          { event, err: error },
-          `a listener of the outbox relay's '${event}' event threw`,
-        );
-      }
-    }
+    this.events.emit(event, payload);
   }
 
   private report(error: unknown, context: string): void {

@@ -1,6 +1,7 @@
 import type { Producer } from '../../core/broker.js';
 import { bytesCodec, decodeBody, jsonCodec } from '../../core/codec.js';
 import { ClosedError, ConfigError } from '../../core/errors.js';
+import { Listeners } from '../../core/events.js';
 import { isLogger, type Logger, processWarningLogger, safeLog } from '../../core/logger.js';
 import type { Headers, OutgoingMessage } from '../../core/message.js';
 import {
@@ -244,7 +245,7 @@ class HalfMessages implements TransactionalProducer {
   private readonly scanMs: number;
   private readonly keepRolledBackMs: number;
   private readonly logger: Logger;
-  private readonly listeners = new Map<string, Set<(e: never) => void>>();
+  private readonly events: Listeners<HalfMessageEvents>;
   private readonly stop = new AbortController();
   private relay: OutboxRelay | undefined;
   private loop: Promise<void> | undefined;
@@ -295,6 +296,7 @@ class HalfMessages implements TransactionalProducer {
       throw new ConfigError('halfMessages.logger', 'must have debug, info, warn and error methods');
     }
     this.logger = options.logger ?? processWarningLogger();
+    this.events = new Listeners(this.logger, "the half messages'");
   }
 
   async start(): Promise<void> {
@@ -326,28 +328,11 @@ class HalfMessages implements TransactionalProducer {
     event: E,
     listener: (event: HalfMessageEvents[E]) => void,
   ): () => void {
-    let set = this.listeners.get(event);
-    if (set === undefined) {
-      set = new Set();
-      this.listeners.set(event, set);
-    }
-    set.add(listener as (e: never) => void);
-    return () => set.delete(listener as (e: never) => void);
+    return this.events.on(event, listener);
   }
 
   private emit<E extends keyof HalfMessageEvents>(event: E, payload: HalfMessageEvents[E]): void {
-    for (const listener of this.listeners.get(event) ?? []) {
-      try {
-        (listener as (e: HalfMessageEvents[E]) => void)(payload);
-      } catch (error) {
-        safeLog(
-          this.logger,
-          'warn',
-          { event, err: error },
-          `a listener of the half messages' '${event}' event threw`,
-        );
-      }
-    }
+    this.events.emit(event, payload);
   }
 
   private report(error: unknown, context: string): void {
