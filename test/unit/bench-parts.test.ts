@@ -417,6 +417,20 @@ describe('bench ceiling tools', () => {
     expect(parseProducerPerformance('nothing')).toBeUndefined();
     expect(parsePerfTest('nothing', 10)).toBeUndefined();
   });
+
+  it('gives PerfTest its URI (and password) through the environment, not the command line', async () => {
+    const { perfTestCommand } = await import('../../src/cli/bench/ceiling.js');
+    const { resolveWorkload } = await import('../../src/cli/bench/workload.js');
+    const url = 'amqp://bench:s3cret-pw@127.0.0.1:5672/%2F';
+    const { args, env } = perfTestCommand(url, resolveWorkload({ producers: 2 }), 'q1', '/libs/*');
+    expect(args.join(' ')).not.toContain('s3cret-pw');
+    expect(args).not.toContain('--uri');
+    const prefix = env.RABBITMQ_PERF_TEST_ENV_PREFIX;
+    expect(prefix).toBeTruthy();
+    expect(env[`${prefix}_URI`]).toBe(url);
+    // Numbers in the tools' summaries must not depend on the machine's locale.
+    expect(args).toEqual(expect.arrayContaining(['-Duser.language=en', '-Duser.country=US']));
+  });
 });
 
 describe('bench schedule', () => {

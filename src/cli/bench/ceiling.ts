@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { BenchResult } from '../bench.js';
+import { deleteRabbitQueue } from './cleanup.js';
 import type { LatencySummary } from './histogram.js';
 import type { Workload } from './workload.js';
 
@@ -32,13 +33,13 @@ function cacheRoot(): string {
 function exec(
   command: string,
   args: string[],
-  options: { cwd?: string; timeoutMs: number },
+  options: { cwd?: string; timeoutMs: number; env?: NodeJS.ProcessEnv },
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
       command,
       args,
-      { cwd: options.cwd, timeout: options.timeoutMs, maxBuffer: 64 * 1024 * 1024 },
+      { cwd: options.cwd, env: options.env, timeout: options.timeoutMs, maxBuffer: 64 * 1024 * 1024 },
       (error, stdout, stderr) => {
         const code = error === null ? 0 : typeof error.code === 'number' ? error.code : -1;
         resolve({ code, stdout, stderr });
@@ -103,6 +104,13 @@ async function ensureJars(name: string, dependencies: readonly string[]): Promis
   }
   return libs;
 }
+
+/**
+ * JVM flags for both tools: their summaries are printed with the JVM's default locale
+ * (ProducerPerformance formats with `%.2f`), which would give `11461,3` under a German one and
+ * break the parsers below.
+ */
+const JAVA_LOCALE = ['-Duser.language=en', '-Duser.country=US'];
 
 const none: LatencySummary = { count: 0, p50: 0, p95: 0, p99: 0, p999: 0, max: 0 };
 
@@ -196,6 +204,7 @@ export async function kafkaCeiling(
   const result = await exec(
     'java',
     [
+      ...JAVA_LOCALE,
       '-cp',
       join(libs, '*'),
       'org.apache.kafka.tools.ProducerPerformance',
@@ -214,11 +223,48 @@ export async function kafkaCeiling(
   return row(`ProducerPerformance ${version}`, 'ProducerPerformance', 'kafka', w, figures);
 }
 
+/** Prefix of the environment variables PerfTest reads its options from (see {@link perfTestCommand}). */
+const PERF_TEST_ENV_PREFIX = 'MQKIT_PERF_TEST';
+
 /**
- * PerfTest on `url`: `producers` producers and `consumers` consumers on one new auto-deleted
- * queue, persistent messages, publisher confirms with `batch × inflight` outstanding (acks
- * `none`: no confirms), consumer prefetch `concurrency × 2`, `messages` per producer... stopped
- * at `messages` in all (`-C` over producers).
+ * PerfTest's command line and environment for `url` and `w`: `producers` producers and
+ * `consumers` consumers on one auto-deleted `queue`, persistent messages, publisher confirms
+ * with `batch × inflight` outstanding (acks `none`: no confirms), consumer prefetch
+ * `concurrency × 2`, stopped at `messages` in all (`-C` per producer).
+ *
+ * The URI, which may carry a password, goes in the environment (PerfTest reads any long option
+ * from `<prefix>_<OPTION>`), not on the command line, where any user of the machine could read
+ * it in the process list.
+ */
+export function perfTestCommand(
+  url: string,
+  w: Workload,
+  queue: string,
+  classpath: string,
+): { args: string[]; env: NodeJS.ProcessEnv } {
+  return {
+    args: [
+      ...JAVA_LOCALE,
+      '-cp',
+      classpath,
+      'com.rabbitmq.perf.PerfTest',
+      ...['-x', String(w.producers), '-y', String(w.consumers), '-u', queue, '-ad', 'true'],
+      ...['-s', String(w.size), '-C', String(Math.ceil(w.messages / w.producers)), '-f', 'persistent'],
+      ...(w.acks === 'none' ? [] : ['-c', String(w.batch * w.inflight)]),
+      ...['-q', String(Math.max(64, w.concurrency * 2))],
+      ...(w.rate > 0 ? ['-r', String(Math.ceil(w.rate / w.producers))] : []),
+    ],
+    env: {
+      ...process.env,
+      RABBITMQ_PERF_TEST_ENV_PREFIX: PERF_TEST_ENV_PREFIX,
+      [`${PERF_TEST_ENV_PREFIX}_URI`]: url,
+    },
+  };
+}
+
+/**
+ * PerfTest on `url` (see {@link perfTestCommand}). Its queue is deleted afterwards, best
+ * effort: auto-delete alone leaves it behind when PerfTest exits before its consumers cancel.
  */
 export async function rabbitCeiling(url: string, w: Workload): Promise<BenchResult> {
   const libs = await ensureJars(`perf-test-${PERF_TEST_VERSION}`, [
@@ -226,20 +272,13 @@ export async function rabbitCeiling(url: string, w: Workload): Promise<BenchResu
     'ch.qos.logback:logback-classic:1.5.12',
   ]);
   const queue = `bench-perftest-${Date.now().toString(36)}`;
-  const result = await exec(
-    'java',
-    [
-      '-cp',
-      join(libs, '*'),
-      'com.rabbitmq.perf.PerfTest',
-      ...['--uri', url, '-x', String(w.producers), '-y', String(w.consumers), '-u', queue, '-ad', 'true'],
-      ...['-s', String(w.size), '-C', String(Math.ceil(w.messages / w.producers)), '-f', 'persistent'],
-      ...(w.acks === 'none' ? [] : ['-c', String(w.batch * w.inflight)]),
-      ...['-q', String(Math.max(64, w.concurrency * 2))],
-      ...(w.rate > 0 ? ['-r', String(Math.ceil(w.rate / w.producers))] : []),
-    ],
-    { timeoutMs: 30 * 60_000 },
-  );
+  const { args, env } = perfTestCommand(url, w, queue, join(libs, '*'));
+  let result: Awaited<ReturnType<typeof exec>>;
+  try {
+    result = await exec('java', args, { timeoutMs: 30 * 60_000, env });
+  } finally {
+    await deleteRabbitQueue(url, queue);
+  }
   const figures = parsePerfTest(result.stdout, w.size);
   if (figures === undefined) {
     throw new Error(

@@ -39,6 +39,24 @@ async function deleteKafkaTopic(url: string, topic: string): Promise<void> {
   }
 }
 
+/** Deletes one RabbitMQ queue, best effort and quietly, like {@link deleteRunResources}. */
+export async function deleteRabbitQueue(url: string, queue: string): Promise<void> {
+  try {
+    const amqp = await import('amqplib');
+    const connection = await amqp.connect(url);
+    connection.on('error', () => {});
+    try {
+      const ch = await connection.createChannel();
+      ch.on('error', () => {});
+      await ch.deleteQueue(queue);
+    } finally {
+      await connection.close();
+    }
+  } catch {
+    // already gone or broker unreachable: best effort
+  }
+}
+
 async function deleteRabbitTopology(r: RunResources): Promise<void> {
   const amqp = await import('amqplib');
   const connection = await amqp.connect(r.url);
