@@ -1,6 +1,7 @@
 import type { MqError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Headers } from '../../core/message.js';
+import type { TlsOptions } from '../../core/tls.js';
 
 /**
  * The seam between the adapter and a Kafka client library. Everything else in this folder talks
@@ -53,7 +54,8 @@ export interface KafkaClientConfig {
   /** `host:port` bootstrap servers. */
   brokers: string[];
   clientId: string;
-  ssl: boolean;
+  /** TLS: off, on with Node's defaults, or on with these `tls.connect` options. */
+  ssl: boolean | TlsOptions;
   sasl:
     | { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string }
     | undefined;

@@ -5,9 +5,10 @@ import type { Logger } from '../../../core/logger.js';
 import { MAX_TIMER_MS } from '../../../core/options.js';
 import { scrubError, scrubText } from '../../../core/redact.js';
 import { settlesWithin } from '../../../core/timers.js';
+import { oneLine, tlsFailure } from '../../../core/tls.js';
 import { CONNECT_ATTEMPTS, type KafkaClientConfig } from '../client.js';
-import { kafkaConfig } from './config.js';
-import { isCertificateError, type KafkajsErrorShape, someCause } from './errors.js';
+import { kafkaConfig, kafkaSecrets } from './config.js';
+import { type KafkajsErrorShape, someCause } from './errors.js';
 
 /**
  * `KafkaClient.connect`: one admin connection of its own, with kafkajs's retries cut to
@@ -26,17 +27,23 @@ export async function reachCluster(config: KafkaClientConfig, logger: Logger): P
     await probe.connect();
   } catch (error) {
     const refused = someCause(error, (e) => e.name === 'KafkaJSSASLAuthenticationError');
-    const untrusted = isCertificateError(error);
+    const tls = tlsFailure(error);
     const e = error as KafkajsErrorShape;
-    const secrets = config.sasl === undefined ? [] : [config.sasl.password];
+    const text = e.message ?? String(error);
+    const sasl = config.sasl;
+    let why = text;
+    if (refused && sasl !== undefined) {
+      why = `authentication failed (SASL ${sasl.mechanism.toUpperCase()}, user '${sasl.username}'): wrong user name or password, or the mechanism is not enabled on this listener; ${text}`;
+    } else if (tls !== undefined) {
+      why = `${tls.reason} (TLS ${tls.code}: ${oneLine(text)}); see kafka.ssl`;
+    }
+    const secrets = kafkaSecrets(config);
     throw new ConnectionError(
-      scrubText(
-        `cannot connect to the Kafka cluster at ${config.brokers.join(',')}: ${e.message ?? String(error)}${
-          untrusted ? " (TLS: the broker's certificate is not trusted)" : ''
-        }`,
-        secrets,
-      ),
-      { cause: scrubError(error, secrets), retriable: !refused && !untrusted },
+      scrubText(`cannot connect to the Kafka cluster at ${config.brokers.join(',')}: ${why}`, secrets),
+      {
+        cause: scrubError(error, secrets),
+        retriable: !refused && tls === undefined,
+      },
     );
   } finally {
     await probe.disconnect().catch(() => {});

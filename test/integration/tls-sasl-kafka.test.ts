@@ -1,0 +1,166 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, it } from 'vitest';
+import { type KafkaServer, startKafka } from '../infra/kafka.js';
+import { makeTestCerts, type TestCerts } from '../infra/tls-certs.js';
+import { refusedConnect, roundTrip } from './tls-helpers.js';
+
+// A Kafka node of its own with the listeners SSL (mutual TLS required), SASL_SSL (PLAIN,
+// SCRAM-SHA-256, SCRAM-SHA-512) and WRONGNAME (a certificate for another host), certificates
+// from a private CA made for this run, SCRAM users created by the storage format.
+describe('kafka: TLS and SASL on real listeners (own node)', () => {
+  let certs: TestCerts;
+  let server: KafkaServer;
+  let ssl: string;
+  let saslSsl: string;
+  let wrongName: string;
+  // Unique per run, so finding one anywhere in an error or a log line is a leak, never a coincidence.
+  const plainPw = `plain-${randomUUID()}`;
+  const scram256Pw = `s256-${randomUUID()}`;
+  const scram512Pw = `s512-${randomUUID()}`;
+  const wrongPw = `wrong-${randomUUID()}`;
+
+  beforeAll(async () => {
+    certs = await makeTestCerts();
+    server = await startKafka({
+      security: {
+        caFile: certs.ca.certFile,
+        serverBundle: await certs.bundle(certs.server),
+        wrongNameBundle: await certs.bundle(certs.wrongName),
+        plainUsers: { alice: plainPw },
+        scramUsers: [
+          { mechanism: 'SCRAM-SHA-256', name: 'bob', password: scram256Pw },
+          { mechanism: 'SCRAM-SHA-512', name: 'carol', password: scram512Pw },
+        ],
+      },
+    });
+    const secure = server.secure;
+    if (secure === undefined) throw new Error('startKafka: no TLS listeners');
+    ({ ssl, saslSsl, wrongName } = secure);
+  }, 120_000);
+
+  afterAll(async () => {
+    await server?.stop();
+    await certs?.remove();
+  }, 60_000);
+
+  const q = (params: Record<string, string>): string => new URLSearchParams(params).toString();
+
+  describe('connects, sends and receives', () => {
+    it('SASL_SSL with PLAIN, everything from the URL (user info, saslMechanism, tlsCaFile)', async () => {
+      await roundTrip(
+        `kafka://alice:${encodeURIComponent(plainPw)}@${saslSsl}?${q({ saslMechanism: 'plain', tlsCaFile: certs.ca.certFile })}`,
+      );
+    }, 60_000);
+
+    it('SASL_SSL with SCRAM-SHA-256, everything from options (kafka.ssl.ca, kafka.sasl)', async () => {
+      await roundTrip(`kafka://${saslSsl}`, {
+        kafka: {
+          ssl: { ca: certs.ca.cert },
+          sasl: { mechanism: 'scram-sha-256', username: 'bob', password: scram256Pw },
+        },
+      });
+    }, 60_000);
+
+    it('SASL_SSL with SCRAM-SHA-512 from the URL, verifying the name localhost (tlsServername)', async () => {
+      await roundTrip(
+        `kafka://carol:${encodeURIComponent(scram512Pw)}@${saslSsl}?${q({
+          saslMechanism: 'scram-sha-512',
+          ssl: 'true',
+          tlsCaFile: certs.ca.certFile,
+          tlsServername: 'localhost',
+        })}`,
+      );
+    }, 60_000);
+
+    it('SSL with mutual TLS: client certificate and key from the URL (tlsCertFile, tlsKeyFile)', async () => {
+      await roundTrip(
+        `kafka://${ssl}?${q({ tlsCaFile: certs.ca.certFile, tlsCertFile: certs.client.certFile, tlsKeyFile: certs.client.keyFile })}`,
+      );
+    }, 60_000);
+
+    it('SSL with mutual TLS from options, over a URL that only says ssl=true', async () => {
+      await roundTrip(`kafka://${ssl}?ssl=true`, {
+        kafka: { ssl: { ca: certs.ca.cert, cert: certs.client.cert, key: certs.client.key } },
+      });
+    }, 60_000);
+  });
+
+  describe('refuses at once with a non-retriable ConnectionError naming the cause, and no secret anywhere', () => {
+    it('a wrong PLAIN password: authentication failed', async () => {
+      await refusedConnect(
+        `kafka://alice:${wrongPw}@${saslSsl}?${q({ tlsCaFile: certs.ca.certFile })}`,
+        {},
+        /authentication failed \(SASL PLAIN, user 'alice'\)/,
+        wrongPw,
+      );
+    }, 30_000);
+
+    it('a wrong SCRAM-SHA-256 password: authentication failed', async () => {
+      await refusedConnect(
+        `kafka://${saslSsl}`,
+        {
+          kafka: {
+            ssl: { ca: certs.ca.cert },
+            sasl: { mechanism: 'scram-sha-256', username: 'bob', password: wrongPw },
+          },
+        },
+        /authentication failed \(SASL SCRAM-SHA-256, user 'bob'\)/,
+        wrongPw,
+      );
+    }, 30_000);
+
+    it('a wrong SCRAM-SHA-512 password: authentication failed', async () => {
+      await refusedConnect(
+        `kafka://carol:${wrongPw}@${saslSsl}?${q({ saslMechanism: 'scram-sha-512', tlsCaFile: certs.ca.certFile })}`,
+        {},
+        /authentication failed \(SASL SCRAM-SHA-512, user 'carol'\)/,
+        wrongPw,
+      );
+    }, 30_000);
+
+    it('a broker certificate from a CA the client does not trust: certificate not trusted', async () => {
+      await refusedConnect(
+        `kafka://alice:${plainPw}@${saslSsl}?${q({ tlsCaFile: certs.rogueCa.certFile })}`,
+        {},
+        /certificate not trusted/,
+        plainPw,
+      );
+    }, 30_000);
+
+    it('a broker certificate without the name 127.0.0.1: hostname mismatch', async () => {
+      await refusedConnect(
+        `kafka://${wrongName}?${q({ tlsCaFile: certs.ca.certFile })}`,
+        {},
+        /hostname mismatch/,
+        plainPw,
+      );
+    }, 30_000);
+
+    it('a server name the certificate does not carry (tlsServername): hostname mismatch', async () => {
+      await refusedConnect(
+        `kafka://alice:${plainPw}@${saslSsl}?${q({ tlsCaFile: certs.ca.certFile, tlsServername: 'other.example' })}`,
+        {},
+        /hostname mismatch/,
+        plainPw,
+      );
+    }, 30_000);
+
+    it('no client certificate on the mutual-TLS listener: client certificate refused', async () => {
+      await refusedConnect(
+        `kafka://${ssl}?${q({ tlsCaFile: certs.ca.certFile })}`,
+        {},
+        /client certificate refused/,
+        plainPw,
+      );
+    }, 30_000);
+
+    it('a client certificate from another CA: client certificate refused', async () => {
+      await refusedConnect(
+        `kafka://${ssl}`,
+        { kafka: { ssl: { ca: certs.ca.cert, cert: certs.rogueClient.cert, key: certs.rogueClient.key } } },
+        /client certificate refused/,
+        plainPw,
+      );
+    }, 30_000);
+  });
+});
