@@ -294,7 +294,14 @@ function resolveSsl(option: unknown, query: Readonly<Record<string, string>>): b
   const where = 'kafka:// query parameter ';
   const fromOption =
     typeof option === 'object' && option !== null ? resolveTlsOptions(option, 'kafka.ssl') : undefined;
-  const flag = fromOption !== undefined ? true : bool(option, 'kafka.ssl', undefined);
+  if (option !== undefined && typeof option !== 'boolean' && fromOption === undefined) {
+    // Only the type: a string here may well be a PEM key passed in the wrong place.
+    throw new ConfigError(
+      'kafka.ssl',
+      `must be true, false or an object of tls.connect options such as { ca } (got ${option === null ? 'null' : `a ${typeof option}`})`,
+    );
+  }
+  const flag = typeof option === 'boolean' ? option : fromOption !== undefined ? true : undefined;
   const urlFlag = bool(query.ssl, `${where}ssl`, undefined);
   const params = Object.keys(TLS_QUERY_PARAMS).filter((param) => query[param] !== undefined);
   const on = flag ?? urlFlag ?? params.length > 0;
