@@ -181,6 +181,9 @@ function tlsReason(code: string): string | undefined {
   if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG') {
     return 'TLS handshake failed: the port does not speak TLS (a plaintext listener?)';
   }
+  if (code.endsWith('ALERT_HANDSHAKE_FAILURE')) {
+    return 'TLS handshake failed: no TLS version or cipher in common, or the server requires a client certificate (cert, key)';
+  }
   if (code.startsWith('ERR_SSL_')) return 'TLS handshake failed';
   // OpenSSL refused the options themselves: a PEM that does not parse, a key not matching its certificate.
   if (code.startsWith('ERR_OSSL_')) return 'TLS options refused: check ca, cert, key and passphrase';

@@ -101,4 +101,49 @@ describe('rabbitmq: TLS on a real listener (own node)', () => {
       );
     }, 30_000);
   });
+
+  describe('a listener that requires client certificates (fail_if_no_peer_cert, own node)', () => {
+    let strict: PrivateRabbitNode;
+    let strictUrl: string;
+
+    beforeAll(async () => {
+      strict = await startPrivateRabbitNode({
+        tls: {
+          caFile: certs.ca.certFile,
+          certFile: certs.server.certFile,
+          keyFile: certs.server.keyFile,
+          clientCert: 'require',
+        },
+      });
+      strictUrl = strict.tlsUrl ?? '';
+    }, 120_000);
+
+    afterAll(async () => {
+      await strict?.stop();
+    }, 60_000);
+
+    it('with a client certificate: sends and receives', async () => {
+      await roundTrip(strictUrl, {
+        rabbitmq: { tls: { ca: certs.ca.cert, cert: certs.client.cert, key: certs.client.key } },
+      });
+    }, 60_000);
+
+    it('without one: client certificate refused (TLS 1.3), a non-retriable ConnectionError', async () => {
+      await refusedConnect(
+        `${strictUrl}?${q({ tlsCaFile: certs.ca.certFile })}`,
+        {},
+        /client certificate refused/,
+        password,
+      );
+    }, 30_000);
+
+    it('without one on TLS 1.2, where the server only says handshake failure: the message names the likely cause', async () => {
+      await refusedConnect(
+        strictUrl,
+        { rabbitmq: { tls: { ca: certs.ca.cert, maxVersion: 'TLSv1.2' } } },
+        /TLS handshake failed: .*requires a client certificate/,
+        password,
+      );
+    }, 30_000);
+  });
 });
