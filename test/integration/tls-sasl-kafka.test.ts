@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from '../../src/index.js';
 import { type KafkaServer, startKafka } from '../infra/kafka.js';
 import { makeTestCerts, type TestCerts } from '../infra/tls-certs.js';
+import { mqRejection } from './spies.js';
 import { refusedConnect, roundTrip } from './tls-helpers.js';
 
 // A Kafka node of its own with the listeners SSL (mutual TLS required), SASL_SSL (PLAIN,
@@ -84,6 +86,13 @@ describe('kafka: TLS and SASL on real listeners (own node)', () => {
       });
     }, 60_000);
   });
+
+  it('TLS without SASL credentials on the SASL_SSL listener: connect fails at once, naming what is missing', async () => {
+    // Kafka answers the version handshake before any login, so connect must ask for more to notice.
+    const error = await mqRejection(connect(`kafka://${saslSsl}?${q({ tlsCaFile: certs.ca.certFile })}`));
+    expect(error.code).toBe('CONNECTION');
+    expect(error.message).toMatch(/closed the connection.*needs a user and password/);
+  }, 30_000);
 
   describe('refuses at once with a non-retriable ConnectionError naming the cause, and no secret anywhere', () => {
     it('a wrong PLAIN password: authentication failed', async () => {

@@ -15,8 +15,10 @@ export interface KafkaClient {
    * Reaches the cluster once, on a connection of its own that is closed again, with a bounded
    * budget: the bootstrap brokers are tried {@link CONNECT_ATTEMPTS} times, each attempt bounded
    * by `connectionTimeoutMs` for TCP and `authenticationTimeoutMs` per handshake request.
-   * Resolves once a broker answered; rejects with `ConnectionError` (not retriable when the
-   * credentials were refused). Leaves no socket or timer behind either way.
+   * Resolves once a broker answered the handshake (versions, SASL login) and a metadata request
+   * (a SASL listener takes the handshake without a login and closes the connection at the next
+   * request); rejects with `ConnectionError` (not retriable when the credentials were refused or
+   * TLS verification failed). Leaves no socket or timer behind either way.
    */
   connect(): Promise<void>;
   /** An idempotent producer needs acks all (-1) on every send. */

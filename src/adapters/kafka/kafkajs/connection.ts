@@ -25,6 +25,10 @@ export async function reachCluster(config: KafkaClientConfig, logger: Logger): P
   }).admin();
   try {
     await probe.connect();
+    // A SASL listener answers the version handshake without a login and closes the connection
+    // at the first other request: asking for the brokers makes connect fail here, not every
+    // request after it.
+    await probe.describeCluster();
   } catch (error) {
     const refused = someCause(error, (e) => e.name === 'KafkaJSSASLAuthenticationError');
     const tls = tlsFailure(error);
@@ -36,6 +40,10 @@ export async function reachCluster(config: KafkaClientConfig, logger: Logger): P
       why = `authentication failed (SASL ${sasl.mechanism.toUpperCase()}, user '${sasl.username}'): wrong user name or password, or the mechanism is not enabled on this listener; ${text}`;
     } else if (tls !== undefined) {
       why = `${tls.reason} (TLS ${tls.code}: ${oneLine(text)}); see kafka.ssl`;
+    } else if (
+      someCause(error, (c) => c.name === 'KafkaJSConnectionClosedError' || c.message === 'Closed connection')
+    ) {
+      why = `the broker closed the connection during the handshake (${text}): a SASL_SSL or SASL_PLAINTEXT listener needs a user and password (kafka://user:password@host or kafka.sasl), an SSL listener ssl=true`;
     }
     const secrets = kafkaSecrets(config);
     throw new ConnectionError(
