@@ -18,9 +18,13 @@ export function textLogger(): { logger: Logger; lines: string[] } {
   };
 }
 
-/** Connects, sends one message to a new topic and waits until a new group received it; closes the broker. */
-export async function roundTrip(url: string, options: ConnectOptions = {}): Promise<void> {
-  const broker: Broker = await connect(url, options);
+/**
+ * Connects, sends one message to a new topic and waits until a new group received it; closes
+ * the broker. With `secret`, no log line may hold it.
+ */
+export async function roundTrip(url: string, options: ConnectOptions = {}, secret?: string): Promise<void> {
+  const { logger, lines } = textLogger();
+  const broker: Broker = await connect(url, { logger, ...options });
   try {
     const topic = uniqueName('tls');
     await broker.ensureTopic(topic);
@@ -33,6 +37,7 @@ export async function roundTrip(url: string, options: ConnectOptions = {}): Prom
   } finally {
     await broker.close();
   }
+  if (secret !== undefined) expect(lines.join('\n')).not.toContain(secret);
 }
 
 /**

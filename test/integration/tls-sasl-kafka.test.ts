@@ -48,19 +48,26 @@ describe('kafka: TLS and SASL on real listeners (own node)', () => {
   const q = (params: Record<string, string>): string => new URLSearchParams(params).toString();
 
   describe('connects, sends and receives', () => {
-    it('SASL_SSL with PLAIN, everything from the URL (user info, saslMechanism, tlsCaFile)', async () => {
+    it('SASL_SSL with PLAIN, everything from the URL (user info, saslMechanism, tlsCaFile); no password in debug logs', async () => {
       await roundTrip(
-        `kafka://alice:${encodeURIComponent(plainPw)}@${saslSsl}?${q({ saslMechanism: 'plain', tlsCaFile: certs.ca.certFile })}`,
+        `kafka://alice:${encodeURIComponent(plainPw)}@${saslSsl}?${q({ saslMechanism: 'plain', tlsCaFile: certs.ca.certFile, logLevel: 'debug' })}`,
+        {},
+        plainPw,
       );
     }, 60_000);
 
     it('SASL_SSL with SCRAM-SHA-256, everything from options (kafka.ssl.ca, kafka.sasl)', async () => {
-      await roundTrip(`kafka://${saslSsl}`, {
-        kafka: {
-          ssl: { ca: certs.ca.cert },
-          sasl: { mechanism: 'scram-sha-256', username: 'bob', password: scram256Pw },
+      await roundTrip(
+        `kafka://${saslSsl}`,
+        {
+          kafka: {
+            ssl: { ca: certs.ca.cert },
+            sasl: { mechanism: 'scram-sha-256', username: 'bob', password: scram256Pw },
+            logLevel: 'debug',
+          },
         },
-      });
+        scram256Pw,
+      );
     }, 60_000);
 
     it('SASL_SSL with SCRAM-SHA-512 from the URL, verifying the name localhost (tlsServername)', async () => {
@@ -70,7 +77,10 @@ describe('kafka: TLS and SASL on real listeners (own node)', () => {
           ssl: 'true',
           tlsCaFile: certs.ca.certFile,
           tlsServername: 'localhost',
+          logLevel: 'debug',
         })}`,
+        {},
+        scram512Pw,
       );
     }, 60_000);
 

@@ -38,11 +38,11 @@ describe('rabbitmq: TLS on a real listener (own node)', () => {
 
   describe('connects, sends and receives', () => {
     it('amqps:// with the CA from the URL (tlsCaFile)', async () => {
-      await roundTrip(`${url}?${q({ tlsCaFile: certs.ca.certFile })}`);
+      await roundTrip(`${url}?${q({ tlsCaFile: certs.ca.certFile })}`, {}, password);
     }, 60_000);
 
     it('amqps:// with the CA and the name localhost from options (rabbitmq.tls.ca, servername)', async () => {
-      await roundTrip(url, { rabbitmq: { tls: { ca: certs.ca.cert, servername: 'localhost' } } });
+      await roundTrip(url, { rabbitmq: { tls: { ca: certs.ca.cert, servername: 'localhost' } } }, password);
     }, 60_000);
 
     it('mutual TLS from the URL (tlsCertFile, tlsKeyFile): the broker sees the client certificate', async () => {
@@ -58,9 +58,13 @@ describe('rabbitmq: TLS on a real listener (own node)', () => {
     }, 60_000);
 
     it('mutual TLS from options, the URL giving the CA: options and URL combine', async () => {
-      await roundTrip(`${url}?${q({ tlsCaFile: certs.ca.certFile })}`, {
-        rabbitmq: { tls: { cert: certs.client.cert, key: certs.client.key } },
-      });
+      await roundTrip(
+        `${url}?${q({ tlsCaFile: certs.ca.certFile })}`,
+        {
+          rabbitmq: { tls: { cert: certs.client.cert, key: certs.client.key } },
+        },
+        password,
+      );
     }, 60_000);
   });
 

@@ -36,7 +36,9 @@ export interface KafkaBrokerOptions {
    * authentication) may wait for its answer when `connect` first reaches the cluster. Default
    * 10 000 ms. `connect` tries the bootstrap brokers 3 times, so it settles within about
    * `3 × (connectionTimeoutMs + authenticationTimeoutMs)` plus 1 s
-   * of back-off (a refused port fails in well under a second), with a `ConnectionError`.
+   * of back-off (a refused port fails in well under a second), with a `ConnectionError`; a
+   * broker that answers the handshake and then goes silent adds up to 3 × `authenticationTimeoutMs`
+   * for the metadata request that follows it.
    */
   authenticationTimeoutMs?: number;
   /** How long any later request may wait for its answer. Default 30 000 ms. */
