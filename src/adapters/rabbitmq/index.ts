@@ -92,10 +92,11 @@ export type { RabbitMqBrokerOptions } from './options.js';
  * Connects to RabbitMQ at `amqp://user:pass@host:port/vhost` (or `amqps://`). amqplib's own
  * URL query parameters (`heartbeat`, `frameMax`, `channelMax`) are passed through; the
  * heartbeat defaults to 10 s. `amqps://` also takes `tlsCaFile`, `tlsCertFile`, `tlsKeyFile`
- * and `tlsServername` (see `rabbitmq.tls`). Throws `ConfigError` for bad options and `ConnectionError` when
- * the first connection attempt fails or takes longer than `rabbitmq.connectTimeoutMs` (default
- * 10 s): retriable for a refused port or a timeout, not retriable for refused credentials, an
- * unknown virtual host or a certificate the client does not trust.
+ * and `tlsServername` (see `rabbitmq.tls`). Throws `ConfigError` for bad options (TLS settings
+ * with an `amqp://` URL too) and `ConnectionError` when the first connection attempt fails or
+ * takes longer than `rabbitmq.connectTimeoutMs` (default 10 s): retriable for a refused port or
+ * a timeout, not retriable for refused credentials, an unknown virtual host or a TLS failure
+ * (untrusted certificate, host name mismatch, client certificate refused).
  */
 export async function createRabbitMqBroker(
   url: URL,
