@@ -52,3 +52,4 @@ export type {
   StartFrom,
   SubscribeOptions,
 } from './core/options.js';
+export type { TlsOptions } from './core/tls.js';

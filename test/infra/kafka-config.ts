@@ -7,6 +7,73 @@ export interface NodeSpec {
   brokerPort: number;
   controllerPort: number;
   dir: string;
+  /** Ports of the TLS listeners, when the cluster has them (see {@link KafkaSecurity}). */
+  securePorts?: SecurePorts;
+}
+
+/** Ports of a node's TLS listeners. */
+export interface SecurePorts {
+  /** `SSL`: TLS with a client certificate required (mutual TLS). */
+  ssl: number;
+  /** `SASL_SSL`: TLS (no client certificate) and SASL PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512. */
+  saslSsl: number;
+  /** `WRONGNAME` (SSL): TLS with a certificate that does not name 127.0.0.1. */
+  wrongName: number;
+}
+
+/**
+ * TLS and SASL listeners of a test cluster, beside PLAINTEXT (which the brokers use among
+ * themselves and the test infra for readiness). Key and certificate files are PEM: Kafka 3.9
+ * reads a `PEM` keystore file holding the PKCS#8 private key followed by the certificate.
+ */
+export interface KafkaSecurity {
+  /** The CA that signed every certificate: the truststore of the `SSL` listener's client certificates. */
+  caFile: string;
+  /** Unencrypted key + certificate (for 127.0.0.1) in one PEM file. */
+  serverBundle: string;
+  /** Unencrypted key + certificate for another host name in one PEM file (listener `WRONGNAME`). */
+  wrongNameBundle: string;
+  /** SASL PLAIN users (name to password) of the `SASL_SSL` listener. */
+  plainUsers: Record<string, string>;
+  /**
+   * SCRAM users of the `SASL_SSL` listener, written into the metadata log by the storage format
+   * (`--add-scram`), so they exist before the broker takes its first connection.
+   */
+  scramUsers: readonly { mechanism: 'SCRAM-SHA-256' | 'SCRAM-SHA-512'; name: string; password: string }[];
+}
+
+/** The storage tool's `--add-scram` arguments for the SCRAM users. */
+export function scramArgs(security: KafkaSecurity | undefined): string[] {
+  return (security?.scramUsers ?? []).flatMap((u) => [
+    '--add-scram',
+    `${u.mechanism}=[name=${u.name},password=${u.password}]`,
+  ]);
+}
+
+/** server.properties lines of the TLS and SASL listeners. */
+function securityProperties(security: KafkaSecurity): Record<string, string> {
+  const users = Object.entries(security.plainUsers)
+    .map(([name, password]) => `user_${name}="${password}"`)
+    .join(' ');
+  return {
+    'ssl.keystore.type': 'PEM',
+    'ssl.keystore.location': security.serverBundle,
+    'ssl.truststore.type': 'PEM',
+    'ssl.truststore.location': security.caFile,
+    'listener.name.ssl.ssl.client.auth': 'required',
+    'listener.name.sasl_ssl.ssl.client.auth': 'none',
+    'listener.name.wrongname.ssl.client.auth': 'none',
+    'listener.name.wrongname.ssl.keystore.type': 'PEM',
+    'listener.name.wrongname.ssl.keystore.location': security.wrongNameBundle,
+    'listener.name.sasl_ssl.sasl.enabled.mechanisms': 'PLAIN,SCRAM-SHA-256,SCRAM-SHA-512',
+    'listener.name.sasl_ssl.plain.sasl.jaas.config': `org.apache.kafka.common.security.plain.PlainLoginModule required ${users};`,
+    'listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config':
+      'org.apache.kafka.common.security.scram.ScramLoginModule required;',
+    'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config':
+      'org.apache.kafka.common.security.scram.ScramLoginModule required;',
+    // A failed SASL login is answered at once (the default holds the answer back 100 ms).
+    'connection.failed.authentication.delay.ms': '0',
+  };
 }
 
 /**
@@ -34,17 +101,29 @@ export function jvmFlags(spec: NodeSpec, heap: readonly string[]): string[] {
  * listeners on 127.0.0.1, settings sized for a 2-core machine; with 3 brokers,
  * replication factor 3 and min.insync.replicas 2.
  */
-export function serverProperties(spec: NodeSpec, voters: string, brokers: number): string {
+export function serverProperties(
+  spec: NodeSpec,
+  voters: string,
+  brokers: number,
+  security?: KafkaSecurity,
+): string {
   const replicated = brokers >= 3;
+  const secure = spec.securePorts;
+  const extra =
+    secure === undefined || security === undefined
+      ? ''
+      : `,SSL://${LOOPBACK}:${secure.ssl},SASL_SSL://${LOOPBACK}:${secure.saslSsl},WRONGNAME://${LOOPBACK}:${secure.wrongName}`;
   const props: Record<string, string | number | boolean> = {
     'process.roles': 'broker,controller',
     'node.id': spec.id,
     'controller.quorum.voters': voters,
-    listeners: `PLAINTEXT://${LOOPBACK}:${spec.brokerPort},CONTROLLER://${LOOPBACK}:${spec.controllerPort}`,
-    'advertised.listeners': `PLAINTEXT://${LOOPBACK}:${spec.brokerPort}`,
+    listeners: `PLAINTEXT://${LOOPBACK}:${spec.brokerPort},CONTROLLER://${LOOPBACK}:${spec.controllerPort}${extra}`,
+    'advertised.listeners': `PLAINTEXT://${LOOPBACK}:${spec.brokerPort}${extra}`,
     'controller.listener.names': 'CONTROLLER',
     'inter.broker.listener.name': 'PLAINTEXT',
-    'listener.security.protocol.map': 'CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+    'listener.security.protocol.map': `CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT${
+      extra === '' ? '' : ',SSL:SSL,SASL_SSL:SASL_SSL,WRONGNAME:SSL'
+    }`,
     'log.dirs': join(spec.dir, 'data'),
     'num.network.threads': 2,
     'num.io.threads': 2,
@@ -68,6 +147,7 @@ export function serverProperties(spec: NodeSpec, voters: string, brokers: number
     'log.retention.hours': 1,
     'log.segment.bytes': 16 * 1024 * 1024,
     'log.retention.check.interval.ms': 60_000,
+    ...(secure === undefined || security === undefined ? {} : securityProperties(security)),
   };
   return `${Object.entries(props)
     .map(([k, v]) => `${k}=${v}`)

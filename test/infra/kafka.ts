@@ -9,9 +9,11 @@ import { lineSplitter, run, tail, which } from './exec-utils.js';
 import { type CdsPlan, planCds } from './kafka-cds.js';
 import {
   jvmFlags,
+  type KafkaSecurity,
   log4j2Properties,
   log4jProperties,
   type NodeSpec,
+  scramArgs,
   serverProperties,
 } from './kafka-config.js';
 import { ensureKafkaJars } from './kafka-jars.js';
@@ -32,12 +34,19 @@ export interface StartKafkaOptions {
   log?: (line: string) => void;
   /** How long to wait for the cluster to serve metadata; defaults to 90 000 ms. */
   readyTimeoutMs?: number;
+  /** Adds the TLS and SASL listeners `SSL`, `SASL_SSL` and `WRONGNAME` (see {@link KafkaSecurity}). */
+  security?: KafkaSecurity;
 }
 
 /** A running local Kafka cluster started by {@link startKafka}. */
 export interface KafkaServer {
   /** Comma-separated `127.0.0.1:port` list of the PLAINTEXT listeners. */
   bootstrap: string;
+  /**
+   * With `security`: comma-separated `127.0.0.1:port` lists of the `SSL` (mutual TLS),
+   * `SASL_SSL` and `WRONGNAME` (TLS, certificate for another name) listeners.
+   */
+  secure?: { ssl: string; saslSsl: string; wrongName: string };
   /** Milliseconds from the first `java` spawn (storage format) until the cluster served metadata. */
   startupMs: number;
   /** Milliseconds spent making sure the jars are cached (the Maven download on a cold cache). */
@@ -127,18 +136,28 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaSer
 
   removeOrphanedRunDirs();
   const runDir = await mkdtemp(join(tmpdir(), `${RUN_DIR_PREFIX}${process.pid}-`));
-  const ports = await freePorts(brokers * 2);
+  const security = opts.security;
+  const perNode = security === undefined ? 2 : 5;
+  const ports = await freePorts(brokers * perNode);
   const specs: NodeSpec[] = Array.from({ length: brokers }, (_, i) => ({
     id: i + 1,
-    brokerPort: ports[2 * i] as number,
-    controllerPort: ports[2 * i + 1] as number,
+    brokerPort: ports[perNode * i] as number,
+    controllerPort: ports[perNode * i + 1] as number,
     dir: join(runDir, `node-${i + 1}`),
+    securePorts:
+      security === undefined
+        ? undefined
+        : {
+            ssl: ports[perNode * i + 2] as number,
+            saslSsl: ports[perNode * i + 3] as number,
+            wrongName: ports[perNode * i + 4] as number,
+          },
   }));
   const voters = specs.map((s) => `${s.id}@${LOOPBACK}:${s.controllerPort}`).join(',');
   const bootstrap = specs.map((s) => `${LOOPBACK}:${s.brokerPort}`).join(',');
   for (const spec of specs) {
     await mkdir(join(spec.dir, 'data'), { recursive: true });
-    await writeFile(join(spec.dir, 'server.properties'), serverProperties(spec, voters, brokers));
+    await writeFile(join(spec.dir, 'server.properties'), serverProperties(spec, voters, brokers, security));
     await writeFile(join(spec.dir, 'log4j.properties'), log4jProperties(join(spec.dir, 'server.log')));
     await writeFile(join(spec.dir, 'log4j2.properties'), log4j2Properties(join(spec.dir, 'server.log')));
   }
@@ -177,7 +196,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaSer
   try {
     const clusterId = randomClusterId();
     log(`kafka: ${version}, ${brokers} node(s), cluster id ${clusterId}, run dir ${runDir}`);
-    await Promise.all(specs.map((spec) => formatStorage(jvm, spec, clusterId)));
+    await Promise.all(specs.map((spec) => formatStorage(jvm, spec, clusterId, scramArgs(security))));
     log(`kafka: storage formatted in ${Date.now() - t0} ms`);
     pdeathsig = await which('setpriv');
     for (const spec of specs) {
@@ -190,8 +209,14 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaSer
   }
   const startupMs = Date.now() - t0;
   log(`kafka: ready at ${bootstrap} after ${startupMs} ms`);
+  const list = (port: (p: NonNullable<NodeSpec['securePorts']>) => number): string =>
+    specs.map((s) => (s.securePorts === undefined ? '' : `${LOOPBACK}:${port(s.securePorts)}`)).join(',');
   return {
     bootstrap,
+    secure:
+      security === undefined
+        ? undefined
+        : { ssl: list((p) => p.ssl), saslSsl: list((p) => p.saslSsl), wrongName: list((p) => p.wrongName) },
     startupMs,
     jarsMs: jars.ms,
     jarsCached: jars.cached,
@@ -277,7 +302,12 @@ async function findJava(minMajor: number): Promise<{ java: string; versionText: 
   return { java, versionText };
 }
 
-async function formatStorage(jvm: Jvm, spec: NodeSpec, clusterId: string): Promise<void> {
+async function formatStorage(
+  jvm: Jvm,
+  spec: NodeSpec,
+  clusterId: string,
+  extraArgs: readonly string[] = [],
+): Promise<void> {
   const args = [
     // A short-lived tool: favour JVM start-up over peak performance.
     ...jvmFlags(spec, ['-Xmx256m', '-XX:TieredStopAtLevel=1']),
@@ -290,6 +320,7 @@ async function formatStorage(jvm: Jvm, spec: NodeSpec, clusterId: string): Promi
     clusterId,
     '-c',
     join(spec.dir, 'server.properties'),
+    ...extraArgs,
   ];
   const result = await run(jvm.java, args, { timeoutMs: 120_000 });
   if (result.code !== 0) {

@@ -17,6 +17,13 @@ import { amqpProblem } from './rabbitmq.js';
 export interface PrivateRabbitNode {
   /** `amqp://guest:guest@127.0.0.1:<port>`. */
   readonly url: string;
+  /** With the `tls` option: `amqps://guest:guest@127.0.0.1:<port>` of the TLS listener. */
+  readonly tlsUrl: string | undefined;
+  /**
+   * Runs `rabbitmqctl` on the node (e.g. `['list_connections', 'peer_cert_subject']`) and
+   * returns its standard output.
+   */
+  ctl(args: readonly string[]): Promise<string>;
   /** SIGKILLs the node: no clean shutdown, as in a crash or power loss. */
   kill(): Promise<void>;
   /** Starts it again on the same port and data directory (durable queues and persistent messages recover). */
@@ -25,6 +32,19 @@ export interface PrivateRabbitNode {
   memoryAlarm(raised: boolean): Promise<void>;
   /** Kills the node and removes its directory. Idempotent. */
   stop(): Promise<void>;
+}
+
+/** A TLS listener of a private node (PEM files; keys unencrypted). */
+export interface PrivateRabbitTls {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  /**
+   * Client certificates: 'verify' asks for one and refuses one the CA did not sign, but lets
+   * a client without one in (`verify_peer`); 'require' refuses a client without one too
+   * (`fail_if_no_peer_cert`). Default 'verify'.
+   */
+  clientCert?: 'verify' | 'require';
 }
 
 const ROOT = join(tmpdir(), 'mqkit-rabbitmq-nodes');
@@ -36,10 +56,12 @@ const HINT =
  * Starts a private node and waits until it accepts AMQP connections.
  * @throws Error with one line naming what is missing when no RabbitMQ install is found or the node does not come up within 60 s
  */
-export async function startPrivateRabbitNode(): Promise<PrivateRabbitNode> {
+export async function startPrivateRabbitNode(
+  opts: { tls?: PrivateRabbitTls } = {},
+): Promise<PrivateRabbitNode> {
   const bin = await rabbitBin();
   await reapOrphans();
-  const [port = 0, distPort = 0] = await freePorts(2);
+  const [port = 0, distPort = 0, tlsPort = 0] = await freePorts(opts.tls === undefined ? 2 : 3);
   const id = randomUUID().slice(0, 8);
   const dir = join(ROOT, id);
   await mkdir(ROOT, { recursive: true });
@@ -47,6 +69,7 @@ export async function startPrivateRabbitNode(): Promise<PrivateRabbitNode> {
   await writeFile(join(dir, 'owner.pid'), String(process.pid));
   await mkdir(join(dir, 'home'));
   await writeFile(join(dir, 'enabled_plugins'), '[rabbitmq_consistent_hash_exchange].\n');
+  if (opts.tls !== undefined) await writeFile(join(dir, 'rabbitmq.conf'), tlsConf(opts.tls, tlsPort));
   // An Erlang short node name: its host part must be a host name, not an address; Node never
   // connects to it (clients use `url`, on 127.0.0.1).
   const nodeName = `mqkit-${id}@localhost`;
@@ -65,6 +88,7 @@ export async function startPrivateRabbitNode(): Promise<PrivateRabbitNode> {
     RABBITMQ_ADVANCED_CONFIG_FILE: join(dir, 'advanced.config'),
   };
   const url = `amqp://guest:guest@${LOOPBACK}:${port}`;
+  const tlsUrl = opts.tls === undefined ? undefined : `amqps://guest:guest@${LOOPBACK}:${tlsPort}`;
   let child: ChildProcess | undefined;
   const output: string[] = [];
 
@@ -128,10 +152,11 @@ export async function startPrivateRabbitNode(): Promise<PrivateRabbitNode> {
     );
   };
 
-  const ctl = async (args: string[]): Promise<void> => {
+  const ctl = async (args: readonly string[]): Promise<string> => {
     const result = await run(join(bin, 'rabbitmqctl'), ['-n', nodeName, ...args], { env, timeoutMs: 60_000 });
     if (result.code !== 0)
       throw new Error(`rabbitmqctl ${args.join(' ')}: ${oneLine(result.stderr || result.stdout, 300)}`);
+    return result.stdout;
   };
 
   /** `rabbitmq-diagnostics check_local_alarms` fails while an alarm is in effect. */
@@ -160,6 +185,8 @@ export async function startPrivateRabbitNode(): Promise<PrivateRabbitNode> {
   let stopped: Promise<void> | undefined;
   return {
     url,
+    tlsUrl,
+    ctl,
     kill,
     start,
     memoryAlarm: async (raised) => {
@@ -180,6 +207,17 @@ export async function startPrivateRabbitNode(): Promise<PrivateRabbitNode> {
       return stopped;
     },
   };
+}
+
+/** rabbitmq.conf of a node with a TLS listener on 127.0.0.1 beside its plain one. */
+function tlsConf(tls: PrivateRabbitTls, port: number): string {
+  return `listeners.ssl.default = ${LOOPBACK}:${port}
+ssl_options.cacertfile = ${tls.caFile}
+ssl_options.certfile = ${tls.certFile}
+ssl_options.keyfile = ${tls.keyFile}
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = ${tls.clientCert === 'require'}
+`;
 }
 
 async function rabbitBin(): Promise<string> {

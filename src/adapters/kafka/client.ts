@@ -1,6 +1,7 @@
 import type { MqError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Headers } from '../../core/message.js';
+import type { TlsOptions } from '../../core/tls.js';
 
 /**
  * The seam between the adapter and a Kafka client library. Everything else in this folder talks
@@ -14,8 +15,10 @@ export interface KafkaClient {
    * Reaches the cluster once, on a connection of its own that is closed again, with a bounded
    * budget: the bootstrap brokers are tried {@link CONNECT_ATTEMPTS} times, each attempt bounded
    * by `connectionTimeoutMs` for TCP and `authenticationTimeoutMs` per handshake request.
-   * Resolves once a broker answered; rejects with `ConnectionError` (not retriable when the
-   * credentials were refused). Leaves no socket or timer behind either way.
+   * Resolves once a broker answered the handshake (versions, SASL login) and a metadata request
+   * (a SASL listener takes the handshake without a login and closes the connection at the next
+   * request); rejects with `ConnectionError` (not retriable when the credentials were refused or
+   * TLS verification failed). Leaves no socket or timer behind either way.
    */
   connect(): Promise<void>;
   /** An idempotent producer needs acks all (-1) on every send. */
@@ -53,7 +56,8 @@ export interface KafkaClientConfig {
   /** `host:port` bootstrap servers. */
   brokers: string[];
   clientId: string;
-  ssl: boolean;
+  /** TLS: off, on with Node's defaults, or on with these `tls.connect` options. */
+  ssl: boolean | TlsOptions;
   sasl:
     | { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string }
     | undefined;

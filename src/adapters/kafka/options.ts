@@ -1,18 +1,33 @@
 import { ConfigError } from '../../core/errors.js';
 import { intOption, MAX_TIMER_MS, oneOf, refuseUnknownKeys, shown, topicName } from '../../core/options.js';
+import { resolveTlsOptions, TLS_QUERY_PARAMS, type TlsOptions, tlsFromQuery } from '../../core/tls.js';
 import type { Compression, KafkaClientConfig } from './client.js';
 
 /**
  * Options of the Kafka adapter (`connect(url, { kafka: {...} })`). Every field is optional.
- * `clientId`, `ssl`, `saslMechanism` and `logLevel` can also be URL query parameters, and SASL
- * credentials the URL's user info: `kafka://user:pass@h1:9092,h2:9092?ssl=true&saslMechanism=scram-sha-512`.
+ * `clientId`, `ssl`, `saslMechanism` and `logLevel` can also be URL query parameters, SASL
+ * credentials the URL's user info, and TLS files `tlsCaFile`, `tlsCertFile`, `tlsKeyFile` and
+ * the name `tlsServername` query parameters too:
+ * `kafka://user:pass@h1:9093,h2:9093?ssl=true&saslMechanism=scram-sha-512&tlsCaFile=/etc/kafka/ca.pem`.
+ * An option given here wins over the URL's.
  */
 export interface KafkaBrokerOptions {
   /** Sent to the brokers with every request. Default 'mqkit'. */
   clientId?: string;
-  /** TLS to the brokers. Default false. */
-  ssl?: boolean;
-  /** SASL authentication. Default: none, or PLAIN with the URL's user info. */
+  /**
+   * TLS to the brokers (Kafka's `SSL` and `SASL_SSL` listeners). `true`: TLS with Node's
+   * defaults (the built-in CA list, each broker's advertised host as the name to verify). An
+   * object: TLS with these `tls.connect` options (`ca`, `cert` and `key` for mutual TLS,
+   * `passphrase`, `servername`, `rejectUnauthorized`, ...; host, port, socket and timeout
+   * are refused), each over the URL's `tlsCaFile` (ca), `tlsCertFile` (cert), `tlsKeyFile`
+   * (key) and `tlsServername` (servername), which turn TLS on by themselves. `false` with
+   * any of them is refused. Default false.
+   */
+  ssl?: boolean | TlsOptions;
+  /**
+   * SASL authentication (on a `SASL_SSL` or `SASL_PLAINTEXT` listener). Default: none, or the
+   * URL's user info with its `saslMechanism` (default 'plain'). Given here, it replaces the URL's.
+   */
   sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string };
   /** How long opening a TCP (and TLS) connection to a broker may take. Default 3000 ms. */
   connectionTimeoutMs?: number;
@@ -21,7 +36,9 @@ export interface KafkaBrokerOptions {
    * authentication) may wait for its answer when `connect` first reaches the cluster. Default
    * 10 000 ms. `connect` tries the bootstrap brokers 3 times, so it settles within about
    * `3 × (connectionTimeoutMs + authenticationTimeoutMs)` plus 1 s
-   * of back-off (a refused port fails in well under a second), with a `ConnectionError`.
+   * of back-off (a refused port fails in well under a second), with a `ConnectionError`; a
+   * broker that answers the handshake and then goes silent adds up to 3 × `authenticationTimeoutMs`
+   * for the metadata request that follows it.
    */
   authenticationTimeoutMs?: number;
   /** How long any later request may wait for its answer. Default 30 000 ms. */
@@ -119,7 +136,11 @@ export function resolveKafkaOptions(url: URL, options: KafkaBrokerOptions = {}):
     'kafka.',
   );
   const query = Object.fromEntries(url.searchParams);
-  refuseUnknownKeys(query, ['clientId', 'ssl', 'saslMechanism', 'logLevel'], 'kafka:// query parameter ');
+  refuseUnknownKeys(
+    query,
+    ['clientId', 'ssl', 'saslMechanism', 'logLevel', ...Object.keys(TLS_QUERY_PARAMS)],
+    'kafka:// query parameter ',
+  );
 
   const hosts = decoded(url.host, 'url', 'host');
   if (hosts === '') {
@@ -149,6 +170,15 @@ export function resolveKafkaOptions(url: URL, options: KafkaBrokerOptions = {}):
       password: decoded(url.password, 'url', 'password'),
     };
   }
+
+  if (sasl === undefined && query.saslMechanism !== undefined) {
+    throw new ConfigError(
+      'kafka:// query parameter saslMechanism',
+      'needs a user name and password in the URL (kafka://user:password@host:port) or kafka.sasl',
+    );
+  }
+
+  const ssl = resolveSsl(options.ssl, query);
 
   const producer = section(options.producer, 'producer', ['lingerMs', 'batchSize', 'compression']);
   const consumer = section(options.consumer, 'consumer', [
@@ -191,7 +221,7 @@ export function resolveKafkaOptions(url: URL, options: KafkaBrokerOptions = {}):
     client: {
       brokers,
       clientId: str(options.clientId ?? query.clientId, 'kafka.clientId', 'mqkit'),
-      ssl: bool(options.ssl ?? query.ssl, 'kafka.ssl', false),
+      ssl,
       sasl,
       connectionTimeoutMs: intOption(
         options.connectionTimeoutMs,
@@ -258,6 +288,39 @@ export function resolveKafkaOptions(url: URL, options: KafkaBrokerOptions = {}):
   };
 }
 
+/**
+ * `kafka.ssl` over the URL's `ssl` and TLS file parameters: false, true (Node's defaults) or
+ * the `tls.connect` options, the URL's files read here.
+ */
+function resolveSsl(option: unknown, query: Readonly<Record<string, string>>): boolean | TlsOptions {
+  const where = 'kafka:// query parameter ';
+  const fromOption =
+    typeof option === 'object' && option !== null ? resolveTlsOptions(option, 'kafka.ssl') : undefined;
+  if (option !== undefined && typeof option !== 'boolean' && fromOption === undefined) {
+    // Only the type: a string here may well be a PEM key passed in the wrong place.
+    throw new ConfigError(
+      'kafka.ssl',
+      `must be true, false or an object of tls.connect options such as { ca } (got ${option === null ? 'null' : `a ${typeof option}`})`,
+    );
+  }
+  const flag = typeof option === 'boolean' ? option : fromOption !== undefined ? true : undefined;
+  const urlFlag = bool(query.ssl, `${where}ssl`, undefined);
+  const params = Object.keys(TLS_QUERY_PARAMS).filter((param) => query[param] !== undefined);
+  const on = flag ?? urlFlag ?? params.length > 0;
+  if (!on) {
+    if (params.length > 0) {
+      throw new ConfigError(
+        flag === false ? 'kafka.ssl' : `${where}ssl`,
+        `is false, but the URL sets TLS with ${params.join(', ')}; remove one or the other`,
+      );
+    }
+    return false;
+  }
+  const fromUrl = tlsFromQuery(query, where);
+  if (fromUrl === undefined && fromOption === undefined) return true;
+  return { ...fromUrl, ...fromOption };
+}
+
 function section<K extends string>(
   value: Partial<Record<K, unknown>> | undefined,
   name: string,
@@ -282,7 +345,7 @@ function decoded(part: string, field: string, what: string): string {
   }
 }
 
-function bool(value: unknown, field: string, fallback: boolean): boolean {
+function bool<F extends boolean | undefined>(value: unknown, field: string, fallback: F): boolean | F {
   if (value === undefined) return fallback;
   if (value === true || value === 'true') return true;
   if (value === false || value === 'false') return false;

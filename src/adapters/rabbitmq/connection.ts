@@ -5,6 +5,7 @@ import { ClosedError, ConfigError, ConnectionError, type MqError } from '../../c
 import { type Logger, safeLog } from '../../core/logger.js';
 import { thrownText } from '../../core/options.js';
 import { redactUrl, safeDecode, scrubError, urlSecrets } from '../../core/redact.js';
+import { oneLine, tlsFailure } from '../../core/tls.js';
 import type { ResolvedRabbitMqOptions } from './options.js';
 
 /** amqplib errors carry the AMQP reply code of a channel or connection close. */
@@ -26,10 +27,6 @@ export function toMqError(error: unknown, what: string): MqError {
   return new ConnectionError(`${what}: ${text}`, { cause: error });
 }
 
-/** TLS failures that repeat on every attempt: the certificate, its chain or its name. */
-const TLS_VERIFY =
-  /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY|DECRYPT)|HOSTNAME_MISMATCH|ERR_TLS_CERT_ALTNAME_INVALID|^ERR_SSL_/;
-
 /*
  * amqplib's texts (lib/connection.js) for a server that closes the connection during the
  * handshake ("Handshake terminated by server: 403 (ACCESS-REFUSED) with message ...") and for
@@ -46,7 +43,8 @@ const OPEN_REFUSED =
 /**
  * A failed connection attempt as a `ConnectionError`. Refused credentials (403 ACCESS_REFUSED),
  * a virtual host that does not exist or is not the user's (530 NOT_ALLOWED on connection.open)
- * and certificate failures are not retriable: trying again gives the same answer. A refused
+ * and TLS failures (see `tlsFailure`: an untrusted certificate, a host name mismatch, a client
+ * certificate the server refused) are not retriable: trying again gives the same answer. A refused
  * port, a timeout or a dropped socket are.
  *
  * Nothing secret reaches the message or the cause: the URL is redacted, and the URL's secrets
@@ -57,7 +55,7 @@ export function connectError(error: unknown, url: URL, timeoutMs: number): Conne
   const where = `cannot connect to RabbitMQ at ${redactUrl(url)}`;
   const cause = scrubError(error, urlSecrets(url));
   const text = cause instanceof Error ? String(cause.message) : thrownText(cause);
-  const code = (cause as { code?: unknown } | null)?.code;
+  const tls = tlsFailure(cause);
   const user =
     url.username === ''
       ? "user 'guest'"
@@ -66,7 +64,7 @@ export function connectError(error: unknown, url: URL, timeoutMs: number): Conne
         : `user '${safeDecode(url.username)}'`;
   if (LOGIN_REFUSED.test(text)) {
     return new ConnectionError(
-      `${where}: RabbitMQ refused the login of ${user} (403 ACCESS_REFUSED): wrong user name or password, or the user may not log in from this host`,
+      `${where}: authentication failed: RabbitMQ refused the login of ${user} (403 ACCESS_REFUSED): wrong user name or password, or the user may not log in from this host`,
       { cause, retriable: false },
     );
   }
@@ -77,9 +75,9 @@ export function connectError(error: unknown, url: URL, timeoutMs: number): Conne
       { cause, retriable: false },
     );
   }
-  if (typeof code === 'string' && TLS_VERIFY.test(code)) {
+  if (tls !== undefined) {
     return new ConnectionError(
-      `${where}: TLS failed (${code}): ${text}; check rabbitmq.tls (ca, servername)`,
+      `${where}: ${tls.reason} (TLS ${tls.code}: ${oneLine(text)}); see rabbitmq.tls`,
       {
         cause,
         retriable: false,

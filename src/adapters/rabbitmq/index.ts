@@ -79,6 +79,7 @@
 import { type AdapterContext, defaultAdapterContext } from '../../core/adapter-context.js';
 import type { Broker } from '../../core/broker.js';
 import { ConfigError } from '../../core/errors.js';
+import { TLS_QUERY_PARAMS, tlsFromQuery } from '../../core/tls.js';
 import { RabbitMqBroker } from './broker.js';
 import { RabbitConnection } from './connection.js';
 import { ManagementApi } from './management.js';
@@ -90,10 +91,12 @@ export type { RabbitMqBrokerOptions } from './options.js';
 /**
  * Connects to RabbitMQ at `amqp://user:pass@host:port/vhost` (or `amqps://`). amqplib's own
  * URL query parameters (`heartbeat`, `frameMax`, `channelMax`) are passed through; the
- * heartbeat defaults to 10 s. Throws `ConfigError` for bad options and `ConnectionError` when
- * the first connection attempt fails or takes longer than `rabbitmq.connectTimeoutMs` (default
- * 10 s): retriable for a refused port or a timeout, not retriable for refused credentials, an
- * unknown virtual host or a certificate the client does not trust.
+ * heartbeat defaults to 10 s. `amqps://` also takes `tlsCaFile`, `tlsCertFile`, `tlsKeyFile`
+ * and `tlsServername` (see `rabbitmq.tls`). Throws `ConfigError` for bad options (TLS settings
+ * with an `amqp://` URL too) and `ConnectionError` when the first connection attempt fails or
+ * takes longer than `rabbitmq.connectTimeoutMs` (default 10 s): retriable for a refused port or
+ * a timeout, not retriable for refused credentials, an unknown virtual host or a TLS failure
+ * (untrusted certificate, host name mismatch, client certificate refused).
  */
 export async function createRabbitMqBroker(
   url: URL,
@@ -116,11 +119,26 @@ export async function createRabbitMqBroker(
     }
   }
   const resolved = resolveRabbitMqOptions(options);
+  const tlsParams = Object.keys(TLS_QUERY_PARAMS).filter((param) => url.searchParams.has(param));
+  if (url.protocol === 'amqp:') {
+    if (tlsParams.length > 0)
+      throw new ConfigError(
+        `amqp:// query parameter ${tlsParams[0]}`,
+        'sets TLS, which needs an amqps:// URL',
+      );
+    if (resolved.tls !== undefined)
+      throw new ConfigError('rabbitmq.tls', 'sets TLS, which needs an amqps:// URL (this one is amqp://)');
+  }
+  // The URL's TLS files first, each key of rabbitmq.tls over them; amqplib gets the URL without them.
+  const fromUrl = tlsFromQuery(Object.fromEntries(url.searchParams), 'amqps:// query parameter ');
+  if (fromUrl !== undefined) resolved.tls = { ...fromUrl, ...resolved.tls };
+  const target = new URL(url.href);
+  for (const param of tlsParams) target.searchParams.delete(param);
   const management =
     resolved.managementUrl === undefined ? undefined : ManagementApi.from(resolved.managementUrl, url);
-  const connection = await RabbitConnection.open(url, resolved, 'consuming', context.logger);
+  const connection = await RabbitConnection.open(target, resolved, 'consuming', context.logger);
   try {
-    const publishing = await RabbitConnection.open(url, resolved, 'publishing', context.logger);
+    const publishing = await RabbitConnection.open(target, resolved, 'publishing', context.logger);
     return new RabbitMqBroker(connection, publishing, resolved, context.logger, context.events, management);
   } catch (error) {
     await connection.close();

@@ -1,4 +1,3 @@
-import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import { ConfigError } from '../../core/errors.js';
 import {
   intOption,
@@ -9,6 +8,7 @@ import {
   shown,
   topicName,
 } from '../../core/options.js';
+import { resolveTlsOptions, type TlsOptions } from '../../core/tls.js';
 
 /** Options of the RabbitMQ adapter (`connect(url, { rabbitmq: { ... } })`). */
 export interface RabbitMqBrokerOptions {
@@ -53,7 +53,10 @@ export interface RabbitMqBrokerOptions {
   /**
    * TLS options for `amqps://`: Node's `tls.connect` options (ca, cert, key, pfx, passphrase,
    * servername, rejectUnauthorized, minVersion, ...), except host, port, path, socket and
-   * timeout, which come from the URL and `connectTimeoutMs`. Unknown keys are refused.
+   * timeout, which come from the URL and `connectTimeoutMs`. Unknown keys are refused. The
+   * URL's `tlsCaFile`, `tlsCertFile`, `tlsKeyFile` and `tlsServername` set `ca`, `cert`, `key`
+   * and `servername` too; a key given here wins over the URL's. Refused with an `amqp://` URL.
+   * Default: Node's defaults (the built-in CA list, the URL's host as the name to verify).
    */
   tls?: TlsOptions;
   /**
@@ -95,38 +98,6 @@ export interface ResolvedRabbitMqOptions {
   managementUrl: string | undefined;
   holdUnroutedMs: number;
 }
-
-/** `tls.connect` options accepted under `rabbitmq.tls` (host, port, socket and timeout are mqkit's). */
-const TLS_KEYS = [
-  'ALPNProtocols',
-  'allowPartialTrustChain',
-  'ca',
-  'cert',
-  'checkServerIdentity',
-  'ciphers',
-  'clientCertEngine',
-  'crl',
-  'dhparam',
-  'ecdhCurve',
-  'enableTrace',
-  'honorCipherOrder',
-  'key',
-  'maxVersion',
-  'minDHSize',
-  'minVersion',
-  'passphrase',
-  'pfx',
-  'privateKeyEngine',
-  'privateKeyIdentifier',
-  'pskCallback',
-  'rejectUnauthorized',
-  'secureContext',
-  'secureOptions',
-  'secureProtocol',
-  'servername',
-  'session',
-  'sigalgs',
-];
 
 const KEYS = [
   'queueType',
@@ -173,7 +144,7 @@ export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): Res
   if (options.connectionName !== undefined && typeof options.connectionName !== 'string') {
     throw new ConfigError('rabbitmq.connectionName', 'must be a string');
   }
-  const tls = resolveTls(options.tls);
+  const tls = options.tls === undefined ? undefined : resolveTlsOptions(options.tls, 'rabbitmq.tls');
   return {
     queueType,
     deliveryLimit: intOption(options.deliveryLimit, 'rabbitmq.deliveryLimit', 1, 20),
@@ -210,39 +181,6 @@ export function resolveRabbitMqOptions(options: RabbitMqBrokerOptions = {}): Res
       2 ** 32 - 1,
     ),
   };
-}
-
-function resolveTls(tls: unknown): TlsOptions | undefined {
-  if (tls === undefined) return undefined;
-  if (!isPlainObject(tls)) {
-    throw new ConfigError(
-      'rabbitmq.tls',
-      // Only the type: a string here may well be a PEM key passed in the wrong place.
-      `must be an object of tls.connect options such as { ca } (got ${describeType(tls)})`,
-    );
-  }
-  refuseUnknownKeys(tls, TLS_KEYS, 'rabbitmq.tls.');
-  if (tls.rejectUnauthorized !== undefined && typeof tls.rejectUnauthorized !== 'boolean') {
-    throw new ConfigError('rabbitmq.tls.rejectUnauthorized', 'must be true or false');
-  }
-  if (tls.servername !== undefined && typeof tls.servername !== 'string') {
-    throw new ConfigError('rabbitmq.tls.servername', 'must be a string');
-  }
-  for (const field of ['ca', 'cert', 'key', 'pfx', 'crl']) {
-    const value = tls[field];
-    const ok = (v: unknown) => typeof v === 'string' || v instanceof Uint8Array || isPlainObject(v);
-    if (value !== undefined && !(Array.isArray(value) ? value.every(ok) : ok(value))) {
-      throw new ConfigError(`rabbitmq.tls.${field}`, 'must be a PEM string, a Buffer, or an array of them');
-    }
-  }
-  return tls as TlsOptions;
-}
-
-function describeType(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'object') return 'an object other than an object literal';
-  return `a ${typeof value}`;
 }
 
 /** Prefetch of one consumer of a subscription with `concurrency` handlers. */

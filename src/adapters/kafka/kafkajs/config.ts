@@ -41,6 +41,14 @@ const LOG_LEVELS: Record<KafkaClientConfig['logLevel'], kafkajs.logLevel> = {
   debug: logLevel.DEBUG,
 };
 
+/** What must never appear in a message or a log line: the SASL password, the TLS key's passphrase. */
+export function kafkaSecrets(config: KafkaClientConfig): string[] {
+  const secrets = config.sasl === undefined ? [] : [config.sasl.password];
+  if (typeof config.ssl === 'object' && typeof config.ssl.passphrase === 'string')
+    secrets.push(config.ssl.passphrase);
+  return secrets.filter((secret) => secret !== '');
+}
+
 /**
  * kafkajs's configuration. Its log lines (at `logLevel` and above) go to `logger` at `debug`,
  * one line each with kafkajs's fields, without the stack (kept at level 'debug'), and with the
@@ -48,7 +56,7 @@ const LOG_LEVELS: Record<KafkaClientConfig['logLevel'], kafkajs.logLevel> = {
  * or reported by the adapter at `warn`, so kafkajs's retries are chatter.
  */
 export function kafkaConfig(config: KafkaClientConfig, logger: Logger): KafkaConfig {
-  const secrets = config.sasl === undefined ? [] : [config.sasl.password];
+  const secrets = kafkaSecrets(config);
   const mask = (text: string): string => scrubText(text, secrets);
   return {
     clientId: config.clientId,

@@ -5,9 +5,10 @@ import type { Logger } from '../../../core/logger.js';
 import { MAX_TIMER_MS } from '../../../core/options.js';
 import { scrubError, scrubText } from '../../../core/redact.js';
 import { settlesWithin } from '../../../core/timers.js';
+import { oneLine, tlsFailure } from '../../../core/tls.js';
 import { CONNECT_ATTEMPTS, type KafkaClientConfig } from '../client.js';
-import { kafkaConfig } from './config.js';
-import { isCertificateError, type KafkajsErrorShape, someCause } from './errors.js';
+import { kafkaConfig, kafkaSecrets } from './config.js';
+import { type KafkajsErrorShape, someCause } from './errors.js';
 
 /**
  * `KafkaClient.connect`: one admin connection of its own, with kafkajs's retries cut to
@@ -24,19 +25,33 @@ export async function reachCluster(config: KafkaClientConfig, logger: Logger): P
   }).admin();
   try {
     await probe.connect();
+    // A SASL listener answers the version handshake without a login and closes the connection
+    // at the first other request: asking for the brokers makes connect fail here, not every
+    // request after it.
+    await probe.describeCluster();
   } catch (error) {
     const refused = someCause(error, (e) => e.name === 'KafkaJSSASLAuthenticationError');
-    const untrusted = isCertificateError(error);
+    const tls = tlsFailure(error);
     const e = error as KafkajsErrorShape;
-    const secrets = config.sasl === undefined ? [] : [config.sasl.password];
+    const text = e.message ?? String(error);
+    const sasl = config.sasl;
+    let why = text;
+    if (refused && sasl !== undefined) {
+      why = `authentication failed (SASL ${sasl.mechanism.toUpperCase()}, user '${sasl.username}'): wrong user name or password, or the mechanism is not enabled on this listener; ${text}`;
+    } else if (tls !== undefined) {
+      why = `${tls.reason} (TLS ${tls.code}: ${oneLine(text)}); see kafka.ssl`;
+    } else if (
+      someCause(error, (c) => c.name === 'KafkaJSConnectionClosedError' || c.message === 'Closed connection')
+    ) {
+      why = `the broker closed the connection during the handshake (${text}): a SASL_SSL or SASL_PLAINTEXT listener needs a user and password (kafka://user:password@host or kafka.sasl), an SSL listener ssl=true`;
+    }
+    const secrets = kafkaSecrets(config);
     throw new ConnectionError(
-      scrubText(
-        `cannot connect to the Kafka cluster at ${config.brokers.join(',')}: ${e.message ?? String(error)}${
-          untrusted ? " (TLS: the broker's certificate is not trusted)" : ''
-        }`,
-        secrets,
-      ),
-      { cause: scrubError(error, secrets), retriable: !refused && !untrusted },
+      scrubText(`cannot connect to the Kafka cluster at ${config.brokers.join(',')}: ${why}`, secrets),
+      {
+        cause: scrubError(error, secrets),
+        retriable: !refused && tls === undefined,
+      },
     );
   } finally {
     await probe.disconnect().catch(() => {});

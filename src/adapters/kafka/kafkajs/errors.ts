@@ -9,6 +9,7 @@ import {
   PublishError,
   TimeoutError,
 } from '../../../core/errors.js';
+import { oneLine, tlsFailure } from '../../../core/tls.js';
 
 export const CONNECTION_ERRORS = new Set([
   'KafkaJSConnectionError',
@@ -44,17 +45,6 @@ export interface KafkajsErrorShape {
   cause?: unknown;
 }
 
-/**
- * Node's codes for a TLS peer certificate that does not verify (self-signed, unknown issuer,
- * expired, wrong host name): trying again cannot help, the configuration must change.
- */
-const CERTIFICATE_ERROR =
-  /^(CERT_|SELF_SIGNED|DEPTH_ZERO_SELF_SIGNED|UNABLE_TO_|HOSTNAME_MISMATCH|ERR_TLS_CERT_ALTNAME_INVALID)/;
-
-/** True when the error, or one of its causes, is a TLS certificate verification failure. */
-export const isCertificateError = (error: unknown): boolean =>
-  someCause(error, (e) => typeof e.code === 'string' && CERTIFICATE_ERROR.test(e.code));
-
 /** True when the error, or one of its `cause`s (kafkajs wraps errors it gives up on), matches. */
 export function someCause(error: unknown, matches: (e: KafkajsErrorShape) => boolean): boolean {
   let e: unknown = error;
@@ -87,12 +77,25 @@ export function toMqError(error: unknown, context: string, publishing = false): 
   if (TIMEOUT_ERRORS.has(name) || e.type === 'REQUEST_TIMED_OUT') {
     return new TimeoutError(message, { cause: error });
   }
-  if (isCertificateError(error)) return new ConnectionError(message, { cause: error, retriable: false });
+  // A certificate that does not verify, a host name mismatch, a client certificate refused:
+  // trying again cannot help, the configuration must change.
+  const tls = tlsFailure(error);
+  if (tls !== undefined)
+    return new ConnectionError(
+      `${context}: ${tls.reason} (TLS ${tls.code}: ${oneLine(e.message ?? String(error))})`,
+      {
+        cause: error,
+        retriable: false,
+      },
+    );
   // kafkajs's retrier wraps an error it gave up on as non-retriable (cause: the original); a
   // connection refused or reset is still worth retrying for the caller, later.
   if (hasConnectionCause(error)) return new ConnectionError(message, { cause: error });
   if (name === 'KafkaJSSASLAuthenticationError')
-    return new ConnectionError(message, { cause: error, retriable: false });
+    return new ConnectionError(`${context}: authentication failed: ${e.message ?? String(error)}`, {
+      cause: error,
+      retriable: false,
+    });
   const retriable = e.type !== undefined && BAD_RECORD_ERRORS.has(e.type) ? false : e.retriable !== false;
   return publishing
     ? new PublishError(message, { cause: error, retriable })
