@@ -8,7 +8,7 @@
  * - `connection.ts`: reaching the cluster, and disconnecting under a connect in progress
  * - `partitioner.ts`, `assigner.ts`: the producers' partitioner, the consumers' assigner
  * - `producer.ts`, `consumer.ts`, `admin.ts`: the implementations of the seam's clients
- * - `header-encoder.ts`: a cheaper encoder for record headers, installed into kafkajs
+ * - `record-headers.ts`: cheaper record-header encoding and decoding, installed into kafkajs
  */
 import kafkajs from 'kafkajs';
 import type { Logger } from '../../../core/logger.js';
@@ -17,9 +17,9 @@ import { KafkajsAdmin } from './admin.js';
 import { kafkaConfig } from './config.js';
 import { reachCluster } from './connection.js';
 import { KafkajsConsumer } from './consumer.js';
-import { installHeaderEncoder } from './header-encoder.js';
 import { PARTITIONS_ADDED_GRACE_MS, type PartitionMinimums } from './partitioner.js';
 import { KafkajsProducer } from './producer.js';
+import { installRecordHeaders } from './record-headers.js';
 
 export { checkCompression } from './config.js';
 
@@ -28,7 +28,7 @@ export { checkCompression } from './config.js';
  * {@link kafkaConfig}).
  */
 export function createKafkajsClient(config: KafkaClientConfig, logger: Logger): KafkaClient {
-  installHeaderEncoder(); // before kafkajs's first produce request loads its own
+  installRecordHeaders(); // before kafkajs loads its own (on its first produce and fetch)
   const kafka = new kafkajs.Kafka(kafkaConfig(config, logger));
   const admin = new KafkajsAdmin(kafka, config, logger);
   const minimums: PartitionMinimums = new Map();

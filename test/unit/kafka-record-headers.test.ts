@@ -1,0 +1,102 @@
+import { createRequire } from 'node:module';
+import { describe, expect, it } from 'vitest';
+import { encodeHeader, installRecordHeaders } from '../../src/adapters/kafka/kafkajs/record-headers.js';
+
+const require = createRequire(import.meta.url);
+type EncoderLike = { buffer: Buffer };
+const Encoder = require('kafkajs/src/protocol/encoder') as new () => {
+  writeVarIntString(v: string): { writeVarIntBytes(v: unknown): EncoderLike };
+};
+const Decoder = require('kafkajs/src/protocol/decoder') as new (
+  buffer: Buffer,
+) => {
+  readVarIntBytes(): Buffer;
+};
+/** What kafkajs's own header/v0 encoder writes. */
+const kafkajsHeader = (key: string, value: unknown) =>
+  new Encoder().writeVarIntString(key).writeVarIntBytes(value).buffer;
+
+const keys = ['mq-id', 'content-type', '', 'ключ-é', 'k'.repeat(64), 'x'.repeat(9000)];
+const values: (string | Buffer | null)[] = [
+  '0190e2b4-9c1a-7cde-8f00-0123456789ab',
+  'application/octet-stream',
+  '',
+  'значение €',
+  'v'.repeat(63),
+  'v'.repeat(64),
+  'w'.repeat(20_000),
+  Buffer.from([0, 1, 2, 255]),
+  Buffer.alloc(0),
+  Buffer.alloc(300, 7),
+  null,
+];
+
+const recordPath = require.resolve('kafkajs/src/protocol/recordBatch/record/v0/index.js');
+const decoderPath = require.resolve('kafkajs/src/protocol/recordBatch/record/v0/decoder.js');
+
+describe('kafkajs record headers', () => {
+  it('the header encoder writes the bytes kafkajs writes, for every key and value shape', () => {
+    let compared = 0;
+    for (const key of keys) {
+      for (const value of values) {
+        const ours = encodeHeader({ key, value });
+        expect(Buffer.isBuffer(ours.buf)).toBe(true);
+        expect(
+          ours.buffer.equals(kafkajsHeader(key, value)),
+          `${key.slice(0, 10)} / ${String(value).slice(0, 10)}`,
+        ).toBe(true);
+        compared++;
+      }
+    }
+    expect(compared).toBe(keys.length * values.length);
+  });
+
+  it('are installed before kafkajs loads its record encoder and decoder; records encode and decode as before', () => {
+    // This file's worker has not produced or fetched yet.
+    expect(require.cache[recordPath]).toBeUndefined();
+    expect(require.cache[decoderPath]).toBeUndefined();
+    expect(installRecordHeaders()).toEqual({ encoder: true, decoder: true });
+    expect(require('kafkajs/src/protocol/recordBatch/header/v0')).toBe(encodeHeader);
+    const ours = require.cache[decoderPath];
+    delete require.cache[decoderPath];
+    const kafkajsDecode = require(decoderPath) as (d: unknown, c: object) => Record<string, unknown>;
+    require.cache[decoderPath] = ours;
+    const oursDecode = require(decoderPath) as typeof kafkajsDecode;
+    expect(oursDecode).not.toBe(kafkajsDecode);
+
+    const Record = require(recordPath) as (r: object) => EncoderLike;
+    const headers = { 'mq-id': 'abc', 'content-type': 'application/json', 'x-é': 'ü' };
+    const encoded = Record({ key: Buffer.from('k'), value: Buffer.from('body'), headers }).buffer;
+    // The record's tail is its headers: a varint count (3 → 6), then each as kafkajs writes it.
+    const tail = Buffer.concat([
+      Buffer.from([6]),
+      ...Object.entries(headers).map(([k, v]) => kafkajsHeader(k, v)),
+    ]);
+    expect(encoded.subarray(encoded.length - tail.length).equals(tail)).toBe(true);
+
+    const cases: object[] = [
+      { key: Buffer.from('k'), value: Buffer.from('body'), headers, offsetDelta: 3, timestampDelta: 7 },
+      { key: null, value: null },
+      { value: Buffer.alloc(1000, 1), headers: { a: ['1', '2', '3'], b: 'x', c: ['only'] } },
+      { value: Buffer.from('v'), headers: { n: Buffer.from([0, 255]), e: '' } },
+    ];
+    const contexts = [
+      { firstOffset: '41', firstTimestamp: '1700000000000', magicByte: 2, timestampType: 0 },
+      { firstOffset: '9007199254740993', firstTimestamp: '5', timestampType: 1, maxTimestamp: '99' },
+      { firstOffset: '0', firstTimestamp: '0', isControlBatch: true },
+    ];
+    let compared = 0;
+    for (const record of cases) {
+      const bytes = new Decoder(Buffer.concat([Record(record).buffer])).readVarIntBytes();
+      for (const context of contexts) {
+        const expected = kafkajsDecode(new Decoder(bytes), context);
+        const actual = oursDecode(new Decoder(bytes), context);
+        expect(actual).toEqual(expected);
+        expect(Object.keys(actual.headers as object)).toEqual(Object.keys(expected.headers as object));
+        compared++;
+      }
+    }
+    expect(compared).toBe(12);
+    expect(installRecordHeaders()).toEqual({ encoder: true, decoder: true }); // a second call changes nothing
+  });
+});
