@@ -1,6 +1,10 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { encodeHeader, installRecordHeaders } from '../../src/adapters/kafka/kafkajs/record-headers.js';
+import {
+  encodeHeader,
+  installRecordHeaders,
+  type RecordArg,
+} from '../../src/adapters/kafka/kafkajs/record-headers.js';
 
 const require = createRequire(import.meta.url);
 type EncoderLike = { buffer: Buffer };
@@ -64,18 +68,45 @@ describe('kafkajs record headers', () => {
     const oursDecode = require(decoderPath) as typeof kafkajsDecode;
     expect(oursDecode).not.toBe(kafkajsDecode);
 
-    const Record = require(recordPath) as (r: object) => EncoderLike;
-    const headers = { 'mq-id': 'abc', 'content-type': 'application/json', 'x-é': 'ü' };
-    const encoded = Record({ key: Buffer.from('k'), value: Buffer.from('body'), headers }).buffer;
-    // The record's tail is its headers: a varint count (3 → 6), then each as kafkajs writes it.
-    const tail = Buffer.concat([
-      Buffer.from([6]),
-      ...Object.entries(headers).map(([k, v]) => kafkajsHeader(k, v)),
-    ]);
-    expect(encoded.subarray(encoded.length - tail.length).equals(tail)).toBe(true);
-
-    const cases: object[] = [
-      { key: Buffer.from('k'), value: Buffer.from('body'), headers, offsetDelta: 3, timestampDelta: 7 },
+    // kafkajs's own record encoder with its own header encoder, loaded aside.
+    const headerPath = require.resolve('kafkajs/src/protocol/recordBatch/header/v0/index.js');
+    const saved = [require.cache[recordPath], require.cache[headerPath]];
+    delete require.cache[recordPath];
+    delete require.cache[headerPath];
+    const kafkajsRecord = require(recordPath) as (r: RecordArg) => EncoderLike;
+    [require.cache[recordPath], require.cache[headerPath]] = saved;
+    const Record = require(recordPath) as typeof kafkajsRecord;
+    expect(Record).not.toBe(kafkajsRecord);
+    const records: RecordArg[] = [
+      {
+        key: 'k',
+        value: Buffer.from('body'),
+        headers: { 'mq-id': 'abc', 'content-type': 'application/json' },
+      },
+      { key: null, value: Buffer.alloc(5000, 3), headers: { 'x-é': 'ü', b: Buffer.from([1, 2]), e: '' } },
+      {
+        value: 'text value €',
+        headers: { ['h'.repeat(200)]: 'v'.repeat(70_000) },
+        offsetDelta: 499,
+        timestampDelta: 12,
+      },
+      { key: Buffer.alloc(0), value: null, headers: { a: 'x' }, offsetDelta: 0, timestampDelta: -3 },
+      { key: '', value: Buffer.from('v'), headers: { a: 'x' }, timestampDelta: 2 ** 40 }, // kafkajs's
+      { key: 'k', value: Buffer.from('v'), headers: { a: ['1', '2'] } }, // kafkajs's
+      { key: 'k', value: Buffer.from('v'), headers: {} }, // kafkajs's
+      { key: 'k', value: Buffer.from('v') }, // kafkajs's
+    ];
+    for (const [i, record] of records.entries()) {
+      expect(Record(record).buffer.equals(kafkajsRecord(record).buffer), `record ${i}`).toBe(true);
+    }
+    const cases: RecordArg[] = [
+      {
+        key: Buffer.from('k'),
+        value: Buffer.from('body'),
+        headers: { 'mq-id': 'abc', 'content-type': 'application/json', 'x-é': 'ü' },
+        offsetDelta: 3,
+        timestampDelta: 7,
+      },
       { key: null, value: null },
       { value: Buffer.alloc(1000, 1), headers: { a: ['1', '2', '3'], b: 'x', c: ['only'] } },
       { value: Buffer.from('v'), headers: { n: Buffer.from([0, 255]), e: '' } },
@@ -87,7 +118,7 @@ describe('kafkajs record headers', () => {
     ];
     let compared = 0;
     for (const record of cases) {
-      const bytes = new Decoder(Buffer.concat([Record(record).buffer])).readVarIntBytes();
+      const bytes = new Decoder(Record(record).buffer).readVarIntBytes();
       for (const context of contexts) {
         const expected = kafkajsDecode(new Decoder(bytes), context);
         const actual = oursDecode(new Decoder(bytes), context);

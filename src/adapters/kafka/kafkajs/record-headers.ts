@@ -2,12 +2,14 @@
  * Cheaper record-header encoding and decoding for kafkajs, installed in place of its own.
  *
  * kafkajs encodes each record header with a new `Encoder`, which allocates a zero-filled
- * 512-byte buffer of its own, then copies the few bytes written into the record; and it decodes
- * a record's headers by spreading the headers object into a new one at each header. mqkit
- * writes two headers on every record (`mq-id`, `content-type`), so these were most of what a
- * message through mqkit cost over the same message with plain kafkajs, which sends none. The
- * replacements write the same bytes (into a buffer of the exact size, from Node's pool) and
- * build the same headers object (see {@link recordDecoder} for the one corner where it differs).
+ * 512-byte buffer of its own, writes the record into another and copies them together; and it
+ * decodes a record's headers by spreading the headers object into a new one at each header.
+ * mqkit writes two headers on every record (`mq-id`, `content-type`), so these were most of
+ * what a message through mqkit cost over the same message with plain kafkajs, which sends
+ * none. The replacements write the same bytes (a record with headers into one buffer of the
+ * exact size, from Node's pool; see {@link recordEncoder}) and build the same headers object
+ * (see {@link recordDecoder} for the one corner where it differs). Records without headers are
+ * encoded by kafkajs's own encoder, as before.
  *
  * kafkajs loads its record encoder and decoder on its first produce request and first fetch,
  * not when it is imported, so installing them in its module cache before is enough. Where that
@@ -67,6 +69,94 @@ export function encodeHeader({ key, value }: HeaderArg): { buf: Buffer; buffer: 
   if (text !== undefined) buf.write(text, at, 'utf8');
   else if (valueBytes > 0) (value as Buffer).copy(buf, at);
   return { buf, buffer: buf };
+}
+
+/** What kafkajs's record encoder (`record/v0/index.js`) takes. */
+export interface RecordArg {
+  offsetDelta?: number;
+  timestampDelta?: number;
+  key?: unknown;
+  value?: unknown;
+  headers?: Record<string, unknown>;
+}
+type RecordEncoder = (record: RecordArg) => { buf: Buffer; buffer: Buffer };
+
+const SMALL = 2 ** 30;
+
+/** Bytes of a varint-length byte string (-1: null), or -2 when not a Buffer, string or null. */
+function bytesLength(value: unknown): number {
+  if (value === null || value === undefined) return -1;
+  if (Buffer.isBuffer(value)) return value.length;
+  return typeof value === 'string' ? Buffer.byteLength(value, 'utf8') : -2;
+}
+
+function writeBytes(buf: Buffer, at: number, value: unknown, length: number): number {
+  at = writeVarInt(buf, at, length);
+  if (length <= 0) return at;
+  if (typeof value === 'string') return at + buf.write(value, at, 'utf8');
+  return at + (value as Buffer).copy(buf, at);
+}
+
+/**
+ * kafkajs's record encoder for records with headers: the same bytes, written once into a
+ * buffer of the exact size from Node's pool, where kafkajs writes each header into a
+ * zero-filled 512-byte buffer of its own, the record into another, and copies them. Records
+ * without headers, with repeated (array) or null header values, key or value neither a Buffer
+ * nor a string, or deltas beyond ±2^30 go to kafkajs's encoder (`original`), as every record of
+ * a client that sends no headers does.
+ */
+export function recordEncoder(original: RecordEncoder): RecordEncoder {
+  return (record) => {
+    const { offsetDelta = 0, timestampDelta = 0, key, value, headers } = record;
+    if (headers === undefined || headers === null) return original(record);
+    const names = Object.keys(headers);
+    if (
+      names.length === 0 ||
+      !Number.isInteger(offsetDelta) ||
+      !Number.isInteger(timestampDelta) ||
+      Math.abs(offsetDelta) >= SMALL ||
+      Math.abs(timestampDelta) >= SMALL
+    ) {
+      return original(record);
+    }
+    const keyBytes = bytesLength(key);
+    const valueBytes = bytesLength(value);
+    if (keyBytes === -2 || valueBytes === -2) return original(record);
+    let size =
+      1 +
+      sizeOfVarInt(timestampDelta) +
+      sizeOfVarInt(offsetDelta) +
+      sizeOfVarInt(keyBytes) +
+      Math.max(keyBytes, 0) +
+      sizeOfVarInt(valueBytes) +
+      Math.max(valueBytes, 0) +
+      sizeOfVarInt(names.length);
+    const lengths = new Array<number>(names.length * 2);
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i] as string;
+      const headerValue = headers[name];
+      if (typeof headerValue !== 'string' && !Buffer.isBuffer(headerValue)) return original(record);
+      const nameBytes = Buffer.byteLength(name, 'utf8');
+      const headerBytes = bytesLength(headerValue);
+      lengths[2 * i] = nameBytes;
+      lengths[2 * i + 1] = headerBytes;
+      size += sizeOfVarInt(nameBytes) + nameBytes + sizeOfVarInt(headerBytes) + headerBytes;
+    }
+    const buf = Buffer.allocUnsafe(sizeOfVarInt(size) + size);
+    let at = writeVarInt(buf, 0, size);
+    buf[at++] = 0; // attributes, unused
+    at = writeVarInt(buf, at, timestampDelta); // a varlong below 2^30 is this varint
+    at = writeVarInt(buf, at, offsetDelta);
+    at = writeBytes(buf, at, key, keyBytes);
+    at = writeBytes(buf, at, value, valueBytes);
+    at = writeVarInt(buf, at, names.length);
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i] as string;
+      at = writeBytes(buf, at, name, lengths[2 * i] as number);
+      at = writeBytes(buf, at, headers[name], lengths[2 * i + 1] as number);
+    }
+    return { buf, buffer: buf };
+  };
 }
 
 /** kafkajs's record decoder (`record/v0/decoder.js`): `(decoder, batchContext) => record`. */
@@ -183,9 +273,8 @@ function replaceModule(require: NodeJS.Require, file: string, exports: unknown):
 let installed: { encoder: boolean; decoder: boolean } | undefined;
 
 /**
- * Installs {@link encodeHeader} as kafkajs's header encoder and {@link recordDecoder} as its
- * record decoder, each unless kafkajs loaded its own already (its record encoder holds the
- * header encoder it loaded). Returns which it installed (or found installed); what it did not
+ * Installs {@link recordEncoder} (over kafkajs's own, which loads {@link encodeHeader} as its
+ * header encoder) and {@link recordDecoder}, each unless kafkajs loaded its own already. Returns which it installed (or found installed); what it did not
  * is kafkajs's own, which encodes and decodes the same. Once per process.
  */
 export function installRecordHeaders(): { encoder: boolean; decoder: boolean } {
@@ -194,12 +283,13 @@ export function installRecordHeaders(): { encoder: boolean; decoder: boolean } {
   try {
     const require = createRequire(import.meta.url);
     const loaded = (file: string) => require.cache[require.resolve(file)] !== undefined;
-    if (!loaded('kafkajs/src/protocol/recordBatch/record/v0/index.js')) {
-      result.encoder = replaceModule(
-        require,
-        'kafkajs/src/protocol/recordBatch/header/v0/index.js',
-        encodeHeader,
-      );
+    const encoder = 'kafkajs/src/protocol/recordBatch/record/v0/index.js';
+    if (!loaded(encoder)) {
+      // kafkajs's record encoder, loaded with our header encoder, serves what ours passes on.
+      replaceModule(require, 'kafkajs/src/protocol/recordBatch/header/v0/index.js', encodeHeader);
+      const original = require(encoder) as RecordEncoder;
+      delete require.cache[require.resolve(encoder)];
+      result.encoder = replaceModule(require, encoder, recordEncoder(original));
     }
     const record = 'kafkajs/src/protocol/recordBatch/record/v0/decoder.js';
     if (!loaded(record)) result.decoder = replaceModule(require, record, recordDecoder(require));
