@@ -166,7 +166,8 @@ interface KafkajsDecoder {
   readVarLong(): unknown;
   readVarInt(): number;
   readVarIntBytes(): Buffer | null;
-  readVarIntArray<T>(item: (decoder: KafkajsDecoder) => T): T[];
+  buffer: Buffer;
+  offset: number;
 }
 interface BatchContext {
   firstOffset?: string;
@@ -199,9 +200,6 @@ interface LongLike {
  */
 export function recordDecoder(require: NodeJS.Require): RecordDecoder {
   const Long = require('kafkajs/src/utils/long.js') as { fromValue(v: unknown): LongLike };
-  const HeaderDecoder = require('kafkajs/src/protocol/recordBatch/header/v0/decoder.js') as (
-    decoder: KafkajsDecoder,
-  ) => { key: string; value: Buffer | null };
   const { LOG_APPEND_TIME } = require('kafkajs/src/protocol/timestampTypes.js') as {
     LOG_APPEND_TIME: number;
   };
@@ -225,15 +223,24 @@ export function recordDecoder(require: NodeJS.Require): RecordDecoder {
     const key = decoder.readVarIntBytes();
     const value = decoder.readVarIntBytes();
     const headers: Record<string, HeaderValues> = {};
-    for (const header of decoder.readVarIntArray(HeaderDecoder)) {
-      const name = header.key;
-      const before = Object.hasOwn(headers, name) ? headers[name] : undefined;
+    // `readVarIntArray(HeaderDecoder)` inline: no {key, value} per header, no array of them,
+    // and the key read without first slicing a Buffer for it.
+    const count = decoder.readVarInt();
+    for (let i = 0; i < count; i++) {
+      const keyBytes = decoder.readVarInt();
+      let name: string | null = null;
+      if (keyBytes !== -1) {
+        name = decoder.buffer.toString('utf8', decoder.offset, decoder.offset + keyBytes);
+        decoder.offset += keyBytes;
+      }
+      const headerValue = decoder.readVarIntBytes();
+      const before = Object.hasOwn(headers, name as string) ? headers[name as string] : undefined;
       const next: HeaderValues =
         before === undefined
-          ? header.value
+          ? headerValue
           : Array.isArray(before)
-            ? before.concat([header.value])
-            : [before, header.value];
+            ? before.concat([headerValue])
+            : [before, headerValue];
       if (name === '__proto__') {
         Object.defineProperty(headers, name, {
           value: next,
@@ -241,7 +248,7 @@ export function recordDecoder(require: NodeJS.Require): RecordDecoder {
           writable: true,
           configurable: true,
         });
-      } else headers[name] = next;
+      } else headers[name as string] = next;
     }
     return {
       magicByte,
