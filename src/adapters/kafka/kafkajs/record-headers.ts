@@ -66,8 +66,10 @@ export function encodeHeader({ key, value }: HeaderArg): { buf: Buffer; buffer: 
   let at = writeVarInt(buf, 0, keyBytes);
   at += buf.write(key, at, 'utf8');
   at = writeVarInt(buf, at, valueBytes);
-  if (text !== undefined) buf.write(text, at, 'utf8');
-  else if (valueBytes > 0) (value as Buffer).copy(buf, at);
+  if (text !== undefined) at += buf.write(text, at, 'utf8');
+  else if (valueBytes > 0) at += (value as Buffer).copy(buf, at);
+  // Every byte written: the buffer is not zeroed.
+  if (at !== buf.length) throw new Error(`kafka header ${key}: encoded ${at} of ${buf.length} bytes`);
   return { buf, buffer: buf };
 }
 
@@ -155,6 +157,8 @@ export function recordEncoder(original: RecordEncoder): RecordEncoder {
       at = writeBytes(buf, at, name, lengths[2 * i] as number);
       at = writeBytes(buf, at, headers[name], lengths[2 * i + 1] as number);
     }
+    // Every byte written (the buffer is not zeroed): else kafkajs's encoder, never stale memory.
+    if (at !== buf.length) return original(record);
     return { buf, buffer: buf };
   };
 }
