@@ -47,15 +47,19 @@ async function untilKnown<T>(timeoutMs: number, action: () => Promise<T>): Promi
 
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * The record's headers as strings, converted in place: kafkajs made the object for this record
+ * alone and nothing else reads it (a copy was one more object per message).
+ */
 function readHeaders(headers: IHeaders | undefined): Headers {
-  const out: Headers = {};
-  if (headers === undefined) return out;
+  if (headers === undefined) return {};
+  const out = headers as Record<string, unknown>;
   for (const name in headers) {
     let value = headers[name];
     if (Array.isArray(value)) value = value[value.length - 1];
     out[name] = value === undefined || value === null ? '' : value.toString();
   }
-  return out;
+  return out as Headers;
 }
 
 function readRecord(message: KafkaMessage): FetchedRecord {

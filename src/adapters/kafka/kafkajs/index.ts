@@ -8,6 +8,7 @@
  * - `connection.ts`: reaching the cluster, and disconnecting under a connect in progress
  * - `partitioner.ts`, `assigner.ts`: the producers' partitioner, the consumers' assigner
  * - `producer.ts`, `consumer.ts`, `admin.ts`: the implementations of the seam's clients
+ * - `record-headers.ts`: cheaper record-header encoding and decoding, installed into kafkajs
  */
 import kafkajs from 'kafkajs';
 import type { Logger } from '../../../core/logger.js';
@@ -18,6 +19,7 @@ import { reachCluster } from './connection.js';
 import { KafkajsConsumer } from './consumer.js';
 import { PARTITIONS_ADDED_GRACE_MS, type PartitionMinimums } from './partitioner.js';
 import { KafkajsProducer } from './producer.js';
+import { installRecordHeaders } from './record-headers.js';
 
 export { checkCompression } from './config.js';
 
@@ -26,6 +28,7 @@ export { checkCompression } from './config.js';
  * {@link kafkaConfig}).
  */
 export function createKafkajsClient(config: KafkaClientConfig, logger: Logger): KafkaClient {
+  installRecordHeaders(); // before kafkajs loads its own (on its first produce and fetch)
   const kafka = new kafkajs.Kafka(kafkaConfig(config, logger));
   const admin = new KafkajsAdmin(kafka, config, logger);
   const minimums: PartitionMinimums = new Map();

@@ -1,0 +1,312 @@
+/**
+ * Cheaper record-header encoding and decoding for kafkajs, installed in place of its own.
+ *
+ * kafkajs encodes each record header with a new `Encoder`, which allocates a zero-filled
+ * 512-byte buffer of its own, writes the record into another and copies them together; and it
+ * decodes a record's headers by spreading the headers object into a new one at each header.
+ * mqkit writes two headers on every record (`mq-id`, `content-type`), so these were most of
+ * what a message through mqkit cost over the same message with plain kafkajs, which sends
+ * none. The replacements write the same bytes (a record with headers into one buffer of the
+ * exact size, from Node's pool; see {@link recordEncoder}) and build the same headers object
+ * (see {@link recordDecoder} for the one corner where it differs). Records without headers are
+ * encoded by kafkajs's own encoder, as before.
+ *
+ * kafkajs loads its record encoder and decoder on its first produce request and first fetch,
+ * not when it is imported, so installing them in its module cache before is enough. Where that
+ * is too late (kafkajs loaded them already, e.g. for an application's own kafkajs client) or
+ * the files are not where kafkajs 2.x keeps them, nothing is replaced and kafkajs's own are
+ * used: the bytes on the wire and the records read are the same either way. Being kafkajs's
+ * module cache, the replacements serve every kafkajs client of the process.
+ */
+import { createRequire, Module } from 'node:module';
+
+/** `Header => Key: varint-length string, Value: varint-length bytes (-1: null)`, as kafkajs. */
+export interface HeaderArg {
+  key: string;
+  value: Buffer | string | null | undefined;
+}
+
+/** Size of a zigzag varint, as kafkajs's `Encoder.sizeOfVarInt`. */
+function sizeOfVarInt(value: number): number {
+  let encoded = (value << 1) ^ (value >> 31);
+  let bytes = 1;
+  while ((encoded & 0xffffff80) !== 0) {
+    bytes++;
+    encoded >>>= 7;
+  }
+  return bytes;
+}
+
+function writeVarInt(buf: Buffer, at: number, value: number): number {
+  let encoded = (value << 1) ^ (value >> 31);
+  while ((encoded & 0xffffff80) !== 0) {
+    buf[at++] = (encoded & 0x7f) | 0x80;
+    encoded >>>= 7;
+  }
+  buf[at++] = encoded;
+  return at;
+}
+
+/**
+ * Encodes one header as kafkajs's `header/v0` does, returning what kafkajs's record encoder
+ * reads of an `Encoder` (`buf` checked to be a Buffer, `buffer` the bytes written).
+ */
+export function encodeHeader({ key, value }: HeaderArg): { buf: Buffer; buffer: Buffer } {
+  const keyBytes = Buffer.byteLength(key, 'utf8');
+  const text = value === null || value === undefined || Buffer.isBuffer(value) ? undefined : String(value);
+  const valueBytes =
+    value === null || value === undefined
+      ? -1
+      : text === undefined
+        ? (value as Buffer).length
+        : Buffer.byteLength(text, 'utf8');
+  const buf = Buffer.allocUnsafe(
+    sizeOfVarInt(keyBytes) + keyBytes + sizeOfVarInt(valueBytes) + Math.max(valueBytes, 0),
+  );
+  let at = writeVarInt(buf, 0, keyBytes);
+  at += buf.write(key, at, 'utf8');
+  at = writeVarInt(buf, at, valueBytes);
+  if (text !== undefined) at += buf.write(text, at, 'utf8');
+  else if (valueBytes > 0) at += (value as Buffer).copy(buf, at);
+  // Every byte written: the buffer is not zeroed.
+  if (at !== buf.length) throw new Error(`kafka header ${key}: encoded ${at} of ${buf.length} bytes`);
+  return { buf, buffer: buf };
+}
+
+/** What kafkajs's record encoder (`record/v0/index.js`) takes. */
+export interface RecordArg {
+  offsetDelta?: number;
+  timestampDelta?: number;
+  key?: unknown;
+  value?: unknown;
+  headers?: Record<string, unknown>;
+}
+type RecordEncoder = (record: RecordArg) => { buf: Buffer; buffer: Buffer };
+
+const SMALL = 2 ** 30;
+
+/** Bytes of a varint-length byte string (-1: null), or -2 when not a Buffer, string or null. */
+function bytesLength(value: unknown): number {
+  if (value === null || value === undefined) return -1;
+  if (Buffer.isBuffer(value)) return value.length;
+  return typeof value === 'string' ? Buffer.byteLength(value, 'utf8') : -2;
+}
+
+function writeBytes(buf: Buffer, at: number, value: unknown, length: number): number {
+  at = writeVarInt(buf, at, length);
+  if (length <= 0) return at;
+  if (typeof value === 'string') return at + buf.write(value, at, 'utf8');
+  return at + (value as Buffer).copy(buf, at);
+}
+
+/**
+ * kafkajs's record encoder for records with headers: the same bytes, written once into a
+ * buffer of the exact size from Node's pool, where kafkajs writes each header into a
+ * zero-filled 512-byte buffer of its own, the record into another, and copies them. Records
+ * without headers, with repeated (array) or null header values, key or value neither a Buffer
+ * nor a string, or deltas beyond ±2^30 go to kafkajs's encoder (`original`), as every record of
+ * a client that sends no headers does.
+ */
+export function recordEncoder(original: RecordEncoder): RecordEncoder {
+  return (record) => {
+    const { offsetDelta = 0, timestampDelta = 0, key, value, headers } = record;
+    if (headers === undefined || headers === null) return original(record);
+    const names = Object.keys(headers);
+    if (
+      names.length === 0 ||
+      !Number.isInteger(offsetDelta) ||
+      !Number.isInteger(timestampDelta) ||
+      Math.abs(offsetDelta) >= SMALL ||
+      Math.abs(timestampDelta) >= SMALL
+    ) {
+      return original(record);
+    }
+    const keyBytes = bytesLength(key);
+    const valueBytes = bytesLength(value);
+    if (keyBytes === -2 || valueBytes === -2) return original(record);
+    let size =
+      1 +
+      sizeOfVarInt(timestampDelta) +
+      sizeOfVarInt(offsetDelta) +
+      sizeOfVarInt(keyBytes) +
+      Math.max(keyBytes, 0) +
+      sizeOfVarInt(valueBytes) +
+      Math.max(valueBytes, 0) +
+      sizeOfVarInt(names.length);
+    const lengths = new Array<number>(names.length * 2);
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i] as string;
+      const headerValue = headers[name];
+      if (typeof headerValue !== 'string' && !Buffer.isBuffer(headerValue)) return original(record);
+      const nameBytes = Buffer.byteLength(name, 'utf8');
+      const headerBytes = bytesLength(headerValue);
+      lengths[2 * i] = nameBytes;
+      lengths[2 * i + 1] = headerBytes;
+      size += sizeOfVarInt(nameBytes) + nameBytes + sizeOfVarInt(headerBytes) + headerBytes;
+    }
+    const buf = Buffer.allocUnsafe(sizeOfVarInt(size) + size);
+    let at = writeVarInt(buf, 0, size);
+    buf[at++] = 0; // attributes, unused
+    at = writeVarInt(buf, at, timestampDelta); // a varlong below 2^30 is this varint
+    at = writeVarInt(buf, at, offsetDelta);
+    at = writeBytes(buf, at, key, keyBytes);
+    at = writeBytes(buf, at, value, valueBytes);
+    at = writeVarInt(buf, at, names.length);
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i] as string;
+      at = writeBytes(buf, at, name, lengths[2 * i] as number);
+      at = writeBytes(buf, at, headers[name], lengths[2 * i + 1] as number);
+    }
+    // Every byte written (the buffer is not zeroed): else kafkajs's encoder, never stale memory.
+    if (at !== buf.length) return original(record);
+    return { buf, buffer: buf };
+  };
+}
+
+/** kafkajs's record decoder (`record/v0/decoder.js`): `(decoder, batchContext) => record`. */
+type RecordDecoder = (decoder: KafkajsDecoder, batchContext?: BatchContext) => DecodedRecord;
+interface KafkajsDecoder {
+  readInt8(): number;
+  readVarLong(): unknown;
+  readVarInt(): number;
+  readVarIntBytes(): Buffer | null;
+  buffer: Buffer;
+  offset: number;
+}
+interface BatchContext {
+  firstOffset?: string;
+  firstTimestamp?: string;
+  magicByte?: number;
+  isControlBatch?: boolean;
+  timestampType?: number;
+  maxTimestamp?: string;
+}
+type HeaderValues = Buffer | null | (Buffer | null)[];
+interface DecodedRecord {
+  headers: Record<string, HeaderValues>;
+  [field: string]: unknown;
+}
+interface LongLike {
+  add(value: unknown): LongLike;
+  toString(): string;
+}
+
+/**
+ * kafkajs's record decoder, the same but for the headers: kafkajs builds the headers object
+ * with a `reduce` that spreads it into a new object at each header (with a computed key, which
+ * V8 handles slowly), about 8% of a consumer's CPU with mqkit's two headers per record. This
+ * builds the same object (same keys in the same order, a repeated key's values in an array in
+ * order, own properties even for `__proto__`) in one loop. Being installed for every kafkajs
+ * client of the process, it keeps kafkajs's quirks too: a header named like an
+ * `Object.prototype` member (`toString`, `__proto__`...) sees the inherited member first and
+ * gives `[member, value]`, as kafkajs's `obj[key] === undefined` test does. `require` loads
+ * kafkajs's own helpers.
+ */
+export function recordDecoder(require: NodeJS.Require): RecordDecoder {
+  const Long = require('kafkajs/src/utils/long.js') as { fromValue(v: unknown): LongLike };
+  const { LOG_APPEND_TIME } = require('kafkajs/src/protocol/timestampTypes.js') as {
+    LOG_APPEND_TIME: number;
+  };
+  return (decoder, batchContext = {}) => {
+    const {
+      firstOffset,
+      firstTimestamp,
+      magicByte,
+      isControlBatch = false,
+      timestampType,
+      maxTimestamp,
+    } = batchContext;
+    const attributes = decoder.readInt8();
+    const timestampDelta = decoder.readVarLong();
+    const timestamp =
+      timestampType === LOG_APPEND_TIME && maxTimestamp
+        ? maxTimestamp
+        : Long.fromValue(firstTimestamp).add(timestampDelta).toString();
+    const offsetDelta = decoder.readVarInt();
+    const offset = Long.fromValue(firstOffset).add(offsetDelta).toString();
+    const key = decoder.readVarIntBytes();
+    const value = decoder.readVarIntBytes();
+    const headers: Record<string, HeaderValues> = {};
+    // `readVarIntArray(HeaderDecoder)` inline: no {key, value} per header, no array of them,
+    // and the key read without first slicing a Buffer for it.
+    const count = decoder.readVarInt();
+    for (let i = 0; i < count; i++) {
+      const keyBytes = decoder.readVarInt();
+      let name: string | null = null;
+      if (keyBytes !== -1) {
+        name = decoder.buffer.toString('utf8', decoder.offset, decoder.offset + keyBytes);
+        decoder.offset += keyBytes;
+      }
+      const headerValue = decoder.readVarIntBytes();
+      const before = (headers as Record<string, HeaderValues | undefined>)[name as string];
+      const next: HeaderValues =
+        before === undefined
+          ? headerValue
+          : Array.isArray(before)
+            ? before.concat([headerValue])
+            : [before, headerValue];
+      if (name === '__proto__') {
+        Object.defineProperty(headers, name, {
+          value: next,
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+      } else headers[name as string] = next;
+    }
+    return {
+      magicByte,
+      attributes, // Record level attributes are presently unused
+      timestamp,
+      offset,
+      key,
+      value,
+      headers,
+      isControlRecord: isControlBatch,
+      batchContext,
+    };
+  };
+}
+
+/** Puts `exports` in kafkajs's module cache as `file`, unless loaded already (then: whether it is ours). */
+function replaceModule(require: NodeJS.Require, file: string, exports: unknown): boolean {
+  const path = require.resolve(file);
+  const loaded = require.cache[path];
+  if (loaded !== undefined) return loaded.exports === exports;
+  const entry = new Module(path);
+  entry.filename = path;
+  entry.loaded = true;
+  entry.exports = exports;
+  require.cache[path] = entry;
+  return true;
+}
+
+let installed: { encoder: boolean; decoder: boolean } | undefined;
+
+/**
+ * Installs {@link recordEncoder} (over kafkajs's own, which loads {@link encodeHeader} as its
+ * header encoder) and {@link recordDecoder}, each unless kafkajs loaded its own already. Returns which it installed (or found installed); what it did not
+ * is kafkajs's own, which encodes and decodes the same. Once per process.
+ */
+export function installRecordHeaders(): { encoder: boolean; decoder: boolean } {
+  if (installed !== undefined) return installed;
+  const result = { encoder: false, decoder: false };
+  try {
+    const require = createRequire(import.meta.url);
+    const loaded = (file: string) => require.cache[require.resolve(file)] !== undefined;
+    const encoder = 'kafkajs/src/protocol/recordBatch/record/v0/index.js';
+    if (!loaded(encoder)) {
+      // kafkajs's record encoder, loaded with our header encoder, serves what ours passes on.
+      replaceModule(require, 'kafkajs/src/protocol/recordBatch/header/v0/index.js', encodeHeader);
+      const original = require(encoder) as RecordEncoder;
+      delete require.cache[require.resolve(encoder)];
+      result.encoder = replaceModule(require, encoder, recordEncoder(original));
+    }
+    const record = 'kafkajs/src/protocol/recordBatch/record/v0/decoder.js';
+    if (!loaded(record)) result.decoder = replaceModule(require, record, recordDecoder(require));
+  } catch {
+    // Not kafkajs 2.x's layout: its own encoder and decoder are used.
+  }
+  installed = result;
+  return result;
+}
