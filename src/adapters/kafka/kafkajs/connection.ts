@@ -23,12 +23,26 @@ export async function reachCluster(config: KafkaClientConfig, logger: Logger): P
     requestTimeout: config.authenticationTimeoutMs,
     retry: { retries: CONNECT_ATTEMPTS - 1, initialRetryTime: 100, maxRetryTime: 1000 },
   }).admin();
+  // The first Metadata request of a fresh client goes to the seed broker, the one connected
+  // to; kafkajs then connects to a random broker of the answer, outside its retries, which
+  // fails while that broker is down. Only the seed's answer decides whether the cluster was
+  // reached: kafkajs emits this event once a response has arrived.
+  let seedAnswered = false;
+  probe.on(probe.events.REQUEST, (event) => {
+    if (event.payload.apiName === 'Metadata') seedAnswered = true;
+  });
   try {
     await probe.connect();
     // A SASL listener answers the version handshake without a login and closes the connection
     // at the first other request: asking for the brokers makes connect fail here, not every
     // request after it.
-    await probe.describeCluster();
+    await probe.describeCluster().catch((error: unknown) => {
+      if (!seedAnswered) throw error;
+      logger.debug(
+        { error: scrubText(String(error), kafkaSecrets(config)) },
+        'kafka: the seed broker answered; another broker could not be reached while connecting',
+      );
+    });
   } catch (error) {
     const refused = someCause(error, (e) => e.name === 'KafkaJSSASLAuthenticationError');
     const tls = tlsFailure(error);
