@@ -79,7 +79,7 @@
 import { type AdapterContext, defaultAdapterContext } from '../../core/adapter-context.js';
 import type { Broker } from '../../core/broker.js';
 import { ConfigError } from '../../core/errors.js';
-import { TLS_QUERY_PARAMS, tlsFromQuery } from '../../core/tls.js';
+import { mergeTls, TLS_QUERY_PARAMS, tlsFromQuery } from '../../core/tls.js';
 import { RabbitMqBroker } from './broker.js';
 import { RabbitConnection } from './connection.js';
 import { ManagementApi } from './management.js';
@@ -130,8 +130,10 @@ export async function createRabbitMqBroker(
       throw new ConfigError('rabbitmq.tls', 'sets TLS, which needs an amqps:// URL (this one is amqp://)');
   }
   // The URL's TLS files first, each key of rabbitmq.tls over them; amqplib gets the URL without them.
-  const fromUrl = tlsFromQuery(Object.fromEntries(url.searchParams), 'amqps:// query parameter ');
-  if (fromUrl !== undefined) resolved.tls = { ...fromUrl, ...resolved.tls };
+  const where = 'amqps:// query parameter ';
+  const fromUrl = tlsFromQuery(Object.fromEntries(url.searchParams), where);
+  if (fromUrl !== undefined || resolved.tls !== undefined)
+    resolved.tls = mergeTls(fromUrl, resolved.tls, 'rabbitmq.tls', where);
   const target = new URL(url.href);
   for (const param of tlsParams) target.searchParams.delete(param);
   const management =
