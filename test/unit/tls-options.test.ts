@@ -265,3 +265,14 @@ describe('SNI takes host names only: an IP address as server name is refused', (
     ).toBe('rabbitmq.tls.servername');
   });
 });
+
+describe('amqp URLs: an unknown tls* query parameter is refused, naming it', () => {
+  it('a misspelt tlsCaFile', async () => {
+    expect(await configField(() => connect(`amqps://127.0.0.1:1?tlsCAFile=${caFile}`))).toBe(
+      'amqps:// query parameter tlsCAFile',
+    );
+    expect(await configField(() => connect('amqp://127.0.0.1:1?tlsCertfile=/x'))).toBe(
+      'amqp:// query parameter tlsCertfile',
+    );
+  });
+});

@@ -119,6 +119,15 @@ export async function createRabbitMqBroker(
     }
   }
   const resolved = resolveRabbitMqOptions(options);
+  for (const param of url.searchParams.keys()) {
+    // amqplib ignores query parameters it does not know: a misspelt one would drop a CA unseen.
+    if (/^tls/i.test(param) && !Object.hasOwn(TLS_QUERY_PARAMS, param)) {
+      throw new ConfigError(
+        `${url.protocol}// query parameter ${param}`,
+        `is not a TLS parameter; the known ones are ${Object.keys(TLS_QUERY_PARAMS).join(', ')} (names are case-sensitive)`,
+      );
+    }
+  }
   const tlsParams = Object.keys(TLS_QUERY_PARAMS).filter((param) => url.searchParams.has(param));
   if (url.protocol === 'amqp:') {
     if (tlsParams.length > 0)
