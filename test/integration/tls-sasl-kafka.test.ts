@@ -129,7 +129,18 @@ describe('kafka: TLS and SASL on real listeners (own node)', () => {
     // Kafka answers the version handshake before any login, so connect must ask for more to notice.
     const error = await mqRejection(connect(`kafka://${saslSsl}?${q({ tlsCaFile: certs.ca.certFile })}`));
     expect(error.code).toBe('CONNECTION');
+    // Also what a broker shutting down mid-handshake looks like, so it stays retriable.
+    expect(error.retriable).toBe(true);
     expect(error.message).toMatch(/closed the connection.*needs a user and password/);
+    expect(error.message).not.toMatch(/needs ssl=true/);
+  }, 30_000);
+
+  it('SASL credentials without TLS on the SASL_SSL listener: connect fails, hinting at ssl only', async () => {
+    const error = await mqRejection(connect(`kafka://alice:${plainPw}@${saslSsl}`));
+    expect(error.code).toBe('CONNECTION');
+    expect(error.message).toMatch(/closed the connection.*needs ssl=true/);
+    expect(error.message).not.toMatch(/needs a user and password/);
+    expect(error.message).not.toContain(plainPw);
   }, 30_000);
 
   describe('refuses at once with a non-retriable ConnectionError naming the cause, and no secret anywhere', () => {

@@ -54,10 +54,17 @@ export async function reachCluster(config: KafkaClientConfig, logger: Logger): P
       why = `authentication failed (SASL ${sasl.mechanism.toUpperCase()}, user '${sasl.username}'): wrong user name or password, or the mechanism is not enabled on this listener; ${text}`;
     } else if (tls !== undefined) {
       why = `${tls.reason} (TLS ${tls.code}: ${oneLine(text)}); see kafka.ssl`;
-    } else if (
-      someCause(error, (c) => c.name === 'KafkaJSConnectionClosedError' || c.message === 'Closed connection')
-    ) {
-      why = `the broker closed the connection during the handshake (${text}): a SASL_SSL or SASL_PLAINTEXT listener needs a user and password (kafka://user:password@host or kafka.sasl), an SSL listener ssl=true`;
+    } else if (someCause(error, (c) => c.name === 'KafkaJSConnectionClosedError')) {
+      // Hint only at what is not configured: with both set, the close has some other cause.
+      const missing = [
+        ...(sasl === undefined
+          ? [
+              'a SASL_SSL or SASL_PLAINTEXT listener needs a user and password (kafka://user:password@host or kafka.sasl)',
+            ]
+          : []),
+        ...(config.ssl === false ? ['an SSL or SASL_SSL listener needs ssl=true'] : []),
+      ];
+      why = `the broker closed the connection during the handshake (${text})${missing.length > 0 ? `: ${missing.join(', ')}` : ''}`;
     }
     const secrets = kafkaSecrets(config);
     throw new ConnectionError(
