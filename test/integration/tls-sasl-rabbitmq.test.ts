@@ -58,14 +58,18 @@ describe('rabbitmq: TLS on a real listener (own node)', () => {
       }
     }, 60_000);
 
-    it('mutual TLS from options, the URL giving the CA: options and URL combine', async () => {
-      await roundTrip(
-        `${url}?${q({ tlsCaFile: certs.ca.certFile })}`,
-        {
-          rabbitmq: { tls: { cert: certs.client.cert, key: certs.client.key } },
-        },
-        password,
-      );
+    it('mutual TLS from options, the URL giving the CA: options and URL combine, the broker sees the client certificate', async () => {
+      const options = { rabbitmq: { tls: { cert: certs.client.cert, key: certs.client.key } } };
+      const target = `${url}?${q({ tlsCaFile: certs.ca.certFile })}`;
+      // This node admits clients without a certificate too: only the subject it saw proves the cert was sent.
+      const broker = await connect(target, options);
+      try {
+        const connections = await node.ctl(['list_connections', 'user', 'peer_cert_subject']);
+        expect(connections).toMatch(/alice\s+CN=mqkit-client/);
+      } finally {
+        await broker.close();
+      }
+      await roundTrip(target, options, password);
     }, 60_000);
   });
 
