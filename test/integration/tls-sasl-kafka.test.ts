@@ -47,6 +47,11 @@ describe('kafka: TLS and SASL on real listeners (own node)', () => {
   }, 60_000);
 
   const q = (params: Record<string, string>): string => new URLSearchParams(params).toString();
+  const keyLine = (pem: string): string => {
+    const line = pem.split('\n')[1] ?? '';
+    expect(line.length).toBeGreaterThan(40);
+    return line;
+  };
 
   describe('connects, sends and receives', () => {
     it('SASL_SSL with PLAIN, everything from the URL (user info, saslMechanism, tlsCaFile); no password in debug logs', async () => {
@@ -187,7 +192,7 @@ describe('kafka: TLS and SASL on real listeners (own node)', () => {
 
     it('a broker certificate without the name 127.0.0.1: hostname mismatch', async () => {
       await refusedConnect(
-        `kafka://${wrongName}?${q({ tlsCaFile: certs.ca.certFile })}`,
+        `kafka://alice:${plainPw}@${wrongName}?${q({ tlsCaFile: certs.ca.certFile })}`,
         {},
         /hostname mismatch/,
         plainPw,
@@ -205,7 +210,7 @@ describe('kafka: TLS and SASL on real listeners (own node)', () => {
 
     it('no client certificate on the mutual-TLS listener: client certificate refused', async () => {
       await refusedConnect(
-        `kafka://${ssl}?${q({ tlsCaFile: certs.ca.certFile })}`,
+        `kafka://alice:${plainPw}@${ssl}?${q({ tlsCaFile: certs.ca.certFile })}`,
         {},
         /client certificate refused/,
         plainPw,
@@ -217,7 +222,8 @@ describe('kafka: TLS and SASL on real listeners (own node)', () => {
         `kafka://${ssl}`,
         { kafka: { ssl: { ca: certs.ca.cert, cert: certs.rogueClient.cert, key: certs.rogueClient.key } } },
         /client certificate refused/,
-        plainPw,
+        // A line of the key's body: the key itself must show nowhere.
+        keyLine(certs.rogueClient.key),
       );
     }, 30_000);
   });
