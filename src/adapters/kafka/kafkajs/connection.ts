@@ -25,24 +25,34 @@ export async function reachCluster(config: KafkaClientConfig, logger: Logger): P
   }).admin();
   // The first Metadata request of a fresh client goes to the seed broker, the one connected
   // to; kafkajs then connects to a random broker of the answer, outside its retries, which
-  // fails while that broker is down. Only the seed's answer decides whether the cluster was
-  // reached: kafkajs emits this event once a response has arrived.
+  // fails (or waits out connectionTimeout) while that broker is down. Only the seed's answer
+  // decides whether the cluster was reached: kafkajs emits this event once a response has
+  // arrived, and connect goes on without waiting for the rest.
   let seedAnswered = false;
-  probe.on(probe.events.REQUEST, (event) => {
-    if (event.payload.apiName === 'Metadata') seedAnswered = true;
+  let onSeedAnswer = (): void => {};
+  const seedAnswer = new Promise<void>((resolve) => {
+    onSeedAnswer = resolve;
   });
+  probe.on(probe.events.REQUEST, (event) => {
+    if (event.payload.apiName !== 'Metadata') return;
+    seedAnswered = true;
+    onSeedAnswer();
+  });
+  let described: Promise<unknown> = Promise.resolve();
   try {
     await probe.connect();
     // A SASL listener answers the version handshake without a login and closes the connection
     // at the first other request: asking for the brokers makes connect fail here, not every
     // request after it.
-    await probe.describeCluster().catch((error: unknown) => {
-      if (!seedAnswered) throw error;
-      logger.debug(
-        { error: scrubText(String(error), kafkaSecrets(config)) },
-        'kafka: the seed broker answered; another broker could not be reached while connecting',
-      );
+    described = probe.describeCluster();
+    described.catch((error: unknown) => {
+      if (seedAnswered)
+        logger.debug(
+          { error: scrubText(String(error), kafkaSecrets(config)) },
+          'kafka: the seed broker answered; another broker could not be reached while connecting',
+        );
     });
+    await Promise.race([described, seedAnswer]);
   } catch (error) {
     const refused = someCause(error, (e) => e.name === 'KafkaJSSASLAuthenticationError');
     const tls = tlsFailure(error);
@@ -75,7 +85,8 @@ export async function reachCluster(config: KafkaClientConfig, logger: Logger): P
       },
     );
   } finally {
-    await probe.disconnect().catch(() => {});
+    // describeCluster may still be connecting to another broker: disconnect again once it settles.
+    await disconnectAfter(described, 0, () => probe.disconnect());
   }
 }
 
