@@ -3,7 +3,8 @@
  * URL query parameters that fill it from files, and what a failed handshake means.
  */
 import { readFileSync } from 'node:fs';
-import type { ConnectionOptions } from 'node:tls';
+import { isIP } from 'node:net';
+import { type ConnectionOptions, createSecureContext } from 'node:tls';
 import { ConfigError } from './errors.js';
 import { isPlainObject, refuseUnknownKeys } from './options.js';
 
@@ -65,6 +66,7 @@ export function resolveTlsOptions(tls: unknown, field: string): TlsOptions {
   if (tls.servername !== undefined && (typeof tls.servername !== 'string' || tls.servername === '')) {
     throw new ConfigError(`${field}.servername`, 'must be a non-empty string');
   }
+  if (typeof tls.servername === 'string') refuseIpServername(tls.servername, `${field}.servername`);
   if (tls.passphrase !== undefined && typeof tls.passphrase !== 'string') {
     throw new ConfigError(`${field}.passphrase`, 'must be a string');
   }
@@ -75,7 +77,83 @@ export function resolveTlsOptions(tls: unknown, field: string): TlsOptions {
       throw new ConfigError(`${field}.${name}`, 'must be a PEM string, a Buffer, or an array of them');
     }
   }
+  for (const name of ['ca', 'cert', 'key']) {
+    const value = tls[name];
+    for (const v of Array.isArray(value) ? value : [value]) {
+      if (typeof v === 'string' && !v.includes(PEM_BEGIN)) {
+        // Never the value: a mangled key is still key material.
+        throw new ConfigError(
+          `${field}.${name}`,
+          `is a string without a "${PEM_BEGIN}" line, so not PEM text; it looks like a path: use tlsCaFile (tlsCertFile, tlsKeyFile) in the URL or readFileSync`,
+        );
+      }
+    }
+  }
   return tls as TlsOptions;
+}
+
+const PEM_BEGIN = '-----BEGIN';
+
+/** SNI carries host names only: Node warns (DEP0123) and sends nothing for an IP address. */
+function refuseIpServername(servername: string, field: string): void {
+  if (isIP(servername) !== 0) {
+    throw new ConfigError(
+      field,
+      `must be a host name, not an IP address (${servername}): SNI carries host names only; leave it unset to verify the certificate against the IP connected to`,
+    );
+  }
+}
+
+/**
+ * Makes the secure context `tls` stands for once, so that a key, certificate or passphrase
+ * OpenSSL cannot use is a `ConfigError` before connecting, not a retriable connection error
+ * on every attempt. `fieldOf` names where an option came from (`kafka.ssl.key`, a URL
+ * parameter). The message names the field and OpenSSL's reason, never a value.
+ */
+export function checkSecureContext(tls: TlsOptions, fieldOf: (option: string) => string): void {
+  const make = (options: TlsOptions): unknown => {
+    try {
+      createSecureContext(options);
+      return undefined;
+    } catch (error) {
+      return error;
+    }
+  };
+  const whole = make(tls);
+  if (whole === undefined) return;
+  const { key, cert, ca, crl, pfx, passphrase } = tls;
+  // One option (or pair) at a time, to name the one OpenSSL refuses.
+  const parts: [string, TlsOptions][] = [
+    ['ca', { ca }],
+    ['crl', { crl }],
+    ['pfx', { pfx, passphrase }],
+    ['key', { key, passphrase }],
+    ['cert', { cert }],
+    ['key', { key, cert, passphrase }],
+  ];
+  let option = 'key';
+  let error = whole;
+  for (const [name, options] of parts) {
+    if (tls[name as keyof TlsOptions] === undefined) continue;
+    const failed = make(options);
+    if (failed !== undefined) {
+      option = name;
+      error = failed;
+      break;
+    }
+  }
+  const code = String((error as { code?: unknown }).code ?? 'unknown');
+  let why = `OpenSSL cannot use it (${code}: ${oneLine((error as Error).message ?? '')})`;
+  if (code === 'ERR_OSSL_BAD_DECRYPT' && (option === 'key' || option === 'pfx')) {
+    why =
+      passphrase === undefined
+        ? `is encrypted, or damaged: give its passphrase (${code})`
+        : `does not decrypt ${option}: wrong passphrase, or a damaged ${option} (${code})`;
+    if (passphrase !== undefined) option = 'passphrase';
+  } else if (code === 'ERR_OSSL_X509_KEY_VALUES_MISMATCH') {
+    why = `does not belong to the certificate given as cert (${code})`;
+  }
+  throw new ConfigError(fieldOf(option), why);
 }
 
 function describeType(value: unknown): string {
@@ -114,6 +192,7 @@ export function tlsFromQuery(query: Readonly<Record<string, string>>, where: str
     if (value === undefined) continue;
     if (value === '') throw new ConfigError(`${where}${param}`, 'must not be empty');
     if (option === 'servername') {
+      refuseIpServername(value, `${where}${param}`);
       tls.servername = value;
       continue;
     }
@@ -126,8 +205,36 @@ export function tlsFromQuery(query: Readonly<Record<string, string>>, where: str
         `cannot read the file ${JSON.stringify(value)} (${typeof code === 'string' ? code : 'unreadable'}); give the path of a PEM file`,
       );
     }
+    if (!tls[option].includes(PEM_BEGIN)) {
+      throw new ConfigError(
+        `${where}${param}`,
+        `the file ${JSON.stringify(value)} is not PEM (no "${PEM_BEGIN}" line)`,
+      );
+    }
   }
   return Object.keys(tls).length === 0 ? undefined : (tls as TlsOptions);
+}
+
+/**
+ * The URL's TLS options (`fromUrl`, from {@link tlsFromQuery}) with each key of the options
+ * object given at `optionField` (e.g. `kafka.ssl`) over them, checked by
+ * {@link checkSecureContext}; errors name the parameter or option each value came from.
+ */
+export function mergeTls(
+  fromUrl: TlsOptions | undefined,
+  fromOption: TlsOptions | undefined,
+  optionField: string,
+  where: string,
+): TlsOptions {
+  const merged: TlsOptions = { ...fromUrl, ...fromOption };
+  checkSecureContext(merged, (option) => {
+    const param = Object.entries(TLS_QUERY_PARAMS).find(([, o]) => o === option)?.[0];
+    const fromQuery = fromOption?.[option as keyof TlsOptions] === undefined && param !== undefined;
+    return fromQuery && fromUrl?.[option as keyof TlsOptions] !== undefined
+      ? `${where}${param}`
+      : `${optionField}.${option}`;
+  });
+  return merged;
 }
 
 /** Why a TLS handshake failed, when an error (or one of its causes) says; see {@link tlsFailure}. */

@@ -138,18 +138,27 @@ export async function startPrivateRabbitNode(
     spawned.stdout?.on('data', onLine);
     spawned.stderr?.on('data', onLine);
     spawned.once('error', (error) => output.push(`spawn error: ${error.message}`));
+    const waitOptions = {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+      abort: () =>
+        spawned.exitCode !== null || spawned.signalCode !== null
+          ? new Error(`RabbitMQ private node exited: ${oneLine(tail(output.join('\n'), 5), 300)}; ${HINT}`)
+          : undefined,
+    };
     await waitUntil(
       `RabbitMQ private node ${nodeName} on port ${port}`,
       async () => (await amqpProblem(url)) === undefined,
-      {
-        timeoutMs: 60_000,
-        intervalMs: 100,
-        abort: () =>
-          spawned.exitCode !== null || spawned.signalCode !== null
-            ? new Error(`RabbitMQ private node exited: ${oneLine(tail(output.join('\n'), 5), 300)}; ${HINT}`)
-            : undefined,
-      },
+      waitOptions,
     );
+    // The TLS listener starts separately from the plain one: wait for it too.
+    if (opts.tls !== undefined) {
+      await waitUntil(
+        `RabbitMQ private node ${nodeName} TLS listener on port ${tlsPort}`,
+        () => tcpAnswers(LOOPBACK, tlsPort),
+        waitOptions,
+      );
+    }
   };
 
   const ctl = async (args: readonly string[]): Promise<string> => {

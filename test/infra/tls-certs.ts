@@ -30,7 +30,7 @@ export interface TestCerts {
   rogueCa: CertAndKey;
   /** Client certificate signed by `rogueCa`: a server trusting `ca` refuses it. */
   rogueClient: CertAndKey;
-  /** `cert` followed by `key` in one file, for servers that read both from one PEM file. */
+  /** Writes `key` then `cert` into one file, for servers that read both from one PEM file; returns its path. */
   bundle(pair: CertAndKey): Promise<string>;
   remove(): Promise<void>;
 }

@@ -47,6 +47,11 @@ describe('kafka: TLS and SASL on real listeners (own node)', () => {
   }, 60_000);
 
   const q = (params: Record<string, string>): string => new URLSearchParams(params).toString();
+  const keyLine = (pem: string): string => {
+    const line = pem.split('\n')[1] ?? '';
+    expect(line.length).toBeGreaterThan(40);
+    return line;
+  };
 
   describe('connects, sends and receives', () => {
     it('SASL_SSL with PLAIN, everything from the URL (user info, saslMechanism, tlsCaFile); no password in debug logs', async () => {
@@ -129,7 +134,18 @@ describe('kafka: TLS and SASL on real listeners (own node)', () => {
     // Kafka answers the version handshake before any login, so connect must ask for more to notice.
     const error = await mqRejection(connect(`kafka://${saslSsl}?${q({ tlsCaFile: certs.ca.certFile })}`));
     expect(error.code).toBe('CONNECTION');
+    // Also what a broker shutting down mid-handshake looks like, so it stays retriable.
+    expect(error.retriable).toBe(true);
     expect(error.message).toMatch(/closed the connection.*needs a user and password/);
+    expect(error.message).not.toMatch(/needs ssl=true/);
+  }, 30_000);
+
+  it('SASL credentials without TLS on the SASL_SSL listener: connect fails, hinting at ssl only', async () => {
+    const error = await mqRejection(connect(`kafka://alice:${plainPw}@${saslSsl}`));
+    expect(error.code).toBe('CONNECTION');
+    expect(error.message).toMatch(/closed the connection.*needs ssl=true/);
+    expect(error.message).not.toMatch(/needs a user and password/);
+    expect(error.message).not.toContain(plainPw);
   }, 30_000);
 
   describe('refuses at once with a non-retriable ConnectionError naming the cause, and no secret anywhere', () => {
@@ -176,7 +192,7 @@ describe('kafka: TLS and SASL on real listeners (own node)', () => {
 
     it('a broker certificate without the name 127.0.0.1: hostname mismatch', async () => {
       await refusedConnect(
-        `kafka://${wrongName}?${q({ tlsCaFile: certs.ca.certFile })}`,
+        `kafka://alice:${plainPw}@${wrongName}?${q({ tlsCaFile: certs.ca.certFile })}`,
         {},
         /hostname mismatch/,
         plainPw,
@@ -194,7 +210,7 @@ describe('kafka: TLS and SASL on real listeners (own node)', () => {
 
     it('no client certificate on the mutual-TLS listener: client certificate refused', async () => {
       await refusedConnect(
-        `kafka://${ssl}?${q({ tlsCaFile: certs.ca.certFile })}`,
+        `kafka://alice:${plainPw}@${ssl}?${q({ tlsCaFile: certs.ca.certFile })}`,
         {},
         /client certificate refused/,
         plainPw,
@@ -206,7 +222,8 @@ describe('kafka: TLS and SASL on real listeners (own node)', () => {
         `kafka://${ssl}`,
         { kafka: { ssl: { ca: certs.ca.cert, cert: certs.rogueClient.cert, key: certs.rogueClient.key } } },
         /client certificate refused/,
-        plainPw,
+        // A line of the key's body: the key itself must show nowhere.
+        keyLine(certs.rogueClient.key),
       );
     }, 30_000);
   });

@@ -58,14 +58,18 @@ describe('rabbitmq: TLS on a real listener (own node)', () => {
       }
     }, 60_000);
 
-    it('mutual TLS from options, the URL giving the CA: options and URL combine', async () => {
-      await roundTrip(
-        `${url}?${q({ tlsCaFile: certs.ca.certFile })}`,
-        {
-          rabbitmq: { tls: { cert: certs.client.cert, key: certs.client.key } },
-        },
-        password,
-      );
+    it('mutual TLS from options, the URL giving the CA: options and URL combine, the broker sees the client certificate', async () => {
+      const options = { rabbitmq: { tls: { cert: certs.client.cert, key: certs.client.key } } };
+      const target = `${url}?${q({ tlsCaFile: certs.ca.certFile })}`;
+      // This node admits clients without a certificate too: only the subject it saw proves the cert was sent.
+      const broker = await connect(target, options);
+      try {
+        const connections = await node.ctl(['list_connections', 'user', 'peer_cert_subject']);
+        expect(connections).toMatch(/alice\s+CN=mqkit-client/);
+      } finally {
+        await broker.close();
+      }
+      await roundTrip(target, options, password);
     }, 60_000);
   });
 
@@ -127,6 +131,15 @@ describe('rabbitmq: TLS on a real listener (own node)', () => {
       await strict?.stop();
     }, 60_000);
 
+    // alice's password in the URL (the handshake fails before any login), so the checks that
+    // it shows nowhere check a secret that was given.
+    const aliceOnStrict = (): string => {
+      const u = new URL(strictUrl);
+      u.username = 'alice';
+      u.password = encodeURIComponent(password);
+      return u.href.replace(/\/$/, '');
+    };
+
     it('with a client certificate: sends and receives', async () => {
       await roundTrip(strictUrl, {
         rabbitmq: { tls: { ca: certs.ca.cert, cert: certs.client.cert, key: certs.client.key } },
@@ -161,7 +174,7 @@ describe('rabbitmq: TLS on a real listener (own node)', () => {
 
     it('without one: client certificate refused (TLS 1.3), a non-retriable ConnectionError', async () => {
       await refusedConnect(
-        `${strictUrl}?${q({ tlsCaFile: certs.ca.certFile })}`,
+        `${aliceOnStrict()}?${q({ tlsCaFile: certs.ca.certFile })}`,
         {},
         /client certificate refused/,
         password,
@@ -170,7 +183,7 @@ describe('rabbitmq: TLS on a real listener (own node)', () => {
 
     it('without one on TLS 1.2, where the server only says handshake failure: the message names the likely cause', async () => {
       await refusedConnect(
-        strictUrl,
+        aliceOnStrict(),
         { rabbitmq: { tls: { ca: certs.ca.cert, maxVersion: 'TLSv1.2' } } },
         /TLS handshake failed: .*requires a client certificate/,
         password,

@@ -1,19 +1,32 @@
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { inspect } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveKafkaOptions } from '../../src/adapters/kafka/options.js';
 import { tlsFailure } from '../../src/core/tls.js';
-import { connect, isMqError } from '../../src/index.js';
+import { type ConnectOptions, connect, isMqError } from '../../src/index.js';
+import { makeTestCerts, type TestCerts } from '../infra/tls-certs.js';
+import { textLogger } from '../integration/tls-helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mqkit-tls-unit-'));
-const caFile = join(dir, 'ca.pem');
-const certFile = join(dir, 'client.pem');
-const keyFile = join(dir, 'client.key');
-writeFileSync(caFile, 'CA PEM');
-writeFileSync(certFile, 'CERT PEM');
-writeFileSync(keyFile, 'KEY PEM');
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let certs: TestCerts;
+let caFile: string;
+let certFile: string;
+let keyFile: string;
+const notPemFile = join(dir, 'not-pem.txt');
+writeFileSync(notPemFile, 'not a certificate');
+beforeAll(async () => {
+  certs = await makeTestCerts();
+  caFile = certs.ca.certFile;
+  certFile = certs.client.certFile;
+  keyFile = certs.client.keyFile;
+});
+afterAll(async () => {
+  rmSync(dir, { recursive: true, force: true });
+  await certs?.remove();
+});
 
 async function configField(call: () => unknown): Promise<string> {
   let error: unknown;
@@ -39,18 +52,22 @@ describe('kafka TLS settings', () => {
     const ssl = kafka(
       `kafka://h:9093?tlsCaFile=${caFile}&tlsCertFile=${certFile}&tlsKeyFile=${keyFile}&tlsServername=kafka.internal`,
     ).ssl as Record<string, unknown>;
-    expect(String(ssl.ca)).toBe('CA PEM');
-    expect(String(ssl.cert)).toBe('CERT PEM');
-    expect(String(ssl.key)).toBe('KEY PEM');
+    expect(String(ssl.ca)).toBe(certs.ca.cert);
+    expect(String(ssl.cert)).toBe(certs.client.cert);
+    expect(String(ssl.key)).toBe(certs.client.key);
     expect(ssl.servername).toBe('kafka.internal');
   });
 
   it("takes tls.connect options as kafka.ssl, each key over the URL's", () => {
-    const ssl = kafka(`kafka://h:9093?tlsCaFile=${caFile}&tlsServername=a`, {
-      ssl: { servername: 'b', cert: 'C', key: 'K' },
-    }) as { ssl: Record<string, unknown> };
-    expect(String(ssl.ssl.ca)).toBe('CA PEM');
-    expect(ssl.ssl).toMatchObject({ servername: 'b', cert: 'C', key: 'K' });
+    const { cert, key } = certs.client;
+    const ssl = kafka(
+      `kafka://h:9093?tlsCaFile=${caFile}&tlsServername=a&tlsKeyFile=${certs.server.keyFile}`,
+      {
+        ssl: { servername: 'b', cert, key },
+      },
+    ) as { ssl: Record<string, unknown> };
+    expect(String(ssl.ssl.ca)).toBe(certs.ca.cert);
+    expect(ssl.ssl).toMatchObject({ servername: 'b', cert, key });
   });
 
   it('refuses contradictions, unknown keys, bad values and unreadable files, naming the field', async () => {
@@ -89,9 +106,9 @@ describe('rabbitmq TLS settings', () => {
     expect(await configField(() => connect(`amqp://127.0.0.1:1?tlsCaFile=${caFile}`))).toBe(
       'amqp:// query parameter tlsCaFile',
     );
-    expect(await configField(() => connect('amqp://127.0.0.1:1', { rabbitmq: { tls: { ca: 'x' } } }))).toBe(
-      'rabbitmq.tls',
-    );
+    expect(
+      await configField(() => connect('amqp://127.0.0.1:1', { rabbitmq: { tls: { ca: certs.ca.cert } } })),
+    ).toBe('rabbitmq.tls');
     expect(await configField(() => connect('amqps://127.0.0.1:1?tlsCertFile=/no/such.pem'))).toBe(
       'amqps:// query parameter tlsCertFile',
     );
@@ -125,5 +142,137 @@ describe('tlsFailure', () => {
     for (const code of ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'])
       expect(failure(code)).toBeUndefined();
     expect(tlsFailure(new Error('no code'))).toBeUndefined();
+  });
+});
+
+describe('TLS options OpenSSL cannot use are a ConfigError before connecting, naming the field, never the value', () => {
+  const passphrase = `pass-${randomUUID()}`;
+  const encryptedKey = generateKeyPairSync('rsa', {
+    modulusLength: 1024,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase },
+  }).privateKey;
+  const body = (pem: string): string => pem.split('\n')[1] ?? '';
+  // A PEM frame around a body OpenSSL cannot decode.
+  const secretBody = `c2VjcmV0${randomUUID().replaceAll('-', '')}`;
+  const badKey = `-----BEGIN PRIVATE KEY-----\n${secretBody}\n-----END PRIVATE KEY-----\n`;
+
+  /** Connects to a port nobody listens on: a ConfigError must come first. Checks message, cause chain and logs. */
+  async function refused(url: string, options: ConnectOptions, secrets: string[]) {
+    const { logger, lines } = textLogger();
+    let error: unknown;
+    try {
+      await (await connect(url, { ...options, logger })).close();
+    } catch (e) {
+      error = e;
+    }
+    expect(isMqError(error, 'CONFIG'), inspect(error)).toBe(true);
+    const e = error as { field: string; message: string; retriable: boolean };
+    expect(e.retriable).toBe(false);
+    for (const secret of secrets) {
+      expect(secret.length).toBeGreaterThan(8);
+      expect(inspect(error, { depth: 20 })).not.toContain(secret);
+      expect(lines.join('\n')).not.toContain(secret);
+    }
+    return e;
+  }
+
+  it('a key whose PEM body does not decode (kafka.ssl.key, rabbitmq.tls.key)', async () => {
+    const k = await refused('kafka://127.0.0.1:1', { kafka: { ssl: { key: badKey } } }, [secretBody]);
+    expect(k.field).toBe('kafka.ssl.key');
+    expect(k.message).toMatch(/OpenSSL cannot use it/);
+    const r = await refused('amqps://127.0.0.1:1', { rabbitmq: { tls: { key: badKey } } }, [secretBody]);
+    expect(r.field).toBe('rabbitmq.tls.key');
+  });
+
+  it('a key file that does not decode, named by its URL parameter', async () => {
+    const file = join(dir, 'bad.key');
+    writeFileSync(file, badKey);
+    const k = await refused(`kafka://127.0.0.1:1?tlsKeyFile=${file}`, {}, [secretBody]);
+    expect(k.field).toBe('kafka:// query parameter tlsKeyFile');
+    const r = await refused(`amqps://127.0.0.1:1?tlsKeyFile=${file}`, {}, [secretBody]);
+    expect(r.field).toBe('amqps:// query parameter tlsKeyFile');
+  });
+
+  it('a wrong passphrase, or none, for an encrypted key', async () => {
+    const wrong = `wrong-${randomUUID()}`;
+    const secrets = [wrong, passphrase, body(encryptedKey)];
+    const k = await refused(
+      'kafka://127.0.0.1:1',
+      { kafka: { ssl: { key: encryptedKey, passphrase: wrong } } },
+      secrets,
+    );
+    expect(k.field).toBe('kafka.ssl.passphrase');
+    expect(k.message).toMatch(/wrong passphrase/);
+    const r = await refused(
+      'amqps://127.0.0.1:1',
+      { rabbitmq: { tls: { key: encryptedKey, passphrase: wrong } } },
+      secrets,
+    );
+    expect(r.field).toBe('rabbitmq.tls.passphrase');
+    const none = await refused('kafka://127.0.0.1:1', { kafka: { ssl: { key: encryptedKey } } }, secrets);
+    expect(none.field).toBe('kafka.ssl.key');
+    expect(none.message).toMatch(/give its passphrase/);
+    // The right passphrase passes the check.
+    expect(kafka('kafka://h:9093', { ssl: { key: encryptedKey, passphrase } }).ssl).toMatchObject({
+      passphrase,
+    });
+  });
+
+  it('a key that does not belong to the certificate', async () => {
+    const k = await refused(
+      'kafka://127.0.0.1:1',
+      { kafka: { ssl: { cert: certs.client.cert, key: certs.server.key } } },
+      [body(certs.server.key)],
+    );
+    expect(k.field).toBe('kafka.ssl.key');
+    expect(k.message).toMatch(/does not belong to the certificate/);
+  });
+
+  it('a file path given as ca, cert or key: looks like a path, the value not shown', async () => {
+    const path = `/etc/secret-${randomUUID()}/ca.pem`;
+    for (const name of ['ca', 'cert', 'key']) {
+      const k = await refused('kafka://127.0.0.1:1', { kafka: { ssl: { [name]: path } } }, [path]);
+      expect(k.field).toBe(`kafka.ssl.${name}`);
+      expect(k.message).toMatch(/looks like a path: use tlsCaFile .* or readFileSync/);
+      const r = await refused('amqps://127.0.0.1:1', { rabbitmq: { tls: { [name]: [path] } } }, [path]);
+      expect(r.field).toBe(`rabbitmq.tls.${name}`);
+    }
+  });
+
+  it('a URL file that is not PEM', async () => {
+    expect(await configField(() => kafka(`kafka://h:9093?tlsCaFile=${notPemFile}`))).toBe(
+      'kafka:// query parameter tlsCaFile',
+    );
+  });
+});
+
+describe('SNI takes host names only: an IP address as server name is refused', () => {
+  it('in the URL and in the options, on both adapters', async () => {
+    expect(await configField(() => kafka('kafka://h:9093?tlsServername=127.0.0.1'))).toBe(
+      'kafka:// query parameter tlsServername',
+    );
+    expect(await configField(() => kafka('kafka://h:9093', { ssl: { servername: '::1' } }))).toBe(
+      'kafka.ssl.servername',
+    );
+    expect(await configField(() => connect('amqps://127.0.0.1:1?tlsServername=10.0.0.1'))).toBe(
+      'amqps:// query parameter tlsServername',
+    );
+    expect(
+      await configField(() =>
+        connect('amqps://127.0.0.1:1', { rabbitmq: { tls: { servername: '127.0.0.1' } } }),
+      ),
+    ).toBe('rabbitmq.tls.servername');
+  });
+});
+
+describe('amqp URLs: an unknown tls* query parameter is refused, naming it', () => {
+  it('a misspelt tlsCaFile', async () => {
+    expect(await configField(() => connect(`amqps://127.0.0.1:1?tlsCAFile=${caFile}`))).toBe(
+      'amqps:// query parameter tlsCAFile',
+    );
+    expect(await configField(() => connect('amqp://127.0.0.1:1?tlsCertfile=/x'))).toBe(
+      'amqp:// query parameter tlsCertfile',
+    );
   });
 });

@@ -1,6 +1,12 @@
 import { ConfigError } from '../../core/errors.js';
 import { intOption, MAX_TIMER_MS, oneOf, refuseUnknownKeys, shown, topicName } from '../../core/options.js';
-import { resolveTlsOptions, TLS_QUERY_PARAMS, type TlsOptions, tlsFromQuery } from '../../core/tls.js';
+import {
+  mergeTls,
+  resolveTlsOptions,
+  TLS_QUERY_PARAMS,
+  type TlsOptions,
+  tlsFromQuery,
+} from '../../core/tls.js';
 import type { Compression, KafkaClientConfig } from './client.js';
 
 /**
@@ -318,7 +324,7 @@ function resolveSsl(option: unknown, query: Readonly<Record<string, string>>): b
   }
   const fromUrl = tlsFromQuery(query, where);
   if (fromUrl === undefined && fromOption === undefined) return true;
-  return { ...fromUrl, ...fromOption };
+  return mergeTls(fromUrl, fromOption, 'kafka.ssl', where);
 }
 
 function section<K extends string>(

@@ -79,7 +79,7 @@
 import { type AdapterContext, defaultAdapterContext } from '../../core/adapter-context.js';
 import type { Broker } from '../../core/broker.js';
 import { ConfigError } from '../../core/errors.js';
-import { TLS_QUERY_PARAMS, tlsFromQuery } from '../../core/tls.js';
+import { mergeTls, TLS_QUERY_PARAMS, tlsFromQuery } from '../../core/tls.js';
 import { RabbitMqBroker } from './broker.js';
 import { RabbitConnection } from './connection.js';
 import { ManagementApi } from './management.js';
@@ -119,6 +119,15 @@ export async function createRabbitMqBroker(
     }
   }
   const resolved = resolveRabbitMqOptions(options);
+  for (const param of url.searchParams.keys()) {
+    // amqplib ignores query parameters it does not know: a misspelt one would drop a CA unseen.
+    if (/^tls/i.test(param) && !Object.hasOwn(TLS_QUERY_PARAMS, param)) {
+      throw new ConfigError(
+        `${url.protocol}// query parameter ${param}`,
+        `is not a TLS parameter; the known ones are ${Object.keys(TLS_QUERY_PARAMS).join(', ')} (names are case-sensitive)`,
+      );
+    }
+  }
   const tlsParams = Object.keys(TLS_QUERY_PARAMS).filter((param) => url.searchParams.has(param));
   if (url.protocol === 'amqp:') {
     if (tlsParams.length > 0)
@@ -130,8 +139,10 @@ export async function createRabbitMqBroker(
       throw new ConfigError('rabbitmq.tls', 'sets TLS, which needs an amqps:// URL (this one is amqp://)');
   }
   // The URL's TLS files first, each key of rabbitmq.tls over them; amqplib gets the URL without them.
-  const fromUrl = tlsFromQuery(Object.fromEntries(url.searchParams), 'amqps:// query parameter ');
-  if (fromUrl !== undefined) resolved.tls = { ...fromUrl, ...resolved.tls };
+  const where = 'amqps:// query parameter ';
+  const fromUrl = tlsFromQuery(Object.fromEntries(url.searchParams), where);
+  if (fromUrl !== undefined || resolved.tls !== undefined)
+    resolved.tls = mergeTls(fromUrl, resolved.tls, 'rabbitmq.tls', where);
   const target = new URL(url.href);
   for (const param of tlsParams) target.searchParams.delete(param);
   const management =

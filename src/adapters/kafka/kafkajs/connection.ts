@@ -23,12 +23,36 @@ export async function reachCluster(config: KafkaClientConfig, logger: Logger): P
     requestTimeout: config.authenticationTimeoutMs,
     retry: { retries: CONNECT_ATTEMPTS - 1, initialRetryTime: 100, maxRetryTime: 1000 },
   }).admin();
+  // The first Metadata request of a fresh client goes to the seed broker, the one connected
+  // to; kafkajs then connects to a random broker of the answer, outside its retries, which
+  // fails (or waits out connectionTimeout) while that broker is down. Only the seed's answer
+  // decides whether the cluster was reached: kafkajs emits this event once a response has
+  // arrived, and connect goes on without waiting for the rest.
+  let seedAnswered = false;
+  let onSeedAnswer = (): void => {};
+  const seedAnswer = new Promise<void>((resolve) => {
+    onSeedAnswer = resolve;
+  });
+  probe.on(probe.events.REQUEST, (event) => {
+    if (event.payload.apiName !== 'Metadata') return;
+    seedAnswered = true;
+    onSeedAnswer();
+  });
+  let described: Promise<unknown> = Promise.resolve();
   try {
     await probe.connect();
     // A SASL listener answers the version handshake without a login and closes the connection
     // at the first other request: asking for the brokers makes connect fail here, not every
     // request after it.
-    await probe.describeCluster();
+    described = probe.describeCluster();
+    described.catch((error: unknown) => {
+      if (seedAnswered)
+        logger.debug(
+          { error: scrubText(String(error), kafkaSecrets(config)) },
+          'kafka: the seed broker answered; another broker could not be reached while connecting',
+        );
+    });
+    await Promise.race([described, seedAnswer]);
   } catch (error) {
     const refused = someCause(error, (e) => e.name === 'KafkaJSSASLAuthenticationError');
     const tls = tlsFailure(error);
@@ -40,10 +64,17 @@ export async function reachCluster(config: KafkaClientConfig, logger: Logger): P
       why = `authentication failed (SASL ${sasl.mechanism.toUpperCase()}, user '${sasl.username}'): wrong user name or password, or the mechanism is not enabled on this listener; ${text}`;
     } else if (tls !== undefined) {
       why = `${tls.reason} (TLS ${tls.code}: ${oneLine(text)}); see kafka.ssl`;
-    } else if (
-      someCause(error, (c) => c.name === 'KafkaJSConnectionClosedError' || c.message === 'Closed connection')
-    ) {
-      why = `the broker closed the connection during the handshake (${text}): a SASL_SSL or SASL_PLAINTEXT listener needs a user and password (kafka://user:password@host or kafka.sasl), an SSL listener ssl=true`;
+    } else if (someCause(error, (c) => c.name === 'KafkaJSConnectionClosedError')) {
+      // Hint only at what is not configured: with both set, the close has some other cause.
+      const missing = [
+        ...(sasl === undefined
+          ? [
+              'a SASL_SSL or SASL_PLAINTEXT listener needs a user and password (kafka://user:password@host or kafka.sasl)',
+            ]
+          : []),
+        ...(config.ssl === false ? ['an SSL or SASL_SSL listener needs ssl=true'] : []),
+      ];
+      why = `the broker closed the connection during the handshake (${text})${missing.length > 0 ? `: ${missing.join(', ')}` : ''}`;
     }
     const secrets = kafkaSecrets(config);
     throw new ConnectionError(
@@ -54,7 +85,8 @@ export async function reachCluster(config: KafkaClientConfig, logger: Logger): P
       },
     );
   } finally {
-    await probe.disconnect().catch(() => {});
+    // describeCluster may still be connecting to another broker: disconnect again once it settles.
+    await disconnectAfter(described, 0, () => probe.disconnect());
   }
 }
 
