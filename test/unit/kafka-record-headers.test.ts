@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   encodeHeader,
   installRecordHeaders,
@@ -7,6 +7,7 @@ import {
 } from '../../src/adapters/kafka/kafkajs/record-headers.js';
 
 const require = createRequire(import.meta.url);
+const kafkajs = require('kafkajs') as unknown;
 type EncoderLike = { buffer: Buffer };
 const Encoder = require('kafkajs/src/protocol/encoder') as new () => {
   writeVarIntString(v: string): { writeVarIntBytes(v: unknown): EncoderLike };
@@ -39,6 +40,36 @@ const recordPath = require.resolve('kafkajs/src/protocol/recordBatch/record/v0/i
 const decoderPath = require.resolve('kafkajs/src/protocol/recordBatch/record/v0/decoder.js');
 
 describe('kafkajs record headers', () => {
+  // Each case loads a fresh copy of the module (its once-per-process result is module state) and
+  // is refused before it touches kafkajs's module cache.
+  const fresh = async () => {
+    vi.resetModules();
+    return await import('../../src/adapters/kafka/kafkajs/record-headers.js');
+  };
+
+  it('are not installed when turned off, over another copy of kafkajs, or on an unchecked version', async () => {
+    vi.stubEnv('MQKIT_KAFKAJS_RECORD_HEADERS', 'off');
+    try {
+      expect((await fresh()).installRecordHeaders(kafkajs)).toEqual({
+        encoder: false,
+        decoder: false,
+        skipped: 'MQKIT_KAFKAJS_RECORD_HEADERS=off',
+      });
+    } finally {
+      vi.unstubAllEnvs();
+    }
+    expect((await fresh()).installRecordHeaders({ Kafka: class {} })).toEqual({
+      encoder: false,
+      decoder: false,
+      skipped: 'another copy of kafkajs',
+    });
+    const { CHECKED_KAFKAJS_VERSIONS } = await fresh();
+    const { version } = require('kafkajs/package.json') as { version: string };
+    expect(CHECKED_KAFKAJS_VERSIONS).toContain(version); // the version this suite compares with
+    expect(require.cache[recordPath]).toBeUndefined();
+    expect(require.cache[decoderPath]).toBeUndefined();
+  });
+
   it('the header encoder writes the bytes kafkajs writes, for every key and value shape', () => {
     let compared = 0;
     for (const key of keys) {
@@ -59,7 +90,7 @@ describe('kafkajs record headers', () => {
     // This file's worker has not produced or fetched yet.
     expect(require.cache[recordPath]).toBeUndefined();
     expect(require.cache[decoderPath]).toBeUndefined();
-    expect(installRecordHeaders()).toEqual({ encoder: true, decoder: true });
+    expect(installRecordHeaders(kafkajs)).toEqual({ encoder: true, decoder: true });
     expect(require('kafkajs/src/protocol/recordBatch/header/v0')).toBe(encodeHeader);
     const ours = require.cache[decoderPath];
     delete require.cache[decoderPath];
@@ -130,6 +161,6 @@ describe('kafkajs record headers', () => {
       }
     }
     expect(compared).toBe(15);
-    expect(installRecordHeaders()).toEqual({ encoder: true, decoder: true }); // a second call changes nothing
+    expect(installRecordHeaders(kafkajs)).toEqual({ encoder: true, decoder: true }); // a second call changes nothing
   });
 });

@@ -23,12 +23,19 @@ import { installRecordHeaders } from './record-headers.js';
 
 export { checkCompression } from './config.js';
 
+let headersLogged = false;
+
 /**
  * The kafkajs implementation of the client seam. kafkajs's own log lines go to `logger` (see
  * {@link kafkaConfig}).
  */
 export function createKafkajsClient(config: KafkaClientConfig, logger: Logger): KafkaClient {
-  installRecordHeaders(); // before kafkajs loads its own (on its first produce and fetch)
+  // Before kafkajs loads its own (on its first produce and fetch); said once per process.
+  const headers = installRecordHeaders(kafkajs);
+  if (!headersLogged) {
+    headersLogged = true;
+    logger.debug({ ...headers }, 'kafkajs record headers');
+  }
   const kafka = new kafkajs.Kafka(kafkaConfig(config, logger));
   const admin = new KafkajsAdmin(kafka, config, logger);
   const minimums: PartitionMinimums = new Map();

@@ -8,15 +8,20 @@
  * what a message through mqkit cost over the same message with plain kafkajs, which sends
  * none. The replacements write the same bytes (a record with headers into one buffer of the
  * exact size, from Node's pool; see {@link recordEncoder}) and build the same headers object
- * (see {@link recordDecoder} for the one corner where it differs). Records without headers are
+ * (see {@link recordDecoder}, which keeps kafkajs's quirks). Records without headers are
  * encoded by kafkajs's own encoder, as before.
  *
  * kafkajs loads its record encoder and decoder on its first produce request and first fetch,
- * not when it is imported, so installing them in its module cache before is enough. Where that
- * is too late (kafkajs loaded them already, e.g. for an application's own kafkajs client) or
- * the files are not where kafkajs 2.x keeps them, nothing is replaced and kafkajs's own are
- * used: the bytes on the wire and the records read are the same either way. Being kafkajs's
- * module cache, the replacements serve every kafkajs client of the process.
+ * not when it is imported, so installing them in its module cache before is enough. Each is
+ * installed only where all of these hold, else kafkajs's own is used (the bytes on the wire and
+ * the records read are the same either way):
+ * - kafkajs is a version these were checked against ({@link CHECKED_KAFKAJS_VERSIONS}): the
+ *   decoder is a copy of that version's, which must not undo a later release's fixes;
+ * - the kafkajs that `require` finds is the one mqkit imported (not so when mqkit is bundled
+ *   with its own copy);
+ * - kafkajs has not loaded that part already (e.g. for an application's own kafkajs client);
+ * - `MQKIT_KAFKAJS_RECORD_HEADERS` is not `off`.
+ * Being kafkajs's module cache, the replacements serve every kafkajs client of the process.
  */
 import { createRequire, Module } from 'node:module';
 
@@ -281,18 +286,42 @@ function replaceModule(require: NodeJS.Require, file: string, exports: unknown):
   return true;
 }
 
-let installed: { encoder: boolean; decoder: boolean } | undefined;
+/** kafkajs versions whose encoder and decoder the replacements were compared with, byte for byte. */
+export const CHECKED_KAFKAJS_VERSIONS: readonly string[] = ['2.2.4'];
+
+/** Which replacements are in place, and why not where one is not. */
+export interface RecordHeadersInstall {
+  encoder: boolean;
+  decoder: boolean;
+  /** Why nothing was installed: turned off, another kafkajs version or copy, not its layout. */
+  skipped?: string;
+}
+
+let installed: RecordHeadersInstall | undefined;
 
 /**
  * Installs {@link recordEncoder} (over kafkajs's own, which loads {@link encodeHeader} as its
- * header encoder) and {@link recordDecoder}, each unless kafkajs loaded its own already. Returns which it installed (or found installed); what it did not
- * is kafkajs's own, which encodes and decodes the same. Once per process.
+ * header encoder) and {@link recordDecoder}, each under the conditions in this file's header.
+ * `imported` is the kafkajs module mqkit imported. Returns which it installed (or found
+ * installed); what it did not is kafkajs's own, which encodes and decodes the same. Once per
+ * process: later calls return the first result.
  */
-export function installRecordHeaders(): { encoder: boolean; decoder: boolean } {
+export function installRecordHeaders(imported: unknown): RecordHeadersInstall {
   if (installed !== undefined) return installed;
-  const result = { encoder: false, decoder: false };
+  installed = install(imported);
+  return installed;
+}
+
+function install(imported: unknown): RecordHeadersInstall {
+  const result: RecordHeadersInstall = { encoder: false, decoder: false };
+  if (process.env.MQKIT_KAFKAJS_RECORD_HEADERS === 'off')
+    return { ...result, skipped: 'MQKIT_KAFKAJS_RECORD_HEADERS=off' };
   try {
     const require = createRequire(import.meta.url);
+    const { version } = require('kafkajs/package.json') as { version: string };
+    if (!CHECKED_KAFKAJS_VERSIONS.includes(version))
+      return { ...result, skipped: `kafkajs ${version} (checked: ${CHECKED_KAFKAJS_VERSIONS.join(', ')})` };
+    if (require('kafkajs') !== imported) return { ...result, skipped: 'another copy of kafkajs' };
     const loaded = (file: string) => require.cache[require.resolve(file)] !== undefined;
     const encoder = 'kafkajs/src/protocol/recordBatch/record/v0/index.js';
     if (!loaded(encoder)) {
@@ -306,7 +335,7 @@ export function installRecordHeaders(): { encoder: boolean; decoder: boolean } {
     if (!loaded(record)) result.decoder = replaceModule(require, record, recordDecoder(require));
   } catch {
     // Not kafkajs 2.x's layout: its own encoder and decoder are used.
+    if (!result.encoder && !result.decoder) return { ...result, skipped: "not kafkajs 2.x's layout" };
   }
-  installed = result;
   return result;
 }
