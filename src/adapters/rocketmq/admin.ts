@@ -133,6 +133,8 @@ export class RocketMqAdmin {
       consumerGroup: group,
       topic,
       queueId: ref.queueId,
+      // Otherwise the broker answers 0 for a group it never saw while the queue is in memory.
+      setZeroIfNotFound: false,
     });
     if (r.code === RESPONSE.queryNotFound) return undefined;
     this.check(r, 'query consumer offset');

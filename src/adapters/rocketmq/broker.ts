@@ -32,7 +32,7 @@ import { clientLogger, toMqError } from './client-errors.js';
 import type { RocketMqContext } from './context.js';
 import { nativeName } from './names.js';
 import type { ResolvedRocketMqOptions } from './options.js';
-import { RocketMqTransport } from './transport.js';
+import { EMPTY_BODY, RocketMqTransport } from './transport.js';
 
 /**
  * Largest body: the broker's default `maxMessageSize` (4 MiB) bounds the whole stored message
@@ -225,11 +225,16 @@ async function sendWire(broker: RocketMqBroker, client: ClientProducer, wire: Wi
   if (broker.admin.available) await broker.admin.ensureExists(topic);
   const properties = new Map(Object.entries(wire.headers));
   properties.delete(H.tag); // native tag
+  // RocketMQ refuses an empty body: one byte stands in for it, marked by a property.
+  const empty = wire.payload.byteLength === 0;
+  if (empty) properties.set(EMPTY_BODY, '1');
   if (wire.key !== undefined) properties.set(H.key, wire.key); // keys are space-separated natively
   try {
     await client.send({
       topic,
-      body: Buffer.from(wire.payload.buffer, wire.payload.byteOffset, wire.payload.byteLength),
+      body: empty
+        ? Buffer.from([0])
+        : Buffer.from(wire.payload.buffer, wire.payload.byteOffset, wire.payload.byteLength),
       ...(wire.tag === undefined ? {} : { tag: wire.tag }),
       ...(wire.key === undefined || wire.key === '' ? {} : { keys: [wire.key] }),
       // RocketMQ refuses a message group on a delayed message: a delayed message has no order anyway.

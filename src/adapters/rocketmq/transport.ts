@@ -15,6 +15,9 @@ export interface RocketMqRecord extends ReceivedRecord {
   claim: Claim;
 }
 
+/** Property marking a message whose body is empty (RocketMQ refuses empty bodies: one byte is sent). */
+export const EMPTY_BODY = 'mq-empty-body';
+
 /** Properties RocketMQ adds that are not mqkit headers. */
 const SYSTEM_PROPERTY = /^(__|UNIQ_KEY$|TRAN_MSG$|PGROUP$|MIN_OFFSET$|MAX_OFFSET$|CONSUME_START_TIME$)/;
 
@@ -166,6 +169,8 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
     for (const [name, value] of view.properties) if (!SYSTEM_PROPERTY.test(name)) headers[name] = value;
     if (headers[H.id] === undefined) headers[H.id] = view.messageId;
     if (view.tag !== undefined && view.tag !== '' && headers[H.tag] === undefined) headers[H.tag] = view.tag;
+    const empty = headers[EMPTY_BODY] === '1';
+    delete headers[EMPTY_BODY];
     const key = headers[H.key] ?? view.keys[0];
     delete headers[H.key];
     const stamp = headers[H.timestamp];
@@ -173,7 +178,7 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
       view,
       claim,
       topic: mqkitName(view.topic),
-      payload: view.body,
+      payload: empty ? new Uint8Array(0) : view.body,
       headers,
       key,
       timestamp: stamp !== undefined ? Number(stamp) : (view.bornTimestamp?.getTime() ?? Date.now()),
