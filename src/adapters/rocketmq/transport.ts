@@ -60,6 +60,8 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
   private readonly nativeGroup: string;
   private readonly prefetch: number;
   private wake: (() => void) | undefined;
+  /** Releases and acks in flight: a close waits for them before the client shuts down. */
+  private readonly pending = new Set<Promise<unknown>>();
 
   constructor(
     private readonly context: RocketMqContext,
@@ -209,7 +211,13 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
 
   /** Makes a message visible again at once (it is delivered again). Best effort. */
   private release(view: View): void {
-    this.consumer?.changeInvisibleDuration(view, 1000).catch(() => {});
+    const consumer = this.consumer;
+    if (consumer !== undefined) this.track(consumer.changeInvisibleDuration(view, 1000).catch(() => {}));
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
   }
 
   retrying(record: RocketMqRecord): void {
@@ -242,6 +250,9 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
     // brings are released before the client shuts down rather than hidden until they time out.
     const pollMs = this.context.options.awaitMs + this.context.options.requestTimeoutMs;
     await Promise.race([this.loop, new Promise((r) => setTimeout(r, Math.max(timeLeftMs, pollMs)).unref())]);
+    // A release that does not reach the broker leaves its message hidden for the whole
+    // invisible duration: let them (and acks) finish first.
+    await Promise.allSettled([...this.pending]);
     await consumer?.shutdown().catch(() => {});
   }
 }
