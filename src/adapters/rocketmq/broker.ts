@@ -11,6 +11,7 @@ import type {
 import { ClosedError, ConfigError, type MqError, UnsupportedError } from '../../core/errors.js';
 import type { MqEventListener, MqEventName } from '../../core/events.js';
 import type { BatchHandler, Handler, OutgoingMessage, SendResult } from '../../core/message.js';
+import { NATIVE_TRANSACTIONS } from '../../core/native-transactions.js';
 import { oneWayReporter } from '../../core/one-way.js';
 import {
   groupName,
@@ -32,6 +33,7 @@ import { clientLogger, toMqError } from './client-errors.js';
 import type { RocketMqContext } from './context.js';
 import { nativeName } from './names.js';
 import type { ResolvedRocketMqOptions } from './options.js';
+import { RocketMqTransactions } from './transactions.js';
 import { EMPTY_BODY, RocketMqTransport } from './transport.js';
 
 /**
@@ -250,13 +252,17 @@ async function sendWire(broker: RocketMqBroker, client: ClientProducer, wire: Wi
 class RocketMqProducer implements Producer {
   private closed = false;
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** RocketMQ's own transactional messages, for `halfMessages`. */
+  readonly [NATIVE_TRANSACTIONS]: RocketMqTransactions;
 
   constructor(
     private readonly broker: RocketMqBroker,
     private readonly reportOneWay: (error: unknown, message: OutgoingMessage<unknown>) => void,
     private readonly published: PublishEvents,
     private readonly onClose: (p: RocketMqProducer) => void,
-  ) {}
+  ) {
+    this[NATIVE_TRANSACTIONS] = new RocketMqTransactions(broker, MAX_MESSAGE_BYTES);
+  }
 
   async send<T>(message: OutgoingMessage<T>): Promise<SendResult> {
     if (this.closed) throw new ClosedError('producer is closed');

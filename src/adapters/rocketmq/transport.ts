@@ -19,7 +19,8 @@ export interface RocketMqRecord extends ReceivedRecord {
 export const EMPTY_BODY = 'mq-empty-body';
 
 /** Properties RocketMQ adds that are not mqkit headers. */
-const SYSTEM_PROPERTY = /^(__|UNIQ_KEY$|TRAN_MSG$|PGROUP$|MIN_OFFSET$|MAX_OFFSET$|CONSUME_START_TIME$)/;
+export const SYSTEM_PROPERTY =
+  /^(__|UNIQ_KEY$|TRAN_MSG$|TRANSACTION_|PGROUP$|MIN_OFFSET$|MAX_OFFSET$|CONSUME_START_TIME$|REAL_|DELAY$|TIMER_)/;
 
 /**
  * A SimpleConsumer that also reports each received message's queue: the client's MessageView
