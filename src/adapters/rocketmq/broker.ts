@@ -278,6 +278,8 @@ class RocketMqProducer implements Producer {
     // One chain per key keeps the array's order per key; keys run in parallel.
     const chains = new Map<string | undefined, Promise<unknown>>();
     const results = wires.map((wire) => {
+      // Messages without a key have no order to keep: all of them go at once.
+      if (wire.key === undefined) return this.write(wire);
       const previous = chains.get(wire.key) ?? Promise.resolve();
       const sent = previous.then(() => this.write(wire));
       chains.set(
