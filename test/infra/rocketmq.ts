@@ -45,11 +45,15 @@ let exitHookInstalled = false;
  * `~/logs/rocketmqlogs` otherwise). Heaps are small (namesrv 128m, proxy+broker 384m) for a
  * 2-core machine.
  *
- * broker.conf notes: topics are created by the adapter through the broker's admin API
- * (`autoCreateTopicEnable` is off: auto-created topics would get the default 4 queues and the
- * NORMAL message type, and the proxy caches a "topic not found" answer for a while, so a topic
- * must exist before the first send anyway). The transaction check-back runs every 2 s so that
- * half-message tests see it quickly.
+ * broker.conf notes. Topics are created by the adapter (and the infra self-test) with the
+ * broker's remoting admin request UPDATE_AND_CREATE_TOPIC, 12-30 ms each on this machine, where
+ * `MQAdminStartup updateTopic` from rocketmq-tools starts a JVM per call (seconds).
+ * `autoCreateTopicEnable` stays off: an auto-created topic would get the default queue count
+ * and the NORMAL message type (no FIFO, delayed or transactional messages on it), and the proxy
+ * caches a "topic not found" answer for a while, so a topic must exist before its first send
+ * anyway. `enableMixedMessageType` lets one topic take every message type, as an mqkit topic
+ * does. The transaction check-back runs 2 s after a send and every 2 s, so that half-message
+ * tests see it quickly (defaults 6 s and 30 s).
  *
  * Resolves once the proxy answers on its gRPC port and the broker registered with namesrv.
  */
