@@ -12,7 +12,12 @@ export interface RocketMqBrokerOptions {
   namesrv?: string;
   /** Timeout of one request to the proxy or the name server, ms. Default 10 000. */
   requestTimeoutMs?: number;
-  /** How long one receive long-polls the proxy, ms (also bounds how long a close waits). Default 2 000. */
+  /**
+   * How long one receive long-polls the proxy, ms. Default 2 000. The proxy raises it to its
+   * `grpcClientConsumerMinLongPollingTimeoutMillis` (5 000 by default), and a closing
+   * subscription waits for the poll in flight, so that the messages it brings are released
+   * rather than hidden for their invisible time.
+   */
   awaitMs?: number;
   /** RocketMQ namespace (ACL tenants). Default ''. */
   namespace?: string;
