@@ -112,6 +112,17 @@ export class RocketMqAdmin {
     }
   }
 
+  /** Deletes the consumer group and its offsets on every master (a broadcast instance's group). */
+  async deleteGroup(group: string): Promise<void> {
+    for (const [, address] of await this.masters()) {
+      const r = await this.call(address, CODE.deleteSubscriptionGroup, {
+        groupName: group,
+        cleanOffset: true,
+      });
+      this.check(r, 'delete subscription group');
+    }
+  }
+
   /** The topic's queues, numbered as partitions across brokers (in broker name order). */
   async queues(topic: string): Promise<QueueRef[]> {
     const route = await this.route(topic);

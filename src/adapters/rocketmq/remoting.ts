@@ -11,6 +11,7 @@ export const CODE = {
   getRouteInfoByTopic: 105,
   getBrokerClusterInfo: 106,
   updateAndCreateSubscriptionGroup: 200,
+  deleteSubscriptionGroup: 207,
   getSubscriptionGroupConfig: 352,
 } as const;
 

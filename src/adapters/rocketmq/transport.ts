@@ -257,5 +257,10 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
     // invisible duration: let them (and acks) finish first.
     await Promise.allSettled([...this.pending]);
     await consumer?.shutdown().catch(() => {});
+    // A broadcast instance's group is its own and ends with it: leave no group behind.
+    if (this.options.mode === 'broadcasting' && this.context.admin.available)
+      await this.context.admin.deleteGroup(this.nativeGroup).catch((error: unknown) => {
+        this.engine?.report('deleting the broadcast group failed', error);
+      });
   }
 }
