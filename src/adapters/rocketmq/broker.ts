@@ -59,6 +59,23 @@ export const rocketmqCapabilities: Capabilities = Object.freeze({
   maxMessageBytes: MAX_MESSAGE_BYTES,
 });
 
+/**
+ * What the adapter uses of rocketmq-client-nodejs's Producer, declared here so that mqkit's
+ * published declarations do not need the optional peer.
+ */
+export interface SendingClient {
+  send(message: {
+    topic: string;
+    body: Buffer;
+    tag?: string;
+    keys?: string[];
+    messageGroup?: string;
+    deliveryTimestamp?: Date;
+    properties?: Map<string, string>;
+  }): Promise<unknown>;
+  shutdown(): Promise<void>;
+}
+
 /** A connection to a RocketMQ 5 proxy (gRPC), plus the name server for administration. */
 export class RocketMqBroker implements Broker, RocketMqContext {
   readonly kind = 'rocketmq';
@@ -68,7 +85,7 @@ export class RocketMqBroker implements Broker, RocketMqContext {
   private readonly subscriptions: SubscriptionSet;
   private readonly producers = new Set<RocketMqProducer>();
   private readonly members = new Map<string, { tags: string; order: string; count: number }>();
-  private shared: Promise<ClientProducer> | undefined;
+  private shared: Promise<SendingClient> | undefined;
   private closed = false;
 
   constructor(
@@ -97,7 +114,7 @@ export class RocketMqBroker implements Broker, RocketMqContext {
   }
 
   /** The connection's shared client producer, started on first use. */
-  clientProducer(): Promise<ClientProducer> {
+  clientProducer(): Promise<SendingClient> {
     this.shared ??= (async () => {
       const producer = new ClientProducer({ ...this.clientOptions });
       await producer.startup();
@@ -222,7 +239,7 @@ export class RocketMqBroker implements Broker, RocketMqContext {
 }
 
 /** Sends one encoded message: topic created if missing, key as message key and FIFO group, tag native. */
-async function sendWire(broker: RocketMqBroker, client: ClientProducer, wire: WireMessage): Promise<void> {
+async function sendWire(broker: RocketMqBroker, client: SendingClient, wire: WireMessage): Promise<void> {
   const topic = nativeName(wire.topic, 'message.topic');
   if (broker.admin.available) await broker.admin.ensureExists(topic);
   const properties = new Map(Object.entries(wire.headers));

@@ -7,7 +7,23 @@ import { H } from '../../core/wire.js';
 import type { RocketMqContext } from './context.js';
 import { mqkitName } from './names.js';
 
-type View = Awaited<ReturnType<SimpleConsumer['receive']>>[number];
+type ClientView = Awaited<ReturnType<SimpleConsumer['receive']>>[number];
+
+/**
+ * What the adapter reads of a received MessageView, declared here so that mqkit's published
+ * declarations do not need the optional peer.
+ */
+export interface View {
+  readonly messageId: string;
+  readonly topic: string;
+  readonly body: Buffer;
+  readonly tag?: string;
+  readonly keys: string[];
+  readonly properties: Map<string, string>;
+  readonly offset?: number;
+  readonly bornTimestamp?: Date;
+  deliveryAttempt?: number;
+}
 
 /** A received message and what acknowledging it needs. */
 export interface RocketMqRecord extends ReceivedRecord {
@@ -195,7 +211,7 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
     const consumer = this.consumer;
     if (consumer !== undefined) {
       if (settlement === 'ack')
-        consumer.ack(record.view).catch((error: unknown) => {
+        consumer.ack(record.view as ClientView).catch((error: unknown) => {
           this.engine?.report(
             'acknowledging a message failed (it will be delivered again)',
             this.context.error(error, 'ack'),
@@ -215,7 +231,8 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
   /** Makes a message visible again at once (it is delivered again). Best effort. */
   private release(view: View): void {
     const consumer = this.consumer;
-    if (consumer !== undefined) this.track(consumer.changeInvisibleDuration(view, 1000).catch(() => {}));
+    if (consumer !== undefined)
+      this.track(consumer.changeInvisibleDuration(view as ClientView, 1000).catch(() => {}));
   }
 
   private track(p: Promise<unknown>): void {
@@ -225,7 +242,7 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
 
   retrying(record: RocketMqRecord): void {
     // Keeps the message invisible while this process retries it.
-    this.consumer?.changeInvisibleDuration(record.view, this.invisibleMs).catch(() => {});
+    this.consumer?.changeInvisibleDuration(record.view as ClientView, this.invisibleMs).catch(() => {});
   }
 
   async publishDeadLetter(record: RocketMqRecord, topic: string, headers: Headers): Promise<void> {
