@@ -112,6 +112,17 @@ export class RocketMqAdmin {
     }
   }
 
+  /** Deletes the topic from every master and from the name server (benchmark clean-up). */
+  async deleteTopic(topic: string): Promise<void> {
+    for (const [, address] of await this.masters())
+      this.check(await this.call(address, CODE.deleteTopicInBroker, { topic }), 'delete topic in broker');
+    this.check(
+      await this.call(this.requireNamesrv(), CODE.deleteTopicInNamesrv, { topic }),
+      'delete topic in name server',
+    );
+    this.knownTopics.delete(topic);
+  }
+
   /** Deletes the consumer group and its offsets on every master (a broadcast instance's group). */
   async deleteGroup(group: string): Promise<void> {
     for (const [, address] of await this.masters()) {

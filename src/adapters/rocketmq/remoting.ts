@@ -9,6 +9,8 @@ export const CODE = {
   getMaxOffset: 30,
   getMinOffset: 31,
   getRouteInfoByTopic: 105,
+  deleteTopicInBroker: 215,
+  deleteTopicInNamesrv: 216,
   getBrokerClusterInfo: 106,
   updateAndCreateSubscriptionGroup: 200,
   deleteSubscriptionGroup: 207,

@@ -84,6 +84,8 @@ export async function benchRawRocketmq(
         await Promise.all(loops);
         for (const c of consumers) await c.shutdown().catch(() => {});
         for (const p of producers) await (await p.catch(() => undefined))?.shutdown().catch(() => {});
+        await admin.deleteGroup(group).catch(() => {});
+        await admin.deleteTopic(topic).catch(() => {});
         admin.close();
       },
     },
