@@ -1,3 +1,4 @@
+import { createServer, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { connect, isMqError } from '../../src/index.js';
 
@@ -43,6 +44,28 @@ describe('rocketmq:// options', () => {
       expect(isMqError(sent)).toBe(true);
       expect(JSON.stringify({ m: (sent as Error).message })).not.toContain('s3cr3t-value');
     } finally {
+      await broker.close();
+    }
+  });
+
+  it('a send the proxy never answers rejects with a retriable TimeoutError after producer timeoutMs', async () => {
+    // Accepts connections and never answers: gRPC calls hang until their deadline.
+    const sockets: Socket[] = [];
+    const server = createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    // The client's own deadline far beyond the test's timeout: only the producer's can end it.
+    const broker = await connect(`rocketmq://127.0.0.1:${port}`, { rocketmq: { requestTimeoutMs: 600_000 } });
+    try {
+      const error = await broker
+        .producer({ timeoutMs: 300 })
+        .send({ topic: 't', body: 1 })
+        .catch((e: unknown) => e);
+      expect(isMqError(error, 'TIMEOUT'), String(error)).toBe(true);
+      expect((error as { retriable: boolean }).retriable).toBe(true);
+    } finally {
+      for (const s of sockets) s.destroy();
+      server.close();
       await broker.close();
     }
   });

@@ -8,7 +8,7 @@ import type {
   Producer,
   Subscription,
 } from '../../core/broker.js';
-import { ClosedError, ConfigError, type MqError, UnsupportedError } from '../../core/errors.js';
+import { ClosedError, ConfigError, type MqError, TimeoutError, UnsupportedError } from '../../core/errors.js';
 import type { MqEventListener, MqEventName } from '../../core/events.js';
 import type { BatchHandler, Handler, OutgoingMessage, SendResult } from '../../core/message.js';
 import { NATIVE_TRANSACTIONS } from '../../core/native-transactions.js';
@@ -139,6 +139,7 @@ export class RocketMqBroker implements Broker, RocketMqContext {
       );
     const producer = new RocketMqProducer(
       this,
+      resolved.timeoutMs,
       oneWayReporter(resolved.onError, this.context.logger),
       new PublishEvents(this.context.events, this.kind),
       (p) => this.producers.delete(p),
@@ -274,6 +275,8 @@ class RocketMqProducer implements Producer {
 
   constructor(
     private readonly broker: RocketMqBroker,
+    /** Past it a send rejects with a retriable TimeoutError (the message may still be stored). */
+    private readonly timeoutMs: number,
     private readonly reportOneWay: (error: unknown, message: OutgoingMessage<unknown>) => void,
     private readonly published: PublishEvents,
     private readonly onClose: (p: RocketMqProducer) => void,
@@ -327,20 +330,35 @@ class RocketMqProducer implements Producer {
   }
 
   private async write(wire: WireMessage): Promise<SendResult> {
-    try {
-      await sendWire(
-        this.broker,
-        await this.broker.clientProducer().catch((e: unknown) => {
-          throw this.broker.error(e, 'starting the producer');
-        }),
-        wire,
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new TimeoutError(
+              `send to ${wire.topic}: not done within ${this.timeoutMs} ms; the message may still be stored`,
+            ),
+          ),
+        this.timeoutMs,
       );
+    });
+    try {
+      const result = await Promise.race([this.writeOnce(wire), timeout]);
+      this.published.confirmed(result);
+      return result;
     } catch (error) {
       this.published.failed(wire, error);
       throw error;
+    } finally {
+      clearTimeout(timer);
     }
-    const result: SendResult = { id: wire.id, topic: wire.topic };
-    this.published.confirmed(result);
-    return result;
+  }
+
+  private async writeOnce(wire: WireMessage): Promise<SendResult> {
+    const client = await this.broker.clientProducer().catch((e: unknown) => {
+      throw this.broker.error(e, 'starting the producer');
+    });
+    await sendWire(this.broker, client, wire);
+    return { id: wire.id, topic: wire.topic };
   }
 }
