@@ -1,6 +1,7 @@
 import type { KafkaBrokerOptions } from './adapters/kafka/index.js';
 import type { MemoryBrokerOptions } from './adapters/memory/index.js';
 import type { RabbitMqBrokerOptions } from './adapters/rabbitmq/index.js';
+import type { RocketMqBrokerOptions } from './adapters/rocketmq/index.js';
 import { type AdapterContext, defaultAdapterContext } from './core/adapter-context.js';
 import type { Broker } from './core/broker.js';
 import { ConfigError } from './core/errors.js';
@@ -38,6 +39,10 @@ const builtins: Record<string, { option: string; load: () => Promise<AdapterFact
     option: 'rabbitmq',
     load: async () => (await import('./adapters/rabbitmq/index.js')).createRabbitMqBroker as AdapterFactory,
   },
+  'rocketmq:': {
+    option: 'rocketmq',
+    load: async () => (await import('./adapters/rocketmq/index.js')).createRocketMqBroker as AdapterFactory,
+  },
 };
 
 const registered = new Map<string, AdapterFactory>();
@@ -64,12 +69,14 @@ export interface ConnectOptions {
   kafka?: KafkaBrokerOptions;
   /** Options of `amqp://` and `amqps://` connections. */
   rabbitmq?: RabbitMqBrokerOptions;
+  /** Options of `rocketmq://` connections. */
+  rocketmq?: RocketMqBrokerOptions;
   /** Options of a registered adapter, under its scheme name. */
   [adapter: string]: object | Logger | undefined;
 }
 
 /** The option keys of the built-in adapters, known whether or not their URL is used. */
-const BUILTIN_OPTION_KEYS = ['memory', 'kafka', 'rabbitmq'];
+const BUILTIN_OPTION_KEYS = ['memory', 'kafka', 'rabbitmq', 'rocketmq'];
 
 /**
  * Connects to the broker a URL names: `memory://[name]`, `kafka://h1:9092,h2:9092`,

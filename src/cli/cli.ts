@@ -171,7 +171,7 @@ const notWorkload = new Set([
   'html',
   'backlog',
 ]);
-const knownSchemes = ['memory:', 'kafka:', 'amqp:', 'amqps:'];
+const knownSchemes = ['memory:', 'kafka:', 'amqp:', 'amqps:', 'rocketmq:'];
 
 /** The workload a bench command line gives: defaults, then --workload, then options. */
 export async function benchWorkload(values: Map<string, string>): Promise<Workload> {

@@ -4,6 +4,7 @@ import { type KafkaForTests, kafkaForTests } from './kafka.js';
 import { ensurePostgres } from './postgres.js';
 import { ensureRabbitMQ } from './rabbitmq.js';
 import { ensureRedis } from './redis.js';
+import { type RocketMQForTests, rocketmqForTests } from './rocketmq.js';
 
 /** The four servers of a test run, see {@link ensureAllServers}. */
 export interface TestServers {
@@ -11,6 +12,7 @@ export interface TestServers {
   amqp: EnsuredService;
   pg: EnsuredService;
   redis: EnsuredService;
+  rocketmq: RocketMQForTests;
   /** `kafka://host:port[,host:port]`, the form handed to tests. */
   kafkaUrl: string;
   /** Stops, in parallel, exactly the servers that were started. */
@@ -28,7 +30,7 @@ export interface EnsureAllOptions {
 }
 
 /**
- * Makes Kafka, RabbitMQ, PostgreSQL and Redis available in parallel (Kafka is the
+ * Makes Kafka, RabbitMQ, PostgreSQL, Redis and RocketMQ available in parallel (Kafka is the
  * slow one), reusing running servers and env URLs as the `ensure*` functions
  * and `kafkaForTests` describe.
  *
@@ -37,13 +39,15 @@ export interface EnsureAllOptions {
  */
 export async function ensureAllServers(opts: EnsureAllOptions = {}): Promise<TestServers> {
   const log = opts.log ?? (() => {});
-  const [kafka, amqp, pg, redis] = await Promise.allSettled([
+  // Kafka and RocketMQ (the two JVM brokers) start in parallel with the rest.
+  const [kafka, amqp, pg, redis, rocketmq] = await Promise.allSettled([
     kafkaForTests({ brokers: opts.kafkaBrokers, version: opts.kafkaVersion, log }),
     ensureRabbitMQ({ log }),
     ensurePostgres({ log }),
     ensureRedis({ log }),
+    rocketmqForTests({ log }),
   ]);
-  const all = [kafka, amqp, pg, redis];
+  const all = [kafka, amqp, pg, redis, rocketmq];
   const failures = all.flatMap((r) =>
     r.status === 'rejected' ? [r.reason instanceof Error ? r.reason.message : String(r.reason)] : [],
   );
@@ -52,19 +56,21 @@ export async function ensureAllServers(opts: EnsureAllOptions = {}): Promise<Tes
     kafka.status !== 'fulfilled' ||
     amqp.status !== 'fulfilled' ||
     pg.status !== 'fulfilled' ||
-    redis.status !== 'fulfilled'
+    redis.status !== 'fulfilled' ||
+    rocketmq.status !== 'fulfilled'
   ) {
     await Promise.all(
       all.map((r) => (r.status === 'fulfilled' ? r.value.stop().catch(() => {}) : undefined)),
     );
     throw new Error(failures.join('\n'));
   }
-  const servers = [kafka.value, amqp.value, pg.value, redis.value];
+  const servers = [kafka.value, amqp.value, pg.value, redis.value, rocketmq.value];
   return {
     kafka: kafka.value,
     amqp: amqp.value,
     pg: pg.value,
     redis: redis.value,
+    rocketmq: rocketmq.value,
     kafkaUrl: `kafka://${kafka.value.bootstrap}`,
     stop: async () => {
       await Promise.all(servers.map((s) => s.stop()));
@@ -86,5 +92,14 @@ export function describeServers(servers: TestServers): string[] {
     `rabbitmq ${redactUrl(servers.amqp.url)} ${state(servers.amqp)}`,
     `postgres ${redactUrl(servers.pg.url)} ${state(servers.pg)}`,
     `redis    ${redactUrl(servers.redis.url)} ${state(servers.redis)}`,
+    `rocketmq ${redactUrl(servers.rocketmq.url)} ${
+      servers.rocketmq.server
+        ? `started (RocketMQ 5.3.3, ready in ${servers.rocketmq.server.startupMs} ms; jars ${
+            servers.rocketmq.server.jarsCached
+              ? 'from cache'
+              : `fetched in ${servers.rocketmq.server.jarsMs} ms`
+          })`
+        : 'reused (MQKIT_TEST_ROCKETMQ_URL)'
+    }`,
   ];
 }

@@ -3,10 +3,12 @@ import { connect } from 'amqplib';
 import { Redis } from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
+import { Producer, SimpleConsumer } from 'rocketmq-client-nodejs';
 import { describe, expect, inject, it, vi } from 'vitest';
+import { CODE, RemotingClient } from '../../src/adapters/rocketmq/remoting.js';
 
 /** The value provided by test/infra/global-setup.ts, or a clear failure when it is not configured. */
-function provided(key: 'kafkaUrl' | 'amqpUrl' | 'pgUrl' | 'redisUrl'): string {
+function provided(key: 'kafkaUrl' | 'amqpUrl' | 'pgUrl' | 'redisUrl' | 'rocketmqUrl'): string {
   const value = inject(key);
   if (!value) throw new Error(`${key} not provided: add 'test/infra/global-setup.ts' to test.globalSetup`);
   return value;
@@ -122,6 +124,65 @@ describe('test infrastructure', () => {
       await client.del(key);
     } finally {
       client.disconnect();
+    }
+  });
+
+  it('RocketMQ: creates a topic (broker admin API), sends and receives one tagged message through the proxy', async () => {
+    const url = new URL(provided('rocketmqUrl'));
+    expect(url.protocol).toBe('rocketmq:');
+    const namesrv = url.searchParams.get('namesrv');
+    expect(namesrv).toMatch(/^127\.0\.0\.1:\d+$/);
+    const topic = `mqkit-infra-${randomUUID()}`;
+    const ns = new RemotingClient(namesrv as string, 5000);
+    const cluster = JSON.parse(
+      ((await ns.request(CODE.getBrokerClusterInfo)).body ?? Buffer.from('{}'))
+        .toString()
+        .replace(/([{,])(\d+):/g, '$1"$2":'),
+    ) as { brokerAddrTable: Record<string, { brokerAddrs: Record<string, string> }> };
+    const brokerAddress = Object.values(cluster.brokerAddrTable)[0]?.brokerAddrs['0'] as string;
+    const broker = new RemotingClient(brokerAddress, 5000);
+    const quiet = { info() {}, warn() {}, error() {}, debug() {} };
+    const options = { endpoints: url.host, namespace: '', requestTimeout: 10_000, logger: quiet };
+    const producer = new Producer(options);
+    const consumer = new SimpleConsumer({
+      ...options,
+      consumerGroup: `${topic}-group`,
+      subscriptions: new Map([[topic, 'infra']]),
+      awaitDuration: 2000,
+    });
+    try {
+      const created = await broker.request(CODE.updateAndCreateTopic, {
+        topic,
+        defaultTopic: 'TBW102',
+        readQueueNums: 1,
+        writeQueueNums: 1,
+        perm: 6,
+        topicFilterType: 'SINGLE_TAG',
+        topicSysFlag: 0,
+        order: false,
+        attributes: '+message.type=MIXED',
+      });
+      expect(created.code).toBe(0);
+      await producer.startup();
+      await consumer.startup();
+      const body = `hello ${randomUUID()}`;
+      await producer.send({ topic, tag: 'infra', body: Buffer.from(body) });
+      let received: string | undefined;
+      await vi.waitFor(
+        async () => {
+          for (const m of await consumer.receive(1, 10_000)) {
+            received = m.body.toString();
+            await consumer.ack(m);
+          }
+          expect(received).toBe(body);
+        },
+        { timeout: 30_000, interval: 100 },
+      );
+    } finally {
+      await consumer.shutdown().catch(() => {});
+      await producer.shutdown().catch(() => {});
+      ns.close();
+      broker.close();
     }
   });
 });

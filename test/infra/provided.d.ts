@@ -11,5 +11,7 @@ declare module 'vitest' {
     pgUrl: string;
     /** e.g. `redis://127.0.0.1:6379`. */
     redisUrl: string;
+    /** `rocketmq://127.0.0.1:<proxy gRPC port>?namesrv=127.0.0.1:<name server port>`. */
+    rocketmqUrl: string;
   }
 }

@@ -24,7 +24,8 @@ async function main(): Promise<number> {
   }
   const verbose = values.verbose === true;
   const log = (line: string): void => {
-    if (verbose || /^kafka: (fetching|adding|cached)/.test(line)) process.stderr.write(`${line}\n`);
+    if (verbose || /^(kafka|rocketmq): (fetching|adding|cached)/.test(line))
+      process.stderr.write(`${line}\n`);
   };
 
   let servers: Awaited<ReturnType<typeof ensureAllServers>>;
@@ -45,6 +46,7 @@ async function main(): Promise<number> {
       `export MQKIT_TEST_AMQP_URL=${servers.amqp.url}`,
       `export MQKIT_TEST_PG_URL=${servers.pg.url}`,
       `export MQKIT_TEST_REDIS_URL=${servers.redis.url}`,
+      `export MQKIT_TEST_ROCKETMQ_URL=${servers.rocketmq.url}`,
       '',
     ].join('\n'),
   );

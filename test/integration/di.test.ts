@@ -16,6 +16,7 @@ describe('DI: the same service class on different brokers, only MQ_URL changed',
     ['memory', 'memory://di'],
     ['rabbitmq', inject('amqpUrl')],
     ['kafka', inject('kafkaUrl')],
+    ['rocketmq', inject('rocketmqUrl')],
   ] as const;
 
   it.each(urls)('runs OrderService on %s', async (kind, url) => {

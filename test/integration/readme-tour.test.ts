@@ -70,6 +70,7 @@ describe('the README API tour runs unchanged on every broker', () => {
     ['memory', 'memory://readme-tour'],
     ['kafka', inject('kafkaUrl')],
     ['rabbitmq', inject('amqpUrl')],
+    ['rocketmq', inject('rocketmqUrl')],
   ] as const) {
     it(`on ${name}`, async () => {
       const { handled, backlogTotal } = await apiTour(url);

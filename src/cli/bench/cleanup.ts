@@ -4,7 +4,7 @@ import { kafkaHosts } from './raw-kafkajs.js';
 /** What one mqkit run declared on its broker: the topic, and on RabbitMQ its group's topology. */
 export interface RunResources {
   url: string;
-  /** Broker kind: `kafka`, `rabbitmq` (others have nothing to delete). */
+  /** Broker kind: `kafka`, `rabbitmq`, `rocketmq` (others have nothing to delete). */
   broker: string;
   topic: string;
   group: string;
@@ -23,6 +23,7 @@ export async function deleteRunResources(r: RunResources): Promise<void> {
   try {
     if (r.broker === 'kafka') await deleteKafkaTopic(r.url, r.topic);
     else if (r.broker === 'rabbitmq') await deleteRabbitTopology(r);
+    else if (r.broker === 'rocketmq') await deleteRocketTopic(r);
   } catch {
     // best effort: see above
   }
@@ -54,6 +55,19 @@ export async function deleteRabbitQueue(url: string, queue: string): Promise<voi
     }
   } catch {
     // already gone or broker unreachable: best effort
+  }
+}
+
+/** RocketMQ: the topic (broker admin API through the URL's name server) and the run's group. */
+async function deleteRocketTopic(r: RunResources): Promise<void> {
+  const { RocketMqAdmin } = await import('../../adapters/rocketmq/admin.js');
+  const { nativeName } = await import('../../adapters/rocketmq/names.js');
+  const admin = new RocketMqAdmin(new URL(r.url).searchParams.get('namesrv') ?? undefined, 5000);
+  try {
+    if (r.group !== '') await admin.deleteGroup(nativeName(r.group, 'group')).catch(() => {});
+    await admin.deleteTopic(nativeName(r.topic, 'topic'));
+  } finally {
+    admin.close();
   }
 }
 

@@ -105,7 +105,7 @@ export function formatMarkdown(report: SelectionReport): string {
     '',
     `${describeWorkload(report.workload)}.`,
     '',
-    `Node ${env.node}, mqkit ${env.mqkit}${env.kafkajs ? `, kafkajs ${env.kafkajs}` : ''}${env.amqplib ? `, amqplib ${env.amqplib}` : ''}; ${env.cores} × ${env.cpu}, ${env.memoryGB} GB, ${env.platform}; ${env.date}.`,
+    `Node ${env.node}, mqkit ${env.mqkit}${env.kafkajs ? `, kafkajs ${env.kafkajs}` : ''}${env.amqplib ? `, amqplib ${env.amqplib}` : ''}${env.rocketmq ? `, rocketmq-client-nodejs ${env.rocketmq}` : ''}; ${env.cores} × ${env.cpu}, ${env.memoryGB} GB, ${env.platform}; ${env.date}.`,
     '',
     row(head),
     row(head.map((_, i) => (i === 0 ? '---' : '---:'))),

@@ -68,6 +68,8 @@ export interface Environment {
   mqkit: string;
   kafkajs?: string;
   amqplib?: string;
+  /** rocketmq-client-nodejs's version. */
+  rocketmq?: string;
   platform: string;
   cpu: string;
   cores: number;
@@ -112,12 +114,14 @@ export function environment(mqkitVersion: string): Environment {
   const list = cpus();
   const kafkajs = packageVersion('kafkajs');
   const amqplib = packageVersion('amqplib');
+  const rocketmq = packageVersion('rocketmq-client-nodejs');
   return {
     date: new Date().toISOString(),
     node: process.version,
     mqkit: mqkitVersion,
     ...(kafkajs ? { kafkajs } : {}),
     ...(amqplib ? { amqplib } : {}),
+    ...(rocketmq ? { rocketmq } : {}),
     platform: `${platform()} ${release()} ${arch()}`,
     cpu: list[0]?.model ?? 'unknown',
     cores: list.length,
@@ -315,6 +319,16 @@ export async function runSelection(
           results.push(
             await measure('raw amqplib', (w, onProgress) =>
               benchRawAmqplib(url, { ...w, prefetch }, onProgress),
+            ),
+          );
+        });
+      }
+      if (baseline === 'raw' && kind === 'rocketmq') {
+        await attempt('raw rocketmq-client-nodejs', async () => {
+          const { benchRawRocketmq } = await import('./raw-rocketmq.js');
+          results.push(
+            await measure('raw rocketmq-client-nodejs', (w, onProgress) =>
+              benchRawRocketmq(url, w, onProgress),
             ),
           );
         });

@@ -5,6 +5,12 @@ import { Listeners } from '../../core/events.js';
 import { isLogger, type Logger, processWarningLogger, safeLog } from '../../core/logger.js';
 import type { Headers, OutgoingMessage } from '../../core/message.js';
 import {
+  NATIVE_TRANSACTIONS,
+  type NativeHalf,
+  type NativeTransactionGroup,
+  type NativeTransactions,
+} from '../../core/native-transactions.js';
+import {
   groupName,
   intOption,
   isPlainObject,
@@ -148,7 +154,13 @@ export interface TransactionalProducer {
     ) => LocalTransactionState | Promise<LocalTransactionState>,
     options?: { immunityMs?: number },
   ): Promise<TransactionSendResult>;
-  /** The state of a half message of this group; undefined once its row is gone (committed and published, or cleaned up). */
+  /**
+   * The state of a half message of this group; undefined once its row is gone (committed and
+   * published, or cleaned up). With native transactional messages (a RocketMQ producer) always
+   * undefined: the broker holds them and cannot be asked; `unresolved` is then empty and
+   * `resolve` false (the broker's checks decide, and it discards a message still undecided
+   * after its `transactionCheckMax` checks).
+   */
   state(id: string): Promise<HalfMessageState | undefined>;
   /** Unresolved half messages of this group, oldest first. */
   unresolved(options?: {
@@ -250,6 +262,8 @@ class HalfMessages implements TransactionalProducer {
   private relay: OutboxRelay | undefined;
   private loop: Promise<void> | undefined;
   private closed = false;
+  /** The broker's own transactional messages, where the producer offers them (RocketMQ). */
+  private native: NativeTransactionGroup | undefined;
 
   constructor(private readonly options: HalfMessagesOptions) {
     if (!isPlainObject(options)) throw new ConfigError('halfMessages', 'must be an options object');
@@ -300,6 +314,15 @@ class HalfMessages implements TransactionalProducer {
   }
 
   async start(): Promise<void> {
+    const native = (this.options.producer as { [NATIVE_TRANSACTIONS]?: NativeTransactions })[
+      NATIVE_TRANSACTIONS
+    ];
+    if (native !== undefined) {
+      // Half messages live in the broker, which asks the group's live producers; the table
+      // holds none, so neither the relay nor the table's checker runs.
+      this.native = native.open(this.group, (half) => this.checkNative(half));
+      return;
+    }
     const relay = this.options.relay ?? true;
     if (relay !== false) {
       try {
@@ -364,6 +387,7 @@ class HalfMessages implements TransactionalProducer {
       this.immunityMs,
       MAX_TIMER_MS,
     );
+    if (this.native !== undefined) return this.sendNative(message, localTransaction);
     // Stored and committed before the local transaction runs: a crash from here on leaves a
     // prepared message for the checker, never a local change without its message.
     const [id] = await insertRows(this.pool, this.table, [message as OutgoingMessage<unknown>], {
@@ -425,6 +449,8 @@ class HalfMessages implements TransactionalProducer {
   }
 
   async state(id: string): Promise<HalfMessageState | undefined> {
+    // Native half messages live in the broker, which cannot be asked about one.
+    if (this.native !== undefined) return undefined;
     const { rows } = await this.pool.query(
       `SELECT status FROM ${this.table} WHERE id = $1 AND check_group = $2 ORDER BY seq DESC LIMIT 1`,
       [id, this.group],
@@ -435,6 +461,8 @@ class HalfMessages implements TransactionalProducer {
   async unresolved(options: { limit?: number } = {}) {
     refuseUnknownKeys(options, ['limit'], 'unresolved.');
     const limit = intOption(options.limit, 'unresolved.limit', 1, 100, 100_000);
+    // Native: the broker discards a message still undecided after its last check.
+    if (this.native !== undefined) return [];
     const { rows } = await this.pool.query(
       `SELECT id, topic, checks, last_error FROM ${this.table}
        WHERE status = 'unresolved' AND check_group = $1 ORDER BY seq LIMIT $2`,
@@ -452,6 +480,8 @@ class HalfMessages implements TransactionalProducer {
     if (decision !== 'commit' && decision !== 'rollback') {
       throw new ConfigError('resolve.decision', `must be 'commit' or 'rollback'`);
     }
+    // Native: only the broker's check decides an undecided half message.
+    if (this.native !== undefined) return Promise.resolve(false);
     return this.decide(id, decision, ['prepared', 'unresolved']);
   }
 
@@ -565,6 +595,88 @@ class HalfMessages implements TransactionalProducer {
     this.stop.abort();
     await this.loop;
     await this.relay?.close();
+    await this.native?.close();
+  }
+
+  /** `sendInTransaction` on the broker's own transactional messages. */
+  private async sendNative<T>(
+    message: OutgoingMessage<T>,
+    localTransaction: (message: HalfMessage<T>) => LocalTransactionState | Promise<LocalTransactionState>,
+  ): Promise<TransactionSendResult> {
+    let error: unknown;
+    const { id, decision } = await (this.native as NativeTransactionGroup).send(
+      message as OutgoingMessage<unknown>,
+      async (id) => {
+        try {
+          const state = await localTransaction({
+            id,
+            topic: typeof message.topic === 'string' ? message.topic : message.topic.name,
+            body: message.body,
+            key: message.key,
+            tag: message.tag,
+            headers: { ...message.headers },
+            contentType: contentTypeOf(message),
+            checks: 0,
+          });
+          if (state !== 'commit' && state !== 'rollback' && state !== 'unknown') {
+            throw new ConfigError(
+              'localTransaction',
+              `must return 'commit', 'rollback' or 'unknown' (got ${String(state)})`,
+            );
+          }
+          return state;
+        } catch (thrown) {
+          error = thrown;
+          return 'unknown';
+        }
+      },
+    );
+    if (decision !== 'unknown')
+      this.emit('resolved', { id, state: decision === 'commit' ? 'committed' : 'rolled-back' });
+    const state: HalfMessageState =
+      decision === 'commit' ? 'committed' : decision === 'rollback' ? 'rolled-back' : 'prepared';
+    return { id, state, ...(error === undefined ? {} : { error }) };
+  }
+
+  /** Answers the broker's check of a half message (any member of the group may be asked). */
+  private async checkNative(half: NativeHalf): Promise<LocalTransactionState> {
+    const row = {
+      id: half.id,
+      topic: half.topic,
+      key: half.key ?? null,
+      tag: half.tag ?? null,
+      headers: half.headers,
+      content_type: half.contentType,
+      payload: Buffer.from(half.payload),
+      checks: half.checks,
+    } as HalfRow;
+    let state: LocalTransactionState;
+    let error: unknown;
+    try {
+      state = await this.check({
+        id: half.id,
+        topic: half.topic,
+        body: bodyOf(row),
+        contentType: half.contentType,
+        key: half.key,
+        tag: half.tag,
+        headers: half.headers,
+        checks: half.checks,
+      });
+      if (state !== 'commit' && state !== 'rollback' && state !== 'unknown') state = 'unknown';
+    } catch (thrown) {
+      state = 'unknown';
+      error = thrown;
+    }
+    this.emit('checked', {
+      id: half.id,
+      checks: half.checks,
+      state,
+      ...(error === undefined ? {} : { error }),
+    });
+    if (state !== 'unknown')
+      this.emit('resolved', { id: half.id, state: state === 'commit' ? 'committed' : 'rolled-back' });
+    return state;
   }
 }
 
@@ -576,6 +688,13 @@ class HalfMessages implements TransactionalProducer {
  * checks: each due message is claimed by one of them with a row lock (`FOR UPDATE SKIP
  * LOCKED`), and its next check is moved one interval on before the application is asked, so a
  * checker that dies mid-check delays that message by one interval.
+ *
+ * On a RocketMQ producer, half messages are RocketMQ's own transactional messages instead: the
+ * broker stores them, invisible to consumers, and asks a live producer of the group (one that
+ * sent to the message's topic, in any process) with `checkLocalTransaction`, on the broker's
+ * schedule (`transactionTimeOut`, `transactionCheckInterval` and `transactionCheckMax` in
+ * broker.conf; `immunityMs`, `checkIntervalMs`, `maxChecks` and the relay do not apply, and
+ * `pool` is not written to).
  *
  * Not atomic with the local transaction: as in RocketMQ, the local transaction commits on its
  * own and the check is what reconciles a crash in between. If the local transaction writes to

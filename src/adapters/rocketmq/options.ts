@@ -1,0 +1,72 @@
+import { ConfigError } from '../../core/errors.js';
+import { intOption, intQueryParam, objectOption, refuseUnknownKeys } from '../../core/options.js';
+import { safeDecode } from '../../core/redact.js';
+
+/** Options of `rocketmq://` connections; `namesrv` and `awaitMs` are also URL query parameters. */
+export interface RocketMqBrokerOptions {
+  /**
+   * `host:port` of the name server, for what the gRPC proxy does not offer: creating topics and
+   * consumer groups, `startFrom`, and `backlog`. Default: the URL's `namesrv` query parameter;
+   * without either, those calls are refused with `UnsupportedError` and topics must exist.
+   */
+  namesrv?: string;
+  /** Timeout of one request to the proxy or the name server, ms. Default 10 000. */
+  requestTimeoutMs?: number;
+  /**
+   * How long one receive long-polls the proxy, ms. Default 2 000. The proxy raises it to its
+   * `grpcClientConsumerMinLongPollingTimeoutMillis` (5 000 by default), and a closing
+   * subscription waits for the poll in flight, so that the messages it brings are released
+   * rather than hidden for their invisible time.
+   */
+  awaitMs?: number;
+  /** RocketMQ namespace (ACL tenants). Default ''. */
+  namespace?: string;
+}
+
+export interface ResolvedRocketMqOptions {
+  endpoints: string;
+  namesrv: string | undefined;
+  requestTimeoutMs: number;
+  awaitMs: number;
+  namespace: string;
+  /** From the URL's user info: access key and secret (ACL). */
+  credentials: { accessKey: string; accessSecret: string } | undefined;
+}
+
+const HOST_PORT = /^[A-Za-z0-9.-]+:\d{1,5}$/;
+
+/** Validates the URL (`rocketmq://[accessKey:secret@]host:port[?namesrv=host:port&awaitMs=n]`) and options. */
+export function resolveRocketMqOptions(url: URL, given?: RocketMqBrokerOptions): ResolvedRocketMqOptions {
+  const options = objectOption(given, 'rocketmq') as RocketMqBrokerOptions;
+  refuseUnknownKeys(options, ['namesrv', 'requestTimeoutMs', 'awaitMs', 'namespace'], 'rocketmq.');
+  const query = Object.fromEntries(url.searchParams);
+  refuseUnknownKeys(query, ['namesrv', 'awaitMs'], 'rocketmq:// query parameter ');
+  if (url.hostname === '') throw new ConfigError('url', 'rocketmq:// needs host:port of the proxy (gRPC)');
+  const endpoints = `${url.hostname}:${url.port || '8081'}`;
+  const namesrv = options.namesrv ?? query.namesrv;
+  if (namesrv !== undefined && (typeof namesrv !== 'string' || !HOST_PORT.test(namesrv)))
+    throw new ConfigError(
+      options.namesrv === undefined ? 'rocketmq:// query parameter namesrv' : 'rocketmq.namesrv',
+      'must be host:port',
+    );
+  if (
+    options.namespace !== undefined &&
+    (typeof options.namespace !== 'string' || !/^[A-Za-z0-9_-]*$/.test(options.namespace))
+  )
+    throw new ConfigError('rocketmq.namespace', 'must be letters, digits, _ and -');
+  const awaitMs =
+    options.awaitMs === undefined
+      ? intQueryParam(query.awaitMs, 'rocketmq:// query parameter awaitMs', 100, 2000, 60_000)
+      : intOption(options.awaitMs, 'rocketmq.awaitMs', 100, 2000, 60_000);
+  return {
+    endpoints,
+    namesrv,
+    requestTimeoutMs: intOption(options.requestTimeoutMs, 'rocketmq.requestTimeoutMs', 100, 10_000, 600_000),
+    awaitMs,
+    namespace: options.namespace ?? '',
+    credentials:
+      url.username === ''
+        ? undefined
+        : { accessKey: safeDecode(url.username), accessSecret: safeDecode(url.password) },
+  };
+}

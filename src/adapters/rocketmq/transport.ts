@@ -1,0 +1,283 @@
+import { SimpleConsumer } from 'rocketmq-client-nodejs';
+import type { Claim, ConsumerEngine, ConsumerTransport } from '../../core/consumer-engine.js';
+import type { ReceivedRecord } from '../../core/dispatch.js';
+import type { Headers } from '../../core/message.js';
+import type { ResolvedSubscribeOptions } from '../../core/options.js';
+import { H } from '../../core/wire.js';
+import type { RocketMqContext } from './context.js';
+import { mqkitName } from './names.js';
+
+type ClientView = Awaited<ReturnType<SimpleConsumer['receive']>>[number];
+
+/**
+ * What the adapter reads of a received MessageView, declared here so that mqkit's published
+ * declarations do not need the optional peer.
+ */
+export interface View {
+  readonly messageId: string;
+  readonly topic: string;
+  readonly body: Buffer;
+  readonly tag?: string;
+  readonly keys: string[];
+  readonly properties: Map<string, string>;
+  readonly offset?: number;
+  readonly bornTimestamp?: Date;
+  deliveryAttempt?: number;
+}
+
+/** A received message and what acknowledging it needs. */
+export interface RocketMqRecord extends ReceivedRecord {
+  view: View;
+  claim: Claim;
+}
+
+/** Property marking a message whose body is empty (RocketMQ refuses empty bodies: one byte is sent). */
+export const EMPTY_BODY = 'mq-empty-body';
+
+/** Properties RocketMQ adds that are not mqkit headers. */
+export const SYSTEM_PROPERTY =
+  /^(__|UNIQ_KEY$|TRAN_MSG$|TRANSACTION_|PGROUP$|MIN_OFFSET$|MAX_OFFSET$|CONSUME_START_TIME$|REAL_|DELAY$|TIMER_)/;
+
+/**
+ * A SimpleConsumer that also reports each received message's queue: the client's MessageView
+ * does not expose it, and mqkit hands out queues as partitions (with their own order lanes).
+ */
+class QueueAwareConsumer extends SimpleConsumer {
+  readonly queueOf = new Map<string, number>();
+  constructor(options: ConstructorParameters<typeof SimpleConsumer>[0]) {
+    super(options);
+    // biome-ignore lint/suspicious/noExplicitAny: the client's rpcClientManager is protected in TypeScript only
+    const manager = (this as any).rpcClientManager;
+    const receive = manager.receiveMessage.bind(manager);
+    manager.receiveMessage = async (...args: unknown[]) => {
+      const responses = await receive(...args);
+      for (const r of responses) {
+        const props = r.getMessage?.()?.getSystemProperties?.();
+        if (props !== undefined) this.queueOf.set(props.getMessageId(), props.getQueueId());
+      }
+      return responses;
+    };
+  }
+}
+
+/**
+ * One subscription on RocketMQ 5 (the gRPC proxy's pop consumption, through SimpleConsumer):
+ * a receive loop long-polls the proxy for up to `prefetch` messages, each queue a claim. The
+ * broker filters tags. A message's invisibility (how long before the broker hands it out again)
+ * is kept beyond in-process retries; acking makes it consumed. Order 'key' and 'partition' use a
+ * FIFO consumer group: the broker hands out a queue's next messages only after the previous ones
+ * were acknowledged, so per-key order holds across members.
+ */
+export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
+  private consumer: QueueAwareConsumer | undefined;
+  private engine: ConsumerEngine<RocketMqRecord> | undefined;
+  private stopping = false;
+  private loop: Promise<void> | undefined;
+  private readonly nativeTopic: string;
+  private readonly nativeGroup: string;
+  private readonly prefetch: number;
+  private wake: (() => void) | undefined;
+  /** Releases and acks in flight: a close waits for them before the client shuts down. */
+  private readonly pending = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly context: RocketMqContext,
+    private readonly options: ResolvedSubscribeOptions,
+    nativeTopic: string,
+    nativeGroup: string,
+  ) {
+    this.nativeTopic = nativeTopic;
+    this.nativeGroup = nativeGroup;
+    this.prefetch = Math.max(64, options.concurrency * 4 * (options.batch?.maxSize ?? 1));
+  }
+
+  private get invisibleMs(): number {
+    const r = this.options.retry;
+    // Long enough for a handler and its in-process retries; `retrying` extends it per attempt.
+    return Math.max(30_000, this.options.closeTimeoutMs * 2, r.maxMs * 2);
+  }
+
+  async start(engine: ConsumerEngine<RocketMqRecord>): Promise<void> {
+    this.engine = engine;
+    const { admin } = this.context;
+    const orderly = this.options.order !== 'concurrent';
+    if (admin.available) {
+      await admin.ensureExists(this.nativeTopic);
+      await admin.ensureGroup(this.nativeGroup, orderly);
+      await this.placeStart();
+    }
+    const tags = this.options.tags;
+    const expression = tags === undefined ? '*' : [...tags].join('||');
+    this.consumer = new QueueAwareConsumer({
+      ...this.context.clientOptions,
+      consumerGroup: this.nativeGroup,
+      subscriptions: new Map([[this.nativeTopic, expression]]),
+      awaitDuration: this.context.options.awaitMs,
+    });
+    try {
+      await this.consumer.startup();
+    } catch (error) {
+      throw this.context.error(error, `subscribing to ${this.options.topic} (group ${this.options.group})`);
+    }
+    this.loop = this.receiveLoop();
+  }
+
+  /**
+   * Sets the group's position on queues where it has none, per `startFrom`. Without this, a new
+   * group's first pop starts at the queue's first message while that is still in memory, and
+   * at its last otherwise.
+   */
+  private async placeStart(): Promise<void> {
+    const { admin } = this.context;
+    const start = this.options.startFrom;
+    for (const ref of await admin.queues(this.nativeTopic)) {
+      if ((await admin.consumerOffset(ref, this.nativeTopic, this.nativeGroup)) !== undefined) continue;
+      const offset =
+        start === 'earliest'
+          ? await admin.minOffset(ref, this.nativeTopic)
+          : start === 'latest'
+            ? await admin.maxOffset(ref, this.nativeTopic)
+            : await admin.offsetForTimestamp(ref, this.nativeTopic, start.timestamp);
+      await admin.commitOffset(ref, this.nativeTopic, this.nativeGroup, offset);
+    }
+  }
+
+  private async receiveLoop(): Promise<void> {
+    const engine = this.engine as ConsumerEngine<RocketMqRecord>;
+    const consumer = this.consumer as QueueAwareConsumer;
+    let failures = 0;
+    while (!this.stopping) {
+      const room = this.prefetch - engine.inFlight;
+      if (room <= 0) {
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+        continue;
+      }
+      let views: View[];
+      try {
+        views = await consumer.receive(Math.min(32, room), this.invisibleMs);
+        failures = 0;
+      } catch (error) {
+        if (this.stopping) break;
+        // An empty long poll ends in a "no new message" status: nothing to report.
+        if ((error as { code?: number }).code === 40_401 || /no new message/i.test(String(error))) continue;
+        if (++failures === 1 || failures % 20 === 0)
+          engine.report(
+            `receiving from ${this.options.topic} failed (attempt ${failures})`,
+            this.context.error(error, 'receive'),
+          );
+        await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 100 * 2 ** Math.min(failures, 6))));
+        continue;
+      }
+      for (const view of views) {
+        if (this.stopping) {
+          this.release(view);
+          continue;
+        }
+        const queueId = consumer.queueOf.get(view.messageId) ?? 0;
+        consumer.queueOf.delete(view.messageId);
+        const claim = engine.assign(`q${queueId}`, queueId);
+        engine.deliver(claim, this.record(view, queueId, claim));
+      }
+    }
+  }
+
+  private record(view: View, queueId: number, claim: Claim): RocketMqRecord {
+    const headers: Headers = {};
+    for (const [name, value] of view.properties) if (!SYSTEM_PROPERTY.test(name)) headers[name] = value;
+    if (headers[H.id] === undefined) headers[H.id] = view.messageId;
+    if (view.tag !== undefined && view.tag !== '' && headers[H.tag] === undefined) headers[H.tag] = view.tag;
+    const empty = headers[EMPTY_BODY] === '1';
+    delete headers[EMPTY_BODY];
+    const key = headers[H.key] ?? view.keys[0];
+    delete headers[H.key];
+    const stamp = headers[H.timestamp];
+    return {
+      view,
+      claim,
+      topic: mqkitName(view.topic),
+      payload: empty ? new Uint8Array(0) : view.body,
+      headers,
+      key,
+      timestamp: stamp !== undefined ? Number(stamp) : (view.bornTimestamp?.getTime() ?? Date.now()),
+      partition: queueId,
+      offset: view.offset === undefined ? undefined : String(view.offset),
+      attempt: view.deliveryAttempt ?? 1,
+    };
+  }
+
+  settle(record: RocketMqRecord, settlement: 'ack' | 'requeue'): void {
+    const consumer = this.consumer;
+    if (consumer !== undefined) {
+      if (settlement === 'ack')
+        consumer.ack(record.view as ClientView).catch((error: unknown) => {
+          this.engine?.report(
+            'acknowledging a message failed (it will be delivered again)',
+            this.context.error(error, 'ack'),
+          );
+        });
+      else this.release(record.view);
+    }
+    // Poll again once half of the prefetch is free rather than after every settle: one poll
+    // then brings a full batch instead of one or two messages.
+    if (this.wake !== undefined && (this.engine?.inFlight ?? 0) <= this.prefetch >> 1) {
+      const wake = this.wake;
+      this.wake = undefined;
+      wake();
+    }
+  }
+
+  /** Makes a message visible again at once (it is delivered again). Best effort. */
+  private release(view: View): void {
+    const consumer = this.consumer;
+    if (consumer !== undefined)
+      this.track(consumer.changeInvisibleDuration(view as ClientView, 1000).catch(() => {}));
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
+  }
+
+  retrying(record: RocketMqRecord): void {
+    // Keeps the message invisible while this process retries it.
+    this.consumer?.changeInvisibleDuration(record.view as ClientView, this.invisibleMs).catch(() => {});
+  }
+
+  async publishDeadLetter(record: RocketMqRecord, topic: string, headers: Headers): Promise<void> {
+    await this.context.publishRaw({
+      topic,
+      id: headers[H.id] ?? record.view.messageId,
+      key: record.key,
+      tag: undefined,
+      headers,
+      payload: record.payload,
+      delayMs: 0,
+    });
+  }
+
+  stopDelivering(): void {
+    this.stopping = true;
+    this.wake?.();
+  }
+
+  async close(timeLeftMs: number): Promise<void> {
+    this.stopping = true;
+    this.wake?.();
+    const consumer = this.consumer;
+    // The loop may sit in a long poll: wait for it (at most a poll), so that the messages it
+    // brings are released before the client shuts down rather than hidden until they time out.
+    const pollMs = this.context.options.awaitMs + this.context.options.requestTimeoutMs;
+    await Promise.race([this.loop, new Promise((r) => setTimeout(r, Math.max(timeLeftMs, pollMs)).unref())]);
+    // A release that does not reach the broker leaves its message hidden for the whole
+    // invisible duration: let them (and acks) finish first.
+    await Promise.allSettled([...this.pending]);
+    await consumer?.shutdown().catch(() => {});
+    // A broadcast instance's group is its own and ends with it: leave no group behind.
+    if (this.options.mode === 'broadcasting' && this.context.admin.available)
+      await this.context.admin.deleteGroup(this.nativeGroup).catch((error: unknown) => {
+        this.engine?.report('deleting the broadcast group failed', error);
+      });
+  }
+}

@@ -1,0 +1,308 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { lineSplitter, tail, which } from './exec-utils.js';
+import { freePorts, LOOPBACK, parseHostPort, tcpAnswers, waitUntil } from './net-utils.js';
+import { ensureRocketMQJars } from './rocketmq-jars.js';
+
+/** The RocketMQ version the test infrastructure starts. */
+export const ROCKETMQ_VERSION = '5.3.3';
+const HINT = 'set MQKIT_TEST_ROCKETMQ_URL=rocketmq://host:port to use a running proxy';
+const RUN_DIR_PREFIX = 'mqkit-rocketmq-';
+
+/** A running namesrv + proxy (broker inside, local mode) started by {@link startRocketMQ}. */
+export interface RocketMQServer {
+  /** `rocketmq://127.0.0.1:<gRPC port>?namesrv=127.0.0.1:<namesrv port>`. */
+  url: string;
+  grpcPort: number;
+  namesrvPort: number;
+  brokerPort: number;
+  startupMs: number;
+  jarsMs: number;
+  jarsCached: boolean;
+  runDir: string;
+  /** Stops both JVMs (SIGTERM, SIGKILL after 10 s) and removes `runDir`. Idempotent. */
+  stop(): Promise<void>;
+}
+
+interface Proc {
+  name: string;
+  child: ChildProcess;
+  output: string[];
+  exit?: { code: number | null; signal: NodeJS.Signals | null };
+}
+
+const live = new Set<{ procs: Proc[]; runDir: string }>();
+let exitHookInstalled = false;
+
+/**
+ * Starts Apache RocketMQ from its jars (fetched once with Maven, see `ensureRocketMQJars`):
+ * a name server, and the 5.x proxy in local mode, which runs the broker in its own JVM and
+ * serves gRPC on the proxy port. Everything listens on free 127.0.0.1 ports; `user.home`,
+ * `rocketmq.home.dir` and the store live in a temporary run dir (RocketMQ writes its logs under
+ * `~/logs/rocketmqlogs` otherwise). Heaps are small (namesrv 128m, proxy+broker 384m) for a
+ * 2-core machine.
+ *
+ * broker.conf notes. Topics are created by the adapter (and the infra self-test) with the
+ * broker's remoting admin request UPDATE_AND_CREATE_TOPIC, 12-30 ms each on this machine, where
+ * `MQAdminStartup updateTopic` from rocketmq-tools starts a JVM per call (seconds).
+ * `autoCreateTopicEnable` stays off: an auto-created topic would get the default queue count
+ * and the NORMAL message type (no FIFO, delayed or transactional messages on it), and the proxy
+ * caches a "topic not found" answer for a while, so a topic must exist before its first send
+ * anyway. `enableMixedMessageType` lets one topic take every message type, as an mqkit topic
+ * does. The transaction check-back runs 2 s after a send and every 2 s, so that half-message
+ * tests see it quickly (defaults 6 s and 30 s).
+ *
+ * Resolves once the proxy answers on its gRPC port and the broker registered with namesrv.
+ */
+export async function startRocketMQ(
+  opts: { log?: (line: string) => void; readyTimeoutMs?: number } = {},
+): Promise<RocketMQServer> {
+  const log = opts.log ?? (() => {});
+  const java = await findJava();
+  const jars = await ensureRocketMQJars(ROCKETMQ_VERSION, log);
+  removeOrphanedRunDirs();
+  const runDir = await mkdtemp(join(tmpdir(), `${RUN_DIR_PREFIX}${process.pid}-`));
+  const [namesrvPort, brokerPort, grpcPort, remotingPort] = (await freePorts(4)) as [
+    number,
+    number,
+    number,
+    number,
+  ];
+  const namesrv = `${LOOPBACK}:${namesrvPort}`;
+  await mkdir(join(runDir, 'store'), { recursive: true });
+  await writeFile(join(runDir, 'namesrv.properties'), `listenPort=${namesrvPort}\nbindAddress=${LOOPBACK}\n`);
+  await writeFile(
+    join(runDir, 'broker.conf'),
+    `${Object.entries({
+      brokerClusterName: 'DefaultCluster',
+      brokerName: 'broker-a',
+      brokerId: 0,
+      brokerIP1: LOOPBACK,
+      listenPort: brokerPort,
+      namesrvAddr: namesrv,
+      storePathRootDir: join(runDir, 'store'),
+      storePathCommitLog: join(runDir, 'store', 'commitlog'),
+      autoCreateTopicEnable: false,
+      // Topics of every message type (normal, FIFO, delay, transaction): an mqkit topic carries all.
+      enableMixedMessageType: true,
+      autoCreateSubscriptionGroup: true,
+      mappedFileSizeCommitLog: 64 * 1024 * 1024,
+      flushDiskType: 'ASYNC_FLUSH',
+      fileReservedTime: 1,
+      transactionCheckInterval: 2000,
+      transactionTimeOut: 2000,
+      enablePropertyFilter: true,
+      sendMessageThreadPoolNums: 2,
+      pullMessageThreadPoolNums: 4,
+    })
+      .map(([k, v]) => `${k}=${v}`)
+      .join('\n')}\n`,
+  );
+  await writeFile(
+    join(runDir, 'proxy.json'),
+    JSON.stringify({
+      rocketMQClusterName: 'DefaultCluster',
+      namesrvAddr: namesrv,
+      grpcServerPort: grpcPort,
+      remotingListenPort: remotingPort,
+      proxyMode: 'local',
+      // A long poll lasts at least this long (default 5 s), and a closing subscription waits for
+      // the one in flight (see the adapter's transport): 1 s keeps test closes short.
+      grpcClientConsumerMinLongPollingTimeoutMillis: 1000,
+    }),
+  );
+
+  const cluster = { procs: [] as Proc[], runDir };
+  live.add(cluster);
+  installExitHook();
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await Promise.all(cluster.procs.map((p) => stopProc(p)));
+    live.delete(cluster);
+    await rm(runDir, { recursive: true, force: true });
+  };
+  const setpriv = await which('setpriv');
+  const spawnJvm = (name: string, flags: string[], main: string, args: string[]): Proc => {
+    const javaArgs = [
+      ...flags,
+      '-XX:+UseG1GC',
+      '-Xss512k',
+      '-Djava.awt.headless=true',
+      `-Duser.home=${runDir}`,
+      `-Drocketmq.home.dir=${runDir}`,
+      '-cp',
+      join(jars.libsDir, '*'),
+      main,
+      ...args,
+    ];
+    const [cmd, argv] = setpriv
+      ? [setpriv, ['--pdeathsig', 'KILL', '--', java, ...javaArgs]]
+      : [java, javaArgs];
+    const child = spawn(cmd, argv, {
+      cwd: runDir,
+      env: { ...process.env, ROCKETMQ_HOME: runDir },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const proc: Proc = { name, child, output: [] };
+    const onLine = lineSplitter((line) => {
+      proc.output.push(line);
+      if (proc.output.length > 200) proc.output.shift();
+      log(`rocketmq-${name}: ${line}`);
+    });
+    child.stdout?.on('data', onLine);
+    child.stderr?.on('data', onLine);
+    child.once('error', (err) => {
+      proc.exit ??= { code: null, signal: null };
+      proc.output.push(`spawn error: ${err.message}`);
+    });
+    child.once('exit', (code, signal) => {
+      proc.exit = { code, signal };
+    });
+    cluster.procs.push(proc);
+    return proc;
+  };
+
+  const t0 = Date.now();
+  try {
+    log(`rocketmq: ${ROCKETMQ_VERSION}, run dir ${runDir}`);
+    // The name server does little after start-up: the C1 compiler alone starts it faster. The
+    // proxy and broker keep the full JIT (benchmarks measure through them).
+    spawnJvm(
+      'namesrv',
+      ['-Xms64m', '-Xmx128m', '-XX:TieredStopAtLevel=1'],
+      'org.apache.rocketmq.namesrv.NamesrvStartup',
+      ['-c', join(runDir, 'namesrv.properties')],
+    );
+    // The proxy needs namesrv at start-up; both JVMs load classes meanwhile.
+    const abort = (): Error | undefined => {
+      const dead = cluster.procs.find((p) => p.exit !== undefined);
+      if (!dead) return undefined;
+      return new Error(
+        `RocketMQ: ${dead.name} exited early (${dead.exit?.signal ?? `code ${dead.exit?.code}`})\n${tail(dead.output.join('\n'), 30)}`,
+      );
+    };
+    await waitUntil('RocketMQ namesrv', () => tcpAnswers(LOOPBACK, namesrvPort, 500), {
+      timeoutMs: opts.readyTimeoutMs ?? 90_000,
+      intervalMs: 100,
+      abort,
+    });
+    spawnJvm(
+      'proxy',
+      ['-Xms128m', '-Xmx384m', '-XX:MaxDirectMemorySize=256m'],
+      'org.apache.rocketmq.proxy.ProxyStartup',
+      ['-pm', 'local', '-bc', join(runDir, 'broker.conf'), '-pc', join(runDir, 'proxy.json')],
+    );
+    await waitUntil(
+      `RocketMQ proxy at ${LOOPBACK}:${grpcPort}`,
+      async () =>
+        (await tcpAnswers(LOOPBACK, grpcPort, 500)) && (await tcpAnswers(LOOPBACK, brokerPort, 500)),
+      { timeoutMs: opts.readyTimeoutMs ?? 90_000, intervalMs: 200, abort },
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const startupMs = Date.now() - t0;
+  const url = `rocketmq://${LOOPBACK}:${grpcPort}?namesrv=${namesrv}`;
+  log(`rocketmq: ready at ${url} after ${startupMs} ms`);
+  return {
+    url,
+    grpcPort,
+    namesrvPort,
+    brokerPort,
+    startupMs,
+    jarsMs: jars.ms,
+    jarsCached: jars.cached,
+    runDir,
+    stop,
+  };
+}
+
+/** Result of {@link rocketmqForTests}. */
+export interface RocketMQForTests {
+  url: string;
+  started: boolean;
+  server?: RocketMQServer;
+  stop(): Promise<void>;
+}
+
+/**
+ * RocketMQ for a test run: `MQKIT_TEST_ROCKETMQ_URL` (`rocketmq://host:port[?namesrv=host:port]`)
+ * when set, after checking the proxy accepts TCP connections; otherwise {@link startRocketMQ}.
+ */
+export async function rocketmqForTests(
+  opts: { log?: (line: string) => void } = {},
+): Promise<RocketMQForTests> {
+  const env = process.env.MQKIT_TEST_ROCKETMQ_URL?.trim();
+  if (env) {
+    const hostPort = env.replace(/^rocketmq:\/\//, '').split(/[/?]/)[0] ?? '';
+    const { host, port } = parseHostPort(hostPort, 8081);
+    if (!(await tcpAnswers(host, port, 3000))) {
+      throw new Error(
+        `RocketMQ: MQKIT_TEST_ROCKETMQ_URL=${env} does not accept connections; start that proxy or unset the variable`,
+      );
+    }
+    return { url: env, started: false, stop: async () => {} };
+  }
+  const server = await startRocketMQ(opts);
+  return { url: server.url, started: true, server, stop: server.stop };
+}
+
+async function findJava(): Promise<string> {
+  const candidates = [
+    process.env.JAVA_HOME ? join(process.env.JAVA_HOME, 'bin', 'java') : undefined,
+    await which('java'),
+  ];
+  const java = candidates.find((c): c is string => c !== undefined && existsSync(c));
+  if (!java) throw new Error(`RocketMQ: java not found (no JAVA_HOME/bin/java, none on PATH); ${HINT}`);
+  return java;
+}
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const cluster of live) {
+      for (const p of cluster.procs) if (p.exit === undefined) p.child.kill('SIGKILL');
+      rmSync(cluster.runDir, { recursive: true, force: true });
+    }
+  });
+}
+
+async function stopProc(proc: Proc, graceMs = 10_000): Promise<void> {
+  if (proc.exit !== undefined) return;
+  const exited = new Promise<void>((resolve) => proc.child.once('exit', () => resolve()));
+  proc.child.kill('SIGTERM');
+  const timer = setTimeout(() => proc.child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+function removeOrphanedRunDirs(): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(tmpdir());
+  } catch {
+    return;
+  }
+  for (const name of entries) {
+    if (!name.startsWith(RUN_DIR_PREFIX)) continue;
+    const pid = Number(name.slice(RUN_DIR_PREFIX.length).split('-')[0]);
+    if (!Number.isInteger(pid) || pid === process.pid || isAlive(pid)) continue;
+    rmSync(join(tmpdir(), name), { recursive: true, force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
