@@ -43,6 +43,14 @@ export interface Capabilities {
    */
   readonly brokerSideTagFilter: boolean;
   /**
+   * True: with order 'key', a message waiting to be retried holds up only the later messages of
+   * its key; other keys of its partition go on. False: it holds up every message of its
+   * partition (queue) until it is through, as with order 'partition' (RocketMQ 5's FIFO groups
+   * hand out a queue's next messages only once the previous ones are acknowledged). Per-key order
+   * holds either way; more partitions narrow what one retry holds up.
+   */
+  readonly keyIsolation: boolean;
+  /**
    * True: `ensureTopic(topic, { partitions: n })` gives the topic partitions numbered 0 to n-1,
    * native or emulated (RabbitMQ's partition queues, read by groups with order 'key' or
    * 'partition'): a key's messages keep to one, deliveries and `backlog` carry the number, and

@@ -9,6 +9,7 @@ conformanceSuite({
   capabilities: {
     replay: true,
     brokerSideTagFilter: false,
+    keyIsolation: true,
     partitions: true,
     nativeDelay: false,
     durable: true,

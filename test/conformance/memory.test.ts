@@ -8,6 +8,7 @@ conformanceSuite({
   capabilities: {
     replay: true,
     brokerSideTagFilter: false,
+    keyIsolation: true,
     partitions: true,
     nativeDelay: true,
     durable: false,

@@ -9,6 +9,7 @@ conformanceSuite({
   capabilities: {
     replay: false,
     brokerSideTagFilter: true,
+    keyIsolation: true,
     partitions: true,
     nativeDelay: false,
     durable: true,

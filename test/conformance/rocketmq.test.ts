@@ -9,6 +9,7 @@ conformanceSuite({
   capabilities: {
     replay: true,
     brokerSideTagFilter: false,
+    keyIsolation: false,
     partitions: true,
     nativeDelay: true,
     durable: true,

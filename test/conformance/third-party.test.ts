@@ -11,6 +11,7 @@ conformanceSuite({
   capabilities: {
     replay: true,
     brokerSideTagFilter: false,
+    keyIsolation: true,
     partitions: true,
     nativeDelay: true,
     durable: false,

@@ -55,6 +55,7 @@ const MAX_MESSAGE_BYTES = 1024 * 1024;
 export const toyCapabilities: Capabilities = Object.freeze({
   replay: true,
   brokerSideTagFilter: false,
+  keyIsolation: true,
   partitions: true,
   nativeDelay: true,
   durable: false,

@@ -15,6 +15,7 @@ import type { Capabilities } from '../../src/core/broker.js';
 const USES = {
   replay: 'switch',
   brokerSideTagFilter: 'switch',
+  keyIsolation: 'switch',
   partitions: 'switch',
   nativeDelay: 'switch',
   durable: 'named',

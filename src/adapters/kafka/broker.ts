@@ -37,6 +37,7 @@ import { KafkaTransport } from './transport.js';
 export const kafkaCapabilities: Capabilities = Object.freeze({
   replay: true,
   brokerSideTagFilter: false,
+  keyIsolation: true,
   partitions: true,
   nativeDelay: false,
   durable: true,

@@ -38,6 +38,7 @@ export const memoryCapabilities: Capabilities = Object.freeze({
   replay: true,
   // Every record of the topic stays in the group's partitions; its members skip other tags.
   brokerSideTagFilter: false,
+  keyIsolation: true,
   partitions: true,
   nativeDelay: true,
   durable: false,

@@ -10,6 +10,7 @@ export const rabbitMqCapabilities: Capabilities = Object.freeze({
   // Default topics are queues, which drop what they delivered; stream topics (option `streams`) replay.
   replay: false,
   brokerSideTagFilter: true,
+  keyIsolation: true,
   partitions: true,
   nativeDelay: false,
   durable: true,

@@ -49,6 +49,7 @@ export const rocketmqCapabilities: Capabilities = Object.freeze({
   // (max offset minus the group's offset) counts every tag until a pop reads past them: the
   // flag's observable contract is the false one.
   brokerSideTagFilter: false,
+  keyIsolation: false,
   // Queues are partitions: a key is a FIFO message group, hashed to one queue.
   partitions: true,
   // Delivery timestamps (the broker's timer wheel).
