@@ -1,0 +1,208 @@
+import type { Ledger } from './ledger.js';
+
+/** How long after its timeout a send may still settle (timers on a loaded 2-core machine). */
+export const SETTLE_GRACE_MS = 5_000;
+
+/** Time to recover after one fault: from its end to the first confirmed send and the first delivery. */
+export interface Recovery {
+  fault: string;
+  /** ms from the fault's end to the first send confirmed after it; undefined: none was. */
+  confirmMs: number | undefined;
+  /** ms from the fault's end to the first delivery after it; undefined: none was. */
+  deliverMs: number | undefined;
+}
+
+/**
+ * What a run's ledger shows (in the spirit of Jepsen's total-queue checker). The invariants
+ * (see {@link violations}) are on `lost`, `unexpected`, `duplicateEffects`, `missingEffects`,
+ * `orderViolations`, `unsettled`, `badRefusals`, the dead-letter counters and recovery;
+ * duplicate deliveries are counted, not forbidden (delivery is at-least-once).
+ */
+export interface CheckResult {
+  /** Messages sent (distinct ids). */
+  messages: number;
+  confirmed: number;
+  /** Sends that never got confirmed (each refused at least once and given up). */
+  refusedFinal: number;
+  /** Refusals in all, also of sends retried and confirmed later. */
+  refusals: number;
+  /** Refusals that were not a retriable `MqError` (a typed retriable error is the contract). */
+  badRefusals: number;
+  /** Sends that neither confirmed nor failed with a typed error within their timeout (plus grace). */
+  unsettled: number;
+  /** Distinct ids delivered. */
+  delivered: number;
+  /** Confirmed, not poison, never delivered. */
+  lost: number;
+  /** Delivered (or dead-lettered) but never sent. */
+  unexpected: number;
+  /** Deliveries beyond the first of each id, poison retries excluded. */
+  duplicateDeliveries: number;
+  /** Effects beyond the first of each id. */
+  duplicateEffects: number;
+  /** Delivered, not poison, with no effect applied (only counted when `expectEffects`). */
+  missingEffects: number;
+  /** Per key, first deliveries whose `seq` is not above the previous first delivery's. */
+  orderViolations: number;
+  /** Poison messages missing from the dead-letter topic, or there with the wrong attempts. */
+  deadLetterMismatches: number;
+  /** Dead-lettered messages that were not poison. */
+  unexpectedDeadLetters: number;
+  recoveries: Recovery[];
+  /** Faults after which no send was confirmed or nothing was delivered. */
+  unrecovered: number;
+  /** The largest recovery time over all faults (confirm or deliver), ms; 0 without faults. */
+  maxRecoveryMs: number;
+}
+
+export interface CheckOptions {
+  /** Count `missingEffects` (scenarios whose handler applies an effect per message). Default true. */
+  expectEffects?: boolean;
+  /** Check per-key order of first deliveries (ordered scenarios). Default true. */
+  ordered?: boolean;
+  /** Now, for unsettled sends still in flight. Default `Date.now()`. */
+  now?: number;
+}
+
+/** Counts what the ledger shows; pure. */
+export function check(ledger: Ledger, options: CheckOptions = {}): CheckResult {
+  const expectEffects = options.expectEffects ?? true;
+  const ordered = options.ordered ?? true;
+  const now = options.now ?? Date.now();
+
+  const deliveredCount = new Map<string, number>();
+  for (const d of ledger.deliveries) deliveredCount.set(d.id, (deliveredCount.get(d.id) ?? 0) + 1);
+  const deadLettered = new Map<string, number[]>();
+  for (const d of ledger.deadLetters) deadLettered.set(d.id, [...(deadLettered.get(d.id) ?? []), d.attempts]);
+
+  let lost = 0;
+  for (const [id] of ledger.confirmed) {
+    const sent = ledger.sent.get(id);
+    if (sent?.poison) continue;
+    if (!deliveredCount.has(id)) lost++;
+  }
+  let unexpected = 0;
+  for (const id of deliveredCount.keys()) if (!ledger.sent.has(id)) unexpected++;
+  for (const id of deadLettered.keys()) if (!ledger.sent.has(id)) unexpected++;
+
+  let duplicateDeliveries = 0;
+  for (const [id, n] of deliveredCount) {
+    // A poison message is delivered once per attempt by design; its repeats are not duplicates.
+    const allowed = ledger.sent.get(id)?.poison ? (ledger.expectedAttempts ?? 1) : 1;
+    if (n > allowed) duplicateDeliveries += n - allowed;
+  }
+
+  let duplicateEffects = 0;
+  for (const n of ledger.effects.values()) if (n > 1) duplicateEffects += n - 1;
+  let missingEffects = 0;
+  if (expectEffects) {
+    for (const id of deliveredCount.keys()) {
+      const sent = ledger.sent.get(id);
+      if (sent === undefined || sent.poison) continue;
+      if (!ledger.effects.has(id)) missingEffects++;
+    }
+  }
+
+  let orderViolations = 0;
+  if (ordered) {
+    const seen = new Set<string>();
+    const lastSeq = new Map<string, number>();
+    for (const d of [...ledger.deliveries].sort((a, b) => a.at - b.at)) {
+      if (seen.has(d.id)) continue;
+      seen.add(d.id);
+      if (d.key === undefined || d.seq === undefined) continue;
+      const last = lastSeq.get(d.key);
+      if (last !== undefined && d.seq <= last) orderViolations++;
+      else lastSeq.set(d.key, d.seq);
+    }
+  }
+
+  let deadLetterMismatches = 0;
+  let unexpectedDeadLetters = 0;
+  for (const [id, sent] of ledger.sent) {
+    const attempts = deadLettered.get(id);
+    if (!sent.poison) {
+      if (attempts !== undefined) unexpectedDeadLetters++;
+      continue;
+    }
+    if (!ledger.confirmed.has(id)) continue; // a poison message that was never stored cannot be dead-lettered
+    if (attempts === undefined) deadLetterMismatches++;
+    else if (ledger.expectedAttempts !== undefined && attempts.some((a) => a !== ledger.expectedAttempts))
+      deadLetterMismatches++;
+  }
+
+  const settled = new Set<string>([...ledger.confirmed.keys()]);
+  let unsettled = 0;
+  for (const r of ledger.refused) {
+    const sent = ledger.sent.get(r.id);
+    if (sent && r.ms > sent.timeoutMs + SETTLE_GRACE_MS) unsettled++;
+    settled.add(r.id);
+  }
+  for (const [id, c] of ledger.confirmed) {
+    const sent = ledger.sent.get(id);
+    if (sent && c.ms > sent.timeoutMs + SETTLE_GRACE_MS) unsettled++;
+  }
+  for (const [id, startedAt] of ledger.inFlight) {
+    const sent = ledger.sent.get(id);
+    if (sent && now - startedAt > sent.timeoutMs + SETTLE_GRACE_MS) unsettled++;
+  }
+  const badRefusals = ledger.refused.filter((r) => !r.retriable).length;
+  const refusedFinal = [...ledger.sent.keys()].filter(
+    (id) => !ledger.confirmed.has(id) && !ledger.inFlight.has(id),
+  ).length;
+
+  const confirmTimes = [...ledger.confirmed.values()].map((c) => c.at).sort((a, b) => a - b);
+  const deliverTimes = ledger.deliveries.map((d) => d.at).sort((a, b) => a - b);
+  const firstAfter = (times: number[], t: number): number | undefined => {
+    const found = times.find((x) => x >= t);
+    return found === undefined ? undefined : found - t;
+  };
+  const recoveries = ledger.faults.map((f) => ({
+    fault: f.name,
+    confirmMs: firstAfter(confirmTimes, f.end),
+    deliverMs: firstAfter(deliverTimes, f.end),
+  }));
+  const unrecovered = recoveries.filter((r) => r.confirmMs === undefined || r.deliverMs === undefined).length;
+  const maxRecoveryMs = recoveries.reduce((max, r) => Math.max(max, r.confirmMs ?? 0, r.deliverMs ?? 0), 0);
+
+  return {
+    messages: ledger.sent.size,
+    confirmed: ledger.confirmed.size,
+    refusedFinal,
+    refusals: ledger.refused.length,
+    badRefusals,
+    unsettled,
+    delivered: deliveredCount.size,
+    lost,
+    unexpected,
+    duplicateDeliveries,
+    duplicateEffects,
+    missingEffects,
+    orderViolations,
+    deadLetterMismatches,
+    unexpectedDeadLetters,
+    recoveries,
+    unrecovered,
+    maxRecoveryMs,
+  };
+}
+
+/** The invariants a run broke, one line each; empty when it passed. */
+export function violations(result: CheckResult): string[] {
+  const out: string[] = [];
+  const must = (name: keyof CheckResult, what: string): void => {
+    const n = result[name] as number;
+    if (n !== 0) out.push(`${name}=${n}: ${what}`);
+  };
+  must('lost', 'confirmed sends never delivered');
+  must('unexpected', 'deliveries of messages never sent');
+  must('duplicateEffects', 'effects applied more than once through idempotent()');
+  must('missingEffects', 'delivered messages whose effect was never applied');
+  must('orderViolations', 'first deliveries out of key order');
+  must('unsettled', 'sends that neither confirmed nor failed within their timeout');
+  must('badRefusals', 'sends refused with something other than a retriable MqError');
+  must('deadLetterMismatches', 'poison messages not dead-lettered after exactly the configured attempts');
+  must('unexpectedDeadLetters', 'healthy messages dead-lettered');
+  must('unrecovered', 'faults after which no send confirmed or nothing was delivered');
+  return out;
+}
