@@ -7,6 +7,11 @@ export interface NodeSpec {
   brokerPort: number;
   controllerPort: number;
   dir: string;
+  /**
+   * Extra client listeners `EXT0`, `EXT1`, ... on `port`, advertised as `advertisedPort` (a fault
+   * proxy in front of it), so that metadata fetched through one points clients through it.
+   */
+  external?: readonly { port: number; advertisedPort: number }[];
 }
 
 /**
@@ -36,15 +41,18 @@ export function jvmFlags(spec: NodeSpec, heap: readonly string[]): string[] {
  */
 export function serverProperties(spec: NodeSpec, voters: string, brokers: number): string {
   const replicated = brokers >= 3;
+  const external = spec.external ?? [];
+  const ext = (f: (e: { port: number; advertisedPort: number }, i: number) => string): string =>
+    external.map((e, i) => `,${f(e, i)}`).join('');
   const props: Record<string, string | number | boolean> = {
     'process.roles': 'broker,controller',
     'node.id': spec.id,
     'controller.quorum.voters': voters,
-    listeners: `PLAINTEXT://${LOOPBACK}:${spec.brokerPort},CONTROLLER://${LOOPBACK}:${spec.controllerPort}`,
-    'advertised.listeners': `PLAINTEXT://${LOOPBACK}:${spec.brokerPort}`,
+    listeners: `PLAINTEXT://${LOOPBACK}:${spec.brokerPort},CONTROLLER://${LOOPBACK}:${spec.controllerPort}${ext((e, i) => `EXT${i}://${LOOPBACK}:${e.port}`)}`,
+    'advertised.listeners': `PLAINTEXT://${LOOPBACK}:${spec.brokerPort}${ext((e, i) => `EXT${i}://${LOOPBACK}:${e.advertisedPort}`)}`,
     'controller.listener.names': 'CONTROLLER',
     'inter.broker.listener.name': 'PLAINTEXT',
-    'listener.security.protocol.map': 'CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+    'listener.security.protocol.map': `CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT${ext((_e, i) => `EXT${i}:PLAINTEXT`)}`,
     'log.dirs': join(spec.dir, 'data'),
     'num.network.threads': 2,
     'num.io.threads': 2,

@@ -32,6 +32,14 @@ export interface StartKafkaOptions {
   log?: (line: string) => void;
   /** How long to wait for the cluster to serve metadata; defaults to 90 000 ms. */
   readyTimeoutMs?: number;
+  /**
+   * Extra client listeners per node (index = node index), each on `port` and advertised as
+   * `127.0.0.1:advertisedPort`: put a fault proxy on `advertisedPort` forwarding to `port`, and a
+   * client bootstrapped through the proxies gets metadata pointing it through them too
+   * (Kafka answers with the addresses of the listener a request came in on). Inter-broker
+   * traffic stays on the PLAINTEXT listener. Default: none.
+   */
+  external?: readonly (readonly { port: number; advertisedPort: number }[])[];
 }
 
 /** A running local Kafka cluster started by {@link startKafka}. */
@@ -52,6 +60,8 @@ export interface KafkaServer {
   stop(): Promise<void>;
   /** SIGKILLs node `index` (0-based): no clean shutdown, as in a crash. */
   killNode(index?: number): Promise<void>;
+  /** Stops node `index` cleanly (SIGTERM, SIGKILL after 15 s); `restartNode` starts it again. */
+  stopNode(index?: number): Promise<void>;
   /** Starts node `index` again on its ports and data (killing it first if it runs) and waits until the cluster serves metadata. */
   restartNode(index?: number): Promise<void>;
 }
@@ -133,6 +143,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaSer
     brokerPort: ports[2 * i] as number,
     controllerPort: ports[2 * i + 1] as number,
     dir: join(runDir, `node-${i + 1}`),
+    external: opts.external?.[i],
   }));
   const voters = specs.map((s) => `${s.id}@${LOOPBACK}:${s.controllerPort}`).join(',');
   const bootstrap = specs.map((s) => `${LOOPBACK}:${s.brokerPort}`).join(',');
@@ -164,6 +175,10 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaSer
     const exited = new Promise((resolve) => node.child.once('exit', resolve));
     node.child.kill('SIGKILL');
     await exited;
+  };
+  const stopOneNode = async (index = 0): Promise<void> => {
+    const node = cluster.nodes[index];
+    if (node !== undefined) await stopNode(node);
   };
   const restartNode = async (index = 0): Promise<void> => {
     const spec = specs[index];
@@ -199,6 +214,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaSer
     runDir,
     stop,
     killNode,
+    stopNode: stopOneNode,
     restartNode,
   };
 }

@@ -138,20 +138,46 @@ describe('reliability checker', () => {
     expect(result.lost).toBe(0);
   });
 
-  it('measures time to recover from the end of each fault; a fault with nothing after it is unrecovered', () => {
+  it('measures time to recover from the end of each fault; a fault with work left and nothing after it is unrecovered', () => {
     const ledger = healthy(0);
     ledger.send({ id: 'a', key: 'k', seq: 1, timeoutMs: 1000, poison: false, at: 0 });
     ledger.confirm('a', 0, 1200);
     ledger.deliver({ id: 'a', key: 'k', seq: 1, attempt: 1, at: 1500, consumer: 'c' });
     ledger.effect('a');
     ledger.fault('kill', 500, 1000);
-    ledger.fault('cut', 1600, 1700);
-    const result = check(ledger, { now: 2000 });
+    ledger.fault('late', 1600, 1700); // everything was confirmed and delivered before it: nothing to recover
+    let result = check(ledger, { now: 2000 });
     expect(result.recoveries).toEqual([
-      { fault: 'kill', confirmMs: 200, deliverMs: 500 },
-      { fault: 'cut', confirmMs: undefined, deliverMs: undefined },
+      { fault: 'kill', confirmMs: 200, deliverMs: 500, confirmNeeded: true, deliverNeeded: true },
+      {
+        fault: 'late',
+        confirmMs: undefined,
+        deliverMs: undefined,
+        confirmNeeded: false,
+        deliverNeeded: false,
+      },
     ]);
-    expect(result.unrecovered).toBe(1);
+    expect(result.unrecovered).toBe(0);
     expect(result.maxRecoveryMs).toBe(500);
+    // A send still unconfirmed at the end of a fault, and none confirmed since: not recovered.
+    ledger.send({ id: 'b', key: 'k', seq: 2, timeoutMs: 100_000, poison: false, at: 1650 });
+    result = check(ledger, { now: 2000 });
+    expect(result.unrecovered).toBe(1);
+  });
+
+  it('checks each consumer group and each effect store on its own', () => {
+    const ledger = healthy(2);
+    for (const group of ['redis-group', 'pg-group']) {
+      ledger.deliver({ id: 'm1', key: 'k', seq: 1, attempt: 1, at: 10, consumer: 'c', group });
+      ledger.effect('m1', 1, group);
+    }
+    // m2 reached one group only; its effect applied twice in that group's store.
+    ledger.deliver({ id: 'm2', key: 'k', seq: 2, attempt: 1, at: 11, consumer: 'c', group: 'redis-group' });
+    ledger.effect('m2', 2, 'redis-group');
+    const result = check(ledger, { now: 100 });
+    expect(result.lost).toBe(1);
+    expect(result.duplicateEffects).toBe(1);
+    expect(result.missingEffects).toBe(1); // m2 in the pg store
+    expect(result.orderViolations).toBe(0); // order is per group: m1 in pg-group is not after m2
   });
 });

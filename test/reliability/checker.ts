@@ -10,6 +10,10 @@ export interface Recovery {
   confirmMs: number | undefined;
   /** ms from the fault's end to the first delivery after it; undefined: none was. */
   deliverMs: number | undefined;
+  /** Some send was not confirmed by the fault's end (else there was nothing to recover). */
+  confirmNeeded: boolean;
+  /** Some confirmed message was not delivered by the fault's end. */
+  deliverNeeded: boolean;
 }
 
 /**
@@ -32,7 +36,7 @@ export interface CheckResult {
   unsettled: number;
   /** Distinct ids delivered. */
   delivered: number;
-  /** Confirmed, not poison, never delivered. */
+  /** Confirmed, not poison, never delivered (once per consumer group that missed it). */
   lost: number;
   /** Delivered (or dead-lettered) but never sent. */
   unexpected: number;
@@ -40,7 +44,7 @@ export interface CheckResult {
   duplicateDeliveries: number;
   /** Effects beyond the first of each id. */
   duplicateEffects: number;
-  /** Delivered, not poison, with no effect applied (only counted when `expectEffects`). */
+  /** Delivered, not poison, with no effect applied, per effect store (only counted when `expectEffects`). */
   missingEffects: number;
   /** Per key, first deliveries whose `seq` is not above the previous first delivery's. */
   orderViolations: number;
@@ -49,7 +53,7 @@ export interface CheckResult {
   /** Dead-lettered messages that were not poison. */
   unexpectedDeadLetters: number;
   recoveries: Recovery[];
-  /** Faults after which no send was confirmed or nothing was delivered. */
+  /** Faults after which no send was confirmed or nothing was delivered, though work remained. */
   unrecovered: number;
   /** The largest recovery time over all faults (confirm or deliver), ms; 0 without faults. */
   maxRecoveryMs: number;
@@ -70,36 +74,51 @@ export function check(ledger: Ledger, options: CheckOptions = {}): CheckResult {
   const ordered = options.ordered ?? true;
   const now = options.now ?? Date.now();
 
-  const deliveredCount = new Map<string, number>();
-  for (const d of ledger.deliveries) deliveredCount.set(d.id, (deliveredCount.get(d.id) ?? 0) + 1);
+  const groups = new Map<string, Map<string, number>>();
+  for (const d of ledger.deliveries) {
+    const group = d.group ?? 'g';
+    let counts = groups.get(group);
+    if (counts === undefined) {
+      counts = new Map();
+      groups.set(group, counts);
+    }
+    counts.set(d.id, (counts.get(d.id) ?? 0) + 1);
+  }
+  if (groups.size === 0) groups.set('g', new Map());
+  const deliveredIds = new Set(ledger.deliveries.map((d) => d.id));
   const deadLettered = new Map<string, number[]>();
   for (const d of ledger.deadLetters) deadLettered.set(d.id, [...(deadLettered.get(d.id) ?? []), d.attempts]);
 
+  // Lost: a confirmed message some group never got (counted once per group that missed it).
   let lost = 0;
   for (const [id] of ledger.confirmed) {
     const sent = ledger.sent.get(id);
     if (sent?.poison) continue;
-    if (!deliveredCount.has(id)) lost++;
+    for (const counts of groups.values()) if (!counts.has(id)) lost++;
   }
   let unexpected = 0;
-  for (const id of deliveredCount.keys()) if (!ledger.sent.has(id)) unexpected++;
+  for (const id of deliveredIds) if (!ledger.sent.has(id)) unexpected++;
   for (const id of deadLettered.keys()) if (!ledger.sent.has(id)) unexpected++;
 
   let duplicateDeliveries = 0;
-  for (const [id, n] of deliveredCount) {
-    // A poison message is delivered once per attempt by design; its repeats are not duplicates.
-    const allowed = ledger.sent.get(id)?.poison ? (ledger.expectedAttempts ?? 1) : 1;
-    if (n > allowed) duplicateDeliveries += n - allowed;
+  for (const counts of groups.values()) {
+    for (const [id, n] of counts) {
+      // A poison message is delivered once per attempt by design; its repeats are not duplicates.
+      const allowed = ledger.sent.get(id)?.poison ? (ledger.expectedAttempts ?? 1) : 1;
+      if (n > allowed) duplicateDeliveries += n - allowed;
+    }
   }
 
   let duplicateEffects = 0;
-  for (const n of ledger.effects.values()) if (n > 1) duplicateEffects += n - 1;
+  for (const byId of ledger.effects.values())
+    for (const n of byId.values()) if (n > 1) duplicateEffects += n - 1;
   let missingEffects = 0;
   if (expectEffects) {
-    for (const id of deliveredCount.keys()) {
+    const stores = ledger.effects.size > 0 ? [...ledger.effects.values()] : [new Map<string, number>()];
+    for (const id of deliveredIds) {
       const sent = ledger.sent.get(id);
       if (sent === undefined || sent.poison) continue;
-      if (!ledger.effects.has(id)) missingEffects++;
+      for (const byId of stores) if (!byId.has(id)) missingEffects++;
     }
   }
 
@@ -108,12 +127,14 @@ export function check(ledger: Ledger, options: CheckOptions = {}): CheckResult {
     const seen = new Set<string>();
     const lastSeq = new Map<string, number>();
     for (const d of [...ledger.deliveries].sort((a, b) => a.at - b.at)) {
-      if (seen.has(d.id)) continue;
-      seen.add(d.id);
+      const group = d.group ?? 'g';
+      if (seen.has(`${group}\u0000${d.id}`)) continue;
+      seen.add(`${group}\u0000${d.id}`);
       if (d.key === undefined || d.seq === undefined) continue;
-      const last = lastSeq.get(d.key);
+      const key = `${group}\u0000${d.key}`;
+      const last = lastSeq.get(key);
       if (last !== undefined && d.seq <= last) orderViolations++;
-      else lastSeq.set(d.key, d.seq);
+      else lastSeq.set(key, d.seq);
     }
   }
 
@@ -126,7 +147,11 @@ export function check(ledger: Ledger, options: CheckOptions = {}): CheckResult {
       continue;
     }
     if (!ledger.confirmed.has(id)) continue; // a poison message that was never stored cannot be dead-lettered
-    if (attempts === undefined) deadLetterMismatches++;
+    // Handled exactly `expectedAttempts` times in each group, then dead-lettered once with that count.
+    const handledExactly =
+      ledger.expectedAttempts === undefined ||
+      [...groups.values()].every((counts) => counts.get(id) === ledger.expectedAttempts);
+    if (attempts === undefined || !handledExactly) deadLetterMismatches++;
     else if (ledger.expectedAttempts !== undefined && attempts.some((a) => a !== ledger.expectedAttempts))
       deadLetterMismatches++;
   }
@@ -157,12 +182,28 @@ export function check(ledger: Ledger, options: CheckOptions = {}): CheckResult {
     const found = times.find((x) => x >= t);
     return found === undefined ? undefined : found - t;
   };
-  const recoveries = ledger.faults.map((f) => ({
-    fault: f.name,
-    confirmMs: firstAfter(confirmTimes, f.end),
-    deliverMs: firstAfter(deliverTimes, f.end),
-  }));
-  const unrecovered = recoveries.filter((r) => r.confirmMs === undefined || r.deliverMs === undefined).length;
+  // A fault needs a recovery only where work remained after it: a send not confirmed by its
+  // end, a confirmed message not yet delivered by its end. Otherwise there is nothing to wait for.
+  const firstDelivery = new Map<string, number>();
+  for (const d of ledger.deliveries) firstDelivery.set(d.id, Math.min(firstDelivery.get(d.id) ?? d.at, d.at));
+  const recoveries = ledger.faults.map((f) => {
+    const confirmNeeded = [...ledger.sent.keys()].some(
+      (id) => (ledger.confirmed.get(id)?.at ?? Number.POSITIVE_INFINITY) >= f.end,
+    );
+    const deliverNeeded = [...ledger.confirmed.keys()].some(
+      (id) => !ledger.sent.get(id)?.poison && (firstDelivery.get(id) ?? Number.POSITIVE_INFINITY) >= f.end,
+    );
+    return {
+      fault: f.name,
+      confirmMs: firstAfter(confirmTimes, f.end),
+      deliverMs: firstAfter(deliverTimes, f.end),
+      confirmNeeded,
+      deliverNeeded,
+    };
+  });
+  const unrecovered = recoveries.filter(
+    (r) => (r.confirmNeeded && r.confirmMs === undefined) || (r.deliverNeeded && r.deliverMs === undefined),
+  ).length;
   const maxRecoveryMs = recoveries.reduce((max, r) => Math.max(max, r.confirmMs ?? 0, r.deliverMs ?? 0), 0);
 
   return {
@@ -172,7 +213,7 @@ export function check(ledger: Ledger, options: CheckOptions = {}): CheckResult {
     refusals: ledger.refused.length,
     badRefusals,
     unsettled,
-    delivered: deliveredCount.size,
+    delivered: deliveredIds.size,
     lost,
     unexpected,
     duplicateDeliveries,

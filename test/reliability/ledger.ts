@@ -41,6 +41,8 @@ export interface DeliveryRecord {
   at: number;
   /** Which consumer (process or subscription) got it. */
   consumer: string;
+  /** The consumer group: every group must get every message; duplicates and order are per group. Default 'g'. */
+  group?: string;
 }
 
 export interface DeadLetterRecord {
@@ -63,8 +65,11 @@ export class Ledger {
   /** Every refusal, also of sends that were retried and confirmed later. */
   readonly refused: RefusedRecord[] = [];
   readonly deliveries: DeliveryRecord[] = [];
-  /** Effects applied per message id (the side effect behind `idempotent()`). */
-  readonly effects = new Map<string, number>();
+  /**
+   * Effects applied per store (the idempotency store behind `idempotent()`: 'redis', 'pg', ...)
+   * and message id. Each store's effects are checked on their own.
+   */
+  readonly effects = new Map<string, Map<string, number>>();
   readonly deadLetters: DeadLetterRecord[] = [];
   readonly faults: FaultRecord[] = [];
   /** Sends started and not settled yet, by id, with their start time. */
@@ -102,8 +107,18 @@ export class Ledger {
     this.deliveries.push({ ...record, at: record.at ?? Date.now() });
   }
 
-  effect(id: string, count = 1): void {
-    this.effects.set(id, (this.effects.get(id) ?? 0) + count);
+  effect(id: string, count = 1, store = 'default'): void {
+    let byId = this.effects.get(store);
+    if (byId === undefined) {
+      byId = new Map();
+      this.effects.set(store, byId);
+    }
+    byId.set(id, (byId.get(id) ?? 0) + count);
+  }
+
+  /** Replaces a store's effect counts with ones read from the store itself. */
+  setEffects(store: string, counts: Map<string, number>): void {
+    this.effects.set(store, counts);
   }
 
   deadLetter(id: string, attempts: number, at = Date.now()): void {
