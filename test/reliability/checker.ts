@@ -44,6 +44,10 @@ export interface CheckResult {
   duplicateDeliveries: number;
   /** Effects beyond the first of each id. */
   duplicateEffects: number;
+  /** The same, per effect store (consumer group). */
+  duplicateEffectsByStore: Record<string, number>;
+  /** Up to 20 `store:id` with more than one effect, to look into. */
+  duplicateEffectIds: string[];
   /** Delivered, not poison, with no effect applied, per effect store (only counted when `expectEffects`). */
   missingEffects: number;
   /** Per key, first deliveries whose `seq` is not above the previous first delivery's. */
@@ -74,6 +78,7 @@ export function check(ledger: Ledger, options: CheckOptions = {}): CheckResult {
   const ordered = options.ordered ?? true;
   const now = options.now ?? Date.now();
 
+  const duplicateEffectIds: string[] = [];
   const groups = new Map<string, Map<string, number>>();
   for (const d of ledger.deliveries) {
     const group = d.group ?? 'g';
@@ -110,8 +115,15 @@ export function check(ledger: Ledger, options: CheckOptions = {}): CheckResult {
   }
 
   let duplicateEffects = 0;
-  for (const byId of ledger.effects.values())
-    for (const n of byId.values()) if (n > 1) duplicateEffects += n - 1;
+  const duplicateEffectsByStore: Record<string, number> = {};
+  for (const [store, byId] of ledger.effects) {
+    for (const [id, n] of byId) {
+      if (n <= 1) continue;
+      duplicateEffects += n - 1;
+      duplicateEffectsByStore[store] = (duplicateEffectsByStore[store] ?? 0) + n - 1;
+      if (duplicateEffectIds.length < 20) duplicateEffectIds.push(`${store}:${id}`);
+    }
+  }
   let missingEffects = 0;
   if (expectEffects) {
     const stores = ledger.effects.size > 0 ? [...ledger.effects.values()] : [new Map<string, number>()];
@@ -218,6 +230,8 @@ export function check(ledger: Ledger, options: CheckOptions = {}): CheckResult {
     unexpected,
     duplicateDeliveries,
     duplicateEffects,
+    duplicateEffectsByStore,
+    duplicateEffectIds,
     missingEffects,
     orderViolations,
     deadLetterMismatches,
@@ -237,7 +251,10 @@ export function violations(result: CheckResult): string[] {
   };
   must('lost', 'confirmed sends never delivered');
   must('unexpected', 'deliveries of messages never sent');
-  must('duplicateEffects', 'effects applied more than once through idempotent()');
+  if (result.duplicateEffects !== 0)
+    out.push(
+      `duplicateEffects=${result.duplicateEffects} (${JSON.stringify(result.duplicateEffectsByStore)}): effects applied more than once through idempotent()`,
+    );
   must('missingEffects', 'delivered messages whose effect was never applied');
   must('orderViolations', 'first deliveries out of key order');
   must('unsettled', 'sends that neither confirmed nor failed within their timeout');

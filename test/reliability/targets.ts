@@ -27,8 +27,10 @@ export interface Target {
   nodes: number;
   /** SIGKILL node `index`. */
   kill(index: number): Promise<void>;
-  /** Clean shutdown of node `index`. */
+  /** Clean shutdown of node `index` (only where `cleanStop`; else a kill). */
   stop(index: number): Promise<void>;
+  /** Whether `stop` is a clean shutdown. */
+  cleanStop: boolean;
   /** Starts node `index` again and waits until it serves. */
   start(index: number): Promise<void>;
   /** Kafka: the node index leading `topic`'s `partition`. */
@@ -59,6 +61,7 @@ export async function startTarget(name: BrokerName, log: (line: string) => void 
       connectOptions: { logger: quietLogger() },
       proxies: { publish: [], consume: [] },
       nodes: 0,
+      cleanStop: false,
       kill: async () => {},
       stop: async () => {},
       start: async () => {},
@@ -96,6 +99,7 @@ async function rabbitTarget(log: (line: string) => void): Promise<Target> {
     },
     proxies: { publish, consume },
     nodes: 1,
+    cleanStop: false,
     kill: () => node.kill(),
     // A private node has no clean stop of its own; a kill is what a restart test needs.
     stop: () => node.kill(),
@@ -147,6 +151,7 @@ async function kafkaTarget(name: 'kafka' | 'kafka3', log: (line: string) => void
     },
     proxies: { publish, consume },
     nodes: brokers,
+    cleanStop: true,
     kill: (i) => server.killNode(i),
     stop: (i) => server.stopNode(i),
     start: (i) => server.restartNode(i),
