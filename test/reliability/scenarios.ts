@@ -498,7 +498,11 @@ async function churn(
   for (let step = 0; !until(); step++) {
     const delivered = ctx.ledger.deliveries.length;
     // The next change after a seeded number of further deliveries (the group makes progress between changes).
-    const gap = between(ctx.random, Math.max(5, Math.floor(options.expected / 12)), Math.max(10, Math.floor(options.expected / 6)));
+    const gap = between(
+      ctx.random,
+      Math.max(5, Math.floor(options.expected / 12)),
+      Math.max(10, Math.floor(options.expected / 6)),
+    );
     await waitFor(() => until() || ctx.ledger.deliveries.length >= delivered + gap, {
       timeoutMs: 120_000,
       intervalMs: 20,
@@ -533,12 +537,17 @@ const s6: Scenario = {
       const n = count(env, 2_000);
       await ctx.ensureTopic();
       // Declare the group (RabbitMQ keeps only what arrives after its queue exists), then leave it idle.
-      const first = await member(ctx, 'g', { order: 'concurrent', delayMs: 5 });
+      const first = await member(ctx, 'g', { order: 'concurrent', delayMs: 20 });
       await first.leave();
       const producer = (await ctx.connect('publish')).producer({ timeoutMs: PUBLISH_TIMEOUT_MS });
       await publish(ctx.ledger, producer, ctx.publishPlan(n));
       let drained = false;
-      const churning = churn(ctx, 'g', { order: 'concurrent', delayMs: 5, kills: false, expected: n }, () => drained);
+      const churning = churn(
+        ctx,
+        'g',
+        { order: 'concurrent', delayMs: 20, kills: false, expected: n },
+        () => drained,
+      );
       await drain(ctx.ledger, env.stores, ctx.run, [{ group: 'g', store: 'redis' }], DRAIN_TIMEOUT_MS * 2);
       drained = true;
       const changes = await churning;

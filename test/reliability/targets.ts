@@ -146,7 +146,7 @@ async function kafkaTarget(name: 'kafka' | 'kafka3', log: (line: string) => void
         connectionTimeoutMs: 2000,
         requestTimeoutMs: 8000,
         metadataMaxAgeMs: 5000,
-        consumer: { sessionTimeoutMs: 10_000, heartbeatIntervalMs: 500, rebalanceTimeoutMs: 20_000 },
+        consumer: { sessionTimeoutMs: 6_000, heartbeatIntervalMs: 500, rebalanceTimeoutMs: 20_000 },
       },
     },
     proxies: { publish, consume },
