@@ -434,7 +434,16 @@ const s5: Scenario = {
       stop = true;
       await publishing.promise;
       await drain(ctx.ledger, env.stores, ctx.run, [{ group: 'g', store: 'redis' }], DRAIN_TIMEOUT_MS);
-      return outcome(ctx, { ordered: true });
+      // Proof that the clients really go through the proxies (for Kafka: that metadata pointed
+      // them there): while the publish path is stalled or black-holed towards the broker, no send
+      // started after the fault began can be confirmed before it ends.
+      let confirmedThroughFault = 0;
+      for (const f of ctx.ledger.faults) {
+        if (!/^(stall|drop-client-to-server) \(publish\)/.test(f.name)) continue;
+        for (const c of ctx.ledger.confirmed.values())
+          if (c.at - c.ms > f.start && c.at < f.end) confirmedThroughFault++;
+      }
+      return outcome(ctx, { ordered: true }, { confirmedThroughFault });
     }),
 };
 
