@@ -99,10 +99,9 @@ async function rabbitTarget(log: (line: string) => void): Promise<Target> {
     },
     proxies: { publish, consume },
     nodes: 1,
-    cleanStop: false,
+    cleanStop: true,
     kill: () => node.kill(),
-    // A private node has no clean stop of its own; a kill is what a restart test needs.
-    stop: () => node.kill(),
+    stop: () => node.shutdown(),
     start: () => node.start(),
     close: async () => {
       for (const p of [...publish, ...consume]) await p.stop();
