@@ -82,6 +82,17 @@ async function runOne(
   try {
     const out = await scenario.run({ target, stores, seed, scale, log });
     const result = check(out.ledger, out.check);
+    // For a duplicate effect, what happened to that message: who got it when, and the faults.
+    for (const storeId of result.duplicateEffectIds.slice(0, 3)) {
+      const id = storeId.slice(storeId.indexOf(':') + 1);
+      const seen = out.ledger.deliveries
+        .filter((d) => d.id === id)
+        .map((d) => `${d.consumer}/${d.group} attempt ${d.attempt} at +${d.at - t0} ms`);
+      const faults = out.ledger.faults.map((f) => `${f.name} at +${f.start - t0}..${f.end - t0} ms`);
+      out.notes.push(
+        `duplicate effect ${storeId}: delivered ${seen.join(', ')}; faults: ${faults.join(', ')}`,
+      );
+    }
     const broken = [
       ...violations(result),
       ...Object.entries(out.extra)
