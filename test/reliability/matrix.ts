@@ -82,6 +82,25 @@ async function runOne(
   try {
     const out = await scenario.run({ target, stores, seed, scale, log });
     const result = check(out.ledger, out.check);
+    // For a lost message on Kafka: is it in the log (the consumer skipped it) or not (never stored)?
+    if (result.lost > 0 && target.audit) {
+      const lost = [...out.ledger.confirmed.values()]
+        .map((c) => c.id)
+        .filter((id) => !out.ledger.sent.get(id)?.poison && !out.ledger.deliveries.some((d) => d.id === id));
+      const stored = await target.audit(`rel-${lost[0]?.split('-')[0]}`).catch(() => undefined);
+      for (const id of lost.slice(0, 10)) {
+        const sent = out.ledger.sent.get(id);
+        const confirmed = out.ledger.confirmed.get(id);
+        const refusals = out.ledger.refused
+          .filter((r) => r.id === id)
+          .map((r) => `${r.code} after ${r.ms} ms`);
+        out.notes.push(
+          `lost ${id} (key ${sent?.key} seq ${sent?.seq}): sent at +${(sent?.at ?? 0) - t0} ms, confirmed at +${(confirmed?.at ?? 0) - t0} ms${refusals.length ? ` after refusals ${refusals.join(', ')}` : ''}; in the log: ${stored === undefined ? 'audit failed' : (stored.get(id) ?? 'NO')} (${stored?.size ?? 0} records read)`,
+        );
+      }
+      const faults = out.ledger.faults.map((f) => `${f.name} at +${f.start - t0}..${f.end - t0} ms`);
+      out.notes.push(`faults: ${faults.join(', ')}`);
+    }
     // For a duplicate effect, what happened to that message: who got it when, and the faults.
     for (const storeId of result.duplicateEffectIds.slice(0, 3)) {
       const id = storeId.slice(storeId.indexOf(':') + 1);
@@ -101,6 +120,7 @@ async function runOne(
     ];
     const line = `  ${result.messages} messages, ${result.confirmed} confirmed, lost ${result.lost}, dup deliveries ${result.duplicateDeliveries}, dup effects ${result.duplicateEffects}, order ${result.orderViolations}, recover ${result.maxRecoveryMs} ms, ${Date.now() - t0} ms${broken.length ? ` FAILED: ${broken.join('; ')}` : ''}`;
     log(line);
+    if (broken.length > 0) for (const note of out.notes) log(`    ${note}`);
     return {
       scenario: scenario.id,
       broker: target.name,

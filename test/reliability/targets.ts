@@ -35,6 +35,12 @@ export interface Target {
   start(index: number): Promise<void>;
   /** Kafka: the node index leading `topic`'s `partition`. */
   leaderOf?(topic: string, partition: number): Promise<number>;
+  /**
+   * Kafka: every record of `topic` as stored (message id from the `mq-id` header → partition
+   * and offset), read with plain kafkajs on the brokers' own listener, for telling a message
+   * that was never stored from one the consumer skipped.
+   */
+  audit?(topic: string): Promise<Map<string, string>>;
   close(): Promise<void>;
 }
 
@@ -160,6 +166,41 @@ async function kafkaTarget(name: 'kafka' | 'kafka3', log: (line: string) => void
       const leader = meta.topics[0]?.partitions.find((p) => p.partitionId === partition)?.leader;
       if (leader === undefined || leader < 1) throw new Error(`no leader for ${topic}/${partition}`);
       return leader - 1; // node ids are 1-based, indexes 0-based
+    },
+    audit: async (topic) => {
+      await admin.connect();
+      const found = new Map<string, string>();
+      const offsets = await admin.fetchTopicOffsets(topic);
+      const kafka = new Kafka({
+        clientId: 'mqkit-reliability-audit',
+        brokers: server.bootstrap.split(','),
+        logLevel: logLevel.NOTHING,
+      });
+      const consumer = kafka.consumer({ groupId: `audit-${randomUUID()}` });
+      await consumer.connect();
+      const remaining = new Map(offsets.map((o) => [o.partition, BigInt(o.high)]));
+      for (const [p, high] of remaining) if (high === 0n) remaining.delete(p);
+      try {
+        await consumer.subscribe({ topic, fromBeginning: true });
+        const done = new Promise<void>((resolve) => {
+          if (remaining.size === 0) resolve();
+          void consumer.run({
+            eachMessage: async ({ partition, message }) => {
+              const id = message.headers?.['mq-id']?.toString() ?? `?${partition}-${message.offset}`;
+              found.set(id, `${partition}@${message.offset}`);
+              const high = remaining.get(partition);
+              if (high !== undefined && BigInt(message.offset) + 1n >= high) {
+                remaining.delete(partition);
+                if (remaining.size === 0) resolve();
+              }
+            },
+          });
+        });
+        await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 60_000))]);
+      } finally {
+        await consumer.disconnect().catch(() => {});
+      }
+      return found;
     },
     close: async () => {
       await admin.disconnect().catch(() => {});
