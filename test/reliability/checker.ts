@@ -30,6 +30,8 @@ export interface CheckResult {
   refusedFinal: number;
   /** Refusals in all, also of sends retried and confirmed later. */
   refusals: number;
+  /** Refusals per error code. */
+  refusalsByCode: Record<string, number>;
   /** Refusals that were not a retriable `MqError` (a typed retriable error is the contract). */
   badRefusals: number;
   /** Sends that neither confirmed nor failed with a typed error within their timeout (plus grace). */
@@ -184,6 +186,8 @@ export function check(ledger: Ledger, options: CheckOptions = {}): CheckResult {
     if (sent && now - startedAt > sent.timeoutMs + SETTLE_GRACE_MS) unsettled++;
   }
   const badRefusals = ledger.refused.filter((r) => !r.retriable).length;
+  const refusalsByCode: Record<string, number> = {};
+  for (const r of ledger.refused) refusalsByCode[r.code] = (refusalsByCode[r.code] ?? 0) + 1;
   const refusedFinal = [...ledger.sent.keys()].filter(
     (id) => !ledger.confirmed.has(id) && !ledger.inFlight.has(id),
   ).length;
@@ -223,6 +227,7 @@ export function check(ledger: Ledger, options: CheckOptions = {}): CheckResult {
     confirmed: ledger.confirmed.size,
     refusedFinal,
     refusals: ledger.refused.length,
+    refusalsByCode,
     badRefusals,
     unsettled,
     delivered: deliveredIds.size,
