@@ -33,6 +33,8 @@ export interface Target {
   cleanStop: boolean;
   /** Starts node `index` again and waits until it serves. */
   start(index: number): Promise<void>;
+  /** Starts every node that was killed or stopped and not started again (a run left it down). */
+  heal(): Promise<void>;
   /** Kafka: the node index leading `topic`'s `partition`. */
   leaderOf?(topic: string, partition: number): Promise<number>;
   /**
@@ -57,6 +59,32 @@ export function quietLogger(): Logger & { lines: string[] } {
 }
 
 /** Starts (or, for memory, names) a target. Kafka and RabbitMQ are private: killing them harms no one. */
+/** Tracks nodes left down, so that the next run can start them first. */
+function tracked(target: Omit<Target, 'heal'>): Target {
+  const down = new Set<number>();
+  return {
+    ...target,
+    kill: async (i) => {
+      down.add(i);
+      await target.kill(i);
+    },
+    stop: async (i) => {
+      down.add(i);
+      await target.stop(i);
+    },
+    start: async (i) => {
+      await target.start(i);
+      down.delete(i);
+    },
+    heal: async () => {
+      for (const i of [...down]) {
+        await target.start(i);
+        down.delete(i);
+      }
+    },
+  };
+}
+
 export async function startTarget(name: BrokerName, log: (line: string) => void = () => {}): Promise<Target> {
   if (name === 'memory') {
     const url = `memory://rel-${randomUUID().slice(0, 8)}`;
@@ -71,11 +99,12 @@ export async function startTarget(name: BrokerName, log: (line: string) => void 
       kill: async () => {},
       stop: async () => {},
       start: async () => {},
+      heal: async () => {},
       close: async () => {},
     };
   }
-  if (name === 'rabbitmq') return rabbitTarget(log);
-  return kafkaTarget(name, log);
+  if (name === 'rabbitmq') return tracked(await rabbitTarget(log));
+  return tracked(await kafkaTarget(name, log));
 }
 
 async function proxiesFor(upstreamPorts: number[]): Promise<FaultProxy[]> {
@@ -84,7 +113,7 @@ async function proxiesFor(upstreamPorts: number[]): Promise<FaultProxy[]> {
   return proxies;
 }
 
-async function rabbitTarget(log: (line: string) => void): Promise<Target> {
+async function rabbitTarget(log: (line: string) => void): Promise<Omit<Target, 'heal'>> {
   log('rabbitmq: starting a private node');
   const node: PrivateRabbitNode = await startPrivateRabbitNode();
   const port = Number(new URL(node.url).port);
@@ -116,7 +145,10 @@ async function rabbitTarget(log: (line: string) => void): Promise<Target> {
   };
 }
 
-async function kafkaTarget(name: 'kafka' | 'kafka3', log: (line: string) => void): Promise<Target> {
+async function kafkaTarget(
+  name: 'kafka' | 'kafka3',
+  log: (line: string) => void,
+): Promise<Omit<Target, 'heal'>> {
   const brokers = name === 'kafka3' ? 3 : 1;
   // Two client listeners per node (publish, consume), each behind its own proxy.
   const listenerPorts = await freePorts(brokers * 2);
