@@ -32,7 +32,7 @@ describe('reliability matrix, quick subset', () => {
     expectClean(await run(['poison', 'duplicates', 'ordered-churn'], ['memory'], 0.05), 3);
   }, 60_000);
 
-  it('rabbitmq: broker kill -9 and restart twice, network faults on both paths, consumers SIGKILLed before their ack', async () => {
+  it('rabbitmq: broker restarted twice (kill -9 or clean stop, by seed), network faults on both paths, consumers SIGKILLed before their ack', async () => {
     const results = await run(['restart', 'consumer-kill', 'network'], ['rabbitmq'], 0.02);
     expectClean(results, 3);
     const restart = results.find((r) => r.scenario === 'restart');
