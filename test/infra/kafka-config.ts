@@ -9,6 +9,11 @@ export interface NodeSpec {
   dir: string;
   /** Ports of the TLS listeners, when the cluster has them (see {@link KafkaSecurity}). */
   securePorts?: SecurePorts;
+  /**
+   * Extra client listeners `EXT0`, `EXT1`, ... on `port`, advertised as `advertisedPort` (a fault
+   * proxy in front of it), so that metadata fetched through one points clients through it.
+   */
+  external?: readonly { port: number; advertisedPort: number }[];
 }
 
 /** Ports of a node's TLS listeners. */
@@ -113,17 +118,20 @@ export function serverProperties(
     secure === undefined || security === undefined
       ? ''
       : `,SSL://${LOOPBACK}:${secure.ssl},SASL_SSL://${LOOPBACK}:${secure.saslSsl},WRONGNAME://${LOOPBACK}:${secure.wrongName}`;
+  const external = spec.external ?? [];
+  const ext = (f: (e: { port: number; advertisedPort: number }, i: number) => string): string =>
+    external.map((e, i) => `,${f(e, i)}`).join('');
   const props: Record<string, string | number | boolean> = {
     'process.roles': 'broker,controller',
     'node.id': spec.id,
     'controller.quorum.voters': voters,
-    listeners: `PLAINTEXT://${LOOPBACK}:${spec.brokerPort},CONTROLLER://${LOOPBACK}:${spec.controllerPort}${extra}`,
-    'advertised.listeners': `PLAINTEXT://${LOOPBACK}:${spec.brokerPort}${extra}`,
+    listeners: `PLAINTEXT://${LOOPBACK}:${spec.brokerPort},CONTROLLER://${LOOPBACK}:${spec.controllerPort}${extra}${ext((e, i) => `EXT${i}://${LOOPBACK}:${e.port}`)}`,
+    'advertised.listeners': `PLAINTEXT://${LOOPBACK}:${spec.brokerPort}${extra}${ext((e, i) => `EXT${i}://${LOOPBACK}:${e.advertisedPort}`)}`,
     'controller.listener.names': 'CONTROLLER',
     'inter.broker.listener.name': 'PLAINTEXT',
     'listener.security.protocol.map': `CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT${
       extra === '' ? '' : ',SSL:SSL,SASL_SSL:SASL_SSL,WRONGNAME:SSL'
-    }`,
+    }${ext((_e, i) => `EXT${i}:PLAINTEXT`)}`,
     'log.dirs': join(spec.dir, 'data'),
     'num.network.threads': 2,
     'num.io.threads': 2,

@@ -36,6 +36,14 @@ export interface StartKafkaOptions {
   readyTimeoutMs?: number;
   /** Adds the TLS and SASL listeners `SSL`, `SASL_SSL` and `WRONGNAME` (see {@link KafkaSecurity}). */
   security?: KafkaSecurity;
+  /**
+   * Extra client listeners per node (index = node index), each on `port` and advertised as
+   * `127.0.0.1:advertisedPort`: put a fault proxy on `advertisedPort` forwarding to `port`, and a
+   * client bootstrapped through the proxies gets metadata pointing it through them too
+   * (Kafka answers with the addresses of the listener a request came in on). Inter-broker
+   * traffic stays on the PLAINTEXT listener. Default: none.
+   */
+  external?: readonly (readonly { port: number; advertisedPort: number }[])[];
 }
 
 /** A running local Kafka cluster started by {@link startKafka}. */
@@ -61,6 +69,8 @@ export interface KafkaServer {
   stop(): Promise<void>;
   /** SIGKILLs node `index` (0-based): no clean shutdown, as in a crash. */
   killNode(index?: number): Promise<void>;
+  /** Stops node `index` cleanly (SIGTERM, SIGKILL after 15 s); `restartNode` starts it again. */
+  stopNode(index?: number): Promise<void>;
   /** Starts node `index` again on its ports and data (killing it first if it runs) and waits until the cluster serves metadata. */
   restartNode(index?: number): Promise<void>;
 }
@@ -152,6 +162,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaSer
             saslSsl: ports[perNode * i + 3] as number,
             wrongName: ports[perNode * i + 4] as number,
           },
+    external: opts.external?.[i],
   }));
   const voters = specs.map((s) => `${s.id}@${LOOPBACK}:${s.controllerPort}`).join(',');
   const bootstrap = specs.map((s) => `${LOOPBACK}:${s.brokerPort}`).join(',');
@@ -183,6 +194,10 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaSer
     const exited = new Promise((resolve) => node.child.once('exit', resolve));
     node.child.kill('SIGKILL');
     await exited;
+  };
+  const stopOneNode = async (index = 0): Promise<void> => {
+    const node = cluster.nodes[index];
+    if (node !== undefined) await stopNode(node);
   };
   const restartNode = async (index = 0): Promise<void> => {
     const spec = specs[index];
@@ -224,6 +239,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaSer
     runDir,
     stop,
     killNode,
+    stopNode: stopOneNode,
     restartNode,
   };
 }

@@ -26,6 +26,8 @@ export interface PrivateRabbitNode {
   ctl(args: readonly string[]): Promise<string>;
   /** SIGKILLs the node: no clean shutdown, as in a crash or power loss. */
   kill(): Promise<void>;
+  /** Stops the node cleanly (`rabbitmqctl shutdown`: connections closed, queues synced to disk); SIGKILL after 60 s. */
+  shutdown(): Promise<void>;
   /** Starts it again on the same port and data directory (durable queues and persistent messages recover). */
   start(): Promise<void>;
   /** Raises (`true`) or clears a memory alarm; while raised the broker blocks publishing connections. */
@@ -191,12 +193,36 @@ export async function startPrivateRabbitNode(
     await rm(dir, { recursive: true, force: true });
     throw new Error(`RabbitMQ private node: ${errorMessage(error)}`);
   }
+  const shutdown = async (): Promise<void> => {
+    const running = child;
+    if (running === undefined) return;
+    const exited = new Promise((resolve) => running.once('exit', resolve));
+    const stopped = running.exitCode !== null || running.signalCode !== null;
+    const ok = await ctl(['shutdown']).then(
+      () => true,
+      () => false,
+    );
+    const timer = setTimeout(() => void kill(), ok ? 60_000 : 0);
+    if (!stopped) await exited;
+    clearTimeout(timer);
+    child = undefined;
+    await waitUntil(
+      `RabbitMQ private node ${nodeName} gone after shutdown`,
+      async () => !(await tcpAnswers(LOOPBACK, port)),
+      {
+        timeoutMs: 10_000,
+        intervalMs: 50,
+      },
+    );
+  };
+
   let stopped: Promise<void> | undefined;
   return {
     url,
     tlsUrl,
     ctl,
     kill,
+    shutdown,
     start,
     memoryAlarm: async (raised) => {
       await ctl(['set_vm_memory_high_watermark', raised ? '0' : '0.4']);

@@ -104,7 +104,22 @@ export class KafkajsProducer implements ProducerClient {
             `${context}: not acknowledged within ${options.timeoutMs} ms; the records may still be stored`,
           ),
       );
-      return positions(records, messages, stored);
+      const placed = positions(records, messages, stored);
+      if (options.acks !== 0) {
+        // kafkajs 2.2.4 keeps each broker's answer across its retries: a partition whose leader
+        // moved to a broker that had answered already is sent nowhere, and sendBatch resolves
+        // without it (tulios/kafkajs#1303). A record with no acknowledged offset was not stored.
+        const missing = new Set<string>();
+        for (const [i, p] of placed.entries())
+          if (p.offset === undefined) missing.add(`${(records[i] as OutgoingRecord).topic}[${p.partition}]`);
+        if (missing.size > 0) {
+          throw new PublishError(
+            `${context}: the broker's answer has no acknowledgement for ${[...missing].join(', ')} (its leader moved during the send); not stored, send again`,
+            { retriable: true },
+          );
+        }
+      }
+      return placed;
     } catch (error) {
       if (producerStateLost(error)) {
         this.replace(producer);
