@@ -19,6 +19,7 @@
  * module cache, the replacements serve every kafkajs client of the process.
  */
 import { createRequire, Module } from 'node:module';
+import { Utf8Cache } from './utf8-cache.js';
 
 /** `Header => Key: varint-length string, Value: varint-length bytes (-1: null)`, as kafkajs. */
 export interface HeaderArg {
@@ -163,6 +164,9 @@ export function recordEncoder(original: RecordEncoder): RecordEncoder {
   };
 }
 
+/** Header names repeat on every record (mqkit's own: `mq-id`, `content-type`, ...). */
+const HEADER_NAMES = new Utf8Cache(32, 64);
+
 /** kafkajs's record decoder (`record/v0/decoder.js`): `(decoder, batchContext) => record`. */
 type RecordDecoder = (decoder: KafkajsDecoder, batchContext?: BatchContext) => DecodedRecord;
 interface KafkajsDecoder {
@@ -234,7 +238,7 @@ export function recordDecoder(require: NodeJS.Require): RecordDecoder {
       const keyBytes = decoder.readVarInt();
       let name: string | null = null;
       if (keyBytes !== -1) {
-        name = decoder.buffer.toString('utf8', decoder.offset, decoder.offset + keyBytes);
+        name = HEADER_NAMES.read(decoder.buffer, decoder.offset, decoder.offset + keyBytes);
         decoder.offset += keyBytes;
       }
       const headerValue = decoder.readVarIntBytes();
