@@ -164,6 +164,39 @@ export function recordEncoder(original: RecordEncoder): RecordEncoder {
   };
 }
 
+/** The batch context of the last record decoded, and its first timestamp and offset as numbers (NaN: not below 2^53). */
+let lastContext: BatchContext | undefined;
+let lastFirstTimestamp = Number.NaN;
+let lastFirstOffset = Number.NaN;
+
+function safeNumber(value: unknown): number {
+  if (typeof value !== 'string' || !/^-?[0-9]{1,16}$/.test(value)) return Number.NaN;
+  const n = Number(value);
+  return Number.isSafeInteger(n) ? n : Number.NaN;
+}
+
+/**
+ * A zigzag varlong of at most 7 bytes (below 2^48 either way), as a number; undefined, the
+ * decoder's position unchanged, for a longer one (kafkajs's `readVarLong` then reads it).
+ */
+function readSmallVarLong(decoder: KafkajsDecoder): number | undefined {
+  const buffer = decoder.buffer;
+  let at = decoder.offset;
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < 7; i++) {
+    const byte = buffer[at++];
+    if (byte === undefined) return undefined;
+    value += (byte & 0x7f) * scale;
+    if (byte < 0x80) {
+      decoder.offset = at;
+      return value % 2 === 0 ? value / 2 : -(value + 1) / 2;
+    }
+    scale *= 128;
+  }
+  return undefined;
+}
+
 /** Header names repeat on every record (mqkit's own: `mq-id`, `content-type`, ...). */
 const HEADER_NAMES = new Utf8Cache(32, 64);
 
@@ -221,13 +254,28 @@ export function recordDecoder(require: NodeJS.Require): RecordDecoder {
       maxTimestamp,
     } = batchContext;
     const attributes = decoder.readInt8();
-    const timestampDelta = decoder.readVarLong();
-    const timestamp =
-      timestampType === LOG_APPEND_TIME && maxTimestamp
-        ? maxTimestamp
+    if (batchContext !== lastContext) {
+      lastContext = batchContext;
+      lastFirstTimestamp = safeNumber(firstTimestamp);
+      lastFirstOffset = safeNumber(firstOffset);
+    }
+    // In numbers when every term is below 2^53 (then String() writes what Long's toString does):
+    // kafkajs reads the varlong with a Long per byte and adds with Longs, most of a record's cost.
+    const small = readSmallVarLong(decoder);
+    const timestampDelta = small ?? decoder.readVarLong();
+    let timestamp: string;
+    if (timestampType === LOG_APPEND_TIME && maxTimestamp) timestamp = maxTimestamp;
+    else {
+      const sum = small === undefined ? Number.NaN : lastFirstTimestamp + small;
+      timestamp = Number.isSafeInteger(sum)
+        ? String(sum)
         : Long.fromValue(firstTimestamp).add(timestampDelta).toString();
+    }
     const offsetDelta = decoder.readVarInt();
-    const offset = Long.fromValue(firstOffset).add(offsetDelta).toString();
+    const offsetSum = lastFirstOffset + offsetDelta;
+    const offset = Number.isSafeInteger(offsetSum)
+      ? String(offsetSum)
+      : Long.fromValue(firstOffset).add(offsetDelta).toString();
     const key = decoder.readVarIntBytes();
     const value = decoder.readVarIntBytes();
     const headers: Record<string, HeaderValues> = {};
