@@ -71,13 +71,25 @@ function readHeaders(headers: IHeaders | undefined): Headers {
   return out as Headers;
 }
 
+/** The last timestamp string parsed, and its number: records of one batch mostly share one. */
+let lastTimestampText = '';
+let lastTimestamp = 0;
+
+function timestampOf(text: string): number {
+  if (text !== lastTimestampText) {
+    lastTimestamp = Number(text);
+    lastTimestampText = text;
+  }
+  return lastTimestamp;
+}
+
 function readRecord(message: KafkaMessage): FetchedRecord {
   return {
     offset: Number(message.offset),
     key: message.key === null || message.key === undefined ? undefined : message.key.toString(),
     value: message.value ?? EMPTY,
     headers: readHeaders(message.headers),
-    timestamp: Number(message.timestamp),
+    timestamp: timestampOf(message.timestamp),
   };
 }
 

@@ -168,6 +168,9 @@ export function recordEncoder(original: RecordEncoder): RecordEncoder {
 let lastContext: BatchContext | undefined;
 let lastFirstTimestamp = Number.NaN;
 let lastFirstOffset = Number.NaN;
+/** The last timestamp decoded in numbers, and its string. */
+let lastTimestamp = Number.NaN;
+let lastTimestampText = '';
 
 function safeNumber(value: unknown): number {
   if (typeof value !== 'string' || !/^-?[0-9]{1,16}$/.test(value)) return Number.NaN;
@@ -267,9 +270,12 @@ export function recordDecoder(require: NodeJS.Require): RecordDecoder {
     if (timestampType === LOG_APPEND_TIME && maxTimestamp) timestamp = maxTimestamp;
     else {
       const sum = small === undefined ? Number.NaN : lastFirstTimestamp + small;
-      timestamp = Number.isSafeInteger(sum)
-        ? String(sum)
-        : Long.fromValue(firstTimestamp).add(timestampDelta).toString();
+      if (sum === lastTimestamp) timestamp = lastTimestampText;
+      else if (Number.isSafeInteger(sum)) {
+        // Records produced in the same millisecond (most of a batch) share one string.
+        timestamp = lastTimestampText = String(sum);
+        lastTimestamp = sum;
+      } else timestamp = Long.fromValue(firstTimestamp).add(timestampDelta).toString();
     }
     const offsetDelta = decoder.readVarInt();
     const offsetSum = lastFirstOffset + offsetDelta;
