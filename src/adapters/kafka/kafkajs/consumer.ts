@@ -86,6 +86,7 @@ function timestampOf(text: string): number {
 function readRecord(message: KafkaMessage): FetchedRecord {
   return {
     offset: Number(message.offset),
+    offsetText: message.offset,
     key: message.key === null || message.key === undefined ? undefined : message.key.toString(),
     value: message.value ?? EMPTY,
     headers: readHeaders(message.headers),
