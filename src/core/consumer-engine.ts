@@ -112,6 +112,10 @@ export class Claim {
   bufferTimer: NodeJS.Timeout | undefined;
   flushQueued = false;
   private idleWaiters: (() => void)[] = [];
+  // `stopped.signal.aborted` and `signal.aborted`, kept by abort listeners (which run within
+  // abort()): read several times per message, where AbortSignal's getter checks its receiver.
+  private stoppedNow = false;
+  private givenUpNow: boolean;
 
   constructor(
     /** Unique among the subscription's claims; the partition's lane. */
@@ -123,10 +127,18 @@ export class Claim {
     this.signal = AbortSignal.any([this.abandoned.signal, shutdown]);
     // Every record waiting out a back-off listens to it: many at once are expected, not a leak.
     setMaxListeners(0, this.stopped.signal);
+    this.stopped.signal.addEventListener('abort', () => (this.stoppedNow = true), { once: true });
+    this.givenUpNow = this.signal.aborted;
+    this.signal.addEventListener('abort', () => (this.givenUpNow = true), { once: true });
   }
 
   get isStopped(): boolean {
-    return this.stopped.signal.aborted;
+    return this.stoppedNow;
+  }
+
+  /** @internal `signal.aborted`: the handlers' work is given up on. */
+  get isGivenUp(): boolean {
+    return this.givenUpNow;
   }
 
   /** @internal */
@@ -199,6 +211,8 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
   private readonly tagFilter: TagFilter;
   /** Aborted when close starts: queued records are dropped, retry waits end. */
   private readonly closing = new AbortController();
+  /** `closing.signal.aborted`, kept by its abort listener (read per message). */
+  private closingNow = false;
   /** Aborted when close gave up waiting for handlers: their `signal` aborts. */
   private readonly shutdown = new AbortController();
   private readonly claims = new Map<string, Claim>();
@@ -225,6 +239,7 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
     this.executor = new KeyedExecutor(this.options.concurrency);
     this.revokeWaitMs = this.options.closeTimeoutMs;
     setMaxListeners(0, this.closing.signal); // as Claim's `stopped`
+    this.closing.signal.addEventListener('abort', () => (this.closingNow = true), { once: true });
   }
 
   /**
@@ -258,7 +273,7 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
 
   /** True once close started: transports stop fetching. */
   get isClosing(): boolean {
-    return this.closing.signal.aborted;
+    return this.closingNow;
   }
 
   /** Records delivered and not yet settled (queued, running, waiting to retry or in a batch). */
@@ -444,7 +459,7 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
    */
   private readonly processTask = (claim: Claim, received: ReceivedRecord): Promise<void> | undefined => {
     const record = received as R;
-    if (claim.isStopped || this.closing.signal.aborted || this.observed) return this.process(claim, record);
+    if (claim.isStopped || this.closingNow || this.observed) return this.process(claim, record);
     const prepared = prepareDelivery(record, this.options, claim.signal, this.tagFilter);
     if (prepared instanceof Promise || !isDelivery(prepared)) return this.process(claim, record, prepared);
     claim.started();
@@ -454,8 +469,24 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
     } catch (error) {
       return this.afterFirstFailure(claim, record, prepared, error);
     }
-    if (result !== undefined) return this.awaitFirst(claim, record, prepared, result);
-    this.afterFirstSuccess(claim, record);
+    if (result === undefined) {
+      this.afterFirstSuccess(claim, record);
+      return undefined;
+    }
+    // The executor awaits the handler's promise (or thenable) and then calls `afterHandler`:
+    // no closure, async frame or second promise per message. The delivery is not kept: after a
+    // failure the 'failed' event is built from the record, with the same fields.
+    this.executor.continueWith(this.afterHandler);
+    return result as Promise<void>;
+  };
+  private readonly afterHandler = (
+    claim: Claim,
+    received: ReceivedRecord,
+    failed: boolean,
+    error: unknown,
+  ): Promise<void> | undefined => {
+    if (failed) return this.afterFirstFailure(claim, received as R, undefined, error);
+    this.afterFirstSuccess(claim, received as R);
     return undefined;
   };
   private readonly processBatchTask = (claim: Claim, batch: ReceivedRecord[]): Promise<void> =>
@@ -465,23 +496,9 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
     return this.events.has('delivered') || this.events.has('handled') || this.events.has('failed');
   }
 
-  private async awaitFirst(
-    claim: Claim,
-    record: R,
-    delivery: Delivery<unknown>,
-    result: unknown,
-  ): Promise<void> {
-    try {
-      await result; // a thenable of any kind, not only a native Promise
-    } catch (error) {
-      return this.afterFirstFailure(claim, record, delivery, error);
-    }
-    this.afterFirstSuccess(claim, record);
-  }
-
   private afterFirstSuccess(claim: Claim, record: R): void {
     // Given up on (revoke or close timed out): not acknowledged; delivered again.
-    this.settle(record, claim.signal.aborted ? 'requeue' : 'ack');
+    this.settle(record, claim.isGivenUp ? 'requeue' : 'ack');
     claim.ended();
   }
 
@@ -489,7 +506,7 @@ export class ConsumerEngine<R extends ReceivedRecord = ReceivedRecord> implement
   private async afterFirstFailure(
     claim: Claim,
     record: R,
-    delivery: Delivery<unknown>,
+    delivery: Delivery<unknown> | undefined,
     error: unknown,
   ): Promise<void> {
     let again = false;

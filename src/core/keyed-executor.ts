@@ -4,6 +4,14 @@
  */
 type Task<A = never, B = never> = (a: A, b: B) => Promise<void> | undefined;
 type AnyTask = (a: unknown, b: unknown) => Promise<void> | undefined;
+/** See `KeyedExecutor.continueWith`. */
+export type Continuation<A = never, B = never> = (
+  a: A,
+  b: B,
+  failed: boolean,
+  error: unknown,
+) => Promise<void> | undefined;
+type AnyContinuation = (a: unknown, b: unknown, failed: boolean, error: unknown) => Promise<void> | undefined;
 
 interface Lane {
   readonly name: string;
@@ -35,6 +43,8 @@ export class KeyedExecutor {
    * and even while paused (they started before the pause, and a revoke or close waits for them).
    */
   private readonly resumed: (() => void)[] = [];
+  /** Set by `continueWith` while a task returns. */
+  private continuation: AnyContinuation | undefined;
 
   constructor(private concurrency: number) {}
 
@@ -87,6 +97,16 @@ export class KeyedExecutor {
       }
     }
     this.pump();
+  }
+
+  /**
+   * Called by a running task as the last thing before it returns a promise: the task ends when
+   * that promise settled and then `after(a, b, failed, error)` (with the task's arguments) did,
+   * as if the task had awaited its promise and called `after` itself, without a closure, an
+   * async frame and a second promise per task.
+   */
+  continueWith<A, B>(after: Continuation<A, B>): void {
+    this.continuation = after as AnyContinuation;
   }
 
   /**
@@ -146,9 +166,27 @@ export class KeyedExecutor {
         lane.head = 0;
       }
       try {
+        this.continuation = undefined;
         const result = task(a, b);
-        if (result !== undefined) await result;
+        const after = this.continuation as AnyContinuation | undefined;
+        this.continuation = undefined;
+        if (result !== undefined) {
+          if (after === undefined) await result;
+          else {
+            let failed = false;
+            let error: unknown;
+            try {
+              await result;
+            } catch (thrown) {
+              failed = true;
+              error = thrown;
+            }
+            const more = after(a, b, failed, error);
+            if (more !== undefined) await more;
+          }
+        }
       } catch (error) {
+        this.continuation = undefined;
         queueMicrotask(() => {
           throw error;
         });
@@ -201,8 +239,13 @@ export class KeyedExecutor {
       this.queued--;
       let result: Promise<void> | undefined;
       try {
+        this.continuation = undefined;
         result = task(a, b);
+        const after = this.continuation as AnyContinuation | undefined;
+        this.continuation = undefined;
+        if (result !== undefined && after !== undefined) result = continued(result, after, a, b);
       } catch (error) {
+        this.continuation = undefined;
         // A bug in the caller; its slot must not be lost with it.
         this.running--;
         finished = true;
@@ -250,4 +293,22 @@ export class KeyedExecutor {
       for (const resolve of waiting) resolve();
     }
   }
+}
+
+/** A task's promise followed by its continuation (tasks run without a lane). */
+async function continued(
+  result: Promise<void>,
+  after: AnyContinuation,
+  a: unknown,
+  b: unknown,
+): Promise<void> {
+  let failed = false;
+  let error: unknown;
+  try {
+    await result;
+  } catch (thrown) {
+    failed = true;
+    error = thrown;
+  }
+  await after(a, b, failed, error);
 }

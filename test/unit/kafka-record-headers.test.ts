@@ -143,11 +143,21 @@ describe('kafkajs record headers', () => {
       { value: Buffer.from('v'), headers: { n: Buffer.from([0, 255]), e: '' } },
       // kafkajs's quirk, kept since the decoder serves every kafkajs client of the process
       { value: Buffer.from('v'), headers: { toString: 'a', constructor: 'b', ok: 'c' } },
+      // timestamp deltas read as numbers (up to 7 bytes) and, beyond, with kafkajs's Long
+      { value: Buffer.from('v'), timestampDelta: -5, offsetDelta: 2 },
+      { value: Buffer.from('v'), timestampDelta: 2 ** 47 + 3, offsetDelta: 1 },
+      { value: Buffer.from('v'), timestampDelta: -(2 ** 47) - 3 },
+      { value: Buffer.from('v'), timestampDelta: 2 ** 52 + 1 },
+      { value: Buffer.from('v'), timestampDelta: -(2 ** 52) - 1 },
     ];
     const contexts = [
       { firstOffset: '41', firstTimestamp: '1700000000000', magicByte: 2, timestampType: 0 },
       { firstOffset: '9007199254740993', firstTimestamp: '5', timestampType: 1, maxTimestamp: '99' },
       { firstOffset: '0', firstTimestamp: '0', isControlBatch: true },
+      { firstOffset: '9007199254740990', firstTimestamp: '-1', timestampType: 0 },
+      { firstOffset: '-9007199254740991', firstTimestamp: '9007199254740990', timestampType: 0 },
+      { firstOffset: '12', firstTimestamp: '-9223372036854775808', timestampType: 0 },
+      { firstOffset: '9223372036854775000', firstTimestamp: '1700000000000', timestampType: 0 },
     ];
     let compared = 0;
     for (const record of cases) {
@@ -160,7 +170,7 @@ describe('kafkajs record headers', () => {
         compared++;
       }
     }
-    expect(compared).toBe(15);
+    expect(compared).toBe(70);
     expect(installRecordHeaders(kafkajs)).toEqual({ encoder: true, decoder: true }); // a second call changes nothing
   });
 });

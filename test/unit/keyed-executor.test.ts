@@ -26,6 +26,40 @@ describe('KeyedExecutor', () => {
     }
   });
 
+  it('continueWith: the task ends when its promise settled and its continuation finished, with or without a lane', async () => {
+    for (const lane of ['l', undefined]) {
+      const executor = new KeyedExecutor(1);
+      const seen: string[] = [];
+      const after = async (a: string, b: number, failed: boolean, error: unknown) => {
+        seen.push(`after ${a}${b} ${failed ? String(error) : 'ok'}`);
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        seen.push(`after ${a}${b} done`);
+      };
+      const task = (a: string, b: number): Promise<void> => {
+        seen.push(`run ${a}${b}`);
+        const result = b === 2 ? Promise.reject(new Error('no')) : Promise.resolve();
+        executor.continueWith(after);
+        return result;
+      };
+      executor.submit(lane, task, 'x', 1);
+      executor.submit(lane, task, 'x', 2);
+      executor.submit(lane, () => {
+        seen.push('plain');
+        return undefined;
+      });
+      await executor.onIdle();
+      expect(seen, String(lane)).toEqual([
+        'run x1',
+        'after x1 ok',
+        'after x1 done',
+        'run x2',
+        'after x2 Error: no',
+        'after x2 done',
+        'plain',
+      ]);
+    }
+  });
+
   it("hands a busy lane's slot to a task waiting for one between two of its tasks", async () => {
     const executor = new KeyedExecutor(1);
     const started: string[] = [];

@@ -129,6 +129,8 @@ export interface ConsumerConfig {
 /** A record as fetched. Keys and header values are read as UTF-8; of repeated headers the last wins. */
 export interface FetchedRecord {
   offset: number;
+  /** `offset` in decimal, when the client has it as text already (kafkajs does): one string less per record. */
+  offsetText?: string;
   key: string | undefined;
   value: Uint8Array;
   headers: Headers;

@@ -270,7 +270,9 @@ export class KafkaTransport implements ConsumerTransport<KafkaRecord> {
       timestamp: fetched.timestamp,
       // A retried copy reports the position of the message in the subscribed topic.
       partition: retried ? Number(headers[H.originalPartition] ?? run.partition) : run.partition,
-      offset: retried ? (headers[H.originalOffset] ?? String(fetched.offset)) : String(fetched.offset),
+      offset: retried
+        ? (headers[H.originalOffset] ?? fetched.offsetText ?? String(fetched.offset))
+        : (fetched.offsetText ?? String(fetched.offset)),
       attempt: retried ? attemptOf(fetched) : 1,
     };
   }

@@ -7,6 +7,7 @@ import kafkajs, {
   type KafkaMessage,
 } from 'kafkajs';
 import type { Headers } from '../../../core/message.js';
+import { H } from '../../../core/wire.js';
 import type {
   ConsumerClient,
   ConsumerConfig,
@@ -23,6 +24,7 @@ import {
   TRANSIENT_METADATA_ERRORS,
   toMqError,
 } from './errors.js';
+import { Utf8Cache } from './utf8-cache.js';
 
 // kafkajs is CommonJS; Node detects only some of its exports as named ESM exports.
 const { PartitionAssigners } = kafkajs;
@@ -46,6 +48,8 @@ async function untilKnown<T>(timeoutMs: number, action: () => Promise<T>): Promi
 }
 
 const EMPTY = Buffer.alloc(0);
+/** The few content types a topic's codecs write, on every record. */
+const CONTENT_TYPES = new Utf8Cache(8, 64);
 
 /**
  * The record's headers as strings, converted in place: kafkajs made the object for this record
@@ -57,18 +61,36 @@ function readHeaders(headers: IHeaders | undefined): Headers {
   for (const name in headers) {
     let value = headers[name];
     if (Array.isArray(value)) value = value[value.length - 1];
-    out[name] = value === undefined || value === null ? '' : value.toString();
+    out[name] =
+      value === undefined || value === null
+        ? ''
+        : name === H.contentType && Buffer.isBuffer(value)
+          ? CONTENT_TYPES.read(value, 0, value.length)
+          : value.toString();
   }
   return out as Headers;
+}
+
+/** The last timestamp string parsed, and its number: records of one batch mostly share one. */
+let lastTimestampText = '';
+let lastTimestamp = 0;
+
+function timestampOf(text: string): number {
+  if (text !== lastTimestampText) {
+    lastTimestamp = Number(text);
+    lastTimestampText = text;
+  }
+  return lastTimestamp;
 }
 
 function readRecord(message: KafkaMessage): FetchedRecord {
   return {
     offset: Number(message.offset),
+    offsetText: message.offset,
     key: message.key === null || message.key === undefined ? undefined : message.key.toString(),
     value: message.value ?? EMPTY,
     headers: readHeaders(message.headers),
-    timestamp: Number(message.timestamp),
+    timestamp: timestampOf(message.timestamp),
   };
 }
 

@@ -24,6 +24,7 @@
  * Being kafkajs's module cache, the replacements serve every kafkajs client of the process.
  */
 import { createRequire, Module } from 'node:module';
+import { Utf8Cache } from './utf8-cache.js';
 
 /** `Header => Key: varint-length string, Value: varint-length bytes (-1: null)`, as kafkajs. */
 export interface HeaderArg {
@@ -168,6 +169,45 @@ export function recordEncoder(original: RecordEncoder): RecordEncoder {
   };
 }
 
+/** The batch context of the last record decoded, and its first timestamp and offset as numbers (NaN: not below 2^53). */
+let lastContext: BatchContext | undefined;
+let lastFirstTimestamp = Number.NaN;
+let lastFirstOffset = Number.NaN;
+/** The last timestamp decoded in numbers, and its string. */
+let lastTimestamp = Number.NaN;
+let lastTimestampText = '';
+
+function safeNumber(value: unknown): number {
+  if (typeof value !== 'string' || !/^-?[0-9]{1,16}$/.test(value)) return Number.NaN;
+  const n = Number(value);
+  return Number.isSafeInteger(n) ? n : Number.NaN;
+}
+
+/**
+ * A zigzag varlong of at most 7 bytes (below 2^48 either way), as a number; undefined, the
+ * decoder's position unchanged, for a longer one (kafkajs's `readVarLong` then reads it).
+ */
+function readSmallVarLong(decoder: KafkajsDecoder): number | undefined {
+  const buffer = decoder.buffer;
+  let at = decoder.offset;
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < 7; i++) {
+    const byte = buffer[at++];
+    if (byte === undefined) return undefined;
+    value += (byte & 0x7f) * scale;
+    if (byte < 0x80) {
+      decoder.offset = at;
+      return value % 2 === 0 ? value / 2 : -(value + 1) / 2;
+    }
+    scale *= 128;
+  }
+  return undefined;
+}
+
+/** Header names repeat on every record (mqkit's own: `mq-id`, `content-type`, ...). */
+const HEADER_NAMES = new Utf8Cache(32, 64);
+
 /** kafkajs's record decoder (`record/v0/decoder.js`): `(decoder, batchContext) => record`. */
 type RecordDecoder = (decoder: KafkajsDecoder, batchContext?: BatchContext) => DecodedRecord;
 interface KafkajsDecoder {
@@ -222,13 +262,31 @@ export function recordDecoder(require: NodeJS.Require): RecordDecoder {
       maxTimestamp,
     } = batchContext;
     const attributes = decoder.readInt8();
-    const timestampDelta = decoder.readVarLong();
-    const timestamp =
-      timestampType === LOG_APPEND_TIME && maxTimestamp
-        ? maxTimestamp
-        : Long.fromValue(firstTimestamp).add(timestampDelta).toString();
+    if (batchContext !== lastContext) {
+      lastContext = batchContext;
+      lastFirstTimestamp = safeNumber(firstTimestamp);
+      lastFirstOffset = safeNumber(firstOffset);
+    }
+    // In numbers when every term is below 2^53 (then String() writes what Long's toString does):
+    // kafkajs reads the varlong with a Long per byte and adds with Longs, most of a record's cost.
+    const small = readSmallVarLong(decoder);
+    const timestampDelta = small ?? decoder.readVarLong();
+    let timestamp: string;
+    if (timestampType === LOG_APPEND_TIME && maxTimestamp) timestamp = maxTimestamp;
+    else {
+      const sum = small === undefined ? Number.NaN : lastFirstTimestamp + small;
+      if (sum === lastTimestamp) timestamp = lastTimestampText;
+      else if (Number.isSafeInteger(sum)) {
+        // Records produced in the same millisecond (most of a batch) share one string.
+        timestamp = lastTimestampText = String(sum);
+        lastTimestamp = sum;
+      } else timestamp = Long.fromValue(firstTimestamp).add(timestampDelta).toString();
+    }
     const offsetDelta = decoder.readVarInt();
-    const offset = Long.fromValue(firstOffset).add(offsetDelta).toString();
+    const offsetSum = lastFirstOffset + offsetDelta;
+    const offset = Number.isSafeInteger(offsetSum)
+      ? String(offsetSum)
+      : Long.fromValue(firstOffset).add(offsetDelta).toString();
     const key = decoder.readVarIntBytes();
     const value = decoder.readVarIntBytes();
     const headers: Record<string, HeaderValues> = {};
@@ -239,7 +297,7 @@ export function recordDecoder(require: NodeJS.Require): RecordDecoder {
       const keyBytes = decoder.readVarInt();
       let name: string | null = null;
       if (keyBytes !== -1) {
-        name = decoder.buffer.toString('utf8', decoder.offset, decoder.offset + keyBytes);
+        name = HEADER_NAMES.read(decoder.buffer, decoder.offset, decoder.offset + keyBytes);
         decoder.offset += keyBytes;
       }
       const headerValue = decoder.readVarIntBytes();
