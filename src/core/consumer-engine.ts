@@ -112,10 +112,11 @@ export class Claim {
   bufferTimer: NodeJS.Timeout | undefined;
   flushQueued = false;
   private idleWaiters: (() => void)[] = [];
-  // `stopped.signal.aborted` and `signal.aborted`, kept by abort listeners (which run within
-  // abort()): read several times per message, where AbortSignal's getter checks its receiver.
+  // `stopped.signal.aborted`, kept by an abort listener (which runs within abort()): read several
+  // times per message, where AbortSignal's getter checks its receiver. Not so for `signal`: Node
+  // keeps a signal made by AbortSignal.any alive while it has a listener and has not aborted, so
+  // a listener there would keep every revoked claim in memory.
   private stoppedNow = false;
-  private givenUpNow: boolean;
 
   constructor(
     /** Unique among the subscription's claims; the partition's lane. */
@@ -128,8 +129,6 @@ export class Claim {
     // Every record waiting out a back-off listens to it: many at once are expected, not a leak.
     setMaxListeners(0, this.stopped.signal);
     this.stopped.signal.addEventListener('abort', () => (this.stoppedNow = true), { once: true });
-    this.givenUpNow = this.signal.aborted;
-    this.signal.addEventListener('abort', () => (this.givenUpNow = true), { once: true });
   }
 
   get isStopped(): boolean {
@@ -138,7 +137,7 @@ export class Claim {
 
   /** @internal `signal.aborted`: the handlers' work is given up on. */
   get isGivenUp(): boolean {
-    return this.givenUpNow;
+    return this.signal.aborted;
   }
 
   /** @internal */

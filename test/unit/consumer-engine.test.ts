@@ -273,3 +273,18 @@ describe('consumer engine', () => {
     expect(seen.map((e) => e.topic)).toEqual(['quiet']);
   });
 });
+
+describe('claims', () => {
+  it('put no listener on the handlers’ combined signal, which Node would then keep alive after revoke', async () => {
+    const { EventEmitter } = await import('node:events');
+    const { Claim } = await import('../../src/core/consumer-engine.js');
+    const shutdown = new AbortController();
+    const claim = new Claim('c0', 0, shutdown.signal);
+    expect(EventEmitter.getEventListeners(claim.signal, 'abort')).toHaveLength(0);
+    claim.stopped.abort();
+    expect(claim.isStopped).toBe(true);
+    expect(claim.isGivenUp).toBe(false);
+    claim.abandoned.abort();
+    expect(claim.isGivenUp).toBe(true);
+  });
+});
