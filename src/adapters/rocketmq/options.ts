@@ -19,6 +19,14 @@ export interface RocketMqBrokerOptions {
    * rather than hidden for their invisible time.
    */
   awaitMs?: number;
+  /**
+   * How long a received message stays hidden from the group's other members, ms, from 10 000
+   * (the proxy's minimum) to 43 200 000 (its maximum). It is renewed every half of it while the
+   * message waits in prefetch, runs or waits for a retry, so it bounds how long the messages of
+   * a member that died stay hidden. Default: max(30 000, 2 × closeTimeoutMs, 2 × retry.maxMs)
+   * of the subscription, at most 43 200 000.
+   */
+  invisibleMs?: number;
   /** RocketMQ namespace (ACL tenants). Default ''. */
   namespace?: string;
 }
@@ -28,6 +36,7 @@ export interface ResolvedRocketMqOptions {
   namesrv: string | undefined;
   requestTimeoutMs: number;
   awaitMs: number;
+  invisibleMs: number | undefined;
   namespace: string;
   /** From the URL's user info: access key and secret (ACL). */
   credentials: { accessKey: string; accessSecret: string } | undefined;
@@ -38,7 +47,11 @@ const HOST_PORT = /^[A-Za-z0-9.-]+:\d{1,5}$/;
 /** Validates the URL (`rocketmq://[accessKey:secret@]host:port[?namesrv=host:port&awaitMs=n]`) and options. */
 export function resolveRocketMqOptions(url: URL, given?: RocketMqBrokerOptions): ResolvedRocketMqOptions {
   const options = objectOption(given, 'rocketmq') as RocketMqBrokerOptions;
-  refuseUnknownKeys(options, ['namesrv', 'requestTimeoutMs', 'awaitMs', 'namespace'], 'rocketmq.');
+  refuseUnknownKeys(
+    options,
+    ['namesrv', 'requestTimeoutMs', 'awaitMs', 'invisibleMs', 'namespace'],
+    'rocketmq.',
+  );
   const query = Object.fromEntries(url.searchParams);
   refuseUnknownKeys(query, ['namesrv', 'awaitMs'], 'rocketmq:// query parameter ');
   if (url.hostname === '') throw new ConfigError('url', 'rocketmq:// needs host:port of the proxy (gRPC)');
@@ -63,6 +76,10 @@ export function resolveRocketMqOptions(url: URL, given?: RocketMqBrokerOptions):
     namesrv,
     requestTimeoutMs: intOption(options.requestTimeoutMs, 'rocketmq.requestTimeoutMs', 100, 10_000, 600_000),
     awaitMs,
+    invisibleMs:
+      options.invisibleMs === undefined
+        ? undefined
+        : intOption(options.invisibleMs, 'rocketmq.invisibleMs', 10_000, 30_000, 43_200_000),
     namespace: options.namespace ?? '',
     credentials:
       url.username === ''

@@ -25,6 +25,20 @@ export interface View {
   deliveryAttempt?: number;
 }
 
+/** The proxy's `maxInvisibleTimeMills` (12 h): a longer invisible duration is refused. */
+export const MAX_INVISIBLE_MS = 43_200_000;
+
+/**
+ * A delivered record's hold on its message: the renewal timer and the chain of invisible-time
+ * changes and the final ack or release. One chain per record, because the client replaces the
+ * view's receipt handle only once a change returns: an ack sent meanwhile carries the old handle.
+ */
+interface Hold {
+  chain: Promise<void>;
+  timer: NodeJS.Timeout | undefined;
+  done: boolean;
+}
+
 /** A received message and what acknowledging it needs. */
 export interface RocketMqRecord extends ReceivedRecord {
   view: View;
@@ -79,6 +93,9 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
   private wake: (() => void) | undefined;
   /** Releases and acks in flight: a close waits for them before the client shuts down. */
   private readonly pending = new Set<Promise<unknown>>();
+  /** Records delivered and not yet settled, whose invisible time is renewed while held. */
+  private readonly held = new Map<RocketMqRecord, Hold>();
+  private renewalReported = false;
 
   constructor(
     private readonly context: RocketMqContext,
@@ -91,10 +108,16 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
     this.prefetch = Math.max(64, options.concurrency * 4 * (options.batch?.maxSize ?? 1));
   }
 
+  /**
+   * How long a received message stays hidden from other members. It is renewed every half of it
+   * from delivery until settled (waiting in prefetch, running, waiting for a retry), so it only
+   * bounds how long a message of a dead member stays hidden.
+   */
   private get invisibleMs(): number {
+    const given = this.context.options.invisibleMs;
+    if (given !== undefined) return given;
     const r = this.options.retry;
-    // Long enough for a handler and its in-process retries; `retrying` extends it per attempt.
-    return Math.max(30_000, this.options.closeTimeoutMs * 2, r.maxMs * 2);
+    return Math.min(MAX_INVISIBLE_MS, Math.max(30_000, this.options.closeTimeoutMs * 2, r.maxMs * 2));
   }
 
   async start(engine: ConsumerEngine<RocketMqRecord>): Promise<void> {
@@ -178,7 +201,9 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
         const queueId = consumer.queueOf.get(view.messageId) ?? 0;
         consumer.queueOf.delete(view.messageId);
         const claim = engine.assign(`q${queueId}`, queueId);
-        engine.deliver(claim, this.record(view, queueId, claim));
+        const record = this.record(view, queueId, claim);
+        this.hold(record);
+        engine.deliver(claim, record);
       }
     }
   }
@@ -207,17 +232,64 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
     };
   }
 
+  /** Renews the record's invisible time every half of it until it is settled. */
+  private hold(record: RocketMqRecord): void {
+    const hold: Hold = { chain: Promise.resolve(), timer: undefined, done: false };
+    this.held.set(record, hold);
+    this.schedule(record, hold);
+  }
+
+  private schedule(record: RocketMqRecord, hold: Hold): void {
+    if (hold.timer !== undefined) clearTimeout(hold.timer);
+    hold.timer = setTimeout(() => {
+      hold.timer = undefined;
+      this.renew(record, hold);
+    }, this.invisibleMs / 2);
+    hold.timer.unref();
+  }
+
+  private renew(record: RocketMqRecord, hold: Hold): void {
+    const consumer = this.consumer;
+    if (hold.done || consumer === undefined) return;
+    hold.chain = hold.chain
+      .then(async () => {
+        if (hold.done) return;
+        await consumer.changeInvisibleDuration(record.view as ClientView, this.invisibleMs);
+      })
+      .catch((error: unknown) => {
+        if (this.renewalReported) return;
+        this.renewalReported = true;
+        this.engine?.report(
+          'renewing a held message failed (it may be delivered again to another member); reported once',
+          this.context.error(error, 'changeInvisibleDuration'),
+        );
+      });
+    this.schedule(record, hold);
+  }
+
   settle(record: RocketMqRecord, settlement: 'ack' | 'requeue'): void {
     const consumer = this.consumer;
+    const hold = this.held.get(record);
+    this.held.delete(record);
+    if (hold !== undefined) {
+      hold.done = true;
+      if (hold.timer !== undefined) clearTimeout(hold.timer);
+    }
+    // After any renewal in flight: it replaces the receipt handle the ack or release needs.
+    const before = hold?.chain ?? Promise.resolve();
     if (consumer !== undefined) {
       if (settlement === 'ack')
-        consumer.ack(record.view as ClientView).catch((error: unknown) => {
-          this.engine?.report(
-            'acknowledging a message failed (it will be delivered again)',
-            this.context.error(error, 'ack'),
-          );
-        });
-      else this.release(record.view);
+        this.track(
+          before
+            .then(() => consumer.ack(record.view as ClientView))
+            .catch((error: unknown) => {
+              this.engine?.report(
+                'acknowledging a message failed (it will be delivered again)',
+                this.context.error(error, 'ack'),
+              );
+            }),
+        );
+      else this.track(before.then(() => this.release(record.view)));
     }
     // Poll again once half of the prefetch is free rather than after every settle: one poll
     // then brings a full batch instead of one or two messages.
@@ -229,10 +301,12 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
   }
 
   /** Makes a message visible again at once (it is delivered again). Best effort. */
-  private release(view: View): void {
+  private release(view: View): Promise<void> {
     const consumer = this.consumer;
-    if (consumer !== undefined)
-      this.track(consumer.changeInvisibleDuration(view as ClientView, 1000).catch(() => {}));
+    if (consumer === undefined) return Promise.resolve();
+    const p = consumer.changeInvisibleDuration(view as ClientView, 1000).catch(() => {});
+    this.track(p);
+    return p;
   }
 
   private track(p: Promise<unknown>): void {
@@ -241,8 +315,9 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
   }
 
   retrying(record: RocketMqRecord): void {
-    // Keeps the message invisible while this process retries it.
-    this.consumer?.changeInvisibleDuration(record.view as ClientView, this.invisibleMs).catch(() => {});
+    // Renews now (the timer keeps renewing while the retry waits and runs).
+    const hold = this.held.get(record);
+    if (hold !== undefined) this.renew(record, hold);
   }
 
   async publishDeadLetter(record: RocketMqRecord, topic: string, headers: Headers): Promise<void> {
@@ -273,6 +348,12 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
     // A release that does not reach the broker leaves its message hidden for the whole
     // invisible duration: let them (and acks) finish first.
     await Promise.allSettled([...this.pending]);
+    // Records never settled (a drain that timed out): stop renewing, they become visible again.
+    for (const hold of this.held.values()) {
+      hold.done = true;
+      if (hold.timer !== undefined) clearTimeout(hold.timer);
+    }
+    this.held.clear();
     await consumer?.shutdown().catch(() => {});
     // A broadcast instance's group is its own and ends with it: leave no group behind.
     if (this.options.mode === 'broadcasting' && this.context.admin.available)
