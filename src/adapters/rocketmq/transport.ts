@@ -6,6 +6,7 @@ import type { ResolvedSubscribeOptions } from '../../core/options.js';
 import { H } from '../../core/wire.js';
 import type { RocketMqContext } from './context.js';
 import { mqkitName } from './names.js';
+import { decodeProperties } from './properties.js';
 
 type ClientView = Awaited<ReturnType<SimpleConsumer['receive']>>[number];
 
@@ -210,7 +211,8 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
 
   private record(view: View, queueId: number, claim: Claim): RocketMqRecord {
     const headers: Headers = {};
-    for (const [name, value] of view.properties) if (!SYSTEM_PROPERTY.test(name)) headers[name] = value;
+    for (const [name, value] of decodeProperties(view.properties))
+      if (!SYSTEM_PROPERTY.test(name)) headers[name] = value;
     if (headers[H.id] === undefined) headers[H.id] = view.messageId;
     if (view.tag !== undefined && view.tag !== '' && headers[H.tag] === undefined) headers[H.tag] = view.tag;
     const empty = headers[EMPTY_BODY] === '1';
