@@ -43,13 +43,19 @@ export class RocketMqTransactions implements NativeTransactions {
   open(group: string, check: (half: NativeHalf) => Promise<NativeDecision>): NativeTransactionGroup {
     const clients = new Map<string, Promise<ClientProducer>>();
     const broker = this.broker;
+    /** Ids whose sender is still deciding: a check of one is answered 'unknown'. */
+    const deciding = new Set<string>();
     const checker = {
       async check(view: MessageView): Promise<TransactionResolution> {
         let decision: NativeDecision;
         if (view.properties.get(TX_GROUP) !== group)
           return TransactionResolution.TRANSACTION_RESOLUTION_UNSPECIFIED;
         try {
-          decision = await check(halfOf(view));
+          const half = halfOf(view);
+          // The local transaction is still running here: asking the application now would
+          // read a state it has not written yet (and a 'rollback' would lose the message).
+          if (deciding.has(half.id)) return TransactionResolution.TRANSACTION_RESOLUTION_UNSPECIFIED;
+          decision = await check(half);
         } catch {
           decision = 'unknown';
         }
@@ -74,6 +80,20 @@ export class RocketMqTransactions implements NativeTransactions {
       return client;
     };
     return {
+      publishTo: async (topics: readonly string[]) => {
+        broker.assertOpen();
+        const names = topics.map((t) => nativeName(t, 'halfMessages.topics'));
+        try {
+          await Promise.all(
+            names.map(async (topic) => {
+              if (broker.admin.available) await broker.admin.ensureExists(topic);
+              await clientFor(topic);
+            }),
+          );
+        } catch (error) {
+          throw broker.error(error, 'opening the transactional producers of halfMessages.topics');
+        }
+      },
       send: async (message: OutgoingMessage<unknown>, decide: (id: string) => Promise<NativeDecision>) => {
         broker.assertOpen();
         const wire = encodeMessage(message, this.maxBytes);
@@ -104,15 +124,24 @@ export class RocketMqTransactions implements NativeTransactions {
         } catch (error) {
           throw broker.error(error, `sending a half message to ${wire.topic}`);
         }
-        const decision = await decide(wire.id);
+        deciding.add(wire.id);
         try {
-          if (decision === 'commit') await transaction.commit();
-          else if (decision === 'rollback') await transaction.rollback();
-        } catch (error) {
-          // The broker's check decides instead.
-          throw broker.error(error, `ending the transaction of ${wire.id} (a check will decide)`);
+          const decision = await decide(wire.id);
+          try {
+            if (decision === 'commit') await transaction.commit();
+            else if (decision === 'rollback') await transaction.rollback();
+          } catch (error) {
+            // The local transaction is done: the broker's check decides instead.
+            return {
+              id: wire.id,
+              decision: 'unknown' as const,
+              endError: broker.error(error, `ending the transaction of ${wire.id} (a check will decide)`),
+            };
+          }
+          return { id: wire.id, decision };
+        } finally {
+          deciding.delete(wire.id);
         }
-        return { id: wire.id, decision };
       },
       close: async () => {
         const all = [...clients.values()];
