@@ -27,7 +27,10 @@ export interface RocketMqBrokerOptions {
    * of the subscription, at most 43 200 000.
    */
   invisibleMs?: number;
-  /** RocketMQ namespace (ACL tenants). Default ''. */
+  /**
+   * RocketMQ namespace (ACL tenants). Default ''. Refused together with `namesrv`: the admin
+   * calls do not apply namespaces (nor sign their requests for ACL).
+   */
   namespace?: string;
 }
 
@@ -67,6 +70,13 @@ export function resolveRocketMqOptions(url: URL, given?: RocketMqBrokerOptions):
     (typeof options.namespace !== 'string' || !/^[A-Za-z0-9_-]*$/.test(options.namespace))
   )
     throw new ConfigError('rocketmq.namespace', 'must be letters, digits, _ and -');
+  // The admin calls (remoting) name topics and groups without the namespace: with both, topics
+  // would be created and offsets read under other names than the proxy uses.
+  if (options.namespace !== undefined && options.namespace !== '' && namesrv !== undefined)
+    throw new ConfigError(
+      'rocketmq.namespace',
+      'cannot be used with namesrv (the admin calls do not apply namespaces): create topics and groups elsewhere and leave namesrv out',
+    );
   const awaitMs =
     options.awaitMs === undefined
       ? intQueryParam(query.awaitMs, 'rocketmq:// query parameter awaitMs', 100, 2000, 60_000)
