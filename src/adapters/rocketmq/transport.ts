@@ -20,6 +20,7 @@ export interface View {
   readonly body: Buffer;
   readonly tag?: string;
   readonly keys: string[];
+  readonly messageGroup?: string;
   readonly properties: Map<string, string>;
   readonly offset?: number;
   readonly bornTimestamp?: Date;
@@ -97,6 +98,7 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
   /** Records delivered and not yet settled, whose invisible time is renewed while held. */
   private readonly held = new Map<RocketMqRecord, Hold>();
   private renewalReported = false;
+  private queueUnknownReported = false;
 
   constructor(
     private readonly context: RocketMqContext,
@@ -199,8 +201,20 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
           this.release(view);
           continue;
         }
-        const queueId = consumer.queueOf.get(view.messageId) ?? 0;
+        let queueId = consumer.queueOf.get(view.messageId);
         consumer.queueOf.delete(view.messageId);
+        if (queueId === undefined) {
+          // The client's internals moved (another version): every message counts as queue 0,
+          // one order lane per key still, but one claim for all queues.
+          queueId = 0;
+          if (!this.queueUnknownReported) {
+            this.queueUnknownReported = true;
+            engine.report(
+              `the queue of a received message cannot be read (rocketmq-client-nodejs version?): all count as queue 0; reported once`,
+              new Error('no queue id in the receive response'),
+            );
+          }
+        }
         const claim = engine.assign(`q${queueId}`, queueId);
         const record = this.record(view, queueId, claim);
         this.hold(record);
@@ -217,7 +231,9 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
     if (view.tag !== undefined && view.tag !== '' && headers[H.tag] === undefined) headers[H.tag] = view.tag;
     const empty = headers[EMPTY_BODY] === '1';
     delete headers[EMPTY_BODY];
-    const key = headers[H.key] ?? view.keys[0];
+    // A plain FIFO producer's message group is its order key (mqkit's travels in mq-key: the
+    // group may be a hash of it). The client gives '' for no group.
+    const key = headers[H.key] ?? (view.messageGroup || undefined) ?? view.keys[0];
     delete headers[H.key];
     const stamp = headers[H.timestamp];
     return {
