@@ -44,10 +44,11 @@ export interface Capabilities {
   readonly brokerSideTagFilter: boolean;
   /**
    * True: with order 'key', a message waiting to be retried holds up only the later messages of
-   * its key; other keys of its partition go on. False: it holds up every message of its
-   * partition (queue) until it is through, as with order 'partition' (RocketMQ 5's FIFO groups
-   * hand out a queue's next messages only once the previous ones are acknowledged). Per-key order
-   * holds either way; more partitions narrow what one retry holds up.
+   * its key; other keys of its partition go on. False: it may hold up the other keys of its
+   * partition (queue) until it is through: messages of other keys already handed out go on,
+   * later ones wait (RocketMQ 5's FIFO groups hand out a queue's next messages only once the
+   * previous ones are acknowledged). Per-key order holds either way; more partitions narrow
+   * what one retry can hold up.
    */
   readonly keyIsolation: boolean;
   /**

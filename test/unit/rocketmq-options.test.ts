@@ -20,6 +20,10 @@ describe('rocketmq:// options', () => {
       ['rocketmq://127.0.0.1:8081?namesrv=nohost', undefined, 'rocketmq:// query parameter namesrv'],
       ['rocketmq://127.0.0.1:8081', { namesrv: 'a b:1' }, 'rocketmq.namesrv'],
       ['rocketmq://127.0.0.1:8081', { awaitMs: 5 }, 'rocketmq.awaitMs'],
+      ['rocketmq://127.0.0.1:8081', { invisibleMs: 9999 }, 'rocketmq.invisibleMs'],
+      ['rocketmq://127.0.0.1:8081?namesrv=127.0.0.1:9876', { namespace: 'tenant' }, 'rocketmq.namespace'],
+      ['rocketmq://127.0.0.1:8081', { namespace: 'tenant', namesrv: '127.0.0.1:9876' }, 'rocketmq.namespace'],
+      ['rocketmq://127.0.0.1:8081', { invisibleMs: 43_200_001 }, 'rocketmq.invisibleMs'],
       ['rocketmq://127.0.0.1:8081?awaitMs=1e3', undefined, 'rocketmq:// query parameter awaitMs'],
     ];
     for (const [url, options, field] of cases) {

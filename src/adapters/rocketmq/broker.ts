@@ -10,7 +10,7 @@ import type {
 } from '../../core/broker.js';
 import { ClosedError, ConfigError, type MqError, TimeoutError, UnsupportedError } from '../../core/errors.js';
 import type { MqEventListener, MqEventName } from '../../core/events.js';
-import type { BatchHandler, Handler, OutgoingMessage, SendResult } from '../../core/message.js';
+import type { BatchHandler, Handler, Headers, OutgoingMessage, SendResult } from '../../core/message.js';
 import { NATIVE_TRANSACTIONS } from '../../core/native-transactions.js';
 import { oneWayReporter } from '../../core/one-way.js';
 import {
@@ -33,6 +33,7 @@ import { clientLogger, toMqError } from './client-errors.js';
 import type { RocketMqContext } from './context.js';
 import { nativeName } from './names.js';
 import type { ResolvedRocketMqOptions } from './options.js';
+import { encodeProperties, messageGroupOf, usableMessageKey } from './properties.js';
 import { RocketMqTransactions } from './transactions.js';
 import { EMPTY_BODY, RocketMqTransport } from './transport.js';
 
@@ -244,12 +245,13 @@ export class RocketMqBroker implements Broker, RocketMqContext {
 async function sendWire(broker: RocketMqBroker, client: SendingClient, wire: WireMessage): Promise<void> {
   const topic = nativeName(wire.topic, 'message.topic');
   if (broker.admin.available) await broker.admin.ensureExists(topic);
-  const properties = new Map(Object.entries(wire.headers));
-  properties.delete(H.tag); // native tag
+  const headers: Headers = { ...wire.headers };
+  delete headers[H.tag]; // native tag
   // RocketMQ refuses an empty body: one byte stands in for it, marked by a property.
   const empty = wire.payload.byteLength === 0;
-  if (empty) properties.set(EMPTY_BODY, '1');
-  if (wire.key !== undefined) properties.set(H.key, wire.key); // keys are space-separated natively
+  if (empty) headers[EMPTY_BODY] = '1';
+  if (wire.key !== undefined) headers[H.key] = wire.key; // keys are space-separated natively
+  const properties = encodeProperties(headers);
   try {
     await client.send({
       topic,
@@ -257,9 +259,11 @@ async function sendWire(broker: RocketMqBroker, client: SendingClient, wire: Wir
         ? Buffer.from([0])
         : Buffer.from(wire.payload.buffer, wire.payload.byteOffset, wire.payload.byteLength),
       ...(wire.tag === undefined ? {} : { tag: wire.tag }),
-      ...(wire.key === undefined || wire.key === '' ? {} : { keys: [wire.key] }),
+      ...(usableMessageKey(wire.key) ? { keys: [wire.key] } : {}),
       // RocketMQ refuses a message group on a delayed message: a delayed message has no order anyway.
-      ...(wire.key !== undefined && wire.key !== '' && wire.delayMs === 0 ? { messageGroup: wire.key } : {}),
+      ...(wire.key !== undefined && wire.key !== '' && wire.delayMs === 0
+        ? { messageGroup: messageGroupOf(wire.key) }
+        : {}),
       ...(wire.delayMs > 0 ? { deliveryTimestamp: new Date(Date.now() + wire.delayMs) } : {}),
       properties,
     });

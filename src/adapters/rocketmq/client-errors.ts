@@ -7,7 +7,7 @@ import {
   TimeoutError,
 } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import { scrubText } from '../../core/redact.js';
+import { scrubError, scrubText } from '../../core/redact.js';
 
 /**
  * Maps an error of rocketmq-client-nodejs to an MqError. The client's exceptions carry the
@@ -20,19 +20,21 @@ export function toMqError(error: unknown, what: string, secrets: readonly string
   const code =
     typeof (error as { code?: unknown })?.code === 'number' ? (error as { code: number }).code : undefined;
   const text = `${what}: ${message}`;
+  // The cause is kept for its stack and code, scrubbed like the message (it may quote the URL).
+  const cause = scrubError(error, secrets);
   if (code !== undefined && code >= 10_000) {
     if (code === 40_401 || code === 40_402 || code === 40_403 || code === 40_404)
-      return new PublishError(`${text} (does the topic exist?)`, { cause: error, retriable: false });
+      return new PublishError(`${text} (does the topic exist?)`, { cause, retriable: false });
     if (code === 41_300 || code === 41_301 || code === 43_100)
-      return new PublishError(text, { cause: error, retriable: false });
-    if (code === 40_800 || code === 50_400) return new TimeoutError(text, { cause: error });
+      return new PublishError(text, { cause, retriable: false });
+    if (code === 40_800 || code === 50_400) return new TimeoutError(text, { cause });
     if (code >= 40_000 && code < 42_900 && code !== 40_800)
-      return new PublishError(text, { cause: error, retriable: false });
-    return new PublishError(text, { cause: error, retriable: true });
+      return new PublishError(text, { cause, retriable: false });
+    return new PublishError(text, { cause, retriable: true });
   }
-  if (/deadline exceeded|timeout/i.test(message)) return new TimeoutError(text, { cause: error });
-  if (/not running|shut ?down/i.test(message)) return new ClosedError(text, { cause: error });
-  return new ConnectionError(text, { cause: error });
+  if (/deadline exceeded|timeout/i.test(message)) return new TimeoutError(text, { cause });
+  if (/not running|shut ?down/i.test(message)) return new ClosedError(text, { cause });
+  return new ConnectionError(text, { cause });
 }
 
 /** The client's logger (`info(format, ...args)`), routed to mqkit's logger at debug. */

@@ -28,6 +28,9 @@ export interface RemotingResponse {
   body: Buffer | undefined;
 }
 
+/** Largest frame accepted from a server: a bigger length is a corrupt stream, not a response. */
+export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+
 interface Pending {
   resolve: (r: RemotingResponse) => void;
   reject: (e: Error) => void;
@@ -81,6 +84,9 @@ export class RemotingClient {
       const timer = setTimeout(() => {
         this.pending.delete(opaque);
         reject(new Error(`no answer from ${this.address} within ${this.timeoutMs} ms (request ${code})`));
+        // A late answer would be matched to nothing, and a server that does not answer may never:
+        // the next request opens a new connection.
+        if (this.socket === socket) socket.destroy();
       }, this.timeoutMs);
       this.pending.set(opaque, { resolve, reject, timer });
       socket.write(frame);
@@ -110,8 +116,18 @@ export class RemotingClient {
         this.buffer = Buffer.alloc(0);
         resolve(socket);
       });
-      socket.on('data', (chunk: Buffer) => this.onData(chunk));
-      socket.once('error', (err) => {
+      socket.on('data', (chunk: Buffer) => {
+        // Runs in the socket's listener: a throw here would be an uncaught exception in the
+        // application. A stream that cannot be parsed is closed and its requests fail.
+        try {
+          this.onData(chunk);
+        } catch (error) {
+          socket.destroy();
+          this.fail(new Error(`unreadable response from ${this.address}: ${(error as Error).message}`));
+        }
+      });
+      // `on`, not `once`: a second error on a dying socket must not be an unhandled 'error'.
+      socket.on('error', (err) => {
         clearTimeout(timer);
         reject(err);
         this.fail(err);
@@ -139,10 +155,12 @@ export class RemotingClient {
     this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
     while (this.buffer.length >= 4) {
       const length = this.buffer.readUInt32BE(0);
+      if (length < 4 || length > MAX_FRAME_BYTES) throw new Error(`frame length ${length}`);
       if (this.buffer.length < 4 + length) return;
       const frame = this.buffer.subarray(4, 4 + length);
       this.buffer = this.buffer.subarray(4 + length);
       const headerLength = frame.readUInt32BE(0) & 0xffffff;
+      if (headerLength > length - 4) throw new Error(`header length ${headerLength} in a frame of ${length}`);
       const header = JSON.parse(frame.subarray(4, 4 + headerLength).toString('utf8')) as {
         code: number;
         opaque: number;

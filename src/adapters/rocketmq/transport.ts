@@ -6,6 +6,7 @@ import type { ResolvedSubscribeOptions } from '../../core/options.js';
 import { H } from '../../core/wire.js';
 import type { RocketMqContext } from './context.js';
 import { mqkitName } from './names.js';
+import { decodeProperties } from './properties.js';
 
 type ClientView = Awaited<ReturnType<SimpleConsumer['receive']>>[number];
 
@@ -19,10 +20,25 @@ export interface View {
   readonly body: Buffer;
   readonly tag?: string;
   readonly keys: string[];
+  readonly messageGroup?: string;
   readonly properties: Map<string, string>;
   readonly offset?: number;
   readonly bornTimestamp?: Date;
   deliveryAttempt?: number;
+}
+
+/** The proxy's `maxInvisibleTimeMills` (12 h): a longer invisible duration is refused. */
+export const MAX_INVISIBLE_MS = 43_200_000;
+
+/**
+ * A delivered record's hold on its message: the renewal timer and the chain of invisible-time
+ * changes and the final ack or release. One chain per record, because the client replaces the
+ * view's receipt handle only once a change returns: an ack sent meanwhile carries the old handle.
+ */
+interface Hold {
+  chain: Promise<void>;
+  timer: NodeJS.Timeout | undefined;
+  done: boolean;
 }
 
 /** A received message and what acknowledging it needs. */
@@ -79,6 +95,10 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
   private wake: (() => void) | undefined;
   /** Releases and acks in flight: a close waits for them before the client shuts down. */
   private readonly pending = new Set<Promise<unknown>>();
+  /** Records delivered and not yet settled, whose invisible time is renewed while held. */
+  private readonly held = new Map<RocketMqRecord, Hold>();
+  private renewalReported = false;
+  private queueUnknownReported = false;
 
   constructor(
     private readonly context: RocketMqContext,
@@ -91,10 +111,16 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
     this.prefetch = Math.max(64, options.concurrency * 4 * (options.batch?.maxSize ?? 1));
   }
 
+  /**
+   * How long a received message stays hidden from other members. It is renewed every half of it
+   * from delivery until settled (waiting in prefetch, running, waiting for a retry), so it only
+   * bounds how long a message of a dead member stays hidden.
+   */
   private get invisibleMs(): number {
+    const given = this.context.options.invisibleMs;
+    if (given !== undefined) return given;
     const r = this.options.retry;
-    // Long enough for a handler and its in-process retries; `retrying` extends it per attempt.
-    return Math.max(30_000, this.options.closeTimeoutMs * 2, r.maxMs * 2);
+    return Math.min(MAX_INVISIBLE_MS, Math.max(30_000, this.options.closeTimeoutMs * 2, r.maxMs * 2));
   }
 
   async start(engine: ConsumerEngine<RocketMqRecord>): Promise<void> {
@@ -175,22 +201,39 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
           this.release(view);
           continue;
         }
-        const queueId = consumer.queueOf.get(view.messageId) ?? 0;
+        let queueId = consumer.queueOf.get(view.messageId);
         consumer.queueOf.delete(view.messageId);
+        if (queueId === undefined) {
+          // The client's internals moved (another version): every message counts as queue 0,
+          // one order lane per key still, but one claim for all queues.
+          queueId = 0;
+          if (!this.queueUnknownReported) {
+            this.queueUnknownReported = true;
+            engine.report(
+              `the queue of a received message cannot be read (rocketmq-client-nodejs version?): all count as queue 0; reported once`,
+              new Error('no queue id in the receive response'),
+            );
+          }
+        }
         const claim = engine.assign(`q${queueId}`, queueId);
-        engine.deliver(claim, this.record(view, queueId, claim));
+        const record = this.record(view, queueId, claim);
+        this.hold(record);
+        engine.deliver(claim, record);
       }
     }
   }
 
   private record(view: View, queueId: number, claim: Claim): RocketMqRecord {
     const headers: Headers = {};
-    for (const [name, value] of view.properties) if (!SYSTEM_PROPERTY.test(name)) headers[name] = value;
+    for (const [name, value] of decodeProperties(view.properties))
+      if (!SYSTEM_PROPERTY.test(name)) headers[name] = value;
     if (headers[H.id] === undefined) headers[H.id] = view.messageId;
     if (view.tag !== undefined && view.tag !== '' && headers[H.tag] === undefined) headers[H.tag] = view.tag;
     const empty = headers[EMPTY_BODY] === '1';
     delete headers[EMPTY_BODY];
-    const key = headers[H.key] ?? view.keys[0];
+    // A plain FIFO producer's message group is its order key (mqkit's travels in mq-key: the
+    // group may be a hash of it). The client gives '' for no group.
+    const key = headers[H.key] ?? (view.messageGroup || undefined) ?? view.keys[0];
     delete headers[H.key];
     const stamp = headers[H.timestamp];
     return {
@@ -207,17 +250,64 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
     };
   }
 
+  /** Renews the record's invisible time every half of it until it is settled. */
+  private hold(record: RocketMqRecord): void {
+    const hold: Hold = { chain: Promise.resolve(), timer: undefined, done: false };
+    this.held.set(record, hold);
+    this.schedule(record, hold);
+  }
+
+  private schedule(record: RocketMqRecord, hold: Hold): void {
+    if (hold.timer !== undefined) clearTimeout(hold.timer);
+    hold.timer = setTimeout(() => {
+      hold.timer = undefined;
+      this.renew(record, hold);
+    }, this.invisibleMs / 2);
+    hold.timer.unref();
+  }
+
+  private renew(record: RocketMqRecord, hold: Hold): void {
+    const consumer = this.consumer;
+    if (hold.done || consumer === undefined) return;
+    hold.chain = hold.chain
+      .then(async () => {
+        if (hold.done) return;
+        await consumer.changeInvisibleDuration(record.view as ClientView, this.invisibleMs);
+      })
+      .catch((error: unknown) => {
+        if (this.renewalReported) return;
+        this.renewalReported = true;
+        this.engine?.report(
+          'renewing a held message failed (it may be delivered again to another member); reported once',
+          this.context.error(error, 'changeInvisibleDuration'),
+        );
+      });
+    this.schedule(record, hold);
+  }
+
   settle(record: RocketMqRecord, settlement: 'ack' | 'requeue'): void {
     const consumer = this.consumer;
+    const hold = this.held.get(record);
+    this.held.delete(record);
+    if (hold !== undefined) {
+      hold.done = true;
+      if (hold.timer !== undefined) clearTimeout(hold.timer);
+    }
+    // After any renewal in flight: it replaces the receipt handle the ack or release needs.
+    const before = hold?.chain ?? Promise.resolve();
     if (consumer !== undefined) {
       if (settlement === 'ack')
-        consumer.ack(record.view as ClientView).catch((error: unknown) => {
-          this.engine?.report(
-            'acknowledging a message failed (it will be delivered again)',
-            this.context.error(error, 'ack'),
-          );
-        });
-      else this.release(record.view);
+        this.track(
+          before
+            .then(() => consumer.ack(record.view as ClientView))
+            .catch((error: unknown) => {
+              this.engine?.report(
+                'acknowledging a message failed (it will be delivered again)',
+                this.context.error(error, 'ack'),
+              );
+            }),
+        );
+      else this.track(before.then(() => this.release(record.view)));
     }
     // Poll again once half of the prefetch is free rather than after every settle: one poll
     // then brings a full batch instead of one or two messages.
@@ -229,10 +319,12 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
   }
 
   /** Makes a message visible again at once (it is delivered again). Best effort. */
-  private release(view: View): void {
+  private release(view: View): Promise<void> {
     const consumer = this.consumer;
-    if (consumer !== undefined)
-      this.track(consumer.changeInvisibleDuration(view as ClientView, 1000).catch(() => {}));
+    if (consumer === undefined) return Promise.resolve();
+    const p = consumer.changeInvisibleDuration(view as ClientView, 1000).catch(() => {});
+    this.track(p);
+    return p;
   }
 
   private track(p: Promise<unknown>): void {
@@ -241,8 +333,9 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
   }
 
   retrying(record: RocketMqRecord): void {
-    // Keeps the message invisible while this process retries it.
-    this.consumer?.changeInvisibleDuration(record.view as ClientView, this.invisibleMs).catch(() => {});
+    // Renews now (the timer keeps renewing while the retry waits and runs).
+    const hold = this.held.get(record);
+    if (hold !== undefined) this.renew(record, hold);
   }
 
   async publishDeadLetter(record: RocketMqRecord, topic: string, headers: Headers): Promise<void> {
@@ -273,6 +366,12 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
     // A release that does not reach the broker leaves its message hidden for the whole
     // invisible duration: let them (and acks) finish first.
     await Promise.allSettled([...this.pending]);
+    // Records never settled (a drain that timed out): stop renewing, they become visible again.
+    for (const hold of this.held.values()) {
+      hold.done = true;
+      if (hold.timer !== undefined) clearTimeout(hold.timer);
+    }
+    this.held.clear();
     await consumer?.shutdown().catch(() => {});
     // A broadcast instance's group is its own and ends with it: leave no group behind.
     if (this.options.mode === 'broadcasting' && this.context.admin.available)

@@ -53,12 +53,20 @@ export async function benchRawRocketmq(
           consumers.push(consumer);
           loops.push(
             (async () => {
+              let failures = 0;
               while (!stopping) {
                 let views: Awaited<ReturnType<typeof consumer.receive>>;
                 try {
                   views = await consumer.receive(32, 30_000);
-                } catch {
-                  continue; // an empty long poll ends in an error status
+                  failures = 0;
+                } catch (error) {
+                  // An empty long poll ends in a "no new message" status; anything else (the
+                  // proxy gone) backs off rather than spinning.
+                  if ((error as { code?: number }).code === 40_401 || /no new message/i.test(String(error)))
+                    continue;
+                  failures++;
+                  await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** Math.min(failures, 6))));
+                  continue;
                 }
                 await Promise.all(
                   views.map(async (view) => {

@@ -1,9 +1,9 @@
 import type { Producer } from '../../core/broker.js';
 import { bytesCodec, decodeBody, jsonCodec } from '../../core/codec.js';
-import { ClosedError, ConfigError } from '../../core/errors.js';
+import { ClosedError, ConfigError, UnsupportedError } from '../../core/errors.js';
 import { Listeners } from '../../core/events.js';
 import { isLogger, type Logger, processWarningLogger, safeLog } from '../../core/logger.js';
-import type { Headers, OutgoingMessage } from '../../core/message.js';
+import type { Headers, OutgoingMessage, TopicRef } from '../../core/message.js';
 import {
   NATIVE_TRANSACTIONS,
   type NativeHalf,
@@ -17,6 +17,7 @@ import {
   MAX_TIMER_MS,
   refuseUnknownKeys,
   thrownText,
+  userTopicName,
 } from '../../core/options.js';
 import { sleep } from '../../core/timers.js';
 import { insertRows } from '../outbox/outbox.js';
@@ -83,12 +84,30 @@ export interface HalfMessagesOptions {
   checkLocalTransaction: (message: HalfMessage) => LocalTransactionState | Promise<LocalTransactionState>;
   /** Default 'mqkit_outbox'. */
   table?: string;
-  /** Time before the first check (RocketMQ's transaction timeout). Default 6000; per message too. */
+  /**
+   * Time before the first check (RocketMQ's transaction timeout). Default 6000; per message too.
+   * Refused with `UnsupportedError` on a RocketMQ producer (the broker's `transactionTimeOut`).
+   */
   immunityMs?: number;
-  /** Time between checks. Default 30 000. */
+  /**
+   * Time between checks. Default 30 000. Refused with `UnsupportedError` on a RocketMQ producer
+   * (the broker's `transactionCheckInterval`).
+   */
   checkIntervalMs?: number;
-  /** Checks before a message with no decision is parked as 'unresolved'. Default 15; 1 to 1000. */
+  /**
+   * Checks before a message with no decision is parked as 'unresolved'. Default 15; 1 to 1000.
+   * Refused with `UnsupportedError` on a RocketMQ producer (the broker's `transactionCheckMax`,
+   * after which it discards the message).
+   */
   maxChecks?: number;
+  /**
+   * Topics this member sends half messages to. On a RocketMQ producer the broker asks only
+   * processes that publish to a message's topic: listing them makes this member one from
+   * `start`, so that it answers checks (after a restart, or for a sender that died) before it
+   * sent anything itself. Without it a member answers only for topics it sent to since it
+   * started. No effect with the PostgreSQL table (any member checks every message of the group).
+   */
+  topics?: readonly TopicRef<unknown>[];
   /** How often the checker looks for due messages (and reports the gauge). Default 1000. */
   scanMs?: number;
   /** How long rolled-back rows are kept (then deleted, bounded). Default 24 h. */
@@ -145,7 +164,9 @@ export interface TransactionalProducer {
    * 'unresolved'. A decision races a check harmlessly: the first one recorded wins.
    * Rejects only when the half message could not be stored (nothing was sent; the local
    * transaction did not run; `ClosedError` after `close()`) or the decision could not be
-   * recorded (a check will decide).
+   * recorded in the table (a check will decide). With native half messages (RocketMQ), a
+   * decision the broker did not take resolves 'prepared' instead, the error reported to the
+   * logger and the 'error' event (the broker's check will decide).
    */
   sendInTransaction<T>(
     message: OutgoingMessage<T>,
@@ -194,6 +215,7 @@ const KEYS = [
   'immunityMs',
   'checkIntervalMs',
   'maxChecks',
+  'topics',
   'scanMs',
   'keepRolledBackMs',
   'relay',
@@ -264,6 +286,7 @@ class HalfMessages implements TransactionalProducer {
   private closed = false;
   /** The broker's own transactional messages, where the producer offers them (RocketMQ). */
   private native: NativeTransactionGroup | undefined;
+  private readonly topics: string[];
 
   constructor(private readonly options: HalfMessagesOptions) {
     if (!isPlainObject(options)) throw new ConfigError('halfMessages', 'must be an options object');
@@ -309,6 +332,9 @@ class HalfMessages implements TransactionalProducer {
     if (options.logger !== undefined && !isLogger(options.logger)) {
       throw new ConfigError('halfMessages.logger', 'must have debug, info, warn and error methods');
     }
+    if (options.topics !== undefined && !Array.isArray(options.topics))
+      throw new ConfigError('halfMessages.topics', 'must be an array of topics');
+    this.topics = (options.topics ?? []).map((t, i) => userTopicName(t, `halfMessages.topics[${i}]`));
     this.logger = options.logger ?? processWarningLogger();
     this.events = new Listeners(this.logger, "the half messages'");
   }
@@ -318,9 +344,23 @@ class HalfMessages implements TransactionalProducer {
       NATIVE_TRANSACTIONS
     ];
     if (native !== undefined) {
+      // The broker's schedule applies: options that would look like they change it are refused.
+      for (const key of ['immunityMs', 'checkIntervalMs', 'maxChecks'] as const)
+        if (this.options[key] !== undefined)
+          throw new UnsupportedError(
+            `halfMessages.${key}: native half messages (RocketMQ) are checked on the broker's schedule (transactionTimeOut, transactionCheckInterval, transactionCheckMax in broker.conf)`,
+          );
       // Half messages live in the broker, which asks the group's live producers; the table
       // holds none, so neither the relay nor the table's checker runs.
-      this.native = native.open(this.group, (half) => this.checkNative(half));
+      const group = native.open(this.group, (half) => this.checkNative(half));
+      if (this.topics.length > 0)
+        try {
+          await group.publishTo(this.topics);
+        } catch (error) {
+          await group.close();
+          throw error;
+        }
+      this.native = group;
       return;
     }
     const relay = this.options.relay ?? true;
@@ -387,7 +427,13 @@ class HalfMessages implements TransactionalProducer {
       this.immunityMs,
       MAX_TIMER_MS,
     );
-    if (this.native !== undefined) return this.sendNative(message, localTransaction);
+    if (this.native !== undefined) {
+      if (options.immunityMs !== undefined)
+        throw new UnsupportedError(
+          "sendInTransaction.options.immunityMs: native half messages (RocketMQ) are first checked after the broker's transactionTimeOut",
+        );
+      return this.sendNative(message, localTransaction);
+    }
     // Stored and committed before the local transaction runs: a crash from here on leaves a
     // prepared message for the checker, never a local change without its message.
     const [id] = await insertRows(this.pool, this.table, [message as OutgoingMessage<unknown>], {
@@ -604,7 +650,7 @@ class HalfMessages implements TransactionalProducer {
     localTransaction: (message: HalfMessage<T>) => LocalTransactionState | Promise<LocalTransactionState>,
   ): Promise<TransactionSendResult> {
     let error: unknown;
-    const { id, decision } = await (this.native as NativeTransactionGroup).send(
+    const { id, decision, endError } = await (this.native as NativeTransactionGroup).send(
       message as OutgoingMessage<unknown>,
       async (id) => {
         try {
@@ -631,6 +677,9 @@ class HalfMessages implements TransactionalProducer {
         }
       },
     );
+    // The local transaction ran; its decision did not reach the broker, whose checks decide.
+    if (endError !== undefined)
+      this.report(endError, `ending the transaction of ${id} (a check will decide)`);
     if (decision !== 'unknown')
       this.emit('resolved', { id, state: decision === 'commit' ? 'committed' : 'rolled-back' });
     const state: HalfMessageState =
@@ -693,8 +742,14 @@ class HalfMessages implements TransactionalProducer {
  * broker stores them, invisible to consumers, and asks a live producer of the group (one that
  * sent to the message's topic, in any process) with `checkLocalTransaction`, on the broker's
  * schedule (`transactionTimeOut`, `transactionCheckInterval` and `transactionCheckMax` in
- * broker.conf; `immunityMs`, `checkIntervalMs`, `maxChecks` and the relay do not apply, and
- * `pool` is not written to).
+ * broker.conf; `immunityMs`, `checkIntervalMs` and `maxChecks` are refused with
+ * `UnsupportedError`, the relay does not run, and `pool` is not written to). A member answers
+ * checks for the topics it sent to since it started and those in `topics`: list them, so
+ * that after a restart a message is not discarded after `transactionCheckMax` checks for want
+ * of a member that answers. A check that reaches the sender while its local transaction still
+ * runs is answered 'unknown' (another process of the group cannot know, and asks
+ * `checkLocalTransaction`). If the decision cannot be delivered, `sendInTransaction` resolves
+ * with 'prepared' and reports the error (logger and 'error' event): a check decides.
  *
  * Not atomic with the local transaction: as in RocketMQ, the local transaction commits on its
  * own and the check is what reconciles a crash in between. If the local transaction writes to
