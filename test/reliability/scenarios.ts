@@ -818,7 +818,8 @@ const s9: Scenario = {
   brokers: ['rabbitmq', 'kafka', 'kafka3'],
   run: (env) =>
     withContext(env, async (ctx) => {
-      const n = count(env, 3_000);
+      // At least 300: relays publish 50 rows a batch, and the three faults must fall mid-stream.
+      const n = Math.max(300, count(env, 3_000));
       const pool = env.stores.pool;
       const table = `rel_ob_${ctx.run}`;
       const relays: ChildRelay[] = [];
