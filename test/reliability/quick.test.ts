@@ -32,13 +32,15 @@ describe('reliability matrix, quick subset', () => {
     expectClean(await run(['poison', 'duplicates', 'ordered-churn'], ['memory'], 0.05), 3);
   }, 60_000);
 
-  it('rabbitmq: broker restarted twice (kill -9 or clean stop, by seed), network faults on both paths, consumers SIGKILLed before their ack', async () => {
-    const results = await run(['restart', 'consumer-kill', 'network'], ['rabbitmq'], 0.02);
-    expectClean(results, 3);
+  it('rabbitmq: broker restarted twice (kill -9 or clean stop, by seed), network faults on both paths, consumers SIGKILLed before their ack, outbox relays SIGKILLed', async () => {
+    const results = await run(['restart', 'consumer-kill', 'network', 'outbox'], ['rabbitmq'], 0.02);
+    expectClean(results, 4);
     const restart = results.find((r) => r.scenario === 'restart');
     expect(restart?.result?.recoveries.length).toBe(2);
     expect(results.find((r) => r.scenario === 'network')?.result?.recoveries.length).toBe(6);
-  }, 150_000);
+    // Two relay kills and a broker restart, each while rows were still to relay.
+    expect(results.find((r) => r.scenario === 'outbox')?.result?.recoveries.length).toBe(3);
+  }, 180_000);
 
   it('kafka: poison messages dead-lettered after exactly the configured attempts', async () => {
     expectClean(await run(['poison'], ['kafka'], 0.05), 1);

@@ -1,9 +1,13 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { type Broker, connect, type Delivery, type Subscription } from '../../src/index.js';
+import { createOutbox, ensureOutbox } from '../../src/patterns/index.js';
 import { waitFor } from '../../src/testing/index.js';
 import type { CheckOptions } from './checker.js';
 import type { ProxyMode } from './fault-proxy.js';
 import { Ledger } from './ledger.js';
+import type { RelayChildConfig } from './relay-child.js';
 import type { BrokerName, Target } from './targets.js';
 import {
   between,
@@ -650,4 +654,280 @@ const s8: Scenario = {
     }),
 };
 
-export const SCENARIOS: readonly Scenario[] = [s1, s2, s3, s4, s5, s6, s7, s8];
+const RELAY_CHILD = fileURLToPath(new URL('./relay-child.ts', import.meta.url));
+
+/** An outbox relay in a child process (relay-child.ts), which can be SIGKILLed mid-stream. */
+class ChildRelay {
+  private readonly child: ChildProcess;
+  readonly ready: Promise<void>;
+  readonly exited: Promise<void>;
+  alive = true;
+  readonly stderr: string[] = [];
+
+  constructor(config: RelayChildConfig, failed: Set<string>) {
+    this.child = spawn(process.execPath, ['--import', 'tsx', RELAY_CHILD], {
+      env: { ...process.env, REL_RELAY: JSON.stringify(config) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let isReady = false;
+    let readyResolve: () => void = () => {};
+    let readyReject: (e: Error) => void = () => {};
+    this.ready = new Promise((resolve, reject) => {
+      readyResolve = resolve;
+      readyReject = reject;
+    });
+    let buffer = '';
+    this.child.stdout?.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        if (line === 'READY') {
+          isReady = true;
+          readyResolve();
+        } else if (line.startsWith('F ')) failed.add(line.slice(2));
+      }
+    });
+    this.child.stderr?.on('data', (chunk: Buffer) => {
+      this.stderr.push(chunk.toString());
+      if (this.stderr.length > 50) this.stderr.shift();
+    });
+    this.exited = new Promise((resolve) => {
+      this.child.once('exit', () => {
+        this.alive = false;
+        if (!isReady)
+          readyReject(
+            new Error(`relay ${config.relayId} exited before READY: ${this.stderr.join('').slice(-500)}`),
+          );
+        resolve();
+      });
+    });
+    this.ready.catch(() => {});
+  }
+
+  /** SIGKILL: whatever it published and did not mark yet stays pending, to be published again. */
+  async kill(): Promise<void> {
+    if (this.alive) this.child.kill('SIGKILL');
+    await this.exited;
+  }
+
+  /** SIGTERM: the relay finishes its batch, marks it and closes. */
+  async leave(): Promise<void> {
+    if (this.alive) this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 30_000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+/** Business rows written with the outbox rows, in the same transactions. */
+const ORDERS_TABLE = 'mqkit_rel_orders';
+
+/**
+ * Writers commit business rows together with outbox rows, 1 to 3 per transaction; about one
+ * transaction in ten is rolled back on purpose (seeded; at least one). A committed row is
+ * "sent and confirmed" in the ledger (the commit is the producer's confirm), a rolled-back one
+ * is never sent: its delivery would be `unexpected`. Each writer owns its keys and writes them
+ * one transaction after another, so insertion order per key is the ledger's `seq`.
+ */
+async function writeOutbox(
+  ctx: RunContext,
+  table: string,
+  n: number,
+  rolledBack: Set<string>,
+  paceMs: number,
+): Promise<void> {
+  const outbox = createOutbox({ table });
+  const pool = ctx.env.stores.pool;
+  let next = 0;
+  const writers = Array.from({ length: 3 }, async (_, w) => {
+    const seqs = new Map<string, number>();
+    for (let txs = 0; next < n; txs++) {
+      const size = Math.min(between(ctx.random, 1, 3), n - next);
+      const first = next;
+      next += size;
+      const rollback = ctx.random() < 0.1 || (w === 0 && txs === 2);
+      const messages = Array.from({ length: size }, (_, j) => {
+        const key = `w${w}k${Math.floor(ctx.random() * 8)}`;
+        const seq = (seqs.get(key) ?? 0) + 1;
+        seqs.set(key, seq);
+        const id = `${ctx.run}-${first + j}`;
+        const body: RelBody = { key, seq, poison: false };
+        return { topic: ctx.topic, key, id, body };
+      });
+      const started = Date.now();
+      if (!rollback)
+        for (const m of messages)
+          ctx.ledger.send({
+            id: m.id,
+            key: m.key,
+            seq: m.body.seq,
+            poison: false,
+            timeoutMs: PUBLISH_TIMEOUT_MS,
+            at: started,
+          });
+      const tx = await pool.connect();
+      try {
+        await tx.query('BEGIN');
+        for (const m of messages)
+          await tx.query(`INSERT INTO ${ORDERS_TABLE} (run, id) VALUES ($1, $2)`, [ctx.run, m.id]);
+        await outbox.addBatch(tx, messages);
+        await tx.query(rollback ? 'ROLLBACK' : 'COMMIT');
+      } catch (error) {
+        await tx.query('ROLLBACK').catch(() => {});
+        throw error;
+      } finally {
+        tx.release();
+      }
+      if (rollback) for (const m of messages) rolledBack.add(m.id);
+      else for (const m of messages) ctx.ledger.confirm(m.id, started);
+      if (paceMs) await delay(paceMs);
+    }
+  });
+  await Promise.all(writers);
+}
+
+/** Per group and key, first deliveries whose seq is not above the previous one's: which, and whether the overtaken row had failed to publish. */
+function orderDetails(ledger: Ledger, failed: ReadonlySet<string>): string[] {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  const last = new Map<string, { seq: number; id: string }>();
+  const byKeySeq = new Map<string, string>();
+  for (const [id, s] of ledger.sent) byKeySeq.set(`${s.key}\u0000${s.seq}`, id);
+  for (const d of [...ledger.deliveries].sort((a, b) => a.at - b.at)) {
+    const g = d.group ?? 'g';
+    if (seen.has(`${g}\u0000${d.id}`) || d.key === undefined || d.seq === undefined) continue;
+    seen.add(`${g}\u0000${d.id}`);
+    const k = `${g}\u0000${d.key}`;
+    const prev = last.get(k);
+    if (prev !== undefined && d.seq <= prev.seq) {
+      if (out.length < 10)
+        out.push(
+          `${g} key ${d.key}: seq ${d.seq} (${d.id}${failed.has(d.id) ? ', had failed to publish' : ''}) first delivered after seq ${prev.seq} (${prev.id}${failed.has(prev.id) ? ', had failed to publish' : ''})`,
+        );
+    } else last.set(k, { seq: d.seq, id: d.id });
+  }
+  return out;
+}
+
+const s9: Scenario = {
+  id: 'outbox',
+  title:
+    '9. transactional outbox: writers commit (some roll back), relays in child processes SIGKILLed and restarted, the broker restarted once',
+  // Not memory: the relays run in child processes, and the embedded broker lives in this one.
+  brokers: ['rabbitmq', 'kafka', 'kafka3'],
+  run: (env) =>
+    withContext(env, async (ctx) => {
+      // At least 300: relays publish 50 rows a batch, and the three faults must fall mid-stream.
+      const n = Math.max(300, count(env, 3_000));
+      const pool = env.stores.pool;
+      const table = `rel_ob_${ctx.run}`;
+      const relays: ChildRelay[] = [];
+      try {
+        await pool.query(`CREATE TABLE IF NOT EXISTS ${ORDERS_TABLE} (run text NOT NULL, id text NOT NULL)`);
+        await ensureOutbox(pool, { table, slots: 16 });
+        await ctx.ensureTopic();
+        const groups = [
+          { group: 'g-redis', store: 'redis' as const },
+          { group: 'g-pg', store: 'pg' as const },
+        ];
+        // Consumers first (RabbitMQ keeps only what arrives after a queue exists).
+        const consumer = await ctx.connect('consume');
+        for (const g of groups) await ctx.subscribe(consumer, g.group, g.store, { order: 'key' });
+        const failed = new Set<string>();
+        const { logger: _logger, ...connectOptions } = env.target.connectOptions;
+        const relayConfig = (relayId: string): RelayChildConfig => ({
+          relayId,
+          url: env.target.publishUrl,
+          connectOptions: connectOptions as Record<string, unknown>,
+          pgUrl: env.stores.pgUrl,
+          table,
+          publishTimeoutMs: PUBLISH_TIMEOUT_MS,
+        });
+        const relayIds = [`${ctx.run}-relay-0`, `${ctx.run}-relay-1`];
+        for (const id of relayIds) relays.push(new ChildRelay(relayConfig(id), failed));
+        await Promise.all(relays.map((r) => r.ready));
+
+        const rolledBack = new Set<string>();
+        const writing = tracked(writeOutbox(ctx, table, n, rolledBack, 20));
+        // Faults by relayed progress (distinct ids the PostgreSQL group got), as fractions of
+        // a floor under the committed count (about 9 in 10 transactions commit).
+        const relayed = (): number =>
+          new Set(ctx.ledger.deliveries.filter((d) => d.group === 'g-pg').map((d) => d.id)).size;
+        const plan = [
+          { at: between(ctx.random, 15, 30) / 100, fault: 'relay' as const },
+          { at: between(ctx.random, 35, 55) / 100, fault: 'broker' as const },
+          { at: between(ctx.random, 60, 75) / 100, fault: 'relay' as const },
+        ];
+        let relayKills = 0;
+        let missedFaults = 0;
+        for (const step of plan) {
+          const target = Math.floor(step.at * n * 0.8);
+          try {
+            await waitFor(() => relayed() >= target, { timeoutMs: 120_000, intervalMs: 50 });
+          } catch {
+            missedFaults++;
+            ctx.notes.push(`${relayed()} relayed, ${target} awaited for the ${step.fault} fault: skipped`);
+            continue;
+          }
+          if (step.fault === 'broker') {
+            await restartNode(ctx, `broker restart at ${Math.round(step.at * 100)}%`);
+            continue;
+          }
+          const i = between(ctx.random, 0, relays.length - 1);
+          const start = Date.now();
+          env.log(`  at ${Math.round(step.at * 100)}% relayed: SIGKILL relay ${i}, restart it`);
+          await (relays[i] as ChildRelay).kill();
+          const restarted = new ChildRelay(relayConfig(relayIds[i] as string), failed);
+          relays[i] = restarted;
+          await restarted.ready;
+          relayKills++;
+          ctx.ledger.fault(`relay ${i} SIGKILLed + restarted`, start, Date.now());
+        }
+        await writing.promise;
+        await drain(ctx.ledger, env.stores, ctx.run, groups, DRAIN_TIMEOUT_MS);
+
+        // Every row relayed and deleted: nothing pending, nothing parked.
+        const left = async (): Promise<number> =>
+          (await pool.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n as number;
+        await waitFor(async () => (await left()) === 0, { timeoutMs: 30_000, intervalMs: 250 }).catch(
+          () => {},
+        );
+        const outboxRowsLeft = await left();
+        // The business rows are exactly the committed messages' (the rolled-back ones went with their rows).
+        const { rows } = await pool.query(`SELECT id FROM ${ORDERS_TABLE} WHERE run = $1`, [ctx.run]);
+        const business = new Set(rows.map((r) => r.id as string));
+        let businessRowMismatches = 0;
+        for (const id of ctx.ledger.confirmed.keys()) if (!business.has(id)) businessRowMismatches++;
+        for (const id of business) if (!ctx.ledger.confirmed.has(id)) businessRowMismatches++;
+        const rolledBackDelivered = new Set(
+          ctx.ledger.deliveries.filter((d) => rolledBack.has(d.id)).map((d) => d.id),
+        ).size;
+        const summary = `${ctx.ledger.confirmedCount} committed, ${rolledBack.size} rolled back (never sent), ${relayKills} relay kills, ${failed.size} rows failed to publish at least once`;
+        env.log(`  ${summary}`);
+        ctx.notes.push(summary);
+        ctx.notes.push(...orderDetails(ctx.ledger, failed));
+        for (const r of relays)
+          if (!r.alive) ctx.notes.push(`relay exited: ${r.stderr.join('').slice(-300)}`);
+        return outcome(
+          ctx,
+          { ordered: true },
+          {
+            rolledBackDelivered,
+            noRollbacks: rolledBack.size === 0 ? 1 : 0,
+            outboxRowsLeft,
+            businessRowMismatches,
+            missedFaults,
+            deadRelays: relays.filter((r) => !r.alive).length,
+          },
+        );
+      } finally {
+        await Promise.all(relays.map((r) => r.kill()));
+        await pool.query(`DROP TABLE IF EXISTS ${table}, ${table}_meta, ${table}_relays`).catch(() => {});
+        await pool.query(`DROP FUNCTION IF EXISTS ${table}_notify()`).catch(() => {});
+        await pool.query(`DELETE FROM ${ORDERS_TABLE} WHERE run = $1`, [ctx.run]).catch(() => {});
+      }
+    }),
+};
+
+export const SCENARIOS: readonly Scenario[] = [s1, s2, s3, s4, s5, s6, s7, s8, s9];
