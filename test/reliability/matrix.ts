@@ -79,6 +79,9 @@ async function runOne(
 ): Promise<RunResult> {
   log(`${scenario.id} on ${target.name}, seed ${seed}`);
   const t0 = Date.now();
+  // The in-process clients' warnings and errors (see quietLogger), this run's only.
+  const logged = (target.connectOptions as { logger?: { lines?: string[] } }).logger?.lines;
+  if (logged) logged.length = 0;
   try {
     const out = await scenario.run({ target, stores, seed, scale, log });
     const result = check(out.ledger, out.check);
@@ -120,6 +123,8 @@ async function runOne(
     ];
     const line = `  ${result.messages} messages, ${result.confirmed} confirmed, lost ${result.lost}, dup deliveries ${result.duplicateDeliveries}, dup effects ${result.duplicateEffects}, order ${result.orderViolations}, recover ${result.maxRecoveryMs} ms, ${Date.now() - t0} ms${broken.length ? ` FAILED: ${broken.join('; ')}` : ''}`;
     log(line);
+    if (broken.length > 0 && logged?.length)
+      out.notes.push(...logged.slice(-20).map((l) => `logged: ${l.slice(0, 400)}`));
     if (broken.length > 0) for (const note of out.notes) log(`    ${note}`);
     return {
       scenario: scenario.id,
