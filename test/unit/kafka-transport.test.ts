@@ -244,6 +244,24 @@ describe('kafka subscription through the client seam', () => {
     expect(offsets).toEqual([...offsets].sort((a, b) => a - b)); // never backwards
   });
 
+  it('joins again with a new consumer when the client gives up on a retriable error (kafkajs: no group coordinator found)', async () => {
+    const handled: number[] = [];
+    const consumer = await subscribe({ order: 'partition' }, (d) => {
+      handled.push(d.body.n);
+    });
+    await consumer.fetch(0, 1);
+    await waitFor(() => consumer.lastCommit() === 2);
+    // kafkajs counts KafkaJSGroupCoordinatorNotFound as not retriable and does not restart.
+    consumer.listener?.crashed(new ConnectionError('Failed to find group coordinator'), false);
+    await waitFor(() => consumers.length === 2, { timeoutMs: 10_000 });
+    expect(consumer.stopped).toBe(true);
+    const again = consumers[1] as FakeConsumer;
+    await waitFor(() => again.listener !== undefined);
+    expect(await again.fetch(2, 3)).toBe(3);
+    await waitFor(() => again.lastCommit() === 4);
+    expect(handled).toEqual([0, 1, 2, 3]);
+  });
+
   it('pauses a partition at `prefetch` uncommittable offsets and resumes it at half', async () => {
     const gates = new Gates();
     gates.hold(0);

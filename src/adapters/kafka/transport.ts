@@ -1,9 +1,9 @@
 import type { ConsumerEngine, ConsumerTransport, RetryCopy } from '../../core/consumer-engine.js';
 import type { ReceivedRecord } from '../../core/dispatch.js';
-import { ConnectionError, type MqError } from '../../core/errors.js';
+import { ConnectionError, isMqError, type MqError } from '../../core/errors.js';
 import type { Headers } from '../../core/message.js';
 import { otherTagsError, type ResolvedSubscribeOptions, tagsKey } from '../../core/options.js';
-import { settlesWithin } from '../../core/timers.js';
+import { settlesWithin, sleep } from '../../core/timers.js';
 import { H } from '../../core/wire.js';
 import type {
   ConsumerClient,
@@ -63,6 +63,8 @@ export class KafkaTransport implements ConsumerTransport<KafkaRecord> {
   private waiting: PartitionRun[] = [];
   private distributing = false;
   private failure: MqError | undefined;
+  /** Aborted by `close`: ends a rejoin in progress. */
+  private readonly closing = new AbortController();
   private readonly commits: OffsetCommitter;
   /** Retry copies go to the retry topic; set when there is one. */
   publishRetry?: (record: KafkaRecord, copy: RetryCopy) => Promise<void>;
@@ -104,8 +106,17 @@ export class KafkaTransport implements ConsumerTransport<KafkaRecord> {
         options.mode === 'broadcasting',
       );
     }
-    const c = context.options.consumer;
-    const consumer = context.client.consumer({
+    const consumer = this.newConsumer();
+    this.consumer = consumer;
+    context.startForwarder();
+    await this.join(consumer);
+  }
+
+  /** A client consumer of this subscription's group and topics (a new one per join). */
+  private newConsumer(): ConsumerClient {
+    const c = this.context.options.consumer;
+    const options = this.options;
+    return this.context.client.consumer({
       groupId: options.group,
       topics: [
         // 'latest' and timestamp starts are seeks of the partitions there are at the first join
@@ -122,9 +133,6 @@ export class KafkaTransport implements ConsumerTransport<KafkaRecord> {
       concurrentBatches: 1,
       tags: { [options.topic]: tagsKey(options.tags) },
     });
-    this.consumer = consumer;
-    context.startForwarder();
-    await this.join(consumer);
   }
 
   private async join(consumer: ConsumerClient): Promise<void> {
@@ -184,8 +192,41 @@ export class KafkaTransport implements ConsumerTransport<KafkaRecord> {
     }
     // The member left the group: whoever owns the partitions next starts from the commits.
     for (const [key, run] of this.runs) this.revoke(key, run);
-    if (!restarting && !this.engine.isClosing) {
-      this.engine.report(`subscription to ${this.topic} (group ${this.group}) stopped`, error);
+    if (restarting || this.engine.isClosing) return;
+    if (error.retriable) void this.rejoin(error);
+    else this.engine.report(`subscription to ${this.topic} (group ${this.group}) stopped`, error);
+  }
+
+  /**
+   * kafkajs does not restart its consumer after some errors a broker restart causes (no group
+   * coordinator found within its retries: it counts that as not retriable). This member then
+   * joins again with a new consumer, after a back-off that doubles from 1 s to 30 s, until it
+   * joins, a join fails for a reason that is not retriable, or the subscription closes.
+   */
+  private async rejoin(cause: MqError): Promise<void> {
+    this.engine.report(`group ${this.group}: the consumer stopped; joining again`, cause);
+    let delayMs = REJOIN_FIRST_MS;
+    for (;;) {
+      if (!(await sleep(delayMs, this.closing.signal))) return;
+      const old = this.consumer;
+      await old?.stop().catch(() => {});
+      if (this.closing.signal.aborted) return;
+      this.joined = false;
+      this.failure = undefined;
+      const consumer = this.newConsumer();
+      this.consumer = consumer;
+      try {
+        await this.join(consumer);
+        return;
+      } catch (error) {
+        if (this.closing.signal.aborted) return;
+        const failed = toMqErrorOf(error);
+        if (!failed.retriable) {
+          this.engine.report(`subscription to ${this.topic} (group ${this.group}) stopped`, failed);
+          return;
+        }
+        delayMs = Math.min(delayMs * 2, REJOIN_MAX_MS);
+      }
     }
   }
 
@@ -328,6 +369,7 @@ export class KafkaTransport implements ConsumerTransport<KafkaRecord> {
   }
 
   async close(timeLeftMs: number): Promise<void> {
+    this.closing.abort();
     const deadline = Date.now() + timeLeftMs;
     // The final commit and leaving the group get what is left of the timeout, at least this.
     const left = () => Math.max(CLOSE_FINISH_MS, deadline - Date.now());
@@ -354,8 +396,17 @@ export class KafkaTransport implements ConsumerTransport<KafkaRecord> {
   }
 }
 
+/** First and longest back-off between joins again after kafkajs gave up (see `rejoin`). */
+const REJOIN_FIRST_MS = 1000;
+const REJOIN_MAX_MS = 30_000;
+
 /** Least time close gives the final commit, and then leaving the group, after handlers drained. */
 const CLOSE_FINISH_MS = 5000;
+
+/** `error` as an MqError: a client's errors are MqErrors already; anything else is a retriable ConnectionError. */
+function toMqErrorOf(error: unknown): MqError {
+  return isMqError(error) ? error : new ConnectionError(String(error), { cause: error });
+}
 
 /** The attempt a retried copy carries (`mq-attempt`). */
 function attemptOf(record: FetchedRecord): number {
