@@ -5,7 +5,7 @@ import { type KafkaServer, startKafka } from '../infra/kafka.js';
 // Kills a node, so a 3-node cluster of its own; started only by `npm run test:kafka-cluster`
 // (MQKIT_TEST_KAFKA_BROKERS=3), since three JVMs are too dear for every `npm test`.
 describe.skipIf(process.env.MQKIT_TEST_KAFKA_BROKERS !== '3')(
-  'kafka: connect while one node of three is down (own cluster)',
+  'kafka: connect while one node of three is down (own 3-node cluster: runs in npm run test:kafka-cluster, skipped elsewhere)',
   () => {
     let server: KafkaServer;
 
