@@ -157,6 +157,27 @@ describe.concurrent('mqkit bench', { timeout: 180_000 }, () => {
     expect(result).toMatchObject({ sent: 300, received: 300, lost: 0, refused: 0, duplicated: 0 });
   });
 
+  it('runs the raw client first in even rounds, and keeps mqkit first in each round\'s results', async () => {
+    const { runSelection } = await import('../../src/cli/bench/select.js');
+    const { workloadDefaults } = await import('../../src/cli/bench/workload.js');
+    const started: string[] = [];
+    const report = await runSelection(
+      [inject('amqpUrl')],
+      { ...workloadDefaults, messages: 200, batch: 50 },
+      'raw',
+      '0.0.0',
+      { onRun: (label) => started.push(label) },
+      { repeat: 2 },
+    );
+    expect(report.failures).toEqual([]);
+    expect(started).toEqual(['mqkit #1', 'raw amqplib #1', 'raw amqplib #2', 'mqkit #2']);
+    expect(report.brokers.map((b) => b.results.map((r) => r.label))).toEqual([
+      ['mqkit rabbitmq #1', 'raw amqplib #1'],
+      ['mqkit rabbitmq #2', 'raw amqplib #2'],
+    ]);
+    expect(report.brokers.every((b) => b.ratio !== undefined)).toBe(true);
+  });
+
   it('runs one workload on memory, Kafka and RabbitMQ with raw baselines, and writes every report', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mqkit-bench-'));
     const [json, md, html] = ['r.json', 'r.md', 'r.html'].map((f) => join(dir, f)) as [
