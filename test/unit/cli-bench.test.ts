@@ -157,7 +157,7 @@ describe.concurrent('mqkit bench', { timeout: 180_000 }, () => {
     expect(result).toMatchObject({ sent: 300, received: 300, lost: 0, refused: 0, duplicated: 0 });
   });
 
-  it('runs the raw client first in even rounds, and keeps mqkit first in each round\'s results', async () => {
+  it("runs the raw client first in even rounds, and keeps mqkit first in each round's results", async () => {
     const { runSelection } = await import('../../src/cli/bench/select.js');
     const { workloadDefaults } = await import('../../src/cli/bench/workload.js');
     const started: string[] = [];
