@@ -19,9 +19,14 @@
  * does not export.
  */
 import { createRequire } from 'node:module';
-import type { BenchPeer } from '../../src/cli/bench/select.js';
-import type { BenchOptions, BenchResult, ProgressListener } from '../../src/cli/bench.js';
-import { runWorkload } from '../../src/cli/bench.js';
+// mqkit/bench, the entry a peer is written against (from this checkout's source).
+import {
+  type BenchOptions,
+  type BenchPeer,
+  type BenchResult,
+  type ProgressListener,
+  runWorkload,
+} from '../../src/bench.js';
 
 // Resolved from this folder, so bench/peers/node_modules holds the library and mqkit does not.
 const require = createRequire(import.meta.url);
@@ -40,8 +45,9 @@ async function run(url: string, options: BenchOptions, onProgress?: ProgressList
   const topic = `bench-peer-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
   if (kafka) {
     const { default: kafkajs } = await import('kafkajs');
-    const { kafkaHosts } = await import('../../src/cli/bench/raw-kafkajs.js');
-    const client = new kafkajs.Kafka({ brokers: kafkaHosts(url), logLevel: kafkajs.logLevel.NOTHING });
+    // kafka://[user:pass@]host:port[,host:port...]
+    const hosts = (url.slice('kafka://'.length).split(/[/?#]/)[0] ?? '').split('@').pop()!.split(',');
+    const client = new kafkajs.Kafka({ brokers: hosts, logLevel: kafkajs.logLevel.NOTHING });
     const admin = client.admin();
     await admin.connect();
     await admin.createTopics({

@@ -52,8 +52,9 @@ Commands:
           --ceiling: also the brokers' own Java tools (Kafka ProducerPerformance of
           --kafka-version, default $KAFKA_VERSION else 3.9.1; RabbitMQ PerfTest 2.22.1); jars
           fetched once with mvn into ~/.cache/mqkit/ceiling
-          --peer MODULE (repeatable): also a peer library, a module exporting benchPeer (this
-          repository: bench/peers/moleculer-channels.ts, after npm --prefix bench/peers install)
+          --peer MODULE (repeatable): also a peer library, a module exporting benchPeer, written
+          against mqkit/bench (this repository: bench/peers/moleculer-channels.ts, after
+          npm --prefix bench/peers install)
           --repeat N (rounds of every run, 1..20, default 1; ratios then as min-max and median)
           --baseline raw|none (default raw)  --json FILE  --md FILE  --html FILE (offline charts)
           --size x --batch x --inflight x --producers at most 256 MiB
@@ -202,7 +203,14 @@ async function loadPeers(paths: readonly string[]): Promise<BenchPeer[]> {
       module = (await import(pathToFileURL(resolvePath(path)).href)) as { benchPeer?: BenchPeer };
     } catch (error) {
       const why = (error instanceof Error ? error.message : String(error)).split('\n')[0];
-      throw new UsageError(`--peer ${path}: cannot load it: ${why}`);
+      // Node loads TypeScript only through a loader; say so rather than "unknown extension".
+      const typescript =
+        (error as { code?: unknown }).code === 'ERR_UNKNOWN_FILE_EXTENSION' && /\.[mc]?ts$/.test(path);
+      throw new UsageError(
+        typescript
+          ? `--peer ${path}: a TypeScript module needs a loader: run mqkit with node --import tsx (or compile the peer to JavaScript)`
+          : `--peer ${path}: cannot load it: ${why}`,
+      );
     }
     const peer = module.benchPeer;
     if (peer === undefined || typeof peer.run !== 'function' || typeof peer.name !== 'string') {

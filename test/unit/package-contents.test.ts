@@ -140,6 +140,7 @@ describe('the npm tarball', () => {
       ['mqkit', 'connect'],
       ['mqkit/patterns', 'idempotent'],
       ['mqkit/testing', 'waitFor'],
+      ['mqkit/bench', 'runWorkload'],
     ];
     const probe = (load: (spec: string) => string) =>
       entries
@@ -154,10 +155,63 @@ describe('the npm tarball', () => {
       probe((spec) => `(await import(${spec}))`),
     );
     const required = await run(process.execPath, ['cjs.cjs'], app);
-    expect(required).toEqual({ code: 0, stdout: 'function function function ', stderr: '' });
+    expect(required).toEqual({ code: 0, stdout: 'function function function function ', stderr: '' });
     const imported = await run(process.execPath, ['esm.mjs'], app);
-    expect(imported).toEqual({ code: 0, stdout: 'function function function ', stderr: '' });
+    expect(imported).toEqual({ code: 0, stdout: 'function function function function ', stderr: '' });
     const cli = await run(process.execPath, [join(installed, pkg.bin.mqkit!), '--version'], app);
     expect(cli).toEqual({ code: 0, stdout: `${pkg.version}\n`, stderr: '' });
+    // A peer written in JavaScript against mqkit/bench, run by the installed CLI: a loopback
+    // "library" that hands each sent body straight to the consumer.
+    writeFileSync(
+      join(app, 'loopback-peer.mjs'),
+      [
+        "import { runWorkload } from 'mqkit/bench';",
+        'export const benchPeer = {',
+        "  name: 'loopback',",
+        "  brokers: ['memory'],",
+        '  run: (url, options, onProgress) => {',
+        '    let received;',
+        '    const transport = {',
+        '      consume: async (onReceived) => { received = onReceived; },',
+        '      send: async (batch) => { for (const m of batch) received(m.body); },',
+        '      close: async () => {},',
+        '    };',
+        "    return runWorkload(options, transport, { library: 'loopback', broker: 'memory', onProgress });",
+        '  },',
+        '};',
+      ].join('\n'),
+    );
+    const peer = await run(
+      process.execPath,
+      [
+        join(installed, pkg.bin.mqkit!),
+        ...[
+          'bench',
+          '--url',
+          'memory://',
+          '--messages',
+          '300',
+          '--batch',
+          '50',
+          '--peer',
+          'loopback-peer.mjs',
+        ],
+      ],
+      app,
+    );
+    expect(peer.stderr).toBe('');
+    expect(peer.code).toBe(0);
+    expect(peer.stdout).toMatch(/\nloopback memory +300 +100 /);
+    // Without a loader, a TypeScript peer is refused with what to do, in one line.
+    writeFileSync(join(app, 'typed-peer.ts'), 'export const benchPeer: unknown = undefined;\n');
+    const typed = await run(
+      process.execPath,
+      [join(installed, pkg.bin.mqkit!), 'bench', '--url', 'memory://', '--peer', 'typed-peer.ts'],
+      app,
+    );
+    expect(typed.code).not.toBe(0);
+    expect(typed.stderr).toMatch(
+      /^mqkit: --peer typed-peer\.ts: a TypeScript module needs a loader: [^\n]+\n$/,
+    );
   });
 });
