@@ -6,6 +6,7 @@ import { type Logger, safeLog } from '../../core/logger.js';
 import { thrownText } from '../../core/options.js';
 import { redactUrl, safeDecode, scrubError, urlSecrets } from '../../core/redact.js';
 import { oneLine, tlsFailure } from '../../core/tls.js';
+import { coalesceWrites } from './coalesced-writes.js';
 import type { ResolvedRabbitMqOptions } from './options.js';
 
 /** amqplib errors carry the AMQP reply code of a channel or connection close. */
@@ -205,6 +206,7 @@ export class RabbitConnection extends EventEmitter<ConnectionEvents> {
         initialMaxRetries: 0,
         // Runs on every new connection, the first included.
         setup: async (m: ChannelModel) => {
+          coalesceWrites(m);
           const negotiated = (m as { connection?: { frameMax?: unknown } }).connection?.frameMax;
           if (typeof negotiated === 'number' && negotiated > 0) frame.max = negotiated;
         },
