@@ -1,11 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
-import { lineSplitter, run, tail, which } from './exec-utils.js';
+import { run, tail, which } from './exec-utils.js';
+import { createRunDir, JvmGroup, type JvmProcess, locateJava, spawnJvm } from './jvm-process.js';
 import { type CdsPlan, planCds } from './kafka-cds.js';
 import {
   jvmFlags,
@@ -75,11 +74,8 @@ export interface KafkaServer {
   restartNode(index?: number): Promise<void>;
 }
 
-interface RunningNode {
+interface RunningNode extends JvmProcess {
   spec: NodeSpec;
-  child: ChildProcess;
-  output: string[];
-  exit?: { code: number | null; signal: NodeJS.Signals | null };
 }
 
 /** How to run Kafka's JVMs. */
@@ -88,22 +84,6 @@ interface Jvm {
   /** `<libs>/*`, expanded by java itself. */
   classpath: string;
   cds: CdsPlan;
-}
-
-/** Clusters still running, killed synchronously if the Node process exits without stopping them. */
-const live = new Set<{ nodes: RunningNode[]; runDir: string; cds: CdsPlan }>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const cluster of live) {
-      for (const node of cluster.nodes) if (node.exit === undefined) node.child.kill('SIGKILL');
-      rmSync(cluster.runDir, { recursive: true, force: true });
-      cluster.cds.discardSync();
-    }
-  });
 }
 
 /**
@@ -144,8 +124,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaSer
     cds: await planCds(jars.libsDir, versionText, log),
   };
 
-  removeOrphanedRunDirs();
-  const runDir = await mkdtemp(join(tmpdir(), `${RUN_DIR_PREFIX}${process.pid}-`));
+  const runDir = await createRunDir(RUN_DIR_PREFIX);
   const security = opts.security;
   const perNode = security === undefined ? 2 : 5;
   const ports = await freePorts(brokers * perNode);
@@ -173,38 +152,31 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaSer
     await writeFile(join(spec.dir, 'log4j2.properties'), log4j2Properties(join(spec.dir, 'server.log')));
   }
 
-  const cluster = { nodes: [] as RunningNode[], runDir, cds: jvm.cds };
-  live.add(cluster);
-  installExitHook();
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    await Promise.all(cluster.nodes.map((node) => stopNode(node)));
-    const recorder = cluster.nodes[0];
-    await jvm.cds.finish(recorder?.exit !== undefined && recorder.exit.signal === null);
-    live.delete(cluster);
-    await rm(runDir, { recursive: true, force: true });
-  };
+  const cluster = new JvmGroup<RunningNode>(runDir, {
+    graceMs: 15_000,
+    afterStop: async ([recorder]) => {
+      await jvm.cds.finish(recorder?.exit !== undefined && recorder.exit.signal === null);
+    },
+    onExitSync: () => jvm.cds.discardSync(),
+  });
+  const nodes = cluster.procs;
+  const stop = (): Promise<void> => cluster.stop();
 
   let pdeathsig: string | undefined;
   const killNode = async (index = 0): Promise<void> => {
-    const node = cluster.nodes[index];
+    const node = nodes[index];
     if (node === undefined || node.exit !== undefined) return;
     const exited = new Promise((resolve) => node.child.once('exit', resolve));
     node.child.kill('SIGKILL');
     await exited;
   };
-  const stopOneNode = async (index = 0): Promise<void> => {
-    const node = cluster.nodes[index];
-    if (node !== undefined) await stopNode(node);
-  };
+  const stopOneNode = (index = 0): Promise<void> => cluster.stopOne(index);
   const restartNode = async (index = 0): Promise<void> => {
     const spec = specs[index];
-    if (spec === undefined || stopped) throw new Error(`Kafka: no node ${index} to restart`);
+    if (spec === undefined || cluster.stopped) throw new Error(`Kafka: no node ${index} to restart`);
     await killNode(index);
-    cluster.nodes[index] = spawnNode(jvm, spec, brokers, pdeathsig, log);
-    await waitReady(cluster.nodes, bootstrap, brokers, readyTimeoutMs, log);
+    nodes[index] = spawnNode(jvm, spec, brokers, pdeathsig, log);
+    await waitReady(nodes, bootstrap, brokers, readyTimeoutMs, log);
   };
 
   const t0 = Date.now();
@@ -215,9 +187,9 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<KafkaSer
     log(`kafka: storage formatted in ${Date.now() - t0} ms`);
     pdeathsig = await which('setpriv');
     for (const spec of specs) {
-      cluster.nodes.push(spawnNode(jvm, spec, brokers, pdeathsig, log));
+      nodes.push(spawnNode(jvm, spec, brokers, pdeathsig, log));
     }
-    await waitReady(cluster.nodes, bootstrap, brokers, readyTimeoutMs, log);
+    await waitReady(nodes, bootstrap, brokers, readyTimeoutMs, log);
   } catch (err) {
     await stop();
     throw err;
@@ -296,11 +268,7 @@ export function randomClusterId(): string {
 }
 
 async function findJava(minMajor: number): Promise<{ java: string; versionText: string }> {
-  const candidates = [
-    process.env.JAVA_HOME ? join(process.env.JAVA_HOME, 'bin', 'java') : undefined,
-    await which('java'),
-  ];
-  const java = candidates.find((c): c is string => c !== undefined && existsSync(c));
+  const java = await locateJava();
   if (!java) {
     throw new Error(
       `Kafka: java not found (no JAVA_HOME/bin/java, none on PATH); install a JDK ${minMajor}+ (apt-get install -y openjdk-17-jre-headless) or ${HINT}`,
@@ -364,27 +332,8 @@ function spawnNode(
     'kafka.Kafka',
     join(spec.dir, 'server.properties'),
   ];
-  // setpriv --pdeathsig: the JVM gets SIGKILL even if Node dies without running exit hooks.
-  const [cmd, args] = setpriv
-    ? [setpriv, ['--pdeathsig', 'KILL', '--', jvm.java, ...javaArgs]]
-    : [jvm.java, javaArgs];
-  const child = spawn(cmd, args, { cwd: spec.dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  const node: RunningNode = { spec, child, output: [] };
-  const onLine = lineSplitter((line) => {
-    node.output.push(line);
-    if (node.output.length > 200) node.output.shift();
-    log(`kafka-${spec.id}: ${line}`);
-  });
-  child.stdout?.on('data', onLine);
-  child.stderr?.on('data', onLine);
-  child.once('error', (err) => {
-    node.exit ??= { code: null, signal: null };
-    node.output.push(`spawn error: ${err.message}`);
-  });
-  child.once('exit', (code, signal) => {
-    node.exit = { code, signal };
-  });
-  return node;
+  const proc = spawnJvm(jvm.java, javaArgs, { name: `kafka-${spec.id}`, cwd: spec.dir, setpriv, log });
+  return Object.assign(proc, { spec });
 }
 
 async function waitReady(
@@ -461,39 +410,5 @@ function readLog(spec: NodeSpec): string {
     return readFileSync(join(spec.dir, 'server.log'), 'utf8');
   } catch {
     return '(no server.log)';
-  }
-}
-
-async function stopNode(node: RunningNode, graceMs = 15_000): Promise<void> {
-  if (node.exit !== undefined) return;
-  const exited = new Promise<void>((resolve) => node.child.once('exit', () => resolve()));
-  node.child.kill('SIGTERM');
-  const timer = setTimeout(() => node.child.kill('SIGKILL'), graceMs);
-  await exited;
-  clearTimeout(timer);
-}
-
-/** Removes run dirs of earlier Node processes that died without cleaning up. */
-function removeOrphanedRunDirs(): void {
-  let entries: string[];
-  try {
-    entries = readdirSync(tmpdir());
-  } catch {
-    return;
-  }
-  for (const name of entries) {
-    if (!name.startsWith(RUN_DIR_PREFIX)) continue;
-    const pid = Number(name.slice(RUN_DIR_PREFIX.length).split('-')[0]);
-    if (!Number.isInteger(pid) || pid === process.pid || isAlive(pid)) continue;
-    rmSync(join(tmpdir(), name), { recursive: true, force: true });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -1,11 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CODE, parseRemotingJson, RemotingClient } from '../../src/adapters/rocketmq/remoting.js';
-import { lineSplitter, tail, which } from './exec-utils.js';
+import { tail, which } from './exec-utils.js';
+import { createRunDir, JvmGroup, type JvmProcess, locateJava, spawnJvm } from './jvm-process.js';
 import { freePorts, LOOPBACK, parseHostPort, tcpAnswers, waitUntil } from './net-utils.js';
 import { ensureRocketMQJars } from './rocketmq-jars.js';
 
@@ -29,15 +27,9 @@ export interface RocketMQServer {
   stop(): Promise<void>;
 }
 
-interface Proc {
+interface Proc extends JvmProcess {
   name: string;
-  child: ChildProcess;
-  output: string[];
-  exit?: { code: number | null; signal: NodeJS.Signals | null };
 }
-
-const live = new Set<{ procs: Proc[]; runDir: string }>();
-let exitHookInstalled = false;
 
 /**
  * Starts Apache RocketMQ from its jars (fetched once with Maven, see `ensureRocketMQJars`):
@@ -65,8 +57,7 @@ export async function startRocketMQ(
   const log = opts.log ?? (() => {});
   const java = await findJava();
   const jars = await ensureRocketMQJars(ROCKETMQ_VERSION, log);
-  removeOrphanedRunDirs();
-  const runDir = await mkdtemp(join(tmpdir(), `${RUN_DIR_PREFIX}${process.pid}-`));
+  const runDir = await createRunDir(RUN_DIR_PREFIX);
   // The broker also listens on listenPort - 2 (its fast remoting port) and listenPort + 1 (HA,
   // on every interface): all three must be free.
   const brokerPort = await freeBrokerPort();
@@ -122,19 +113,11 @@ export async function startRocketMQ(
     }),
   );
 
-  const cluster = { procs: [] as Proc[], runDir };
-  live.add(cluster);
-  installExitHook();
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    await Promise.all(cluster.procs.map((p) => stopProc(p)));
-    live.delete(cluster);
-    await rm(runDir, { recursive: true, force: true });
-  };
+  const cluster = new JvmGroup<Proc>(runDir, { graceMs: 10_000 });
+  const procs = cluster.procs;
+  const stop = (): Promise<void> => cluster.stop();
   const setpriv = await which('setpriv');
-  const spawnJvm = (name: string, flags: string[], main: string, args: string[]): Proc => {
+  const startJvm = (name: string, flags: string[], main: string, args: string[]): Proc => {
     const javaArgs = [
       ...flags,
       '-XX:+UseG1GC',
@@ -147,30 +130,17 @@ export async function startRocketMQ(
       main,
       ...args,
     ];
-    const [cmd, argv] = setpriv
-      ? [setpriv, ['--pdeathsig', 'KILL', '--', java, ...javaArgs]]
-      : [java, javaArgs];
-    const child = spawn(cmd, argv, {
-      cwd: runDir,
-      env: { ...process.env, ROCKETMQ_HOME: runDir },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const proc: Proc = { name, child, output: [] };
-    const onLine = lineSplitter((line) => {
-      proc.output.push(line);
-      if (proc.output.length > 200) proc.output.shift();
-      log(`rocketmq-${name}: ${line}`);
-    });
-    child.stdout?.on('data', onLine);
-    child.stderr?.on('data', onLine);
-    child.once('error', (err) => {
-      proc.exit ??= { code: null, signal: null };
-      proc.output.push(`spawn error: ${err.message}`);
-    });
-    child.once('exit', (code, signal) => {
-      proc.exit = { code, signal };
-    });
-    cluster.procs.push(proc);
+    const proc = Object.assign(
+      spawnJvm(java, javaArgs, {
+        name: `rocketmq-${name}`,
+        cwd: runDir,
+        env: { ...process.env, ROCKETMQ_HOME: runDir },
+        setpriv,
+        log,
+      }),
+      { name },
+    );
+    procs.push(proc);
     return proc;
   };
 
@@ -179,7 +149,7 @@ export async function startRocketMQ(
     log(`rocketmq: ${ROCKETMQ_VERSION}, run dir ${runDir}`);
     // The name server does little after start-up: the C1 compiler alone starts it faster. The
     // proxy and broker keep the full JIT (benchmarks measure through them).
-    spawnJvm(
+    startJvm(
       'namesrv',
       ['-Xms64m', '-Xmx128m', '-XX:TieredStopAtLevel=1'],
       'org.apache.rocketmq.namesrv.NamesrvStartup',
@@ -187,7 +157,7 @@ export async function startRocketMQ(
     );
     // The proxy needs namesrv at start-up; both JVMs load classes meanwhile.
     const abort = (): Error | undefined => {
-      const dead = cluster.procs.find((p) => p.exit !== undefined);
+      const dead = procs.find((p) => p.exit !== undefined);
       if (!dead) return undefined;
       return new Error(
         `RocketMQ: ${dead.name} exited early (${dead.exit?.signal ?? `code ${dead.exit?.code}`})\n${tail(dead.output.join('\n'), 30)}`,
@@ -198,7 +168,7 @@ export async function startRocketMQ(
       intervalMs: 100,
       abort,
     });
-    spawnJvm(
+    startJvm(
       'proxy',
       ['-Xms128m', '-Xmx384m', '-XX:MaxDirectMemorySize=256m'],
       'org.apache.rocketmq.proxy.ProxyStartup',
@@ -301,55 +271,7 @@ async function brokerRegistered(namesrv: string, address: string): Promise<boole
 }
 
 async function findJava(): Promise<string> {
-  const candidates = [
-    process.env.JAVA_HOME ? join(process.env.JAVA_HOME, 'bin', 'java') : undefined,
-    await which('java'),
-  ];
-  const java = candidates.find((c): c is string => c !== undefined && existsSync(c));
+  const java = await locateJava();
   if (!java) throw new Error(`RocketMQ: java not found (no JAVA_HOME/bin/java, none on PATH); ${HINT}`);
   return java;
-}
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const cluster of live) {
-      for (const p of cluster.procs) if (p.exit === undefined) p.child.kill('SIGKILL');
-      rmSync(cluster.runDir, { recursive: true, force: true });
-    }
-  });
-}
-
-async function stopProc(proc: Proc, graceMs = 10_000): Promise<void> {
-  if (proc.exit !== undefined) return;
-  const exited = new Promise<void>((resolve) => proc.child.once('exit', () => resolve()));
-  proc.child.kill('SIGTERM');
-  const timer = setTimeout(() => proc.child.kill('SIGKILL'), graceMs);
-  await exited;
-  clearTimeout(timer);
-}
-
-function removeOrphanedRunDirs(): void {
-  let entries: string[];
-  try {
-    entries = readdirSync(tmpdir());
-  } catch {
-    return;
-  }
-  for (const name of entries) {
-    if (!name.startsWith(RUN_DIR_PREFIX)) continue;
-    const pid = Number(name.slice(RUN_DIR_PREFIX.length).split('-')[0]);
-    if (!Number.isInteger(pid) || pid === process.pid || isAlive(pid)) continue;
-    rmSync(join(tmpdir(), name), { recursive: true, force: true });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
