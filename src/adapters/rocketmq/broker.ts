@@ -275,6 +275,8 @@ async function sendWire(broker: RocketMqBroker, client: SendingClient, wire: Wir
 class RocketMqProducer implements Producer {
   private closed = false;
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Per key, the settling of its last send in flight (see `inKeyOrder`). */
+  private readonly lastOfKey = new Map<string, Promise<void>>();
   /** RocketMQ's own transactional messages, for `halfMessages`. */
   readonly [NATIVE_TRANSACTIONS]: RocketMqTransactions;
 
@@ -292,7 +294,7 @@ class RocketMqProducer implements Producer {
   async send<T>(message: OutgoingMessage<T>): Promise<SendResult> {
     if (this.closed) throw new ClosedError('producer is closed');
     const wire = encodeMessage(message as OutgoingMessage<unknown>, MAX_MESSAGE_BYTES);
-    return this.track(this.write(wire));
+    return this.track(this.inKeyOrder(wire));
   }
 
   async sendBatch(messages: readonly OutgoingMessage<unknown>[]): Promise<SendResult[]> {
@@ -300,20 +302,31 @@ class RocketMqProducer implements Producer {
     if (!Array.isArray(messages)) throw new ConfigError('sendBatch.messages', 'must be an array');
     const now = Date.now();
     const wires = messages.map((m) => encodeMessage(m, MAX_MESSAGE_BYTES, now));
-    // One chain per key keeps the array's order per key; keys run in parallel.
-    const chains = new Map<string | undefined, Promise<unknown>>();
-    const results = wires.map((wire) => {
-      // Messages without a key have no order to keep: all of them go at once.
-      if (wire.key === undefined) return this.write(wire);
-      const previous = chains.get(wire.key) ?? Promise.resolve();
-      const sent = previous.then(() => this.write(wire));
-      chains.set(
-        wire.key,
-        sent.catch(() => {}),
-      );
-      return sent;
+    return this.track(Promise.all(wires.map((wire) => this.inKeyOrder(wire))));
+  }
+
+  /**
+   * Sends `wire` once the producer's previous send of the same key has settled (resolved or
+   * failed), so one producer stores a key's messages in call order, also across `send` and
+   * `sendBatch` calls in flight at once. The gRPC client sends every message as an RPC of its
+   * own, and concurrent RPCs may be stored in any order; Kafka's and RabbitMQ's producers keep
+   * call order on their connection, and a service moving between brokers should not find its
+   * keys reordered here. Keys run in parallel; messages without a key go at once.
+   */
+  private inKeyOrder(wire: WireMessage): Promise<SendResult> {
+    const key = wire.key;
+    if (key === undefined) return this.write(wire);
+    const previous = this.lastOfKey.get(key);
+    const sent = previous === undefined ? this.write(wire) : previous.then(() => this.write(wire));
+    const settled = sent.then(
+      () => {},
+      () => {},
+    );
+    this.lastOfKey.set(key, settled);
+    void settled.then(() => {
+      if (this.lastOfKey.get(key) === settled) this.lastOfKey.delete(key);
     });
-    return this.track(Promise.all(results));
+    return sent;
   }
 
   sendOneWay<T>(message: OutgoingMessage<T>): void {
