@@ -50,6 +50,9 @@ export interface RocketMqRecord extends ReceivedRecord {
 /** Property marking a message whose body is empty (RocketMQ refuses empty bodies: one byte is sent). */
 export const EMPTY_BODY = 'mq-empty-body';
 
+/** How old the topic's queue count may be before a FIFO group reads it again (see `everyQueueLocked`). */
+const QUEUE_COUNT_MAX_AGE_MS = 10_000;
+
 /** Properties RocketMQ adds that are not mqkit headers. */
 export const SYSTEM_PROPERTY =
   /^(__|UNIQ_KEY$|TRAN_MSG$|TRANSACTION_|PGROUP$|MIN_OFFSET$|MAX_OFFSET$|CONSUME_START_TIME$|REAL_|DELAY$|TIMER_)/;
@@ -82,7 +85,8 @@ class QueueAwareConsumer extends SimpleConsumer {
  * broker filters tags. A message's invisibility (how long before the broker hands it out again)
  * is kept beyond in-process retries; acking makes it consumed. Order 'key' and 'partition' use a
  * FIFO consumer group: the broker hands out a queue's next messages only after the previous ones
- * were acknowledged, so per-key order holds across members.
+ * were acknowledged, so per-key order holds across members; while this member holds messages of
+ * every queue, it waits for its own acks before it asks again (see `everyQueueLocked`).
  */
 export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
   private consumer: QueueAwareConsumer | undefined;
@@ -93,6 +97,13 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
   private readonly nativeGroup: string;
   private readonly prefetch: number;
   private wake: (() => void) | undefined;
+  /** FIFO group (order 'key' or 'partition'): the broker locks a queue while this member holds its messages. */
+  private readonly orderly: boolean;
+  /** The topic's queue count, read when the admin client is available (see `everyQueueLocked`). */
+  private queueCount: number | undefined;
+  private queueCountReadAt = 0;
+  /** FIFO group: per queue id, messages received and not yet acknowledged (or released) at the broker. */
+  private readonly unackedPerQueue = new Map<number, number>();
   /** Releases and acks in flight: a close waits for them before the client shuts down. */
   private readonly pending = new Set<Promise<unknown>>();
   /** Records delivered and not yet settled, whose invisible time is renewed while held. */
@@ -109,6 +120,7 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
     this.nativeTopic = nativeTopic;
     this.nativeGroup = nativeGroup;
     this.prefetch = Math.max(64, options.concurrency * 4 * (options.batch?.maxSize ?? 1));
+    this.orderly = options.order !== 'concurrent';
   }
 
   /**
@@ -126,11 +138,11 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
   async start(engine: ConsumerEngine<RocketMqRecord>): Promise<void> {
     this.engine = engine;
     const { admin } = this.context;
-    const orderly = this.options.order !== 'concurrent';
     if (admin.available) {
       await admin.ensureExists(this.nativeTopic);
-      await admin.ensureGroup(this.nativeGroup, orderly);
+      await admin.ensureGroup(this.nativeGroup, this.orderly);
       await this.placeStart();
+      if (this.orderly) await this.readQueueCount();
     }
     const tags = this.options.tags;
     const expression = tags === undefined ? '*' : [...tags].join('||');
@@ -174,7 +186,7 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
     let failures = 0;
     while (!this.stopping) {
       const room = this.prefetch - engine.inFlight;
-      if (room <= 0) {
+      if (room <= 0 || this.everyQueueLocked()) {
         await new Promise<void>((resolve) => {
           this.wake = resolve;
         });
@@ -215,6 +227,7 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
             );
           }
         }
+        if (this.orderly) this.unackedPerQueue.set(queueId, (this.unackedPerQueue.get(queueId) ?? 0) + 1);
         const claim = engine.assign(`q${queueId}`, queueId);
         const record = this.record(view, queueId, claim);
         this.hold(record);
@@ -296,18 +309,19 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
     // After any renewal in flight: it replaces the receipt handle the ack or release needs.
     const before = hold?.chain ?? Promise.resolve();
     if (consumer !== undefined) {
-      if (settlement === 'ack')
-        this.track(
-          before
-            .then(() => consumer.ack(record.view as ClientView))
-            .catch((error: unknown) => {
-              this.engine?.report(
-                'acknowledging a message failed (it will be delivered again)',
-                this.context.error(error, 'ack'),
-              );
-            }),
-        );
-      else this.track(before.then(() => this.release(record.view)));
+      const settled =
+        settlement === 'ack'
+          ? before
+              .then(() => consumer.ack(record.view as ClientView))
+              .catch((error: unknown) => {
+                this.engine?.report(
+                  'acknowledging a message failed (it will be delivered again)',
+                  this.context.error(error, 'ack'),
+                );
+              })
+          : before.then(() => this.release(record.view));
+      this.track(settled);
+      if (this.orderly) void settled.then(() => this.unlocked(record.partition as number));
     }
     // Poll again once half of the prefetch is free rather than after every settle: one poll
     // then brings a full batch instead of one or two messages.
@@ -316,6 +330,46 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
       this.wake = undefined;
       wake();
     }
+  }
+
+  /**
+   * FIFO group: true when this member holds unacknowledged messages of every queue of the topic.
+   * The broker then answers a receive only once one of those queues is unlocked, and it checks
+   * a parked receive only every 100 ms or so, not on the ack; waiting for our own acks instead
+   * and then asking makes a one-queue ordered topic about 3 times faster (`mqkit bench
+   * --workload order-keys`). False while the queue count is unknown (no admin client), or
+   * when queue ids repeat across brokers so that the held ids never reach the count: then a
+   * receive goes out as soon as there is room, as for a normal group.
+   */
+  private everyQueueLocked(): boolean {
+    if (!this.orderly || this.queueCount === undefined) return false;
+    if (this.unackedPerQueue.size < this.queueCount) return false;
+    // Queues may have been added since (ensureTopic raises the count): look again now and then.
+    if (Date.now() - this.queueCountReadAt > QUEUE_COUNT_MAX_AGE_MS) void this.readQueueCount();
+    return true;
+  }
+
+  private async readQueueCount(): Promise<void> {
+    this.queueCountReadAt = Date.now();
+    try {
+      this.queueCount = (await this.context.admin.queues(this.nativeTopic)).length;
+    } catch (error) {
+      this.engine?.report(`reading the queues of ${this.options.topic} failed`, error);
+    }
+    this.wake?.();
+  }
+
+  /** A message of queue `queueId` is acknowledged or released at the broker. */
+  private unlocked(queueId: number): void {
+    const left = (this.unackedPerQueue.get(queueId) ?? 1) - 1;
+    if (left > 0) {
+      this.unackedPerQueue.set(queueId, left);
+      return;
+    }
+    this.unackedPerQueue.delete(queueId);
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
   }
 
   /** Makes a message visible again at once (it is delivered again). Best effort. */
