@@ -4,6 +4,7 @@ import { silentLogger } from '../core/logger.js';
 import { createOutbox } from '../patterns/outbox/outbox.js';
 import { type OutboxRelay, startOutboxRelay } from '../patterns/outbox/relay.js';
 import { ensureOutbox, type OutboxPoolLike } from '../patterns/outbox/schema.js';
+import { inPooledTransaction } from '../patterns/pooled-transaction.js';
 import { type DemoSummary, orderEvents, orderTopic, subscribeServices } from './demo.js';
 
 export interface OutboxDemoSummary extends DemoSummary {
@@ -56,10 +57,7 @@ export async function runOutboxDemo(
     await Promise.all(
       Array.from({ length: 8 }, async () => {
         for (let n = next++; n < orders; n = next++) {
-          const tx = await pool.connect();
-          let broken = false;
-          try {
-            await tx.query('BEGIN');
+          await inPooledTransaction(await pool.connect(), async (tx) => {
             const events = orderEvents(topic, n);
             const body = events[0]!.body;
             await tx.query(`INSERT INTO ${ordersTable} (id, sku, quantity) VALUES ($1, $2, $3)`, [
@@ -69,16 +67,7 @@ export async function runOutboxDemo(
             ]);
             await outbox.addBatch(tx, events);
             await tx.query(refused(n) ? 'ROLLBACK' : 'COMMIT');
-          } catch (error) {
-            // Not back to the pool inside a transaction: roll back, and destroy the
-            // connection if even that fails.
-            await tx.query('ROLLBACK').catch(() => {
-              broken = true;
-            });
-            throw error;
-          } finally {
-            tx.release(broken);
-          }
+          });
         }
       }),
     );

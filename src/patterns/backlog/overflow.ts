@@ -11,6 +11,7 @@ import {
   userTopicName,
 } from '../../core/options.js';
 import type { BacklogMonitor, BacklogReport } from './monitor.js';
+import { waterMarks } from './water-marks.js';
 
 export interface OverflowOptions {
   /** The wider topic the backlog is forwarded to. Default `<topic>.overflow`. */
@@ -107,15 +108,7 @@ export async function overflow<T>(
   );
   const partitions = intOption(options.partitions, 'overflow.partitions', 2, Number.NaN, MAX_PARTITIONS);
   if (Number.isNaN(partitions)) throw new ConfigError('overflow.partitions', 'is required');
-  const highWater = intOption(options.highWater, 'overflow.highWater', 1, Number.NaN);
-  if (Number.isNaN(highWater)) throw new ConfigError('overflow.highWater', 'is required');
-  const lowWater = intOption(
-    options.lowWater,
-    'overflow.lowWater',
-    0,
-    Math.floor(highWater / 2),
-    highWater - 1,
-  );
+  const { highWater, lowWater } = waterMarks(options, 'overflow');
   const workers = intOption(options.workers, 'overflow.workers', 1, 2, 1000);
   const concurrency = intOption(options.concurrency, 'overflow.concurrency', 1, 8, MAX_CONCURRENCY);
   const forwardConcurrency = intOption(

@@ -10,6 +10,7 @@ import {
   topicName,
 } from '../../core/options.js';
 import type { BacklogMonitor } from './monitor.js';
+import { waterMarks } from './water-marks.js';
 
 export interface PeakShavingOptions {
   /** Backlog (messages) at or above which sends to the monitored topic are held. Required; >= 1. */
@@ -67,15 +68,7 @@ export function shaveProducer(
 ): ShavedProducer {
   if (!isPlainObject(options)) throw new ConfigError('shaveProducer', 'must be an options object');
   refuseUnknownKeys(options, ['highWater', 'lowWater', 'mode', 'maxWaitMs'], 'shaveProducer.');
-  const highWater = intOption(options.highWater, 'shaveProducer.highWater', 1, Number.NaN);
-  if (Number.isNaN(highWater)) throw new ConfigError('shaveProducer.highWater', 'is required');
-  const lowWater = intOption(
-    options.lowWater,
-    'shaveProducer.lowWater',
-    0,
-    Math.floor(highWater / 2),
-    highWater - 1,
-  );
+  const { highWater, lowWater } = waterMarks(options, 'shaveProducer');
   const mode = oneOf(options.mode, 'shaveProducer.mode', ['wait', 'fail'] as const, 'wait');
   const maxWaitMs = intOption(options.maxWaitMs, 'shaveProducer.maxWaitMs', 0, 60_000, MAX_TIMER_MS);
   return new Shaver(producer, monitor, { highWater, lowWater, mode, maxWaitMs });

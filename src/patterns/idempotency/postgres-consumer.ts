@@ -1,6 +1,7 @@
 import { ConfigError } from '../../core/errors.js';
 import type { Delivery, Handler } from '../../core/message.js';
 import { refuseUnknownKeys } from '../../core/options.js';
+import { inPooledTransaction } from '../pooled-transaction.js';
 import { resolveWithoutId, skipsDeduplication } from './without-id.js';
 
 // pg is an optional peer: these declarations describe what mqkit calls instead of importing
@@ -116,10 +117,7 @@ export function transactional<T, P extends PgPoolLike = PgPoolLike>(
     );
     // What connect() resolves to is PgClientOf<P> by definition; TypeScript cannot evaluate
     // the conditional type for a generic P.
-    const tx = (await options.pool.connect()) as PgClientOf<P>;
-    let broken = false;
-    try {
-      await tx.query('BEGIN');
+    await inPooledTransaction((await options.pool.connect()) as PgClientOf<P>, async (tx) => {
       const inserted = record ? await tx.query(insert, [key(delivery)]) : undefined;
       if (inserted?.rowCount === 0) {
         await tx.query('ROLLBACK');
@@ -133,13 +131,6 @@ export function transactional<T, P extends PgPoolLike = PgPoolLike>(
       if (commit.command !== 'COMMIT') {
         throw new Error('the handler’s transaction was rolled back: a statement in it failed');
       }
-    } catch (error) {
-      await tx.query('ROLLBACK').catch(() => {
-        broken = true;
-      });
-      throw error;
-    } finally {
-      tx.release(broken);
-    }
+    });
   };
 }

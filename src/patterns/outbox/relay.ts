@@ -2,9 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { Producer } from '../../core/broker.js';
 import type { Codec, TopicSpec } from '../../core/codec.js';
 import { ClosedError, ConfigError, isMqError, TimeoutError } from '../../core/errors.js';
-import { Listeners } from '../../core/events.js';
-import { isLogger, type Logger, processWarningLogger, safeLog } from '../../core/logger.js';
-import type { Headers, OutgoingMessage } from '../../core/message.js';
+import { type Logger, safeLog } from '../../core/logger.js';
+import type { OutgoingMessage } from '../../core/message.js';
 import { intOption, isPlainObject, MAX_TIMER_MS, refuseUnknownKeys, thrownText } from '../../core/options.js';
 import { sleep } from '../../core/timers.js';
 import {
@@ -14,6 +13,7 @@ import {
   type PgListenClientLike,
   type PgRowsResultLike,
 } from './schema.js';
+import { checkWorkerOptions, type OutboxMessageRow, WorkerEvents, workerLogger } from './table-worker.js';
 
 /** Options of {@link startOutboxRelay}. Every duration is in milliseconds. */
 export interface OutboxRelayOptions {
@@ -101,15 +101,7 @@ export interface OutboxRelayEvents {
 
 type Listener<E extends keyof OutboxRelayEvents> = (event: OutboxRelayEvents[E]) => void;
 
-interface Row {
-  seq: string;
-  id: string;
-  topic: string;
-  key: string | null;
-  tag: string | null;
-  headers: Headers;
-  content_type: string;
-  payload: Buffer;
+interface Row extends OutboxMessageRow {
   delay_ms: number;
   attempts: number;
 }
@@ -202,7 +194,7 @@ class Relay implements OutboxRelay {
   private readonly sessionTimeoutMs: number;
   private readonly logger: Logger;
   private readonly lockClass: string;
-  private readonly events: Listeners<OutboxRelayEvents>;
+  private readonly events: WorkerEvents<OutboxRelayEvents>;
   private readonly specs = new Map<string, TopicSpec<Uint8Array>>();
   private readonly owned = new Set<number>();
   /** Rows published and not yet deleted or marked 'sent'. */
@@ -227,13 +219,7 @@ class Relay implements OutboxRelay {
   private closing: Promise<void> | undefined;
 
   constructor(options: OutboxRelayOptions) {
-    if (!isPlainObject(options)) throw new ConfigError('outboxRelay', 'must be an options object');
-    refuseUnknownKeys(options, RELAY_KEYS, 'outboxRelay.');
-    if (typeof options.pool?.connect !== 'function')
-      throw new ConfigError('outboxRelay.pool', 'must be a pg Pool');
-    if (typeof options.producer?.sendBatch !== 'function') {
-      throw new ConfigError('outboxRelay.producer', 'must be an mqkit Producer');
-    }
+    checkWorkerOptions(options, RELAY_KEYS, 'outboxRelay');
     this.pool = options.pool;
     this.producer = options.producer;
     this.table = outboxTable(options.table, 'outboxRelay.table');
@@ -282,11 +268,10 @@ class Relay implements OutboxRelay {
       10_000,
       600_000,
     );
-    if (options.logger !== undefined && !isLogger(options.logger)) {
-      throw new ConfigError('outboxRelay.logger', 'must have debug, info, warn and error methods');
-    }
-    this.logger = options.logger ?? processWarningLogger();
-    this.events = new Listeners(this.logger, "the outbox relay's");
+    this.logger = workerLogger(options.logger, 'outboxRelay');
+    this.events = new WorkerEvents(this.logger, "the outbox relay's", 'outbox relay', {
+      relayId: this.relayId,
+    });
     this.lockClass = `mqkit-outbox:${this.table}`;
   }
 
@@ -300,16 +285,6 @@ class Relay implements OutboxRelay {
 
   private emit<E extends keyof OutboxRelayEvents>(event: E, payload: OutboxRelayEvents[E]): void {
     this.events.emit(event, payload);
-  }
-
-  private report(error: unknown, context: string): void {
-    safeLog(
-      this.logger,
-      'warn',
-      { err: error, context, relayId: this.relayId },
-      `outbox relay: ${context}: ${thrownText(error)}`,
-    );
-    this.emit('error', { error, context });
   }
 
   wake(): void {
@@ -367,7 +342,7 @@ class Relay implements OutboxRelay {
       this.owned.clear();
       this.emit('slots', { owned: [] });
     }
-    this.report(error, context);
+    this.events.report(error, context);
     this.wake();
   }
 
@@ -529,14 +504,14 @@ class Relay implements OutboxRelay {
       } catch (error) {
         if (this.closed) break;
         failures++;
-        this.report(error, 'batch failed; retrying');
+        this.events.report(error, 'batch failed; retrying');
         await sleep(Math.min(this.pollMs, 50 * 2 ** Math.min(failures, 6)), this.stop.signal);
       }
     }
     try {
       await this.flushMarks();
     } catch (error) {
-      this.report(error, 'marking the last batch failed; its rows will be published again');
+      this.events.report(error, 'marking the last batch failed; its rows will be published again');
     }
   }
 
@@ -771,7 +746,7 @@ class Relay implements OutboxRelay {
           if (deleted < this.cleanupBatch || this.closed) break;
         }
       } catch (error) {
-        this.report(error, 'cleanup failed; trying again at the next interval');
+        this.events.report(error, 'cleanup failed; trying again at the next interval');
       }
     }
   }

@@ -1,6 +1,7 @@
 import { ConfigError } from '../../core/errors.js';
 import { intOption, refuseUnknownKeys } from '../../core/options.js';
 import type { PgClientLike, PgResultLike } from '../idempotency/postgres-consumer.js';
+import { inPooledTransaction } from '../pooled-transaction.js';
 
 // pg is an optional peer: as in the idempotency pattern, these describe what mqkit calls.
 
@@ -157,21 +158,11 @@ END $$`,
  */
 export async function ensureOutbox(pool: OutboxPoolLike, options: EnsureOutboxOptions = {}): Promise<void> {
   const statements = outboxMigration(options);
-  const client = await pool.connect();
-  let broken = false;
-  try {
-    await client.query('BEGIN');
+  await inPooledTransaction(await pool.connect(), async (client) => {
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [
       `mqkit-outbox-migration:${outboxTable(options.table, 'ensureOutbox.table')}`,
     ]);
     for (const sql of statements) await client.query(sql);
     await client.query('COMMIT');
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {
-      broken = true;
-    });
-    throw error;
-  } finally {
-    client.release(broken);
-  }
+  });
 }

@@ -1,8 +1,7 @@
 import type { Producer } from '../../core/broker.js';
 import { bytesCodec, decodeBody, jsonCodec } from '../../core/codec.js';
 import { ClosedError, ConfigError, UnsupportedError } from '../../core/errors.js';
-import { Listeners } from '../../core/events.js';
-import { isLogger, type Logger, processWarningLogger, safeLog } from '../../core/logger.js';
+import { type Logger, safeLog } from '../../core/logger.js';
 import type { Headers, OutgoingMessage, TopicRef } from '../../core/message.js';
 import {
   NATIVE_TRANSACTIONS,
@@ -23,6 +22,12 @@ import { sleep } from '../../core/timers.js';
 import { insertRows } from '../outbox/outbox.js';
 import { type OutboxRelay, type OutboxRelayOptions, startOutboxRelay } from '../outbox/relay.js';
 import { channelOf, type OutboxPoolLike, outboxTable } from '../outbox/schema.js';
+import {
+  checkWorkerOptions,
+  type OutboxMessageRow,
+  WorkerEvents,
+  workerLogger,
+} from '../outbox/table-worker.js';
 
 /**
  * What the application says about its local transaction (RocketMQ's LocalTransactionState).
@@ -222,15 +227,7 @@ const KEYS = [
   'logger',
 ];
 
-interface HalfRow {
-  seq: string;
-  id: string;
-  topic: string;
-  key: string | null;
-  tag: string | null;
-  headers: Headers;
-  content_type: string;
-  payload: Buffer;
+interface HalfRow extends OutboxMessageRow {
   checks: number;
 }
 
@@ -268,6 +265,39 @@ function contentTypeOf(message: OutgoingMessage<unknown>): string {
   return message.body instanceof Uint8Array ? bytesCodec.contentType : jsonCodec.contentType;
 }
 
+/**
+ * Runs the application's local transaction on `message`, stored as half message `id`. Resolves
+ * with its answer, or with 'unknown' and what it threw: an answer other than 'commit',
+ * 'rollback' or 'unknown' counts as a throw (a `ConfigError`). Never rejects.
+ */
+async function runLocalTransaction<T>(
+  localTransaction: (message: HalfMessage<T>) => LocalTransactionState | Promise<LocalTransactionState>,
+  message: OutgoingMessage<T>,
+  id: string,
+): Promise<{ state: LocalTransactionState; error: unknown }> {
+  try {
+    const state = await localTransaction({
+      id,
+      topic: typeof message.topic === 'string' ? message.topic : message.topic.name,
+      body: message.body,
+      key: message.key,
+      tag: message.tag,
+      headers: { ...message.headers },
+      contentType: contentTypeOf(message),
+      checks: 0,
+    });
+    if (state !== 'commit' && state !== 'rollback' && state !== 'unknown') {
+      throw new ConfigError(
+        'localTransaction',
+        `must return 'commit', 'rollback' or 'unknown' (got ${String(state)})`,
+      );
+    }
+    return { state, error: undefined };
+  } catch (thrown) {
+    return { state: 'unknown', error: thrown };
+  }
+}
+
 class HalfMessages implements TransactionalProducer {
   readonly group: string;
   private readonly pool: OutboxPoolLike;
@@ -279,7 +309,7 @@ class HalfMessages implements TransactionalProducer {
   private readonly scanMs: number;
   private readonly keepRolledBackMs: number;
   private readonly logger: Logger;
-  private readonly events: Listeners<HalfMessageEvents>;
+  private readonly events: WorkerEvents<HalfMessageEvents>;
   private readonly stop = new AbortController();
   private relay: OutboxRelay | undefined;
   private loop: Promise<void> | undefined;
@@ -289,13 +319,7 @@ class HalfMessages implements TransactionalProducer {
   private readonly topics: string[];
 
   constructor(private readonly options: HalfMessagesOptions) {
-    if (!isPlainObject(options)) throw new ConfigError('halfMessages', 'must be an options object');
-    refuseUnknownKeys(options, KEYS, 'halfMessages.');
-    if (typeof options.pool?.connect !== 'function')
-      throw new ConfigError('halfMessages.pool', 'must be a pg Pool');
-    if (typeof options.producer?.sendBatch !== 'function') {
-      throw new ConfigError('halfMessages.producer', 'must be an mqkit Producer');
-    }
+    checkWorkerOptions(options, KEYS, 'halfMessages');
     if (typeof options.checkLocalTransaction !== 'function') {
       throw new ConfigError('halfMessages.checkLocalTransaction', 'must be a function');
     }
@@ -329,14 +353,11 @@ class HalfMessages implements TransactionalProducer {
         }
       }
     }
-    if (options.logger !== undefined && !isLogger(options.logger)) {
-      throw new ConfigError('halfMessages.logger', 'must have debug, info, warn and error methods');
-    }
+    this.logger = workerLogger(options.logger, 'halfMessages');
     if (options.topics !== undefined && !Array.isArray(options.topics))
       throw new ConfigError('halfMessages.topics', 'must be an array of topics');
     this.topics = (options.topics ?? []).map((t, i) => userTopicName(t, `halfMessages.topics[${i}]`));
-    this.logger = options.logger ?? processWarningLogger();
-    this.events = new Listeners(this.logger, "the half messages'");
+    this.events = new WorkerEvents(this.logger, "the half messages'", 'half messages', { group: this.group });
   }
 
   async start(): Promise<void> {
@@ -398,16 +419,6 @@ class HalfMessages implements TransactionalProducer {
     this.events.emit(event, payload);
   }
 
-  private report(error: unknown, context: string): void {
-    safeLog(
-      this.logger,
-      'warn',
-      { err: error, context, group: this.group },
-      `half messages: ${context}: ${thrownText(error)}`,
-    );
-    this.emit('error', { error, context });
-  }
-
   async sendInTransaction<T>(
     message: OutgoingMessage<T>,
     localTransaction: (
@@ -436,39 +447,16 @@ class HalfMessages implements TransactionalProducer {
     }
     // Stored and committed before the local transaction runs: a crash from here on leaves a
     // prepared message for the checker, never a local change without its message.
-    const [id] = await insertRows(this.pool, this.table, [message as OutgoingMessage<unknown>], {
+    const [stored] = await insertRows(this.pool, this.table, [message as OutgoingMessage<unknown>], {
       group: this.group,
       checkAfterMs: immunityMs,
     });
-    const half: HalfMessage<T> = {
-      id: id as string,
-      topic: typeof message.topic === 'string' ? message.topic : message.topic.name,
-      body: message.body,
-      key: message.key,
-      tag: message.tag,
-      headers: { ...message.headers },
-      contentType: contentTypeOf(message),
-      checks: 0,
-    };
-    let state: LocalTransactionState;
-    let error: unknown;
-    try {
-      state = await localTransaction(half);
-      if (state !== 'commit' && state !== 'rollback' && state !== 'unknown') {
-        throw new ConfigError(
-          'localTransaction',
-          `must return 'commit', 'rollback' or 'unknown' (got ${String(state)})`,
-        );
-      }
-    } catch (thrown) {
-      state = 'unknown';
-      error = thrown;
-    }
-    if (state === 'unknown')
-      return { id: half.id, state: 'prepared', ...(error === undefined ? {} : { error }) };
-    await this.decide(half.id, state, ['prepared']);
-    const now = await this.state(half.id);
-    return { id: half.id, state: now ?? 'committed' };
+    const id = stored as string;
+    const { state, error } = await runLocalTransaction(localTransaction, message, id);
+    if (state === 'unknown') return { id, state: 'prepared', ...(error === undefined ? {} : { error }) };
+    await this.decide(id, state, ['prepared']);
+    const now = await this.state(id);
+    return { id, state: now ?? 'committed' };
   }
 
   /** Records a decision if the message is still in one of `from`; resolves whether it was. */
@@ -556,7 +544,7 @@ class HalfMessages implements TransactionalProducer {
         }
       } catch (error) {
         if (this.closed) break;
-        this.report(error, 'check scan failed; trying again');
+        this.events.report(error, 'check scan failed; trying again');
       }
       await sleep(this.scanMs, this.stop.signal);
     }
@@ -653,33 +641,14 @@ class HalfMessages implements TransactionalProducer {
     const { id, decision, endError } = await (this.native as NativeTransactionGroup).send(
       message as OutgoingMessage<unknown>,
       async (id) => {
-        try {
-          const state = await localTransaction({
-            id,
-            topic: typeof message.topic === 'string' ? message.topic : message.topic.name,
-            body: message.body,
-            key: message.key,
-            tag: message.tag,
-            headers: { ...message.headers },
-            contentType: contentTypeOf(message),
-            checks: 0,
-          });
-          if (state !== 'commit' && state !== 'rollback' && state !== 'unknown') {
-            throw new ConfigError(
-              'localTransaction',
-              `must return 'commit', 'rollback' or 'unknown' (got ${String(state)})`,
-            );
-          }
-          return state;
-        } catch (thrown) {
-          error = thrown;
-          return 'unknown';
-        }
+        const outcome = await runLocalTransaction(localTransaction, message, id);
+        error = outcome.error;
+        return outcome.state;
       },
     );
     // The local transaction ran; its decision did not reach the broker, whose checks decide.
     if (endError !== undefined)
-      this.report(endError, `ending the transaction of ${id} (a check will decide)`);
+      this.events.report(endError, `ending the transaction of ${id} (a check will decide)`);
     if (decision !== 'unknown')
       this.emit('resolved', { id, state: decision === 'commit' ? 'committed' : 'rolled-back' });
     const state: HalfMessageState =
