@@ -213,9 +213,9 @@ export class KafkaTransport implements ConsumerTransport<KafkaRecord> {
       if (this.closing.signal.aborted) return;
       this.joined = false;
       this.failure = undefined;
-      const consumer = this.newConsumer();
-      this.consumer = consumer;
       try {
+        const consumer = this.newConsumer();
+        this.consumer = consumer;
         await this.join(consumer);
         return;
       } catch (error) {
