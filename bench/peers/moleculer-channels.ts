@@ -46,7 +46,11 @@ async function run(url: string, options: BenchOptions, onProgress?: ProgressList
   if (kafka) {
     const { default: kafkajs } = await import('kafkajs');
     // kafka://[user:pass@]host:port[,host:port...]
-    const hosts = (url.slice('kafka://'.length).split(/[/?#]/)[0] ?? '').split('@').pop()!.split(',');
+    const hosts = (url.slice('kafka://'.length).split(/[/?#]/)[0] ?? '')
+      .split('@')
+      .pop()!
+      .split(',')
+      .map((host) => (host.includes(':') ? host : `${host}:9092`));
     const client = new kafkajs.Kafka({ brokers: hosts, logLevel: kafkajs.logLevel.NOTHING });
     const admin = client.admin();
     await admin.connect();

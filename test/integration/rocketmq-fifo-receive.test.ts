@@ -24,10 +24,13 @@ describe('rocketmq: receiving for an ordered group', () => {
       received += views.length;
       return views;
     };
+    // Counted when the ack ends, also when it fails (the transport stops waiting on it then too).
     proto.ack = async function (this: unknown, ...args: unknown[]) {
-      const done = await ack.apply(this, args);
-      acked++;
-      return done;
+      try {
+        return await ack.apply(this, args);
+      } finally {
+        acked++;
+      }
     };
     const broker = await connect(inject('rocketmqUrl'));
     try {

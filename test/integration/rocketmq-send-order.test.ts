@@ -1,3 +1,4 @@
+import { Producer as ClientProducer } from 'rocketmq-client-nodejs';
 import { describe, expect, inject, it } from 'vitest';
 import { connect } from '../../src/index.js';
 import { Collector, uniqueName } from '../../src/testing/index.js';
@@ -32,4 +33,38 @@ describe('rocketmq: one producer, one key, calls in flight at once', () => {
       await broker.close();
     }
   }, 90_000);
+
+  it('bounds each call by its own timeout while it waits behind a slow send of its key, and then does not send it', async () => {
+    const proto = ClientProducer.prototype as unknown as { send: (...args: unknown[]) => Promise<unknown> };
+    const send = proto.send;
+    let openGate = (): void => {};
+    const gate = new Promise<void>((resolve) => {
+      openGate = resolve;
+    });
+    let calls = 0;
+    // The first RPC is held until the test opens the gate; later ones go through.
+    proto.send = async function (this: unknown, ...args: unknown[]) {
+      if (calls++ === 0) await gate;
+      return send.apply(this, args);
+    };
+    const broker = await connect(inject('rocketmqUrl'));
+    try {
+      const topic = uniqueName('send-timeout');
+      await broker.ensureTopic(topic, { partitions: 1 });
+      const producer = broker.producer({ timeoutMs: 300 });
+      const sends = Array.from({ length: 4 }, (_, n) => producer.send({ topic, key: 'k', body: { n } }));
+      const settled = await Promise.allSettled(sends);
+      expect(settled.map((s) => s.status)).toEqual(['rejected', 'rejected', 'rejected', 'rejected']);
+      for (const s of settled) expect((s as PromiseRejectedResult).reason).toMatchObject({ code: 'TIMEOUT' });
+      // Only the held RPC went out: the others' turn came after their callers had given up.
+      expect(calls).toBe(1);
+      openGate();
+      await producer.close();
+      expect(calls).toBe(1);
+    } finally {
+      openGate();
+      proto.send = send;
+      await broker.close();
+    }
+  }, 60_000);
 });

@@ -306,27 +306,41 @@ class RocketMqProducer implements Producer {
   }
 
   /**
-   * Sends `wire` once the producer's previous send of the same key has settled (resolved or
-   * failed), so one producer stores a key's messages in call order, also across `send` and
+   * Sends `wire` once the producer's previous send of the same key has ended (stored or
+   * refused), so one producer stores a key's messages in call order, also across `send` and
    * `sendBatch` calls in flight at once. The gRPC client sends every message as an RPC of its
    * own, and concurrent RPCs may be stored in any order; Kafka's and RabbitMQ's producers keep
    * call order on their connection, and a service moving between brokers should not find its
    * keys reordered here. Keys run in parallel; messages without a key go at once.
+   *
+   * The chain follows the RPCs (each bounded by the client's request timeout), not the callers'
+   * timeouts: a send whose caller timed out still holds back the key's next one until its RPC
+   * ends, since it may yet be stored. Each call's `timeoutMs` counts from the call, waiting
+   * included; a message whose turn comes after its caller timed out is not sent.
    */
   private inKeyOrder(wire: WireMessage): Promise<SendResult> {
+    const deadline = Date.now() + this.timeoutMs;
     const key = wire.key;
-    if (key === undefined) return this.write(wire);
+    if (key === undefined) return this.bounded(wire, this.writeOnce(wire));
     const previous = this.lastOfKey.get(key);
-    const sent = previous === undefined ? this.write(wire) : previous.then(() => this.write(wire));
-    const settled = sent.then(
+    const attempt =
+      previous === undefined
+        ? this.writeOnce(wire)
+        : previous.then(() => {
+            if (Date.now() < deadline) return this.writeOnce(wire);
+            throw new TimeoutError(
+              `send to ${wire.topic}: not sent within ${this.timeoutMs} ms, waiting behind earlier messages of its key`,
+            );
+          });
+    const ended = attempt.then(
       () => {},
       () => {},
     );
-    this.lastOfKey.set(key, settled);
-    void settled.then(() => {
-      if (this.lastOfKey.get(key) === settled) this.lastOfKey.delete(key);
+    this.lastOfKey.set(key, ended);
+    void ended.then(() => {
+      if (this.lastOfKey.get(key) === ended) this.lastOfKey.delete(key);
     });
-    return sent;
+    return this.bounded(wire, attempt);
   }
 
   sendOneWay<T>(message: OutgoingMessage<T>): void {
@@ -347,7 +361,8 @@ class RocketMqProducer implements Producer {
     return p;
   }
 
-  private async write(wire: WireMessage): Promise<SendResult> {
+  /** `attempt`, rejected with a retriable TimeoutError past `timeoutMs`; emits the publish events. */
+  private async bounded(wire: WireMessage, attempt: Promise<SendResult>): Promise<SendResult> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -361,7 +376,7 @@ class RocketMqProducer implements Producer {
       );
     });
     try {
-      const result = await Promise.race([this.writeOnce(wire), timeout]);
+      const result = await Promise.race([attempt, timeout]);
       this.published.confirmed(result);
       return result;
     } catch (error) {

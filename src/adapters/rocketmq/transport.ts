@@ -342,7 +342,7 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
    * receive goes out as soon as there is room, as for a normal group.
    */
   private everyQueueLocked(): boolean {
-    if (!this.orderly || this.queueCount === undefined) return false;
+    if (!this.orderly || this.queueCount === undefined || this.unackedPerQueue.size === 0) return false;
     if (this.unackedPerQueue.size < this.queueCount) return false;
     // Queues may have been added since (ensureTopic raises the count): look again now and then.
     if (Date.now() - this.queueCountReadAt > QUEUE_COUNT_MAX_AGE_MS) void this.readQueueCount();
@@ -352,9 +352,13 @@ export class RocketMqTransport implements ConsumerTransport<RocketMqRecord> {
   private async readQueueCount(): Promise<void> {
     this.queueCountReadAt = Date.now();
     try {
-      this.queueCount = (await this.context.admin.queues(this.nativeTopic)).length;
+      // No route (a name server that restarted and has not heard from the brokers yet, a topic
+      // deleted) reads as no queues: count unknown then, rather than "every queue locked" with
+      // none held, which no ack would ever end.
+      const count = (await this.context.admin.queues(this.nativeTopic)).length;
+      this.queueCount = count > 0 ? count : undefined;
     } catch (error) {
-      this.engine?.report(`reading the queues of ${this.options.topic} failed`, error);
+      if (!this.stopping) this.engine?.report(`reading the queues of ${this.options.topic} failed`, error);
     }
     this.wake?.();
   }

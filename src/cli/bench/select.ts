@@ -274,7 +274,8 @@ export async function runSelection(
           return false;
         }
       };
-      // The raw client's run, when there is one, is pushed after mqkit's (results[0] is mqkit's).
+      // The raw client's run, when there is one, is pushed after mqkit's (results[0] is mqkit's
+      // when mqkit ran).
       const runRaw = async (): Promise<void> => {
         if (baseline === 'raw' && rawKind === 'kafka') {
           await attempt('raw kafkajs', async () => {
@@ -344,9 +345,10 @@ export async function runSelection(
       if (rawFirst) await runRaw();
       const mqkitRan = await runMqkit();
       if (!mqkitRan) {
-        // Without mqkit's run there is nothing to compare the others with on this URL.
-        if (kind !== '')
-          runs.push({ url: redact(url), broker: kind, ...(repeat > 1 ? { round } : {}), results });
+        // Without mqkit's run there is nothing to compare the others with on this URL; a raw
+        // run that went first (even rounds) is still reported, without a ratio.
+        const broker = kind !== '' ? kind : results.length > 0 ? rawKind : '';
+        if (broker !== '') runs.push({ url: redact(url), broker, ...(repeat > 1 ? { round } : {}), results });
         continue;
       }
       const settings =
