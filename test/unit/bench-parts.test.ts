@@ -381,6 +381,29 @@ describe('bench reports', () => {
     expect(md).toMatch(/Brokers: rabbitmq 4\.1\.0\./);
   });
 
+  it("shows a broker tool's unreported figures as '-' in the page's table, as in the Markdown", () => {
+    const report = sampleReport();
+    const base = report.brokers[0]!.results[0]!;
+    const none = { count: 0, p50: 0, p95: 0, p99: 0, p999: 0, max: 0 };
+    report.brokers[0]!.results.push({
+      ...base,
+      label: 'ProducerPerformance 3.9.1',
+      library: 'ProducerPerformance',
+      external: true,
+      endToEndRate: 0,
+      endToEndMBps: 0,
+      produceRate: 35_765,
+      endToEnd: none,
+      cpuUsPerMessage: 0,
+    });
+    expect(formatHtml(report)).toContain(
+      '<tr><td>ProducerPerformance 3.9.1</td><td>-</td><td>35,765</td><td>-</td><td>-</td><td>-</td><td>-</td><td>-</td><td>-</td><td>-</td><td>-</td></tr>',
+    );
+    expect(formatHtml(report)).toContain(
+      '<tr><td>mqkit kafka</td><td>50,000</td><td>55,000</td><td>2.00</td><td>8.00</td><td>9.00</td><td>0</td><td>0</td><td>0</td><td>0</td><td>20.0</td></tr>',
+    );
+  });
+
   it('renders a self-contained page: no external resource, labels escaped', () => {
     const html = formatHtml(sampleReport());
     expect(html).not.toMatch(/(src|href)=["']?(https?:)?\/\//);

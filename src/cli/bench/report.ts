@@ -227,10 +227,24 @@ ${report.failures.map((f) => `<p class="failure">Failed ${escapeHtml(f)}</p>`).j
 <div class="charts" id="charts"></div>
 <table id="results"><thead><tr><th>run</th><th>e2e msg/s</th><th>produce msg/s</th><th>e2e p50 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>lost</th><th>refused</th><th>dup</th><th>out of order</th><th>CPU µs/msg</th></tr></thead><tbody>
 ${results
-  .map(
-    (r) =>
-      `<tr><td>${escapeHtml(r.label)}</td><td>${whole(r.endToEndRate)}</td><td>${whole(r.produceRate)}</td><td>${fixed(r.endToEnd.p50, 2)}</td><td>${fixed(r.endToEnd.p99, 2)}</td><td>${fixed(r.endToEnd.p999, 2)}</td><td>${r.lost}</td><td>${r.refused}</td><td>${r.duplicated}</td><td>${r.outOfOrder}</td><td>${fixed(r.cpuUsPerMessage, 1)}</td></tr>`,
-  )
+  .map((r) => {
+    // A broker tool's row, as in the Markdown table: a figure it does not report is '-', not 0.
+    const v = (value: number, text: string) => (r.external && value === 0 ? '-' : text);
+    const ms = (value: number) => v(value, fixed(value, 2));
+    const checked = r.external
+      ? ['-', '-', '-', '-', '-']
+      : [r.lost, r.refused, r.duplicated, r.outOfOrder, fixed(r.cpuUsPerMessage, 1)];
+    const cells = [
+      escapeHtml(r.label),
+      v(r.endToEndRate, whole(r.endToEndRate)),
+      v(r.produceRate, whole(r.produceRate)),
+      ms(r.endToEnd.p50),
+      ms(r.endToEnd.p99),
+      ms(r.endToEnd.p999),
+      ...checked,
+    ];
+    return `<tr>${cells.map((c) => `<td>${c}</td>`).join('')}</tr>`;
+  })
   .join('\n')}
 </tbody></table>
 <script type="application/json" id="data">${data}</script>
