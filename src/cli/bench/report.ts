@@ -5,6 +5,10 @@ import { describeWorkload } from './workload.js';
 const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
 const whole = (n: number) => Math.round(n).toLocaleString('en-US');
 
+/** A cell of `r`'s row: for a broker tool's row, a figure it does not report (0) is '-', not 0. */
+const reported = (r: BenchResult, value: number, text: string) => (r.external && value === 0 ? '-' : text);
+const reportedMs = (r: BenchResult, value: number) => reported(r, value, fixed(value, 2));
+
 /** The console report: the workload, one table of every run, then mqkit/raw ratios. */
 export function formatConsole(report: SelectionReport): string {
   const results = report.brokers.flatMap((b) => b.results);
@@ -110,9 +114,8 @@ export function formatMarkdown(report: SelectionReport): string {
     row(head),
     row(head.map((_, i) => (i === 0 ? '---' : '---:'))),
     ...results.map((r) => {
-      // A broker tool's row: a figure it does not report is '-', not 0.
-      const v = (value: number, text: string) => (r.external && value === 0 ? '-' : text);
-      const ms = (value: number) => v(value, fixed(value, 2));
+      const v = (value: number, text: string) => reported(r, value, text);
+      const ms = (value: number) => reportedMs(r, value);
       return row([
         r.label,
         String(r.sent),
@@ -228,19 +231,16 @@ ${report.failures.map((f) => `<p class="failure">Failed ${escapeHtml(f)}</p>`).j
 <table id="results"><thead><tr><th>run</th><th>e2e msg/s</th><th>produce msg/s</th><th>e2e p50 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>lost</th><th>refused</th><th>dup</th><th>out of order</th><th>CPU µs/msg</th></tr></thead><tbody>
 ${results
   .map((r) => {
-    // A broker tool's row, as in the Markdown table: a figure it does not report is '-', not 0.
-    const v = (value: number, text: string) => (r.external && value === 0 ? '-' : text);
-    const ms = (value: number) => v(value, fixed(value, 2));
     const checked = r.external
       ? ['-', '-', '-', '-', '-']
       : [r.lost, r.refused, r.duplicated, r.outOfOrder, fixed(r.cpuUsPerMessage, 1)];
     const cells = [
       escapeHtml(r.label),
-      v(r.endToEndRate, whole(r.endToEndRate)),
-      v(r.produceRate, whole(r.produceRate)),
-      ms(r.endToEnd.p50),
-      ms(r.endToEnd.p99),
-      ms(r.endToEnd.p999),
+      reported(r, r.endToEndRate, whole(r.endToEndRate)),
+      reported(r, r.produceRate, whole(r.produceRate)),
+      reportedMs(r, r.endToEnd.p50),
+      reportedMs(r, r.endToEnd.p99),
+      reportedMs(r, r.endToEnd.p999),
       ...checked,
     ];
     return `<tr>${cells.map((c) => `<td>${c}</td>`).join('')}</tr>`;
